@@ -1,0 +1,11 @@
+//! OpenAI Chat Completions wire types: what clients send and what callm answers.
+//!
+//! These types are the contract between the server, the template renderer and the
+//! tool-call parsers. Unknown fields are ignored everywhere (clients echo SDK objects
+//! back with extra null-valued keys).
+
+pub mod request;
+pub mod response;
+
+pub use request::*;
+pub use response::*;

@@ -2,5 +2,16 @@
 //!
 //! See `ARCHITECTURE.md` for the codemap and how a request flows through the crate.
 
+pub mod chat;
+pub mod cli;
+pub mod device;
+pub mod engine;
+pub mod loader;
+pub mod model;
 pub mod openai;
+pub mod parsers;
+pub mod paths;
 pub mod registry;
+pub mod server;
+pub mod template;
+pub mod tokenizer;

@@ -92,6 +92,12 @@ pub struct Family {
     pub stop: Vec<String>,
     /// Role name tool results take in the prompt.
     pub tool_role: String,
+    /// Text that opens a tool call (forced for `tool_choice: "required"`).
+    #[serde(default)]
+    pub call_prefix: Option<String>,
+    /// Text that opens a call of `{name}` (forced for a named `tool_choice`).
+    #[serde(default)]
+    pub named_call_prefix: Option<String>,
     /// Detection hints.
     #[serde(default)]
     pub detect: Detect,
@@ -143,7 +149,9 @@ impl Registry {
                 return Err(RegistryError::Duplicate(f.name.clone()));
             }
         }
-        Ok(Registry { families: file.family })
+        Ok(Registry {
+            families: file.family,
+        })
     }
 
     /// The registry compiled into callm.
@@ -184,7 +192,12 @@ impl Registry {
     pub fn require(&self, name: &str) -> Result<&Family, RegistryError> {
         self.get(name).ok_or_else(|| RegistryError::UnknownFamily {
             name: name.to_string(),
-            known: self.families.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            known: self
+                .families
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -196,14 +209,28 @@ impl Registry {
         let mut best: Option<(u32, &Family)> = None;
         for f in &self.families {
             let mut score = 0;
-            if f.detect.name_patterns.iter().any(|p| names.iter().any(|n| n.contains(p.as_str()))) {
+            if f.detect
+                .name_patterns
+                .iter()
+                .any(|p| names.iter().any(|n| n.contains(p.as_str())))
+            {
                 score += 100;
             }
             if let Some(t) = hints.template {
-                let hits = f.detect.template_markers.iter().filter(|m| t.contains(m.as_str())).count();
+                let hits = f
+                    .detect
+                    .template_markers
+                    .iter()
+                    .filter(|m| t.contains(m.as_str()))
+                    .count();
                 score += 10 * hits as u32;
             }
-            if f.detect.architectures.iter().any(|a| hints.architectures.iter().any(|h| h.eq_ignore_ascii_case(a))) {
+            if f.detect.architectures.iter().any(|a| {
+                hints
+                    .architectures
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(a))
+            }) {
                 score += 1;
             }
             // Architecture alone is not enough: many unrelated models share "llama".
@@ -247,7 +274,11 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
         for f in r.families() {
             if let TemplateSource::Bundled(file) = f.template_source() {
-                assert!(dir.join(&file).is_file(), "{} names missing template {file}", f.name);
+                assert!(
+                    dir.join(&file).is_file(),
+                    "{} names missing template {file}",
+                    f.name
+                );
             }
         }
     }
@@ -262,17 +293,32 @@ mod tests {
             template: Some(qwen_tpl),
         };
         assert_eq!(r.detect(&h).name, "qwen2.5");
-        let h = ModelHints { architectures: vec!["llama".into()], names: vec!["SmolLM2 135M Instruct".into()], template: Some("<|im_start|>") };
+        let h = ModelHints {
+            architectures: vec!["llama".into()],
+            names: vec!["SmolLM2 135M Instruct".into()],
+            template: Some("<|im_start|>"),
+        };
         assert_eq!(r.detect(&h).name, "generic");
-        let h = ModelHints { architectures: vec!["MistralForCausalLM".into()], names: vec![], template: Some("[AVAILABLE_TOOLS]") };
+        let h = ModelHints {
+            architectures: vec!["MistralForCausalLM".into()],
+            names: vec![],
+            template: Some("[AVAILABLE_TOOLS]"),
+        };
         assert_eq!(r.detect(&h).name, "mistral-7b-instruct-v0.3");
-        let h = ModelHints { architectures: vec![], names: vec!["/models/Meta-Llama-3.1-8B-Instruct".into()], template: None };
+        let h = ModelHints {
+            architectures: vec![],
+            names: vec!["/models/Meta-Llama-3.1-8B-Instruct".into()],
+            template: None,
+        };
         assert_eq!(r.detect(&h).name, "llama-3.1");
     }
 
     #[test]
     fn unknown_family_lists_known_ones() {
-        let err = Registry::builtin().require("gpt-5").unwrap_err().to_string();
+        let err = Registry::builtin()
+            .require("gpt-5")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gpt-5") && err.contains("qwen2.5"), "{err}");
     }
 
@@ -280,6 +326,9 @@ mod tests {
     fn malformed_registry_is_an_error_not_a_panic() {
         assert!(Registry::from_toml("[[family]]\nname = 3", "x").is_err());
         let dup = format!("{BUILTIN_MODELS_TOML}\n[[family]]\nname = \"generic\"\narchitecture = \"llama\"\nhf_repo = \"a/b\"\ntemplate = \"model\"\nparsers = []\ntool_role = \"tool\"\n");
-        assert!(matches!(Registry::from_toml(&dup, "x"), Err(RegistryError::Duplicate(_))));
+        assert!(matches!(
+            Registry::from_toml(&dup, "x"),
+            Err(RegistryError::Duplicate(_))
+        ));
     }
 }

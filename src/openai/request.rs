@@ -181,7 +181,10 @@ fn function_type() -> String {
 impl Tool {
     /// A function tool.
     pub fn function(function: FunctionDefinition) -> Self {
-        Tool { kind: function_type(), function }
+        Tool {
+            kind: function_type(),
+            function,
+        }
     }
 }
 

@@ -1,0 +1,51 @@
+//! Rendering speed of a typical tools prompt (Qwen2.5 template, two tools, a tool round trip).
+
+use callm::openai::ChatCompletionRequest;
+use callm::template::{ModelTemplateInfo, PromptRenderer};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+const TEMPLATE: &str = r#"{%- if tools %}{{- '<|im_start|>system\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{%- else %}{{- 'You are a helpful assistant.' }}{%- endif %}{{- "\n\n# Tools\n\n<tools>" }}{%- for tool in tools %}{{- "\n" }}{{- tool | tojson }}{%- endfor %}{{- "\n</tools><|im_end|>\n" }}{%- endif %}
+{%- for message in messages %}{%- if message.role == "user" or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}{%- elif message.role == "assistant" %}{{- '<|im_start|>assistant' }}{%- for tool_call in message.tool_calls %}{{- '\n<tool_call>\n{"name": "' + tool_call.function.name + '", "arguments": ' + tool_call.function.arguments | tojson + '}\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\n' }}{%- elif message.role == "tool" %}{{- '<|im_start|>user\n<tool_response>\n' + message.content + '\n</tool_response><|im_end|>\n' }}{%- endif %}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"#;
+
+fn request() -> ChatCompletionRequest {
+    serde_json::from_value(serde_json::json!({
+        "tools": [
+            {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"},
+             "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}}},
+            {"type": "function", "function": {"name": "get_time", "description": "Local time in a time zone.",
+             "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}}
+        ],
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What's the weather in Paris? <|im_end|>"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 21}"},
+            {"role": "user", "content": "And in Tokyo?"}
+        ]
+    }))
+    .expect("valid request")
+}
+
+fn bench(c: &mut Criterion) {
+    let info = ModelTemplateInfo::from_template(TEMPLATE, None, Some("<|im_end|>".into()));
+    let renderer = PromptRenderer::new(info, None)
+        .expect("template compiles")
+        .with_protected_tokens([
+            "<|im_start|>",
+            "<|im_end|>",
+            "<|endoftext|>",
+            "<tool_call>",
+            "</tool_call>",
+        ]);
+    let req = request();
+    c.bench_function("render_tools_prompt", |b| {
+        b.iter(|| renderer.render(black_box(&req)).expect("renders"))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

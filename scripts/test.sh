@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"; CI runs exactly this).
+# 1. fetches the real GGUF models the tests use (idempotent, sha256-verified, cached outside the repo);
+# 2. checks formatting and lints;
+# 3. builds once and runs every test (unit, integration, real-model, property tests, bench smoke runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/fetch-models.sh all
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked "$@"

@@ -1,0 +1,210 @@
+//! The chat pipeline shared by `callm generate`, `callm chat` and the server:
+//! OpenAI request → prompt ids → generation → streamed events and parsed tool calls.
+
+pub mod backend;
+pub mod prepare;
+pub mod types;
+
+use crate::engine::{CancelToken, FinishReason, LoadedModel};
+use crate::openai::{AssistantMessage, ChatCompletionRequest, ParsedOutput, Usage};
+use crate::parsers::{collect_events, StreamEvent};
+
+pub use prepare::{prepare, Prepared};
+pub use types::*;
+
+/// Renders and encodes the prompt of `req` for `lm` (tool-choice forcing included).
+pub fn prompt_ids(lm: &LoadedModel, req: &ChatCompletionRequest) -> Result<Vec<u32>, ChatError> {
+    Ok(prepare(lm, req, 0)?.prompt_ids)
+}
+
+/// Parses finished model output of a request with the family's parser chain.
+pub fn parse_output(
+    lm: &LoadedModel,
+    req: &ChatCompletionRequest,
+    text: &str,
+) -> Result<ParsedOutput, ChatError> {
+    let p = prepare::parse_plan(lm, req)?;
+    Ok(match p {
+        Some(opts) => lm.parsers.parse(text, &opts),
+        None => ParsedOutput {
+            content: Some(text.to_string()).filter(|t| !t.is_empty()),
+            tool_calls: vec![],
+        },
+    })
+}
+
+/// Runs one choice of a chat request to the end, streaming events to `on_event`
+/// (which returns `false` when the client is gone).
+pub fn run(
+    lm: &LoadedModel,
+    req: &ChatCompletionRequest,
+    choice: u32,
+    cancel: &CancelToken,
+    on_event: &mut dyn FnMut(ChatEvent) -> bool,
+) -> Result<ChatOutcome, ChatError> {
+    let prep = prepare(lm, req, choice)?;
+    let mut parser = prep.parse.clone().map(|opts| lm.parsers.stream(opts));
+    let mut sink = EventSink {
+        events: Vec::new(),
+        calls_done: 0,
+        max_calls: prep.max_calls,
+    };
+    let mut client_gone = false;
+    let mut stop_early = false;
+    match parser.as_mut() {
+        Some(p) => client_gone |= !sink.forward(p.push(&prep.forced), on_event),
+        None if !prep.forced.is_empty() => {
+            client_gone |= !sink.forward(vec![StreamEvent::Content(prep.forced.clone())], on_event)
+        }
+        None => {}
+    }
+    let mut logprobs = prep.top_logprobs.map(|_| Vec::new());
+    let stats = if client_gone {
+        None
+    } else {
+        let tokenizer = lm.tokenizer.clone();
+        let result = lm.generate(&prep.prompt_ids, &prep.params, cancel, &mut |tok| {
+            if let (Some(list), Some(lp)) = (logprobs.as_mut(), tok.logprob.as_ref()) {
+                let entry = types::token_logprobs(&tokenizer, lp);
+                list.push(entry.clone());
+                if !on_event(ChatEvent::Logprob(entry)) {
+                    client_gone = true;
+                    return false;
+                }
+            }
+            if tok.text.is_empty() {
+                return true;
+            }
+            let evs = match parser.as_mut() {
+                Some(p) => p.push(&tok.text),
+                None => vec![StreamEvent::Content(tok.text)],
+            };
+            if !sink.forward(evs, on_event) {
+                client_gone = true;
+                return false;
+            }
+            if sink.max_calls.is_some_and(|m| sink.calls_done >= m) {
+                stop_early = true;
+                return false;
+            }
+            true
+        });
+        Some(result.map_err(engine_error)?)
+    };
+    if let Some(p) = parser.as_mut() {
+        client_gone |= !sink.forward(p.finish(), on_event);
+    }
+    let events = sink.events;
+    let parsed = collect_events(&events);
+    let (prompt_tokens, completion_tokens, engine_finish) = match &stats {
+        Some(s) => (s.prompt_tokens, s.completion_tokens, s.finish),
+        None => (prep.prompt_ids.len(), 0, FinishReason::Cancelled),
+    };
+    let has_calls = !parsed.tool_calls.is_empty();
+    let finish = if has_calls {
+        if prep.legacy_functions {
+            ChatFinish::FunctionCall
+        } else {
+            ChatFinish::ToolCalls
+        }
+    } else if engine_finish == FinishReason::Length && !stop_early {
+        ChatFinish::Length
+    } else {
+        ChatFinish::Stop
+    };
+    let mut message = AssistantMessage {
+        role: "assistant".into(),
+        content: parsed.content,
+        tool_calls: None,
+        function_call: None,
+    };
+    if has_calls {
+        if prep.legacy_functions {
+            message.function_call = parsed.tool_calls.into_iter().next().map(|c| c.function);
+        } else {
+            message.tool_calls = Some(parsed.tool_calls);
+        }
+    }
+    Ok(ChatOutcome {
+        message,
+        finish,
+        usage: Usage {
+            prompt_tokens: prompt_tokens as u32,
+            completion_tokens: completion_tokens as u32,
+            total_tokens: (prompt_tokens + completion_tokens) as u32,
+        },
+        logprobs,
+        cancelled: client_gone || (engine_finish == FinishReason::Cancelled && !stop_early),
+    })
+}
+
+/// Maps engine errors to chat errors with the right HTTP meaning.
+pub(crate) fn engine_error(e: crate::engine::EngineError) -> ChatError {
+    use crate::engine::EngineError;
+    match e {
+        EngineError::ContextTooLong { prompt, context } => {
+            ChatError::ContextLength { prompt, context }
+        }
+        EngineError::InvalidParams(m) => ChatError::BadRequest {
+            message: m,
+            param: None,
+        },
+        EngineError::EmptyPrompt => ChatError::bad("messages", "the prompt is empty"),
+        other => ChatError::Internal(other.to_string()),
+    }
+}
+
+/// Collects parser events, forwards them to the front end as [`ChatEvent`]s, and drops
+/// calls beyond `max_calls` (`parallel_tool_calls: false`, named tool choice).
+struct EventSink {
+    events: Vec<StreamEvent>,
+    calls_done: usize,
+    max_calls: Option<usize>,
+}
+
+impl EventSink {
+    /// Forwards `evs`; returns `false` when the front end is gone.
+    fn forward(
+        &mut self,
+        evs: Vec<StreamEvent>,
+        on_event: &mut dyn FnMut(ChatEvent) -> bool,
+    ) -> bool {
+        let mut ok = true;
+        for ev in evs {
+            if let Some(max) = self.max_calls {
+                let index = match &ev {
+                    StreamEvent::ToolCallStart { index, .. }
+                    | StreamEvent::ArgumentsDelta { index, .. }
+                    | StreamEvent::ToolCallEnd { index } => Some(*index),
+                    StreamEvent::Content(_) => None,
+                };
+                if index.is_some_and(|i| i >= max) || (self.calls_done >= max && index.is_none()) {
+                    continue;
+                }
+            }
+            let mapped = match &ev {
+                StreamEvent::Content(t) => Some(ChatEvent::Content(t.clone())),
+                StreamEvent::ToolCallStart { index, id, name } => Some(ChatEvent::ToolCallStart {
+                    index: *index,
+                    id: id.clone(),
+                    name: name.clone(),
+                }),
+                StreamEvent::ArgumentsDelta { index, delta } => {
+                    Some(ChatEvent::ToolCallArguments {
+                        index: *index,
+                        delta: delta.clone(),
+                    })
+                }
+                StreamEvent::ToolCallEnd { .. } => {
+                    self.calls_done += 1;
+                    None
+                }
+            };
+            self.events.push(ev);
+            if let Some(m) = mapped {
+                ok &= on_event(m);
+            }
+        }
+        ok
+    }
+}

@@ -1,0 +1,177 @@
+//! `callm bench`: prompt-processing and generation speed, like llama.cpp's `llama-bench`.
+
+use std::time::Instant;
+
+use crate::cli::args::ModelArgs;
+use crate::engine::LoadedModel;
+use crate::registry::Registry;
+
+/// Arguments of `callm bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt tokens to process (the pp test; 0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Tokens to generate (the tg test; 0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
+    reps: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One test's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    /// `pp512`, `tg128`, ...
+    pub test: String,
+    /// Tokens per test run.
+    pub n_tokens: usize,
+    /// Mean tokens per second.
+    pub avg_ts: f64,
+    /// Standard deviation of tokens per second.
+    pub stddev_ts: f64,
+    /// Tokens per second of each repetition.
+    pub samples_ts: Vec<f64>,
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Prompt ids for the benchmark: ordinary (non-special) tokens, deterministic.
+fn bench_tokens(lm: &LoadedModel, n: usize) -> Vec<u32> {
+    let vocab = lm.model.config().vocab_size as u64;
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Stay in the lower part of the vocabulary where ordinary tokens live.
+            (100 + x % (vocab / 2).max(1)) as u32
+        })
+        .collect()
+}
+
+/// Runs the benchmark and prints the results.
+pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
+    if args.reps == 0 {
+        anyhow::bail!("-r must be at least 1");
+    }
+    let lm = LoadedModel::load(&args.model.load_options(), registry)?;
+    let threads = args
+        .model
+        .threads
+        .unwrap_or_else(candle_core::utils::get_num_threads);
+    let mut results = vec![];
+    if args.n_prompt > 0 {
+        let prompt = bench_tokens(&lm, args.n_prompt);
+        if args.n_prompt >= lm.context {
+            anyhow::bail!(
+                "-p {} does not fit the context window {} (raise --ctx)",
+                args.n_prompt,
+                lm.context
+            );
+        }
+        let mut samples = vec![];
+        for rep in 0..=args.reps {
+            let mut cache = lm.model.new_cache(args.n_prompt)?;
+            let t = Instant::now();
+            for chunk in prompt.chunks(crate::engine::generate::PREFILL_CHUNK) {
+                lm.model.forward(chunk, &mut cache, false)?;
+            }
+            let s = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(args.n_prompt as f64 / s); // rep 0 is the warm-up
+            }
+        }
+        let (avg, sd) = mean_std(&samples);
+        results.push(BenchResult {
+            test: format!("pp{}", args.n_prompt),
+            n_tokens: args.n_prompt,
+            avg_ts: avg,
+            stddev_ts: sd,
+            samples_ts: samples,
+        });
+    }
+    if args.n_gen > 0 {
+        if args.n_gen + 1 >= lm.context {
+            anyhow::bail!(
+                "-n {} does not fit the context window {} (raise --ctx)",
+                args.n_gen,
+                lm.context
+            );
+        }
+        let first = bench_tokens(&lm, 1);
+        let mut samples = vec![];
+        for rep in 0..=args.reps {
+            let mut cache = lm.model.new_cache(args.n_gen + 1)?;
+            let mut logits = lm.model.forward(&first, &mut cache, false)?;
+            let t = Instant::now();
+            for _ in 0..args.n_gen {
+                let v: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+                let next = crate::engine::sampling::argmax(&v);
+                logits = lm.model.forward(&[next], &mut cache, false)?;
+            }
+            let s = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(args.n_gen as f64 / s);
+            }
+        }
+        let (avg, sd) = mean_std(&samples);
+        results.push(BenchResult {
+            test: format!("tg{}", args.n_gen),
+            n_tokens: args.n_gen,
+            avg_ts: avg,
+            stddev_ts: sd,
+            samples_ts: samples,
+        });
+    }
+    let backend = if lm.device.is_cpu() {
+        "CPU"
+    } else if lm.device.is_cuda() {
+        "CUDA"
+    } else {
+        "Metal"
+    };
+    if args.json {
+        let out = serde_json::json!({
+            "model": lm.name,
+            "family": lm.family.name,
+            "backend": backend,
+            "threads": threads,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("| model | backend | threads | test | t/s |");
+        println!("| --- | --- | ---: | ---: | ---: |");
+        for r in &results {
+            println!(
+                "| {} | {} | {} | {} | {:.2} ± {:.2} |",
+                lm.name, backend, threads, r.test, r.avg_ts, r.stddev_ts
+            );
+        }
+    }
+    Ok(())
+}
+
+impl BenchArgs {
+    /// CPU threads requested with -t.
+    pub fn threads(&self) -> Option<usize> {
+        self.model.threads
+    }
+}

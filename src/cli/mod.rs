@@ -1,0 +1,113 @@
+//! Command-line front end: one module per subcommand.
+
+pub mod args;
+pub mod bench;
+pub mod chat;
+pub mod generate;
+pub mod models;
+pub mod parse;
+pub mod render;
+pub mod serve;
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::engine::LoadedModel;
+use crate::registry::Registry;
+
+/// callm: run open function-calling models locally, with OpenAI-compatible tool calls.
+#[derive(Parser, Debug)]
+#[command(name = "callm", version, about, long_about = None)]
+pub struct Cli {
+    /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Arguments of `callm serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: args::ModelArgs,
+    #[command(flatten)]
+    server: serve::ServeOptions,
+}
+
+/// Arguments of `callm chat`.
+#[derive(clap::Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: args::ModelArgs,
+    #[command(flatten)]
+    chat: chat::ChatOptions,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a continuation of one prompt (chat template applied unless --raw).
+    Generate(generate::GenerateArgs),
+    /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
+    Serve(ServeArgs),
+    /// Interactive terminal chat with tool calls.
+    Chat(ChatArgs),
+    /// Print the exact prompt (or token ids) for an OpenAI chat request body.
+    Render(render::RenderArgs),
+    /// Parse model output (stdin) into OpenAI tool_calls JSON.
+    Parse(parse::ParseArgs),
+    /// Measure prompt-processing and generation speed (like llama-bench).
+    Bench(bench::BenchArgs),
+    /// List the model families of the registry.
+    Models(models::ModelsArgs),
+}
+
+impl Command {
+    /// The log level used when neither -v nor RUST_LOG says otherwise.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+
+    /// CPU threads requested by the command, if any.
+    pub fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Generate(a) => a.threads(),
+            Command::Bench(a) => a.threads(),
+            Command::Serve(a) => a.model.threads,
+            Command::Chat(a) => a.model.threads,
+            _ => None,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let registry = Registry::load()?;
+    match &cli.command {
+        Command::Generate(a) => generate::run(a, &registry),
+        Command::Bench(a) => bench::run(a, &registry),
+        Command::Parse(a) => parse::run(a),
+        Command::Render(a) => render::run(a),
+        Command::Models(a) => models::run(a, &registry),
+        Command::Serve(a) => {
+            let lm = Arc::new(LoadedModel::load(&a.model.load_options(), &registry)?);
+            let backend: Arc<dyn crate::server::ChatBackend> =
+                Arc::new(crate::chat::backend::EngineBackend::new(lm));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve::serve(backend, &a.server))
+        }
+        Command::Chat(a) => {
+            let lm = Arc::new(LoadedModel::load(&a.model.load_options(), &registry)?);
+            let backend = crate::chat::backend::EngineBackend::new(lm);
+            chat::run_chat(&backend, &a.chat)
+        }
+    }
+}

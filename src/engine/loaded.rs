@@ -1,0 +1,354 @@
+//! A model ready to serve: decoder, tokenizer, family, chat template and stop rules,
+//! loaded from any model source.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::Device;
+
+use super::generate::{self, CancelToken, Detokenize, GenerateParams, GenerateStats, TokenEvent};
+use super::EngineError;
+use crate::loader::{self, ModelFiles};
+use crate::model::{self, gguf::GgufFile, LanguageModel};
+use crate::parsers::{self, ParserChain};
+use crate::registry::{Family, ModelHints, Registry};
+use crate::template::{ModelTemplateInfo, PromptRenderer};
+use crate::tokenizer::{DecodeStream, Tokenizer};
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--model`: directory, GGUF file, Hub repo id or registry name.
+    pub model: String,
+    /// `--family`: overrides detection.
+    pub family: Option<String>,
+    /// `--device`.
+    pub device: Option<String>,
+    /// `--ctx`: context window to allocate (default: the model's, capped at 8192).
+    pub context: Option<usize>,
+    /// `--tokenizer`: a directory or tokenizer.json overriding the model's tokenizer.
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Default cap on the allocated context when `--ctx` is not given.
+pub const DEFAULT_MAX_CONTEXT: usize = 8192;
+
+/// A loaded model with everything needed to turn requests into tokens and back.
+pub struct LoadedModel {
+    /// The name the model was loaded by.
+    pub name: String,
+    /// The model family (registry entry).
+    pub family: Family,
+    /// The decoder.
+    pub model: Arc<dyn LanguageModel>,
+    /// The tokenizer.
+    pub tokenizer: Arc<Tokenizer>,
+    /// The model's own chat template(s), if it has any.
+    pub template: ModelTemplateInfo,
+    /// The compiled prompt renderer (the family's bundled template or the model's own).
+    pub renderer: PromptRenderer,
+    /// The family's tool-call parser chain.
+    pub parsers: ParserChain,
+    /// Token ids that end generation.
+    pub stop_token_ids: Vec<u32>,
+    /// Strings that end generation (registry stops that are not single tokens).
+    pub stop_strings: Vec<String>,
+    /// Context window allocated per sequence.
+    pub context: usize,
+    /// The device the model runs on.
+    pub device: Device,
+    /// Seconds spent loading.
+    pub load_seconds: f64,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("name", &self.name)
+            .field("family", &self.family.name)
+            .finish()
+    }
+}
+
+impl LoadedModel {
+    /// Resolves, downloads if needed, and loads a model.
+    pub fn load(opts: &LoadOptions, registry: &Registry) -> anyhow::Result<Self> {
+        let t0 = Instant::now();
+        let device = crate::device::select(opts.device.as_deref())?;
+        let resolved = loader::resolve(&opts.model, registry)?;
+        let (model, tokenizer, template, archs, mut names): (
+            Arc<dyn LanguageModel>,
+            Tokenizer,
+            ModelTemplateInfo,
+            Vec<String>,
+            Vec<String>,
+        ) = match &resolved.files {
+            ModelFiles::Gguf(path) => load_gguf(path, &device)?,
+            ModelFiles::Dir(dir) => load_dir(dir, &device)?,
+        };
+        let tokenizer = match &opts.tokenizer {
+            Some(p) => {
+                let file = if p.is_dir() {
+                    p.join("tokenizer.json")
+                } else {
+                    p.clone()
+                };
+                Tokenizer::from_file(&file)?
+            }
+            None => tokenizer,
+        };
+        names.extend(resolved.names.iter().cloned());
+        let family_name = opts.family.clone().or(resolved.family.clone());
+        let first_template = template.templates.first().map(|(_, t)| t.as_str());
+        let family = match family_name {
+            Some(n) => registry.require(&n)?.clone(),
+            None => registry
+                .detect(&ModelHints {
+                    architectures: archs,
+                    names,
+                    template: first_template,
+                })
+                .clone(),
+        };
+        let cfg = model.config();
+        let context = opts
+            .context
+            .unwrap_or(cfg.max_position_embeddings.min(DEFAULT_MAX_CONTEXT));
+        if context == 0 || context > cfg.max_position_embeddings {
+            anyhow::bail!(
+                "--ctx {context} is out of range: this model supports 1..={}",
+                cfg.max_position_embeddings
+            );
+        }
+        let mut stop_token_ids = cfg.eos_token_ids.clone();
+        stop_token_ids.extend(tokenizer.eos_token_ids());
+        let mut stop_strings = vec![];
+        for s in &family.stop {
+            match tokenizer.token_to_id(s) {
+                Some(id) => stop_token_ids.push(id),
+                None => stop_strings.push(s.clone()),
+            }
+        }
+        if let Some(eos) = template
+            .eos_token
+            .as_deref()
+            .and_then(|t| tokenizer.token_to_id(t))
+        {
+            stop_token_ids.push(eos);
+        }
+        let renderer = match ModelTemplateInfo::for_family(&family, Some(template.clone())) {
+            Ok(info) => PromptRenderer::new(info, Some(&family))?,
+            Err(e) => {
+                // No template at all: a plain ChatML fallback keeps chat usable; --raw needs none.
+                tracing::warn!("{e}; falling back to ChatML");
+                let info = ModelTemplateInfo::from_template(
+                    CHATML,
+                    template.bos_token.clone(),
+                    template.eos_token.clone(),
+                );
+                PromptRenderer::new(info, Some(&family))?
+            }
+        }
+        .with_tokenizer(tokenizer.inner());
+        let parsers = parsers::chain(&family.parsers)?;
+        stop_token_ids.sort_unstable();
+        stop_token_ids.dedup();
+        tracing::info!(
+            model = %opts.model, family = %family.name, arch = cfg.arch.name(), layers = cfg.num_layers,
+            context, device = ?device, seconds = t0.elapsed().as_secs_f64(), "model loaded"
+        );
+        Ok(LoadedModel {
+            name: opts.model.clone(),
+            family,
+            model,
+            tokenizer: Arc::new(tokenizer),
+            template,
+            renderer,
+            parsers,
+            stop_token_ids,
+            stop_strings,
+            context,
+            device,
+            load_seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Default generation parameters for this model (its stop tokens and strings).
+    pub fn default_params(&self) -> GenerateParams {
+        GenerateParams {
+            stop_token_ids: self.stop_token_ids.clone(),
+            stop_strings: self.stop_strings.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Generates from prompt token ids with a fresh cache.
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(TokenEvent) -> bool,
+    ) -> Result<GenerateStats, EngineError> {
+        if prompt.len() >= self.context {
+            return Err(EngineError::ContextTooLong {
+                prompt: prompt.len(),
+                context: self.context,
+            });
+        }
+        let mut cache = self.model.new_cache(self.context)?;
+        let mut detok = StreamDetok(self.tokenizer.decode_stream(false));
+        generate::generate(
+            self.model.as_ref(),
+            &mut cache,
+            prompt,
+            params,
+            &mut detok,
+            cancel,
+            on_token,
+        )
+    }
+}
+
+struct StreamDetok<'a>(DecodeStream<'a>);
+
+impl Detokenize for StreamDetok<'_> {
+    fn push(&mut self, id: u32) -> Result<String, String> {
+        self.0
+            .push(id)
+            .map(|s| s.unwrap_or_default())
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Result<String, String> {
+        self.0
+            .flush()
+            .map(|s| s.unwrap_or_default())
+            .map_err(|e| e.to_string())
+    }
+}
+
+type Loaded = (
+    Arc<dyn LanguageModel>,
+    Tokenizer,
+    ModelTemplateInfo,
+    Vec<String>,
+    Vec<String>,
+);
+
+/// What a GGUF file's metadata says besides the weights: tokenizer, chat template(s),
+/// architecture and names.
+pub struct GgufMeta {
+    /// The tokenizer built from `tokenizer.ggml.*`.
+    pub tokenizer: Tokenizer,
+    /// `tokenizer.chat_template` (and named `tokenizer.chat_template.NAME`) with bos/eos strings.
+    pub template: ModelTemplateInfo,
+    /// `general.architecture`.
+    pub architectures: Vec<String>,
+    /// `general.name`, `general.basename`, `general.finetune`.
+    pub names: Vec<String>,
+}
+
+/// Reads tokenizer, template and names from an opened GGUF file.
+pub fn gguf_meta(gguf: &GgufFile, path: &Path) -> anyhow::Result<GgufMeta> {
+    let tokenizer = Tokenizer::from_gguf(gguf.content()).with_context(|| {
+        format!(
+            "{}: building the tokenizer from GGUF metadata",
+            path.display()
+        )
+    })?;
+    let mut template = ModelTemplateInfo::default();
+    if let Some(t) = gguf.meta_str("tokenizer.chat_template") {
+        template.templates.push(("default".into(), t.to_string()));
+    }
+    // Named templates (llama.cpp writes tokenizer.chat_template.NAME).
+    for (k, v) in &gguf.content().metadata {
+        if let Some(name) = k.strip_prefix("tokenizer.chat_template.") {
+            if let Ok(t) = v.to_string() {
+                template.templates.push((name.to_string(), t.clone()));
+            }
+        }
+    }
+    template.bos_token = tokenizer
+        .bos_token_id()
+        .and_then(|id| tokenizer.id_to_token(id));
+    template.eos_token = tokenizer
+        .eos_token_id()
+        .and_then(|id| tokenizer.id_to_token(id));
+    let architectures = gguf
+        .meta_str("general.architecture")
+        .map(String::from)
+        .into_iter()
+        .collect();
+    let names = ["general.name", "general.basename", "general.finetune"]
+        .iter()
+        .filter_map(|k| gguf.meta_str(k).map(String::from))
+        .collect();
+    Ok(GgufMeta {
+        tokenizer,
+        template,
+        architectures,
+        names,
+    })
+}
+
+fn load_gguf(path: &Path, device: &Device) -> anyhow::Result<Loaded> {
+    let gguf = GgufFile::open(path, device)?;
+    let meta = gguf_meta(&gguf, path)?;
+    let decoder = gguf.load_decoder(device)?;
+    Ok((
+        Arc::new(decoder),
+        meta.tokenizer,
+        meta.template,
+        meta.architectures,
+        meta.names,
+    ))
+}
+
+fn load_dir(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        anyhow::bail!(
+            "{}: missing tokenizer.json (needed to tokenize prompts)",
+            dir.display()
+        );
+    }
+    let tokenizer = Tokenizer::from_file(&tok_path)?;
+    let template = ModelTemplateInfo::read_model_dir(dir)?;
+    let dtype = model::default_dtype(device);
+    let decoder = model::load_safetensors_dir(dir, dtype, device)?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+    let mut archs: Vec<String> = cfg
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    archs.extend(
+        cfg.get("model_type")
+            .and_then(|x| x.as_str())
+            .map(String::from),
+    );
+    let names: Vec<String> = cfg
+        .get("_name_or_path")
+        .and_then(|x| x.as_str())
+        .map(String::from)
+        .into_iter()
+        .collect();
+    let mut decoder = decoder;
+    // generation_config.json may list more eos ids than config.json.
+    if let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            decoder.add_eos_ids(&model::config::token_ids(v.get("eos_token_id")));
+        }
+    }
+    Ok((Arc::new(decoder), tokenizer, template, archs, names))
+}
+
+/// Fallback template for models that ship none.
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";

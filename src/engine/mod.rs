@@ -1,0 +1,38 @@
+//! The generation engine: a loaded model with its tokenizer and family, the token loop
+//! shared by the CLI, the benchmark and the server, sampling and stop handling.
+
+pub mod generate;
+pub mod loaded;
+
+pub mod sampling;
+pub mod stop;
+
+pub use generate::{CancelToken, FinishReason, GenerateParams, GenerateStats, TokenEvent};
+pub use loaded::LoadedModel;
+
+pub use sampling::{SamplingParams, TokenLogprob};
+
+/// Errors from generation.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The prompt does not fit in the context window.
+    #[error("prompt is {prompt} tokens but the context window is {context} tokens (at least one token must be left to generate)")]
+    ContextTooLong {
+        /// Prompt length in tokens.
+        prompt: usize,
+        /// Context window in tokens.
+        context: usize,
+    },
+    /// The prompt is empty.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// Bad sampling parameters.
+    #[error("invalid sampling parameters: {0}")]
+    InvalidParams(String),
+    /// A tensor operation failed.
+    #[error("model error: {0}")]
+    Model(#[from] candle_core::Error),
+    /// Tokenization or detokenization failed.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+}

@@ -1,0 +1,351 @@
+//! Normalised decoder configuration, read from a Hugging Face `config.json` (both the
+//! transformers-5 `rope_parameters` keys and the legacy `rope_theta`/`rope_scaling` keys)
+//! or from GGUF metadata.
+
+use serde_json::Value;
+
+use super::ModelError;
+
+/// Decoder architectures callm implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 1/2/3.x, CodeLlama, DeepSeek(-Coder), SmolLM.
+    Llama,
+    /// Mistral (Llama layout, optional sliding window).
+    Mistral,
+    /// Qwen2 / Qwen2.5 (q/k/v biases).
+    Qwen2,
+}
+
+impl Arch {
+    /// Parses an architecture name (`model_type`, GGUF `general.architecture`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "llama" | "llamaforcausallm" | "codellama" | "deepseek" | "smollm" => Some(Arch::Llama),
+            "mistral" | "mistralforcausallm" => Some(Arch::Mistral),
+            "qwen2" | "qwen2forcausallm" => Some(Arch::Qwen2),
+            _ => None,
+        }
+    }
+
+    /// The registry's name for this architecture.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Mistral => "mistral",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Llama-3.1-style frequency-dependent rope scaling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3RopeScaling {
+    /// Overall scale factor.
+    pub factor: f64,
+    /// Wavelengths longer than `orig / low_freq_factor` are divided by `factor`.
+    pub low_freq_factor: f64,
+    /// Wavelengths shorter than `orig / high_freq_factor` are kept.
+    pub high_freq_factor: f64,
+    /// The context length the base model was trained with.
+    pub original_max_position_embeddings: f64,
+}
+
+/// How rotary frequencies are scaled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// No scaling.
+    None,
+    /// Llama 3.1 rule, computed from the config.
+    Llama3(Llama3RopeScaling),
+    /// Per-frequency divisors given explicitly (GGUF `rope_freqs.weight`).
+    Factors(Vec<f32>),
+    /// Linear position interpolation: positions divided by the factor.
+    Linear(f64),
+}
+
+/// Everything the decoder needs to know about a checkpoint's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The architecture.
+    pub arch: Arch,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (GQA).
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// Rotary scaling.
+    pub rope_scaling: RopeScaling,
+    /// Longest context the model supports.
+    pub max_position_embeddings: usize,
+    /// Output projection shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections carry biases.
+    pub qkv_bias: bool,
+    /// Sliding attention window (Mistral v0.1), if any.
+    pub sliding_window: Option<usize>,
+    /// Rotary uses interleaved (even, odd) pairs instead of rotate-half (GGUF llama layout).
+    pub rope_interleaved: bool,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token ids.
+    pub eos_token_ids: Vec<u32>,
+}
+
+fn get_usize(v: &Value, key: &str) -> Option<usize> {
+    v.get(key).and_then(Value::as_u64).map(|x| x as usize)
+}
+
+fn get_f64(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+/// Reads token ids given as a number or a list of numbers.
+pub fn token_ids(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|x| x as u32)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+impl ModelConfig {
+    /// Parses a Hugging Face `config.json`; `origin` names the file in errors.
+    pub fn from_hf_json(text: &str, origin: &str) -> Result<Self, ModelError> {
+        let v: Value = serde_json::from_str(text).map_err(|e| ModelError::Config {
+            file: origin.to_string(),
+            msg: format!("not valid JSON: {e}"),
+        })?;
+        Self::from_hf_value(&v, origin)
+    }
+
+    /// Parses an already-decoded `config.json`.
+    pub fn from_hf_value(v: &Value, origin: &str) -> Result<Self, ModelError> {
+        let err = |msg: String| ModelError::Config {
+            file: origin.to_string(),
+            msg,
+        };
+        let need = |key: &str| {
+            get_usize(v, key).ok_or_else(|| err(format!("missing or non-integer \"{key}\"")))
+        };
+        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let from_archs = v
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().filter_map(Value::as_str).find_map(Arch::from_name));
+        let arch = Arch::from_name(model_type).or(from_archs).ok_or_else(|| {
+            err(format!(
+                "unsupported architecture (model_type \"{model_type}\"); supported: llama, mistral, qwen2"
+            ))
+        })?;
+        let hidden_size = need("hidden_size")?;
+        let num_heads = need("num_attention_heads")?;
+        if num_heads == 0 || hidden_size % num_heads != 0 && get_usize(v, "head_dim").is_none() {
+            return Err(err(format!(
+                "hidden_size {hidden_size} is not divisible by num_attention_heads {num_heads}"
+            )));
+        }
+        let num_kv_heads = get_usize(v, "num_key_value_heads").unwrap_or(num_heads);
+        if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(err(format!("num_attention_heads {num_heads} is not a multiple of num_key_value_heads {num_kv_heads}")));
+        }
+        // Rope: transformers 5 nests theta and scaling in `rope_parameters`; Hub checkpoints
+        // use top-level `rope_theta` and `rope_scaling`.
+        let params = v.get("rope_parameters").filter(|p| p.is_object());
+        let scaling = params.or_else(|| v.get("rope_scaling").filter(|p| p.is_object()));
+        let default_theta = match arch {
+            Arch::Qwen2 | Arch::Mistral => 1e6,
+            Arch::Llama => 1e4,
+        };
+        let rope_theta = params
+            .and_then(|p| get_f64(p, "rope_theta"))
+            .or_else(|| get_f64(v, "rope_theta"))
+            .unwrap_or(default_theta);
+        let rope_scaling = match scaling {
+            None => RopeScaling::None,
+            Some(s) => {
+                let kind = s
+                    .get("rope_type")
+                    .or_else(|| s.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                match kind {
+                    "default" => RopeScaling::None,
+                    "llama3" => RopeScaling::Llama3(Llama3RopeScaling {
+                        factor: get_f64(s, "factor")
+                            .ok_or_else(|| err("llama3 rope scaling without \"factor\"".into()))?,
+                        low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
+                        high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
+                        original_max_position_embeddings: get_f64(
+                            s,
+                            "original_max_position_embeddings",
+                        )
+                        .unwrap_or(8192.0),
+                    }),
+                    "linear" => RopeScaling::Linear(get_f64(s, "factor").unwrap_or(1.0)),
+                    other => return Err(err(format!("unsupported rope scaling type \"{other}\""))),
+                }
+            }
+        };
+        let sliding_window = match v.get("use_sliding_window").and_then(Value::as_bool) {
+            Some(false) => None,
+            _ => get_usize(v, "sliding_window"),
+        };
+        Ok(ModelConfig {
+            arch,
+            hidden_size,
+            intermediate_size: need("intermediate_size")?,
+            num_layers: need("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim: get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads),
+            vocab_size: need("vocab_size")?,
+            rms_norm_eps: get_f64(v, "rms_norm_eps").unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            qkv_bias: arch == Arch::Qwen2
+                || v.get("attention_bias")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            sliding_window,
+            rope_interleaved: false,
+            bos_token_id: v
+                .get("bos_token_id")
+                .and_then(Value::as_u64)
+                .map(|x| x as u32),
+            eos_token_ids: token_ids(v.get("eos_token_id")),
+        })
+    }
+
+    /// Rotary inverse frequencies, one per pair of head dimensions, with scaling applied.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let d = self.head_dim;
+        let base: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        match &self.rope_scaling {
+            RopeScaling::None | RopeScaling::Linear(_) => base.iter().map(|&f| f as f32).collect(),
+            RopeScaling::Factors(fs) => base
+                .iter()
+                .enumerate()
+                .map(|(i, &f)| (f / fs.get(i).copied().unwrap_or(1.0) as f64) as f32)
+                .collect(),
+            RopeScaling::Llama3(s) => {
+                let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+                let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        let out = if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / s.factor
+                        } else {
+                            let smooth = (s.original_max_position_embeddings / wavelen
+                                - s.low_freq_factor)
+                                / (s.high_freq_factor - s.low_freq_factor);
+                            (1.0 - smooth) * f / s.factor + smooth * f
+                        };
+                        out as f32
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Position divisor for linear rope scaling (1 otherwise).
+    pub fn rope_position_scale(&self) -> f64 {
+        match self.rope_scaling {
+            RopeScaling::Linear(f) if f > 0.0 => f,
+            _ => 1.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_key_styles_agree() {
+        let dir = crate::paths::fixtures_dir().join("tiny-models/llama3");
+        let a = ModelConfig::from_hf_json(
+            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+            "a",
+        )
+        .unwrap();
+        let b = ModelConfig::from_hf_json(
+            &std::fs::read_to_string(dir.join("config_legacy.json")).unwrap(),
+            "b",
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.rope_theta, 5e5);
+        assert!(matches!(a.rope_scaling, RopeScaling::Llama3(_)));
+    }
+
+    #[test]
+    fn llama3_inv_freq_matches_transformers() {
+        // golden.json "position_encoding.rope_inv_freq", computed by transformers.
+        let dir = crate::paths::fixtures_dir().join("tiny-models/llama3");
+        let golden: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap())
+                .unwrap();
+        let want: Vec<f64> = golden["position_encoding"]["rope_inv_freq"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let c = ModelConfig::from_hf_json(
+            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+            "c",
+        )
+        .unwrap();
+        let got = c.rope_inv_freq();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                ((*g as f64) - w).abs() <= 1e-6 * w.abs().max(1e-6),
+                "{g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        assert!(ModelConfig::from_hf_json("{", "x").is_err());
+        assert!(ModelConfig::from_hf_json(r#"{"model_type":"gpt2"}"#, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported"));
+        let e = ModelConfig::from_hf_json(r#"{"model_type":"llama","hidden_size":64}"#, "cfg.json")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("cfg.json") && e.to_string().contains("num_attention_heads"),
+            "{e}"
+        );
+    }
+}

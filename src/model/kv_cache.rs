@@ -1,0 +1,95 @@
+//! A preallocated key/value cache: one buffer per layer, written in place, no per-token concat.
+
+use candle_core::{DType, Device, Tensor};
+
+/// Keys and values of one layer: `[kv_heads, capacity, head_dim]` each.
+#[derive(Debug, Clone)]
+struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// The attention state of one sequence.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerKv>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// Allocates room for `capacity` positions.
+    pub fn new(
+        num_layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let mut layers = Vec::with_capacity(num_layers);
+        for _ in 0..num_layers {
+            layers.push(LayerKv {
+                k: Tensor::zeros((kv_heads, capacity, head_dim), dtype, device)?,
+                v: Tensor::zeros((kv_heads, capacity, head_dim), dtype, device)?,
+            });
+        }
+        Ok(KvCache {
+            layers,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most positions the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets everything after the first `len` positions (prefix reuse).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Writes `k`, `v` (`[kv_heads, n, head_dim]`) of `layer` at the current end and returns
+    /// views of all cached keys and values, `[kv_heads, len + n, head_dim]`.
+    ///
+    /// The length only advances in [`KvCache::advance`], after every layer has appended.
+    pub fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let n = k.dim(1)?;
+        if self.len + n > self.capacity {
+            candle_core::bail!(
+                "kv cache full: {} + {n} positions > capacity {}",
+                self.len,
+                self.capacity
+            );
+        }
+        let l = &self.layers[layer];
+        l.k.slice_set(&k.contiguous()?, 1, self.len)?;
+        l.v.slice_set(&v.contiguous()?, 1, self.len)?;
+        Ok((
+            l.k.narrow(1, 0, self.len + n)?,
+            l.v.narrow(1, 0, self.len + n)?,
+        ))
+    }
+
+    /// Marks `n` more positions as cached.
+    pub fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}

@@ -1,0 +1,162 @@
+//! Model architectures and weight loading.
+//!
+//! One decoder implementation ([`decoder::Decoder`]) covers the Llama family (Llama 3.x,
+//! Mistral, Qwen2, DeepSeek/Gorilla, CodeLlama/NexusRaven, SmolLM) from dense safetensors
+//! or quantized GGUF weights; [`LanguageModel`] is the interface the engine drives.
+
+pub mod config;
+pub mod decoder;
+pub mod gguf;
+pub mod kv_cache;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+pub use config::{Arch, ModelConfig};
+pub use decoder::Decoder;
+pub use kv_cache::KvCache;
+
+/// Errors loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A configuration file is missing a key or holds a bad value.
+    #[error("{file}: {msg}")]
+    Config {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A weights file is missing, truncated or holds tensors of the wrong shape.
+    #[error("{file}: {msg}")]
+    Weights {
+        /// The file(s).
+        file: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A causal language model the engine can drive.
+pub trait LanguageModel: Send + Sync {
+    /// The model's configuration.
+    fn config(&self) -> &ModelConfig;
+    /// A new, empty cache for `capacity` positions.
+    fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache>;
+    /// Runs `tokens` after the cached ones; logits `[n, vocab]` (all positions) or `[1, vocab]`.
+    fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_positions: bool,
+    ) -> candle_core::Result<Tensor>;
+}
+
+impl LanguageModel for Decoder {
+    fn config(&self) -> &ModelConfig {
+        Decoder::config(self)
+    }
+    fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
+        Decoder::new_cache(self, capacity)
+    }
+    fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_positions: bool,
+    ) -> candle_core::Result<Tensor> {
+        Decoder::forward(self, tokens, cache, all_positions)
+    }
+}
+
+/// The compute dtype to use for dense weights on `device`: f32 on CPU (fastest there),
+/// bf16 on CUDA and Metal.
+pub fn default_dtype(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
+/// The safetensors files of a checkpoint directory: those listed by
+/// `model.safetensors.index.json`, or `model.safetensors`, or every `*.safetensors`.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::Weights {
+            file: index.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Weights {
+                file: index.display().to_string(),
+                msg: format!("not valid JSON: {e}"),
+            })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::Weights {
+                file: index.display().to_string(),
+                msg: "no \"weight_map\" object".into(),
+            })?;
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .filter_map(|f| f.as_str())
+            .map(|f| dir.join(f))
+            .collect();
+        files.sort();
+        files.dedup();
+        for f in &files {
+            if !f.is_file() {
+                return Err(ModelError::Weights {
+                    file: f.display().to_string(),
+                    msg: format!("listed in {} but missing", index.display()),
+                });
+            }
+        }
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::Weights {
+            file: dir.display().to_string(),
+            msg: e.to_string(),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ModelError::Weights {
+            file: dir.display().to_string(),
+            msg: "no *.safetensors weights found (expected model.safetensors or model.safetensors.index.json)".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// Loads a decoder from a Hugging Face checkpoint directory (`config.json` + safetensors).
+pub fn load_safetensors_dir(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<Decoder, ModelError> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Config {
+        file: cfg_path.display().to_string(),
+        msg: format!("cannot read: {e}"),
+    })?;
+    let cfg = ModelConfig::from_hf_json(&text, &cfg_path.display().to_string())?;
+    let files = safetensors_files(dir)?;
+    let mut src = weights::SafetensorsSource::open(&files, dtype, device)?;
+    Decoder::load(cfg, &mut src, dtype, device)
+}

@@ -1,0 +1,414 @@
+//! Weight sources: safetensors checkpoints (dense) and GGUF files (quantized), behind one
+//! interface so a single decoder implementation serves both.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use super::ModelError;
+
+/// A linear projection `y = x W^T (+ b)`, dense or quantized.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    /// Dense weights `[out, in]`.
+    Dense(candle_nn::Linear),
+    /// Quantized weights with an optional dense bias.
+    Quant(QMatMul, Option<Tensor>),
+}
+
+impl Linear {
+    /// Applies the projection to `x` of shape `[..., in]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Dense(l) => l.forward(x),
+            Linear::Quant(w, b) => {
+                let y = w.forward(x)?;
+                match b {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// A token-embedding table, dense or quantized.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    /// Dense `[vocab, hidden]`.
+    Dense(Tensor),
+    /// Quantized `[vocab, hidden]`, rows dequantized on lookup.
+    Quant(Arc<QTensor>),
+}
+
+impl Embedding {
+    /// Looks up rows for `ids` (`[n]` u32) and returns `[n, hidden]` in `dtype`.
+    pub fn forward(&self, ids: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+        match self {
+            Embedding::Dense(t) => t.index_select(ids, 0)?.to_dtype(dtype),
+            Embedding::Quant(q) => q.embedding(ids)?.to_dtype(dtype),
+        }
+    }
+
+    /// The same table used as an output projection (tied embeddings).
+    pub fn as_linear(&self) -> candle_core::Result<Linear> {
+        Ok(match self {
+            Embedding::Dense(t) => Linear::Dense(candle_nn::Linear::new(t.clone(), None)),
+            Embedding::Quant(q) => Linear::Quant(QMatMul::from_arc(q.clone())?, None),
+        })
+    }
+}
+
+/// Logical names of the tensors a Llama-style decoder needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Token embedding.
+    Embed,
+    /// Final norm.
+    FinalNorm,
+    /// Output projection.
+    LmHead,
+    /// Per-layer tensors.
+    Layer(usize, LayerWeight),
+}
+
+/// Per-layer tensors of a Llama-style decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerWeight {
+    /// Pre-attention RMSNorm.
+    AttnNorm,
+    /// Query projection.
+    Q,
+    /// Key projection.
+    K,
+    /// Value projection.
+    V,
+    /// Attention output projection.
+    O,
+    /// Pre-MLP RMSNorm.
+    MlpNorm,
+    /// MLP gate.
+    Gate,
+    /// MLP up.
+    Up,
+    /// MLP down.
+    Down,
+}
+
+impl Weight {
+    /// The tensor's name in a Hugging Face checkpoint.
+    pub fn hf_name(&self) -> String {
+        use LayerWeight::*;
+        match self {
+            Weight::Embed => "model.embed_tokens.weight".into(),
+            Weight::FinalNorm => "model.norm.weight".into(),
+            Weight::LmHead => "lm_head.weight".into(),
+            Weight::Layer(i, w) => {
+                let s = match w {
+                    AttnNorm => "input_layernorm",
+                    Q => "self_attn.q_proj",
+                    K => "self_attn.k_proj",
+                    V => "self_attn.v_proj",
+                    O => "self_attn.o_proj",
+                    MlpNorm => "post_attention_layernorm",
+                    Gate => "mlp.gate_proj",
+                    Up => "mlp.up_proj",
+                    Down => "mlp.down_proj",
+                };
+                format!("model.layers.{i}.{s}.weight")
+            }
+        }
+    }
+
+    /// The tensor's name in a GGUF file (llama.cpp naming).
+    pub fn gguf_name(&self) -> String {
+        use LayerWeight::*;
+        match self {
+            Weight::Embed => "token_embd.weight".into(),
+            Weight::FinalNorm => "output_norm.weight".into(),
+            Weight::LmHead => "output.weight".into(),
+            Weight::Layer(i, w) => {
+                let s = match w {
+                    AttnNorm => "attn_norm",
+                    Q => "attn_q",
+                    K => "attn_k",
+                    V => "attn_v",
+                    O => "attn_output",
+                    MlpNorm => "ffn_norm",
+                    Gate => "ffn_gate",
+                    Up => "ffn_up",
+                    Down => "ffn_down",
+                };
+                format!("blk.{i}.{s}.weight")
+            }
+        }
+    }
+}
+
+/// Where a decoder's tensors come from.
+pub trait WeightSource {
+    /// Whether the tensor exists.
+    fn contains(&self, w: Weight) -> bool;
+    /// A projection of shape `[out, in]`, with its bias when `bias` is set.
+    fn linear(
+        &mut self,
+        w: Weight,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError>;
+    /// A 1-D tensor (norm weights), as f32.
+    fn vector(&mut self, w: Weight, len: usize) -> Result<Tensor, ModelError>;
+    /// The embedding table.
+    fn embedding(
+        &mut self,
+        w: Weight,
+        vocab: usize,
+        hidden: usize,
+    ) -> Result<Embedding, ModelError>;
+}
+
+/// Dense weights from one or more `.safetensors` files (memory-mapped).
+pub struct SafetensorsSource {
+    vb: candle_nn::VarBuilder<'static>,
+    files: String,
+}
+
+impl SafetensorsSource {
+    /// Memory-maps the files; tensors are converted to `dtype` on `device` as they load.
+    pub fn open(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self, ModelError> {
+        for f in files {
+            check_safetensors_header(f)?;
+        }
+        // SAFETY: the files are treated as immutable for the lifetime of the mapping; callm never
+        // writes to them, and the headers were validated above.
+        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(files, dtype, device) }
+            .map_err(|e| ModelError::Weights {
+                file: join_paths(files),
+                msg: e.to_string(),
+            })?;
+        Ok(SafetensorsSource {
+            vb,
+            files: join_paths(files),
+        })
+    }
+
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
+        self.vb.get(shape, name).map_err(|e| ModelError::Weights {
+            file: self.files.clone(),
+            msg: format!("tensor \"{name}\" (expected shape {shape:?}): {e}"),
+        })
+    }
+}
+
+fn join_paths(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that a safetensors file is at least as long as its header says, so a truncated
+/// download gives a clear error instead of a fault when the mapping is read.
+fn check_safetensors_header(path: &Path) -> Result<(), ModelError> {
+    use std::io::Read;
+    let err = |msg: String| ModelError::Weights {
+        file: path.display().to_string(),
+        msg,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+    let len = f.metadata().map_err(|e| err(e.to_string()))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| err("too short to be a safetensors file (no header)".into()))?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > len.saturating_sub(8) || header_len > 100_000_000 {
+        return Err(err(format!(
+            "corrupt safetensors header (header length {header_len}, file length {len})"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).map_err(|e| err(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| err(format!("safetensors header is not JSON: {e}")))?;
+    let mut end = 0u64;
+    if let Some(obj) = v.as_object() {
+        for (k, t) in obj {
+            if k == "__metadata__" {
+                continue;
+            }
+            if let Some(e) = t
+                .get("data_offsets")
+                .and_then(|o| o.get(1))
+                .and_then(|x| x.as_u64())
+            {
+                end = end.max(e);
+            }
+        }
+    }
+    let need = 8 + header_len + end;
+    if len < need {
+        return Err(err(format!(
+            "file is truncated: {len} bytes, header describes {need} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl WeightSource for SafetensorsSource {
+    fn contains(&self, w: Weight) -> bool {
+        self.vb.contains_tensor(&w.hf_name())
+    }
+
+    fn linear(
+        &mut self,
+        w: Weight,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
+        let name = w.hf_name();
+        let weight = self.get(&name, &[out, inp])?;
+        let b = if bias {
+            let bname = name.replace(".weight", ".bias");
+            Some(self.get(&bname, &[out])?)
+        } else {
+            None
+        };
+        Ok(Linear::Dense(candle_nn::Linear::new(weight, b)))
+    }
+
+    fn vector(&mut self, w: Weight, len: usize) -> Result<Tensor, ModelError> {
+        self.get(&w.hf_name(), &[len])
+    }
+
+    fn embedding(
+        &mut self,
+        w: Weight,
+        vocab: usize,
+        hidden: usize,
+    ) -> Result<Embedding, ModelError> {
+        Ok(Embedding::Dense(self.get(&w.hf_name(), &[vocab, hidden])?))
+    }
+}
+
+/// Quantized weights from a GGUF file.
+pub struct GgufSource {
+    content: gguf_file::Content,
+    file: std::fs::File,
+    path: String,
+    device: Device,
+}
+
+impl GgufSource {
+    /// Wraps an opened GGUF file whose header has been read.
+    pub fn new(
+        content: gguf_file::Content,
+        file: std::fs::File,
+        path: &Path,
+        device: &Device,
+    ) -> Self {
+        GgufSource {
+            content,
+            file,
+            path: path.display().to_string(),
+            device: device.clone(),
+        }
+    }
+
+    /// The GGUF header (metadata and tensor infos).
+    pub fn content(&self) -> &gguf_file::Content {
+        &self.content
+    }
+
+    /// Loads a tensor by its GGUF name, checking its shape (GGUF lists dims innermost first;
+    /// candle reverses them, so `shape` is given in `[out, in]` order).
+    pub fn qtensor(&mut self, name: &str, shape: &[usize]) -> Result<QTensor, ModelError> {
+        let err = |msg: String| ModelError::Weights {
+            file: self.path.clone(),
+            msg,
+        };
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| {
+            err(format!(
+                "missing tensor \"{name}\" (expected shape {shape:?})"
+            ))
+        })?;
+        if info.shape.dims() != shape {
+            return Err(err(format!(
+                "tensor \"{name}\" has shape {:?}, expected {shape:?}",
+                info.shape.dims()
+            )));
+        }
+        self.content
+            .tensor(&mut self.file, name, &self.device)
+            .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))
+    }
+}
+
+impl WeightSource for GgufSource {
+    fn contains(&self, w: Weight) -> bool {
+        self.content.tensor_infos.contains_key(&w.gguf_name())
+    }
+
+    fn linear(
+        &mut self,
+        w: Weight,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
+        let name = w.gguf_name();
+        let q = self.qtensor(&name, &[out, inp])?;
+        let path = self.path.clone();
+        let qm = QMatMul::from_qtensor(q).map_err(|e| ModelError::Weights {
+            file: path.clone(),
+            msg: e.to_string(),
+        })?;
+        let b = if bias {
+            let bname = name.replace(".weight", ".bias");
+            let t = self.qtensor(&bname, &[out])?;
+            Some(
+                t.dequantize(&self.device)
+                    .map_err(|e| ModelError::Weights {
+                        file: path,
+                        msg: e.to_string(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Linear::Quant(qm, b))
+    }
+
+    fn vector(&mut self, w: Weight, len: usize) -> Result<Tensor, ModelError> {
+        let q = self.qtensor(&w.gguf_name(), &[len])?;
+        q.dequantize(&self.device).map_err(|e| ModelError::Weights {
+            file: self.path.clone(),
+            msg: e.to_string(),
+        })
+    }
+
+    fn embedding(
+        &mut self,
+        w: Weight,
+        vocab: usize,
+        hidden: usize,
+    ) -> Result<Embedding, ModelError> {
+        let q = self.qtensor(&w.gguf_name(), &[vocab, hidden])?;
+        Ok(match q.dtype() {
+            candle_core::quantized::GgmlDType::F32 | candle_core::quantized::GgmlDType::F16 => {
+                Embedding::Dense(
+                    q.dequantize(&self.device)
+                        .map_err(|e| ModelError::Weights {
+                            file: self.path.clone(),
+                            msg: e.to_string(),
+                        })?,
+                )
+            }
+            _ => Embedding::Quant(Arc::new(q)),
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! `llama3_json`: Llama 3.x JSON calls `{"name": ..., "parameters"|"arguments": {...}}`,
+//! with or without a leading `<|python_tag|>`, several separated by `;` or newlines.
+//!
+//! After `<|python_tag|>` the built-in tool form `brave_search.call(query="...")` is read as a
+//! call of `brave_search` (any `NAME.call(...)`), and a plain Python call `f(a=1)` as a call
+//! of `f`. A `;` right after a call belongs to it (it is not content).
+
+use super::scan::{
+    bare_json_at, calls_in_value, content_until_trigger, json_at, marker_at, py_call_at, skip_ws,
+    MarkerAt, Read, BARE_BYTES, FENCE,
+};
+use super::{ScanCx, Step, ToolParser};
+
+/// The `<|python_tag|>` control token.
+pub const PYTHON_TAG: &str = "<|python_tag|>";
+
+/// The Llama 3 JSON parser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Llama3Json;
+
+impl ToolParser for Llama3Json {
+    fn name(&self) -> &'static str {
+        "llama3_json"
+    }
+
+    fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
+        match marker_at(cx, pos, PYTHON_TAG) {
+            MarkerAt::Yes => return with_separator(cx, pos, after_tag(cx, pos)),
+            MarkerAt::Maybe => return Step::NeedMore,
+            MarkerAt::No => {}
+        }
+        if let Some(step) = bare_json_at(cx, pos, false) {
+            return with_separator(cx, pos, step);
+        }
+        content_until_trigger(cx, pos, &[PYTHON_TAG, FENCE], BARE_BYTES)
+    }
+}
+
+fn after_tag(cx: &ScanCx<'_>, pos: usize) -> Step {
+    let text = cx.text;
+    let i = skip_ws(text, pos + PYTHON_TAG.len());
+    let Some(&c) = text.as_bytes().get(i) else {
+        return if cx.eof {
+            Step::Content(text.len() - pos)
+        } else {
+            Step::NeedMore
+        };
+    };
+    let not_call = Step::Content(PYTHON_TAG.len());
+    if c == b'{' || c == b'[' {
+        return match json_at(cx, i) {
+            Read::Done(v, end) => match calls_in_value(&v, false, &text[i..end]) {
+                Some(calls) => Step::Calls {
+                    len: end - pos,
+                    calls,
+                },
+                None => not_call,
+            },
+            Read::More => Step::NeedMore,
+            Read::Bad | Read::Deep(_) => not_call,
+        };
+    }
+    match py_call_at(cx, i) {
+        Read::Done(mut call, end) => {
+            if let Some(base) = call.name.strip_suffix(".call") {
+                call.name = base.to_string();
+            }
+            Step::Calls {
+                len: end - pos,
+                calls: vec![call],
+            }
+        }
+        Read::More => Step::NeedMore,
+        Read::Bad | Read::Deep(_) => not_call,
+    }
+}
+
+/// Extends a call segment over a following `;` (waiting while only whitespace follows).
+pub fn with_separator(cx: &ScanCx<'_>, pos: usize, step: Step) -> Step {
+    let Step::Calls { len, calls } = step else {
+        return step;
+    };
+    let j = skip_ws(cx.text, pos + len);
+    match cx.text.as_bytes().get(j) {
+        None if !cx.eof => Step::NeedMore,
+        Some(b';') => Step::Calls {
+            len: j + 1 - pos,
+            calls,
+        },
+        _ => Step::Calls { len, calls },
+    }
+}

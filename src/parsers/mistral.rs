@@ -1,0 +1,104 @@
+//! `mistral`: `[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]` (Mistral 7B Instruct v0.3).
+//!
+//! Also accepted: a single object after the marker, and the newer
+//! `[TOOL_CALLS]name[ARGS]{...}` form. Call ids for Mistral models are 9 alphanumerics.
+
+use super::scan::{
+    calls_in_value, content_until_trigger, json_at, marker_at, skip_ws, MarkerAt, Read,
+};
+use super::{pylit, IdStyle, RawCall, ScanCx, Step, ToolParser};
+
+const MARKER: &str = "[TOOL_CALLS]";
+const ARGS: &str = "[ARGS]";
+
+/// The Mistral parser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mistral;
+
+impl ToolParser for Mistral {
+    fn name(&self) -> &'static str {
+        "mistral"
+    }
+
+    fn id_style(&self) -> IdStyle {
+        IdStyle::Mistral9
+    }
+
+    fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
+        match marker_at(cx, pos, MARKER) {
+            MarkerAt::Yes => after_marker(cx, pos),
+            MarkerAt::Maybe => Step::NeedMore,
+            MarkerAt::No => content_until_trigger(cx, pos, &[MARKER], b""),
+        }
+    }
+}
+
+fn after_marker(cx: &ScanCx<'_>, pos: usize) -> Step {
+    let text = cx.text;
+    let i = skip_ws(text, pos + MARKER.len());
+    let Some(&c) = text.as_bytes().get(i) else {
+        return if cx.eof {
+            Step::Content(text.len() - pos)
+        } else {
+            Step::NeedMore
+        };
+    };
+    let not_call = Step::Content(MARKER.len());
+    if c == b'[' || c == b'{' {
+        return match json_at(cx, i) {
+            Read::Done(v, end) => match calls_in_value(&v, false, &text[i..end]) {
+                Some(calls) => Step::Calls {
+                    len: end - pos,
+                    calls,
+                },
+                None => not_call,
+            },
+            Read::More => Step::NeedMore,
+            Read::Bad | Read::Deep(_) => not_call,
+        };
+    }
+    // `name[ARGS]{...}`
+    let n = name_len(text, i);
+    if n == 0 {
+        return not_call;
+    }
+    let a = i + n;
+    if a == text.len() {
+        return if cx.eof { not_call } else { Step::NeedMore };
+    }
+    match marker_at(cx, a, ARGS) {
+        MarkerAt::Yes => {}
+        MarkerAt::Maybe => return Step::NeedMore,
+        MarkerAt::No => return not_call,
+    }
+    let j = skip_ws(text, a + ARGS.len());
+    if j == text.len() {
+        return if cx.eof { not_call } else { Step::NeedMore };
+    }
+    match json_at(cx, j) {
+        Read::Done(arguments, end) => {
+            let raw = text[i..end].to_string();
+            Step::Calls {
+                len: end - pos,
+                calls: vec![RawCall {
+                    name: text[i..a].to_string(),
+                    arguments,
+                    raw,
+                }],
+            }
+        }
+        Read::More => Step::NeedMore,
+        Read::Bad | Read::Deep(_) => not_call,
+    }
+}
+
+/// Length of a function name (identifier characters, `.` and `-`) at `i`.
+fn name_len(text: &str, i: usize) -> usize {
+    if pylit::ident_len(text, i) == 0 {
+        return 0;
+    }
+    text[i..]
+        .bytes()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        .count()
+}

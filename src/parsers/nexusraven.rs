@@ -1,0 +1,121 @@
+//! `nexusraven`: `Call: f(a=1); g(b=h(c='x'))<bot_end>` (NexusRaven-V2), then an optional
+//! `Thought: ...` which is dropped (as is any `<bot_end>` token).
+//!
+//! Calls are separated by `;`. An argument that is itself a call is kept, without loss, as
+//! `{"__call__": "h", "arguments": {"c": "x"}}` (positional arguments of the nested call
+//! are named after its declared parameters when `h` is a declared tool, else `_0`, `_1`...).
+//! A call list at the very start of the output is read even without `Call:`.
+
+use super::scan::{marker_at, py_call_at, skip_blank, skip_ws, MarkerAt, Read};
+use super::{RawCall, ScanCx, Step, ToolParser};
+
+const CALL: &str = "Call:";
+const BOT_END: &str = "<bot_end>";
+const THOUGHT: &str = "Thought:";
+
+/// The NexusRaven parser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NexusRaven;
+
+impl ToolParser for NexusRaven {
+    fn name(&self) -> &'static str {
+        "nexusraven"
+    }
+
+    fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
+        let text = cx.text;
+        for (marker, kind) in [(CALL, 0), (BOT_END, 1), (THOUGHT, 2)] {
+            match marker_at(cx, pos, marker) {
+                MarkerAt::Yes if kind == 0 => {
+                    return match calls(cx, skip_ws(text, pos + CALL.len())) {
+                        Some(Step::Calls { len, calls }) => Step::Calls {
+                            len: len + skip_ws(text, pos + CALL.len()) - pos,
+                            calls,
+                        },
+                        Some(step) => step,
+                        None => Step::Content(CALL.len()),
+                    };
+                }
+                MarkerAt::Yes if kind == 1 => {
+                    return Step::Calls {
+                        len: BOT_END.len(),
+                        calls: vec![],
+                    }
+                }
+                MarkerAt::Yes if cx.eof => {
+                    return Step::Calls {
+                        len: text.len() - pos,
+                        calls: vec![],
+                    }
+                }
+                MarkerAt::Yes | MarkerAt::Maybe => return Step::NeedMore,
+                MarkerAt::No => {}
+            }
+        }
+        if text[..pos].trim().is_empty() && pylit_ident(text, pos) {
+            if let Some(step) = calls(cx, pos) {
+                return step;
+            }
+        }
+        super::scan::content_until_trigger(cx, pos, &[CALL, BOT_END, THOUGHT], b"")
+    }
+}
+
+fn pylit_ident(text: &str, pos: usize) -> bool {
+    super::pylit::ident_len(text, pos) > 0
+}
+
+/// `f(...); g(...)` at `i`, up to the first thing that is not `;` and another call.
+fn calls(cx: &ScanCx<'_>, start: usize) -> Option<Step> {
+    let text = cx.text;
+    if start == text.len() {
+        return (!cx.eof).then_some(Step::NeedMore);
+    }
+    let mut out: Vec<RawCall> = Vec::new();
+    let mut i = start;
+    loop {
+        match py_call_at(cx, i) {
+            Read::Done(call, end) => {
+                out.push(call);
+                i = end;
+            }
+            Read::More => return Some(Step::NeedMore),
+            Read::Bad | Read::Deep(_) if out.is_empty() => return None,
+            Read::Bad | Read::Deep(_) => {
+                return Some(Step::Calls {
+                    len: i - start,
+                    calls: out,
+                })
+            }
+        }
+        let j = skip_blank(text, i);
+        match text.as_bytes().get(j) {
+            Some(b';') => {}
+            Some(_) => {
+                return Some(Step::Calls {
+                    len: i - start,
+                    calls: out,
+                })
+            }
+            None if cx.eof => {
+                return Some(Step::Calls {
+                    len: i - start,
+                    calls: out,
+                })
+            }
+            None => return Some(Step::NeedMore),
+        }
+        let k = skip_blank(text, j + 1);
+        if k == text.len() {
+            return Some(if cx.eof {
+                Step::Calls {
+                    len: k - start,
+                    calls: out,
+                }
+            } else {
+                Step::NeedMore
+            });
+        }
+        i = k;
+    }
+}

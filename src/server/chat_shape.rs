@@ -1,0 +1,306 @@
+//! OpenAI shapes of chat answers: the `chat.completion` object and the
+//! `chat.completion.chunk` stream (as an SSE [`Assembler`]).
+
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::sse::{Assembler, Emit};
+use crate::chat::{ChatError, ChatEvent, ChatFinish, ChatOutcome};
+use crate::openai::{AssistantMessage, ChatCompletionRequest, Usage};
+
+/// A message from a running chat job.
+#[derive(Debug)]
+pub enum ChatMsg {
+    /// A streamed event of choice `.0`.
+    Event(u32, ChatEvent),
+    /// Choice `.0` ended.
+    Done(u32, ChatOutcome),
+    /// The job failed; no more messages follow.
+    Failed(ChatError),
+}
+
+/// What every answer to one request shares.
+#[derive(Debug, Clone)]
+pub struct ChatMeta {
+    /// `chatcmpl-…`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The served model id.
+    pub model: String,
+    /// `system_fingerprint`.
+    pub fingerprint: String,
+    /// Whether the request used legacy `functions` (and no `tools`).
+    pub legacy: bool,
+    /// Number of choices.
+    pub n: u32,
+}
+
+/// Whether a request is a legacy `functions` request (answered with `function_call`).
+pub fn is_legacy(req: &ChatCompletionRequest) -> bool {
+    req.tools.is_none() && req.functions.as_ref().is_some_and(|f| !f.is_empty())
+}
+
+/// Sums usage over choices: the prompt counts once, completions add up.
+pub fn total_usage<'a>(usages: impl IntoIterator<Item = &'a Usage>) -> Usage {
+    let mut total = Usage::default();
+    let mut first = true;
+    for u in usages {
+        if first {
+            total.prompt_tokens = u.prompt_tokens;
+            first = false;
+        }
+        total.completion_tokens += u.completion_tokens;
+    }
+    total.total_tokens = total.prompt_tokens + total.completion_tokens;
+    total
+}
+
+fn finish_str(f: ChatFinish) -> &'static str {
+    match f {
+        ChatFinish::Stop => "stop",
+        ChatFinish::Length => "length",
+        ChatFinish::ToolCalls => "tool_calls",
+        ChatFinish::FunctionCall => "function_call",
+    }
+}
+
+/// Brings an outcome into the shape the request calls for: legacy requests get
+/// `function_call` (from the first tool call) and finish `function_call`; others never do.
+pub fn normalize(mut outcome: ChatOutcome, legacy: bool) -> ChatOutcome {
+    let msg = &mut outcome.message;
+    msg.role = "assistant".to_string();
+    if legacy {
+        if msg.function_call.is_none() {
+            msg.function_call = msg
+                .tool_calls
+                .as_ref()
+                .and_then(|c| c.first())
+                .map(|c| c.function.clone());
+        }
+        msg.tool_calls = None;
+        if msg.function_call.is_some() && outcome.finish == ChatFinish::ToolCalls {
+            outcome.finish = ChatFinish::FunctionCall;
+        }
+    } else {
+        if let Some(fc) = msg.function_call.take() {
+            if msg.tool_calls.is_none() {
+                msg.tool_calls = Some(vec![crate::openai::ToolCall {
+                    id: super::run::new_id("call_"),
+                    kind: "function".to_string(),
+                    function: fc,
+                }]);
+            }
+        }
+        if outcome.finish == ChatFinish::FunctionCall {
+            outcome.finish = ChatFinish::ToolCalls;
+        }
+    }
+    if msg.tool_calls.as_ref().is_some_and(|c| c.is_empty()) {
+        msg.tool_calls = None;
+    }
+    outcome
+}
+
+fn message_json(m: &AssistantMessage, legacy: bool) -> Value {
+    let mut v = json!({
+        "role": "assistant",
+        "content": m.content,
+        "refusal": null,
+        "tool_calls": m.tool_calls,
+    });
+    if legacy {
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("function_call".into(), json!(m.function_call));
+        }
+    }
+    v
+}
+
+/// The `chat.completion` object for normalized outcomes ordered by choice index.
+pub fn completion_json(meta: &ChatMeta, outcomes: &[ChatOutcome]) -> Value {
+    let choices: Vec<Value> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            json!({
+                "index": i,
+                "message": message_json(&o.message, meta.legacy),
+                "logprobs": o.logprobs.as_ref().map(|c| json!({"content": c, "refusal": null})),
+                "finish_reason": finish_str(o.finish),
+            })
+        })
+        .collect();
+    json!({
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": choices,
+        "usage": total_usage(outcomes.iter().map(|o| &o.usage)),
+        "system_fingerprint": meta.fingerprint,
+    })
+}
+
+/// Assembles `chat.completion.chunk` payloads from chat job messages.
+#[derive(Debug)]
+pub struct ChatAssembler {
+    meta: ChatMeta,
+    include_usage: bool,
+    started: Vec<bool>,
+    usages: Vec<Usage>,
+    done: usize,
+}
+
+impl ChatAssembler {
+    /// An assembler for one streaming request.
+    pub fn new(meta: ChatMeta, include_usage: bool) -> Self {
+        let n = meta.n as usize;
+        ChatAssembler {
+            meta,
+            include_usage,
+            started: vec![false; n],
+            usages: Vec::new(),
+            done: 0,
+        }
+    }
+
+    /// Total usage of the choices finished so far.
+    pub fn usage(&self) -> Usage {
+        total_usage(&self.usages)
+    }
+
+    fn chunk(&self, index: u32, delta: Value, logprobs: Value, finish: Option<&str>) -> String {
+        let mut v = json!({
+            "id": self.meta.id,
+            "object": "chat.completion.chunk",
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "system_fingerprint": self.meta.fingerprint,
+            "choices": [{
+                "index": index,
+                "delta": delta,
+                "logprobs": logprobs,
+                "finish_reason": finish,
+            }],
+        });
+        if self.include_usage {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("usage".into(), Value::Null);
+            }
+        }
+        v.to_string()
+    }
+
+    fn start(&mut self, index: u32, out: &mut Vec<String>) {
+        let Some(started) = self.started.get_mut(index as usize) else {
+            return;
+        };
+        if !*started {
+            *started = true;
+            let delta = json!({"role": "assistant", "content": "", "refusal": null});
+            out.push(self.chunk(index, delta, Value::Null, None));
+        }
+    }
+
+    fn event_delta(&self, ev: ChatEvent) -> Option<(Value, Value)> {
+        let legacy = self.meta.legacy;
+        Some(match ev {
+            ChatEvent::Content(text) => (json!({"content": text}), Value::Null),
+            ChatEvent::ToolCallStart { index, id, name } if !legacy => (
+                json!({"tool_calls": [{
+                    "index": index, "id": id, "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }]}),
+                Value::Null,
+            ),
+            ChatEvent::ToolCallArguments { index, delta } if !legacy => (
+                json!({"tool_calls": [{"index": index, "function": {"arguments": delta}}]}),
+                Value::Null,
+            ),
+            ChatEvent::ToolCallStart { index: 0, name, .. } => (
+                json!({"function_call": {"name": name, "arguments": ""}}),
+                Value::Null,
+            ),
+            ChatEvent::ToolCallArguments { index: 0, delta } => {
+                (json!({"function_call": {"arguments": delta}}), Value::Null)
+            }
+            ChatEvent::ToolCallStart { .. } | ChatEvent::ToolCallArguments { .. } => return None,
+            ChatEvent::Logprob(lp) => (json!({}), json!({"content": [lp], "refusal": null})),
+        })
+    }
+}
+
+impl Assembler for ChatAssembler {
+    type Msg = ChatMsg;
+
+    fn on_msg(&mut self, msg: ChatMsg) -> Emit {
+        let mut out = Vec::new();
+        match msg {
+            ChatMsg::Event(index, ev) => {
+                self.start(index, &mut out);
+                if let Some((delta, logprobs)) = self.event_delta(ev) {
+                    out.push(self.chunk(index, delta, logprobs, None));
+                }
+                Emit {
+                    data: out,
+                    end: false,
+                }
+            }
+            ChatMsg::Done(index, outcome) => {
+                if outcome.cancelled {
+                    return Emit {
+                        data: out,
+                        end: true,
+                    };
+                }
+                self.start(index, &mut out);
+                let outcome = normalize(outcome, self.meta.legacy);
+                self.usages.push(outcome.usage);
+                self.done += 1;
+                let finish = finish_str(outcome.finish);
+                out.push(self.chunk(index, json!({}), Value::Null, Some(finish)));
+                Emit {
+                    data: out,
+                    end: false,
+                }
+            }
+            ChatMsg::Failed(e) => {
+                out.push(ApiError::from(e).to_json_string());
+                Emit {
+                    data: out,
+                    end: true,
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self) -> Vec<String> {
+        if self.done < self.meta.n as usize {
+            let e = ApiError::internal("the generation ended unexpectedly");
+            return vec![e.to_json_string()];
+        }
+        let usage = self.usage();
+        tracing::info!(
+            id = %self.meta.id,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            "chat stream finished"
+        );
+        let mut out = Vec::new();
+        if self.include_usage {
+            let v = json!({
+                "id": self.meta.id,
+                "object": "chat.completion.chunk",
+                "created": self.meta.created,
+                "model": self.meta.model,
+                "system_fingerprint": self.meta.fingerprint,
+                "choices": [],
+                "usage": self.usage(),
+            });
+            out.push(v.to_string());
+        }
+        out.push("[DONE]".to_string());
+        out
+    }
+}

@@ -1,0 +1,475 @@
+//! A deterministic test double of the engine (used by the tests, `mock_server` and
+//! `callm chat` tests); not for production use.
+//!
+//! Behaviour, driven by the request:
+//! - Without tools (or with `tool_choice: "none"`), it answers `Hello! You said: <last user
+//!   text>` one word per token. With `temperature > 0` it answers random words instead,
+//!   reproducible when `seed` is set (the seed is mixed with the choice index).
+//! - With tools, after a user message it calls every tool whose name has a word (longer than 3
+//!   letters, not `get`) found in the user's text (`auto`); `required` falls back to the first
+//!   tool, a named choice calls that tool. Arguments are built from the JSON schema.
+//!   After `tool`/`function` results it answers `Based on the tool results: ...`.
+//! - Markers in the last user text: `[[internal]]`, `[[context]]`, `[[template]]` fail at once,
+//!   `[[fail-midway]]` fails after three tokens, `[[tokens=N]]` answers N words.
+//! - It sleeps `token_delay` per token and stops at once when cancelled.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value};
+
+use super::backend::{ChatBackend, CompletionOutcome};
+use crate::chat::{ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenLogprobs, TopLogprob};
+use crate::engine::CancelToken;
+use crate::openai::{
+    AssistantMessage, ChatCompletionRequest, CompletionRequest, FunctionCall, FunctionDefinition,
+    ToolCall, ToolChoice, Usage,
+};
+
+const WORDS: [&str; 16] = [
+    "sun", "rain", "cloud", "wind", "river", "stone", "light", "tree", "bird", "sea", "snow",
+    "leaf", "moon", "fire", "sand", "star",
+];
+
+/// The mock engine; counters let tests observe concurrency and cancellation.
+#[derive(Debug)]
+pub struct MockBackend {
+    model: String,
+    token_delay: Duration,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+    calls: AtomicUsize,
+    cancelled: AtomicUsize,
+}
+
+struct Active<'a>(&'a MockBackend);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What one mock turn produces before streaming.
+struct Plan {
+    text: Vec<String>,
+    calls: Vec<FunctionCall>,
+    fail_after: Option<usize>,
+}
+
+impl MockBackend {
+    /// A mock serving `model`, sleeping `token_delay` per token.
+    pub fn new(model: impl Into<String>, token_delay: Duration) -> Self {
+        MockBackend {
+            model: model.into(),
+            token_delay,
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
+        }
+    }
+
+    /// Generations running now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// The most generations that ever ran at once.
+    pub fn max_active(&self) -> usize {
+        self.max_active.load(Ordering::SeqCst)
+    }
+
+    /// Generations started so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Generations that stopped because of cancellation.
+    pub fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> Active<'_> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_active.fetch_max(now, Ordering::SeqCst);
+        Active(self)
+    }
+
+    /// Sleeps one token's time; false when cancelled.
+    fn tick(&self, cancel: &CancelToken) -> bool {
+        if !self.token_delay.is_zero() {
+            std::thread::sleep(self.token_delay);
+        }
+        !cancel.is_cancelled()
+    }
+}
+
+fn markers(text: &str) -> Result<(Option<usize>, Option<usize>), ChatError> {
+    if text.contains("[[internal]]") {
+        return Err(ChatError::Internal("mock engine failure".into()));
+    }
+    if text.contains("[[context]]") {
+        return Err(ChatError::ContextLength {
+            prompt: 5000,
+            context: 4096,
+        });
+    }
+    if text.contains("[[template]]") {
+        return Err(ChatError::Template(
+            "mock template raised: conversation roles must alternate".into(),
+        ));
+    }
+    let words = text
+        .split("[[tokens=")
+        .nth(1)
+        .and_then(|rest| rest.split("]]").next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let fail = text.contains("[[fail-midway]]").then_some(3);
+    Ok((words, fail))
+}
+
+fn random_words(seed: Option<u64>, choice: u32, count: usize) -> Vec<String> {
+    let mut rng = match seed {
+        Some(s) => StdRng::seed_from_u64(s ^ (u64::from(choice) << 32)),
+        None => StdRng::from_os_rng(),
+    };
+    (0..count)
+        .map(|_| WORDS[rng.random_range(0..WORDS.len())].to_string())
+        .collect()
+}
+
+fn words_of(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_string).collect()
+}
+
+fn example_value(name: &str, schema: &Value) -> Value {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer") => Value::from(1),
+        Some("number") => Value::from(1.5),
+        Some("boolean") => Value::Bool(true),
+        Some("array") => Value::Array(Vec::new()),
+        Some("object") => Value::Object(Map::new()),
+        _ if name.contains("city") || name.contains("location") => Value::from("Paris"),
+        _ => Value::from("x"),
+    }
+}
+
+fn arguments_for(f: &FunctionDefinition) -> String {
+    let mut args = Map::new();
+    if let Some(props) = f
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object)
+    {
+        for (name, schema) in props {
+            args.insert(name.clone(), example_value(name, schema));
+        }
+    }
+    Value::Object(args).to_string()
+}
+
+fn plan_chat(req: &ChatCompletionRequest, choice: u32) -> Result<Plan, ChatError> {
+    let last = req.messages.last();
+    let user_text = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .and_then(|m| m.content.as_ref())
+        .map(|c| c.text())
+        .unwrap_or_default();
+    let (words, fail_after) = markers(&user_text)?;
+    let legacy = req.tools.is_none();
+    let defs: Vec<FunctionDefinition> = match (&req.tools, &req.functions) {
+        (Some(t), _) => t.iter().map(|t| t.function.clone()).collect(),
+        (None, Some(f)) => f.clone(),
+        _ => Vec::new(),
+    };
+    let mode = match (&req.tool_choice, &req.function_call) {
+        (Some(ToolChoice::Mode(m)), _) => m.clone(),
+        (Some(ToolChoice::Named(n)), _) => format!("name:{}", n.function.name),
+        (None, Some(Value::String(m))) if legacy => m.clone(),
+        (None, Some(Value::Object(o))) if legacy => {
+            format!(
+                "name:{}",
+                o.get("name").and_then(Value::as_str).unwrap_or("")
+            )
+        }
+        _ => "auto".to_string(),
+    };
+    let after_results = last.is_some_and(|m| m.role == "tool" || m.role == "function");
+    let mut calls = Vec::new();
+    if !defs.is_empty() && mode != "none" && !after_results {
+        let lower = user_text.to_lowercase();
+        let picked: Vec<&FunctionDefinition> = if let Some(name) = mode.strip_prefix("name:") {
+            defs.iter().filter(|f| f.name == name).collect()
+        } else {
+            let matching: Vec<_> = defs
+                .iter()
+                .filter(|f| {
+                    f.name
+                        .split(['_', '-', '.'])
+                        .any(|w| w.len() > 3 && w != "get" && lower.contains(&w.to_lowercase()))
+                })
+                .collect();
+            if matching.is_empty() && mode == "required" {
+                defs.iter().take(1).collect()
+            } else {
+                matching
+            }
+        };
+        let single = legacy || req.parallel_tool_calls == Some(false);
+        for f in picked.into_iter().take(if single { 1 } else { usize::MAX }) {
+            calls.push(FunctionCall {
+                name: f.name.clone(),
+                arguments: arguments_for(f),
+            });
+        }
+    }
+    let text = if !calls.is_empty() {
+        Vec::new()
+    } else if after_results {
+        let results: Vec<String> = req
+            .messages
+            .iter()
+            .rev()
+            .take_while(|m| m.role == "tool" || m.role == "function")
+            .filter_map(|m| m.content.as_ref().map(|c| c.text()))
+            .collect();
+        words_of(&format!(
+            "Based on the tool results: {}",
+            results.join("; ")
+        ))
+    } else if req.temperature.is_some_and(|t| t > 0.0) {
+        let mut w = random_words(req.seed, choice, words.unwrap_or(12));
+        for (i, word) in w.iter_mut().enumerate() {
+            if i > 0 {
+                word.insert(0, ' ');
+            }
+        }
+        w
+    } else if let Some(n) = words {
+        (0..n).map(|i| format!("w{i} ")).collect()
+    } else {
+        words_of(&format!("Hello! You said: {user_text}"))
+    };
+    Ok(Plan {
+        text,
+        calls,
+        fail_after,
+    })
+}
+
+fn fail_check(fail_after: Option<usize>, emitted: usize) -> Result<(), ChatError> {
+    if fail_after.is_some_and(|f| emitted >= f) {
+        return Err(ChatError::Internal("mock engine failed mid-stream".into()));
+    }
+    Ok(())
+}
+
+fn logprob(token: &str, k: u32) -> TokenLogprobs {
+    TokenLogprobs {
+        token: token.to_string(),
+        logprob: -0.25,
+        bytes: token.as_bytes().to_vec(),
+        top_logprobs: (0..k)
+            .map(|i| {
+                let t = if i == 0 {
+                    token.to_string()
+                } else {
+                    format!("alt{i}")
+                };
+                TopLogprob {
+                    bytes: t.as_bytes().to_vec(),
+                    token: t,
+                    logprob: -0.25 - i as f32,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn prompt_tokens(req: &ChatCompletionRequest) -> u32 {
+    let words: usize = req
+        .messages
+        .iter()
+        .filter_map(|m| m.content.as_ref())
+        .map(|c| c.text().split_whitespace().count())
+        .sum();
+    words as u32 + 3 * req.messages.len() as u32
+}
+
+impl ChatBackend for MockBackend {
+    fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    fn chat(
+        &self,
+        req: &ChatCompletionRequest,
+        choice: u32,
+        cancel: &CancelToken,
+        on_event: &mut dyn FnMut(ChatEvent) -> bool,
+    ) -> Result<ChatOutcome, ChatError> {
+        let _active = self.enter();
+        let plan = plan_chat(req, choice)?;
+        let limit = req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .map(|m| m as usize);
+        let want_logprobs = req.logprobs == Some(true);
+        let k = req.top_logprobs.unwrap_or(0);
+        let mut out = ChatOutcome {
+            message: AssistantMessage {
+                role: "assistant".into(),
+                ..Default::default()
+            },
+            finish: ChatFinish::Stop,
+            usage: Usage {
+                prompt_tokens: prompt_tokens(req),
+                ..Default::default()
+            },
+            logprobs: want_logprobs.then(Vec::new),
+            cancelled: false,
+        };
+        let mut emitted = 0usize;
+        let mut text = String::new();
+        for token in &plan.text {
+            if limit.is_some_and(|l| emitted >= l) {
+                out.finish = ChatFinish::Length;
+                break;
+            }
+            fail_check(plan.fail_after, emitted)?;
+            if !self.tick(cancel) || !on_event(ChatEvent::Content(token.clone())) {
+                out.cancelled = true;
+                break;
+            }
+            emitted += 1;
+            text.push_str(token);
+            if let Some(lps) = out.logprobs.as_mut() {
+                let lp = logprob(token, k);
+                lps.push(lp.clone());
+                if !on_event(ChatEvent::Logprob(lp)) {
+                    out.cancelled = true;
+                    break;
+                }
+            }
+        }
+        let mut calls = Vec::new();
+        'calls: for (index, f) in plan.calls.iter().enumerate() {
+            if out.cancelled {
+                break;
+            }
+            let hex: String = uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .chars()
+                .take(24)
+                .collect();
+            let id = format!("call_{hex}");
+            fail_check(plan.fail_after, emitted)?;
+            let start = ChatEvent::ToolCallStart {
+                index,
+                id: id.clone(),
+                name: f.name.clone(),
+            };
+            if !self.tick(cancel) || !on_event(start) {
+                out.cancelled = true;
+                break;
+            }
+            emitted += 1;
+            let chars: Vec<char> = f.arguments.chars().collect();
+            for piece in chars.chunks(6) {
+                let delta: String = piece.iter().collect();
+                fail_check(plan.fail_after, emitted)?;
+                if !self.tick(cancel) || !on_event(ChatEvent::ToolCallArguments { index, delta }) {
+                    out.cancelled = true;
+                    break 'calls;
+                }
+                emitted += 1;
+            }
+            calls.push(ToolCall {
+                id,
+                kind: "function".into(),
+                function: f.clone(),
+            });
+        }
+        if out.cancelled {
+            self.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+        if !calls.is_empty() && !out.cancelled {
+            out.finish = if req.tools.is_none() {
+                ChatFinish::FunctionCall
+            } else {
+                ChatFinish::ToolCalls
+            };
+        }
+        if req.tools.is_none() && !calls.is_empty() {
+            out.message.function_call = calls.first().map(|c| c.function.clone());
+        } else if !calls.is_empty() {
+            out.message.tool_calls = Some(calls);
+        }
+        out.message.content = (!text.is_empty()).then_some(text);
+        out.usage.completion_tokens = emitted as u32;
+        out.usage.total_tokens = out.usage.prompt_tokens + out.usage.completion_tokens;
+        Ok(out)
+    }
+
+    fn complete(
+        &self,
+        req: &CompletionRequest,
+        prompt: &str,
+        choice: u32,
+        cancel: &CancelToken,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<CompletionOutcome, ChatError> {
+        let _active = self.enter();
+        let (words, fail_after) = markers(prompt)?;
+        let tokens = if req.temperature.is_some_and(|t| t > 0.0) {
+            random_words(req.seed, choice, words.unwrap_or(8))
+                .into_iter()
+                .map(|w| format!(" {w}"))
+                .collect()
+        } else {
+            words_of(&format!(" and then {} words", words.unwrap_or(3)))
+        };
+        let limit = req.max_tokens.map(|m| m as usize);
+        let mut out = CompletionOutcome {
+            text: String::new(),
+            finish: ChatFinish::Stop,
+            usage: Usage {
+                prompt_tokens: prompt.split_whitespace().count() as u32,
+                ..Default::default()
+            },
+        };
+        for (i, t) in tokens.iter().enumerate() {
+            if fail_after.is_some_and(|f| i >= f) {
+                return Err(ChatError::Internal("mock engine failed mid-stream".into()));
+            }
+            if limit.is_some_and(|l| i >= l) {
+                out.finish = ChatFinish::Length;
+                break;
+            }
+            if !self.tick(cancel) || !on_text(t) {
+                self.cancelled.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+            out.text.push_str(t);
+            out.usage.completion_tokens += 1;
+        }
+        out.usage.total_tokens = out.usage.prompt_tokens + out.usage.completion_tokens;
+        Ok(out)
+    }
+}

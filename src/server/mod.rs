@@ -1,0 +1,76 @@
+//! The OpenAI-compatible HTTP server: `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/models` and `/health` (also without `/v1`), over any [`ChatBackend`].
+//!
+//! One module per job: [`routes`] (router, fallbacks, logging), [`auth`], [`queue`]
+//! (admission), [`validate`], [`extract`] (JSON bodies), [`error`], [`run`] (blocking
+//! jobs and cancellation), [`sse`], [`chat`] and [`chat_shape`], [`completions`],
+//! and [`mock`], a deterministic test double of the engine.
+
+pub mod auth;
+pub mod backend;
+pub mod chat;
+pub mod chat_shape;
+pub mod completions;
+pub mod error;
+pub mod extract;
+pub mod mock;
+pub mod queue;
+pub mod routes;
+pub mod run;
+pub mod sse;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use backend::{ChatBackend, CompletionOutcome};
+pub use error::ApiError;
+pub use queue::Queue;
+pub use routes::router;
+
+use crate::openai::Usage;
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub backend: Arc<dyn ChatBackend>,
+    /// Admission control.
+    pub queue: Arc<Queue>,
+    /// The bearer token clients must send, if any.
+    pub api_key: Option<Arc<str>>,
+    /// `system_fingerprint` of every answer.
+    pub fingerprint: String,
+}
+
+impl AppState {
+    /// State for `backend` with `max_concurrent` slots, `queue` waiting places and an optional key.
+    pub fn new(
+        backend: Arc<dyn ChatBackend>,
+        max_concurrent: usize,
+        queue: usize,
+        api_key: Option<String>,
+    ) -> Self {
+        AppState {
+            backend,
+            queue: Arc::new(Queue::new(max_concurrent, queue)),
+            api_key: api_key.filter(|k| !k.is_empty()).map(Arc::from),
+            fingerprint: format!("fp_callm_{}", env!("CARGO_PKG_VERSION").replace('.', "_")),
+        }
+    }
+}
+
+/// Token counts of a finished response, put into its extensions for the request log.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens(pub Usage);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains open connections.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

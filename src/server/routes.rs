@@ -1,0 +1,91 @@
+//! The router: endpoints with and without `/v1`, JSON 404/405 fallbacks, the body limit,
+//! authentication, and one log line per request.
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::BodyLimit;
+use super::{auth, chat, completions, AppState, Tokens};
+
+/// Builds the complete router for `state`, with bodies limited to `max_body_bytes`.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/completions", post(completions::completions))
+        .route("/models", get(list_models))
+        .route("/models/{*model}", get(get_model))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .route("/health", get(health));
+    Router::new()
+        .nest("/v1", api.clone())
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(Extension(BodyLimit(max_body_bytes)))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+fn model_json(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "callm"})
+}
+
+async fn list_models(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [model_json(state.backend.model_id())]}))
+}
+
+async fn get_model(State(state): State<AppState>, Path(model): Path<String>) -> Response {
+    let id = state.backend.model_id();
+    if model == id {
+        Json(model_json(id)).into_response()
+    } else {
+        ApiError::model_not_found(&model).into_response()
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "model": state.backend.model_id(),
+        "running": state.queue.running(),
+        "waiting": state.queue.waiting(),
+    }))
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::route_not_found(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
+}
+
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let latency_ms = (start.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let status = resp.status().as_u16();
+    match resp.extensions().get::<Tokens>() {
+        Some(Tokens(u)) => tracing::info!(
+            %method, %path, status, latency_ms,
+            prompt_tokens = u.prompt_tokens, completion_tokens = u.completion_tokens,
+            "request"
+        ),
+        None => tracing::info!(%method, %path, status, latency_ms, "request"),
+    }
+    resp
+}

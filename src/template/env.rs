@@ -1,0 +1,166 @@
+//! The minijinja environment configured like transformers' Jinja2 sandbox.
+//!
+//! transformers renders chat templates with `trim_blocks=True`, `lstrip_blocks=True`, no
+//! autoescape, and the globals `raise_exception` and `strftime_now`, and replaces `tojson`
+//! by `json.dumps(x, ensure_ascii=False, indent=..., separators=..., sort_keys=...)`.
+//! Python string/dict methods come from minijinja-contrib's pycompat callback.
+//!
+//! Filters callm adds (usable by the bundled templates, harmless for the others):
+//! - `tojson(ensure_ascii=false, indent=none, separators=none, sort_keys=false)`: Python's json.dumps.
+//! - `py_repr`: Python's `repr()` of a value (`'text'`, `True`, `None`, `[1, 2]`).
+//! - `py_call`: a tool call `{name, arguments}` as Python call syntax `name(a='x', b=1)`.
+//! - `py_stub`: a function definition as a Python stub with a docstring (NexusRaven).
+//!
+//! Printed values follow Python's `str()`: `None`, `True`/`False`, `{'k': 'v'}`.
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State};
+use std::fmt::Write;
+
+use super::pyjson::{dumps, py_float_repr, py_repr, DumpOptions};
+use super::pystub::{py_call, py_stub};
+
+/// The name under which a compiled chat template is stored in its environment.
+pub const TEMPLATE_NAME: &str = "chat_template";
+
+/// The error a template's `raise_exception(message)` produces, found again by downcasting.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RaisedByTemplate(pub String);
+
+/// A fresh environment with transformers' settings, callm's filters and `source` compiled.
+pub fn build_environment(source: String) -> Result<Environment<'static>, Error> {
+    let mut env = Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(false)
+        .build()?;
+    env.set_syntax(syntax);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_formatter(python_formatter);
+    env.add_function("raise_exception", raise_exception);
+    env.add_function("strftime_now", strftime_now);
+    env.add_filter("tojson", tojson);
+    env.add_filter("py_repr", |v: &Value| py_repr(v));
+    env.add_filter("py_call", py_call);
+    env.add_filter("py_stub", py_stub);
+    env.add_template_owned(TEMPLATE_NAME, source)?;
+    Ok(env)
+}
+
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message.clone())
+        .with_source(RaisedByTemplate(message)))
+}
+
+fn strftime_now(format: String) -> Result<Value, Error> {
+    use chrono::format::{Item, StrftimeItems};
+    let items: Vec<Item<'_>> = StrftimeItems::new(&format).collect();
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("invalid strftime format {format:?}"),
+        ));
+    }
+    let now = chrono::Local::now();
+    let mut out = String::new();
+    write!(out, "{}", now.format_with_items(items.iter())).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot format date with {format:?}"),
+        )
+    })?;
+    Ok(Value::from(out))
+}
+
+/// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
+fn tojson(
+    value: &Value,
+    ensure_ascii: Option<Value>,
+    indent: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let ensure_ascii = match kwargs
+        .get::<Option<Value>>("ensure_ascii")?
+        .or(ensure_ascii)
+    {
+        Some(v) => v.is_true(),
+        None => false,
+    };
+    let indent = match kwargs.get::<Option<Value>>("indent")?.or(indent) {
+        Some(v) if v.is_none() || v.is_undefined() => None,
+        Some(v) if v.kind() == ValueKind::String => {
+            Some(v.as_str().unwrap_or_default().to_string())
+        }
+        Some(v) => {
+            let n = v.as_i64().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson indent must be an integer",
+                )
+            })?;
+            Some(" ".repeat(n.max(0) as usize))
+        }
+        None => None,
+    };
+    let mut opts = DumpOptions::python(ensure_ascii, None);
+    if indent.is_some() {
+        opts.item_sep = ",".to_string();
+    }
+    opts.indent = indent;
+    if let Some(seps) = kwargs.get::<Option<Value>>("separators")? {
+        if !seps.is_none() {
+            let parts: Vec<Value> = seps.try_iter()?.collect();
+            match parts.as_slice() {
+                [a, b] => {
+                    opts.item_sep = a.as_str().unwrap_or(", ").to_string();
+                    opts.key_sep = b.as_str().unwrap_or(": ").to_string();
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson separators must be a pair",
+                    ))
+                }
+            }
+        }
+    }
+    opts.sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
+    kwargs.assert_all_used()?;
+    Ok(Value::from(dumps(value, &opts)?))
+}
+
+/// Prints values as Python's `str()` does.
+fn python_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
+    let text = match value.kind() {
+        ValueKind::None => "None".to_string(),
+        ValueKind::Bool => if value.is_true() { "True" } else { "False" }.to_string(),
+        ValueKind::Number if !value.is_integer() => match f64::try_from(value.clone()) {
+            Ok(f) => py_float_repr(f, false),
+            Err(_) => value.to_string(),
+        },
+        ValueKind::Map | ValueKind::Seq => py_repr(value)?,
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    out.write_str(&text)
+        .map_err(|_| Error::new(ErrorKind::WriteFailure, "cannot write output"))
+}
+
+/// A template value from anything serializable (JSON values, request types).
+pub fn to_value<T: serde::Serialize>(v: T) -> Value {
+    Value::from(minijinja::value::Serde(v))
+}
+
+/// Finds the message of a `raise_exception` call in a render error.
+pub fn raised_message(err: &Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<RaisedByTemplate>() {
+            return Some(r.0.clone());
+        }
+        cur = e.source();
+    }
+    None
+}

@@ -1,0 +1,332 @@
+//! OpenAI request -> the input chat templates expect (transformers' conversation format).
+//!
+//! Rules, applied in order:
+//! - `tools` (or legacy `functions`, wrapped as `{"type": "function", "function": ...}`);
+//!   an empty list counts as no tools.
+//! - Role `developer` becomes `system`; role `function` (legacy) becomes `tool`, answering the
+//!   preceding legacy `function_call`, which becomes a one-element `tool_calls`.
+//! - Content parts are joined into one string; missing content is `""`, except for assistant
+//!   messages with tool calls, where it stays `null` (templates test it for truthiness).
+//! - `tool_calls[].function.arguments` is parsed from its JSON text; empty text becomes `{}`;
+//!   text that is not JSON is kept as a string (templates that need a mapping then fail
+//!   with a render error, a client error) - never a panic.
+//! - Keys a message does not have are left out (`'tool_calls' in message` must be false for
+//!   plain messages), calls without id get `call_{message}_{index}`, tool results without
+//!   `tool_call_id` answer the oldest unanswered call of the last assistant message.
+//! - [`CallIdStyle::Alnum9`] (Mistral): ids that are not exactly 9 ASCII alphanumerics are
+//!   replaced by 9 base-62 digits of their FNV-1a hash, identically in the call and its
+//!   result, so the same history renders the same prompt in every turn.
+//! - `tool_role`: role `tool` is renamed (only set when the template does not know `tool`).
+//! - `split_parallel_calls`: an assistant message with several calls becomes one assistant
+//!   message per call (the first keeps the text); when the results follow right after, in
+//!   any order, each call is followed by its own result (call, result, call, result), the
+//!   shape a model that calls one tool at a time was trained on; otherwise the calls stay
+//!   consecutive.
+
+use serde_json::{json, Map, Value as Json};
+use std::collections::VecDeque;
+
+use super::error::TemplateError;
+use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool, ToolCall};
+
+/// How tool-call ids must look in the prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CallIdStyle {
+    /// Ids go through unchanged.
+    #[default]
+    Keep,
+    /// Exactly 9 ASCII alphanumerics (Mistral); other ids are mapped deterministically.
+    Alnum9,
+}
+
+/// What a family's template needs from the normalization.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NormalizeOptions {
+    /// Rename role `tool` to this name.
+    pub tool_role: Option<String>,
+    /// The id shape the template accepts.
+    pub call_ids: CallIdStyle,
+    /// Give each tool call its own assistant message.
+    pub split_parallel_calls: bool,
+}
+
+/// Messages and tools in the shape chat templates read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateInput {
+    /// The conversation.
+    pub messages: Vec<Json>,
+    /// The tools, `None` when the request offers none.
+    pub tools: Option<Vec<Json>>,
+}
+
+/// Turns a request into template input.
+pub fn normalize_request(
+    req: &ChatCompletionRequest,
+    opts: &NormalizeOptions,
+) -> Result<TemplateInput, TemplateError> {
+    let tools = normalize_tools(req)?;
+    let mut messages = Vec::with_capacity(req.messages.len());
+    let mut pending: VecDeque<String> = VecDeque::new();
+    for (i, m) in req.messages.iter().enumerate() {
+        messages.push(normalize_message(i, m, &mut pending)?);
+    }
+    if opts.call_ids == CallIdStyle::Alnum9 {
+        for m in &mut messages {
+            remap_ids(m);
+        }
+    }
+    if let Some(role) = &opts.tool_role {
+        for m in &mut messages {
+            if m["role"] == "tool" {
+                m["role"] = Json::String(role.clone());
+            }
+        }
+    }
+    if opts.split_parallel_calls {
+        messages = split_parallel_calls(messages);
+    }
+    Ok(TemplateInput { messages, tools })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Json, TemplateError> {
+    serde_json::to_value(v).map_err(|e| TemplateError::Request(e.to_string()))
+}
+
+fn normalize_tools(req: &ChatCompletionRequest) -> Result<Option<Vec<Json>>, TemplateError> {
+    let tools: Vec<Json> = match (&req.tools, &req.functions) {
+        (Some(t), _) if !t.is_empty() => t.iter().map(to_json).collect::<Result<_, _>>()?,
+        (_, Some(f)) if !f.is_empty() => f
+            .iter()
+            .map(|f| to_json(&Tool::function(f.clone())))
+            .collect::<Result<_, _>>()?,
+        _ => return Ok(None),
+    };
+    Ok(Some(tools))
+}
+
+fn content_json(m: &ChatMessage, has_calls: bool) -> Json {
+    match &m.content {
+        Some(MessageContent::Text(s)) => Json::String(s.clone()),
+        Some(parts) => Json::String(parts.text()),
+        None if has_calls => Json::Null,
+        None => Json::String(String::new()),
+    }
+}
+
+/// Parses call arguments: JSON text -> value, empty -> `{}`, anything else kept as text.
+pub fn parse_arguments(raw: &str) -> Json {
+    if raw.trim().is_empty() {
+        return Json::Object(Map::new());
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Json::String(raw.to_string()))
+}
+
+fn call_json(id: String, c: &ToolCall) -> Json {
+    json!({
+        "id": id,
+        "type": if c.kind.is_empty() { "function" } else { c.kind.as_str() },
+        "function": {"name": c.function.name, "arguments": parse_arguments(&c.function.arguments)},
+    })
+}
+
+fn normalize_message(
+    i: usize,
+    m: &ChatMessage,
+    pending: &mut VecDeque<String>,
+) -> Result<Json, TemplateError> {
+    let mut out = Map::new();
+    let role = match m.role.as_str() {
+        "developer" => "system",
+        "function" => "tool",
+        r => r,
+    };
+    let mut calls: Vec<Json> = Vec::new();
+    if role == "assistant" {
+        if let Some(tc) = &m.tool_calls {
+            for (k, c) in tc.iter().enumerate() {
+                let id = if c.id.is_empty() {
+                    format!("call_{i}_{k}")
+                } else {
+                    c.id.clone()
+                };
+                calls.push(call_json(id, c));
+            }
+        }
+        if let Some(fc) = &m.function_call {
+            let c = ToolCall {
+                id: format!("call_{i}_{}", calls.len()),
+                kind: "function".into(),
+                function: fc.clone(),
+            };
+            calls.push(call_json(c.id.clone(), &c));
+        }
+        if !calls.is_empty() {
+            *pending = calls
+                .iter()
+                .filter_map(|c| c["id"].as_str().map(str::to_string))
+                .collect();
+        }
+    }
+    out.insert("role".into(), Json::String(role.to_string()));
+    out.insert("content".into(), content_json(m, !calls.is_empty()));
+    if let Some(name) = &m.name {
+        out.insert("name".into(), Json::String(name.clone()));
+    }
+    if !calls.is_empty() {
+        out.insert("tool_calls".into(), Json::Array(calls));
+    }
+    if role == "tool" {
+        let id = match m.tool_call_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(id) => {
+                pending.retain(|p| p != id);
+                id.to_string()
+            }
+            None => pending.pop_front().unwrap_or_else(|| format!("call_{i}_0")),
+        };
+        out.insert("tool_call_id".into(), Json::String(id));
+    }
+    Ok(Json::Object(out))
+}
+
+/// A 9-character alphanumeric id: `id` itself when it has that shape, else a stable hash.
+pub fn alnum9_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..9)
+        .map(|_| {
+            let d = DIGITS[(h % 62) as usize] as char;
+            h /= 62;
+            d
+        })
+        .collect()
+}
+
+fn remap_ids(m: &mut Json) {
+    if let Some(id) = m.get("tool_call_id").and_then(Json::as_str).map(alnum9_id) {
+        m["tool_call_id"] = Json::String(id);
+    }
+    if let Some(calls) = m.get_mut("tool_calls").and_then(Json::as_array_mut) {
+        for c in calls {
+            if let Some(id) = c.get("id").and_then(Json::as_str).map(alnum9_id) {
+                c["id"] = Json::String(id);
+            }
+        }
+    }
+}
+
+fn split_parallel_calls(messages: Vec<Json>) -> Vec<Json> {
+    let mut out = Vec::with_capacity(messages.len() + 4);
+    let mut i = 0;
+    while i < messages.len() {
+        let m = &messages[i];
+        let calls = m
+            .get("tool_calls")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if calls.len() < 2 {
+            out.push(m.clone());
+            i += 1;
+            continue;
+        }
+        let ids: Vec<&str> = calls
+            .iter()
+            .map(|c| c["id"].as_str().unwrap_or(""))
+            .collect();
+        let results = &messages[i + 1..(i + 1 + calls.len()).min(messages.len())];
+        let mut ordered: Vec<&Json> = Vec::new();
+        for id in &ids {
+            if let Some(r) = results
+                .iter()
+                .find(|r| r.get("tool_call_id").and_then(Json::as_str) == Some(id))
+            {
+                ordered.push(r);
+            }
+        }
+        let distinct = ids.iter().enumerate().all(|(k, id)| !ids[..k].contains(id));
+        let interleave = distinct && results.len() == calls.len() && ordered.len() == calls.len();
+        for (k, call) in calls.iter().enumerate() {
+            let mut single = m.clone();
+            single["tool_calls"] = Json::Array(vec![call.clone()]);
+            if k > 0 {
+                single["content"] = Json::Null;
+            }
+            out.push(single);
+            if interleave {
+                out.push(ordered[k].clone());
+            }
+        }
+        i += 1;
+        if interleave {
+            i += calls.len();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Json) -> ChatCompletionRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ids_map_consistently_and_args_parse() {
+        let r = req(json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_abc-123", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}},
+                {"id": "abcDEF123", "type": "function", "function": {"name": "g", "arguments": "not json"}}]},
+            {"role": "tool", "tool_call_id": "abcDEF123", "content": "2"},
+            {"role": "tool", "tool_call_id": "call_abc-123", "content": "1"}]}));
+        let opts = NormalizeOptions {
+            call_ids: CallIdStyle::Alnum9,
+            split_parallel_calls: true,
+            ..Default::default()
+        };
+        let out = normalize_request(&r, &opts).unwrap();
+        let m = &out.messages;
+        assert_eq!(m[0]["content"], "ab");
+        assert_eq!(m.len(), 5);
+        let id = m[1]["tool_calls"][0]["id"].as_str().unwrap();
+        assert_eq!(id.len(), 9);
+        assert_eq!(
+            m[1]["tool_calls"][0]["function"]["arguments"],
+            json!({"x": 1})
+        );
+        assert_eq!(m[2]["tool_call_id"], id);
+        assert_eq!(m[3]["tool_calls"][0]["function"]["arguments"], "not json");
+        assert_eq!(m[4]["tool_call_id"], "abcDEF123");
+        assert_eq!(alnum9_id("call_abc-123"), id);
+    }
+
+    #[test]
+    fn legacy_functions_become_tools() {
+        let r = req(
+            json!({"functions": [{"name": "f", "parameters": {}}], "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "function_call": {"name": "f", "arguments": ""}},
+            {"role": "function", "name": "f", "content": "ok"}]}),
+        );
+        let out = normalize_request(&r, &NormalizeOptions::default()).unwrap();
+        assert_eq!(out.tools.unwrap()[0]["function"]["name"], "f");
+        assert_eq!(
+            out.messages[1]["tool_calls"][0]["function"]["arguments"],
+            json!({})
+        );
+        assert_eq!(out.messages[2]["role"], "tool");
+        assert_eq!(
+            out.messages[2]["tool_call_id"],
+            out.messages[1]["tool_calls"][0]["id"]
+        );
+    }
+}

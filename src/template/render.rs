@@ -1,0 +1,212 @@
+//! Renders an OpenAI chat request into a model's prompt.
+
+use serde_json::{Map, Value as Json};
+use std::sync::Arc;
+
+use super::chat::ChatTemplate;
+use super::error::TemplateError;
+use super::normalize::{normalize_request, CallIdStyle, NormalizeOptions, TemplateInput};
+use super::protect::{Protector, RenderedPrompt};
+use super::source::ModelTemplateInfo;
+use crate::openai::ChatCompletionRequest;
+use crate::registry::Family;
+
+/// Context variables a request's `chat_template_kwargs` cannot override.
+const RESERVED: &[&str] = &["messages", "tools", "add_generation_prompt"];
+
+/// A model's compiled template(s) plus the family's input rules; renders requests.
+#[derive(Debug, Clone)]
+pub struct PromptRenderer {
+    info: ModelTemplateInfo,
+    default: Option<Arc<ChatTemplate>>,
+    tool_use: Option<Arc<ChatTemplate>>,
+    options: NormalizeOptions,
+    protector: Protector,
+}
+
+/// Whether the template text refers to role `role` as a string literal.
+fn mentions_role(src: &str, role: &str) -> bool {
+    src.contains(&format!("'{role}'")) || src.contains(&format!("\"{role}\""))
+}
+
+/// The normalization a template needs, from its text and the family.
+pub fn options_for(template: &str, family: Option<&Family>) -> NormalizeOptions {
+    let mut opts = NormalizeOptions::default();
+    let name = family.map(|f| f.name.as_str()).unwrap_or("");
+    if template.contains("length != 9") || name.starts_with("mistral") {
+        opts.call_ids = CallIdStyle::Alnum9;
+    }
+    if template.contains("only supports single tool-calls") {
+        opts.split_parallel_calls = true;
+    }
+    if let Some(f) = family {
+        if f.tool_role != "tool"
+            && !mentions_role(template, "tool")
+            && mentions_role(template, &f.tool_role)
+        {
+            opts.tool_role = Some(f.tool_role.clone());
+        }
+    }
+    opts
+}
+
+impl PromptRenderer {
+    /// Compiles the model's templates for `family` (its id, role and split rules).
+    pub fn new(info: ModelTemplateInfo, family: Option<&Family>) -> Result<Self, TemplateError> {
+        let default = match info.select(false) {
+            Ok(src) => Some(ChatTemplate::compile(src)?),
+            Err(e) if info.templates.is_empty() => return Err(e),
+            Err(_) => None,
+        };
+        let tool_use = match info.select(true) {
+            Ok(src) => Some(ChatTemplate::compile(src)?),
+            Err(_) => None,
+        };
+        let src = tool_use
+            .as_ref()
+            .or(default.as_ref())
+            .map(|t| t.source())
+            .unwrap_or("");
+        let options = options_for(src, family);
+        let mut tokens: Vec<String> = Vec::new();
+        tokens.extend(info.bos_token.iter().cloned());
+        tokens.extend(info.eos_token.iter().cloned());
+        Ok(PromptRenderer {
+            info,
+            default,
+            tool_use,
+            options,
+            protector: Protector::new(tokens),
+        })
+    }
+
+    /// Protects these control-token strings (besides bos/eos) in request text.
+    pub fn with_protected_tokens<I, S>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut all: Vec<String> = tokens.into_iter().map(Into::into).collect();
+        all.extend(self.info.bos_token.iter().cloned());
+        all.extend(self.info.eos_token.iter().cloned());
+        self.protector = Protector::new(all);
+        self
+    }
+
+    /// Protects every added token of `tok` (special or not) in request text.
+    pub fn with_tokenizer(self, tok: &tokenizers::Tokenizer) -> Self {
+        let tokens: Vec<String> = tok
+            .get_added_tokens_decoder()
+            .into_values()
+            .map(|t| t.content)
+            .collect();
+        self.with_protected_tokens(tokens)
+    }
+
+    /// The normalization rules in force.
+    pub fn options(&self) -> &NormalizeOptions {
+        &self.options
+    }
+
+    /// Overrides the normalization rules.
+    pub fn set_options(&mut self, options: NormalizeOptions) {
+        self.options = options;
+    }
+
+    /// The template info this renderer was built from.
+    pub fn info(&self) -> &ModelTemplateInfo {
+        &self.info
+    }
+
+    /// Renders `req` with the generation prompt (the usual case).
+    pub fn render(&self, req: &ChatCompletionRequest) -> Result<RenderedPrompt, TemplateError> {
+        self.render_with(req, true)
+    }
+
+    /// Renders `req`; when the template raises on parallel calls in history, retries with
+    /// one call per assistant message.
+    pub fn render_with(
+        &self,
+        req: &ChatCompletionRequest,
+        add_generation_prompt: bool,
+    ) -> Result<RenderedPrompt, TemplateError> {
+        let input = normalize_request(req, &self.options)?;
+        let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
+        match self.render_input(input, &kwargs, add_generation_prompt) {
+            Err(TemplateError::Raised(msg))
+                if !self.options.split_parallel_calls && has_parallel_calls(req) =>
+            {
+                let mut opts = self.options.clone();
+                opts.split_parallel_calls = true;
+                let input = normalize_request(req, &opts)?;
+                self.render_input(input, &kwargs, add_generation_prompt)
+                    .map_err(|e| match e {
+                        TemplateError::Raised(_) => TemplateError::Raised(msg),
+                        other => other,
+                    })
+            }
+            other => other,
+        }
+    }
+
+    /// Renders already-normalized input with extra context variables.
+    pub fn render_input(
+        &self,
+        mut input: TemplateInput,
+        kwargs: &Map<String, Json>,
+        add_generation_prompt: bool,
+    ) -> Result<RenderedPrompt, TemplateError> {
+        let template = match (&input.tools, &self.tool_use, &self.default) {
+            (Some(_), Some(t), _) => t,
+            (_, _, Some(t)) => t,
+            (_, Some(t), None) => t,
+            (_, None, None) => {
+                return Err(TemplateError::Missing("no usable chat template".into()))
+            }
+        };
+        let mut messages = Json::Array(std::mem::take(&mut input.messages));
+        let mut tools = input.tools.take().map(Json::Array).unwrap_or(Json::Null);
+        let mut extra = Json::Object(
+            kwargs
+                .iter()
+                .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let restorer = self
+            .protector
+            .protect(&mut [&mut messages, &mut tools, &mut extra]);
+
+        let mut ctx = Map::new();
+        if let Json::Object(extra) = extra {
+            ctx.extend(extra);
+        }
+        ctx.insert("messages".into(), messages);
+        // transformers passes `tools=None` when there are none: defined, but none.
+        ctx.insert("tools".into(), tools);
+        ctx.entry("documents").or_insert(Json::Null);
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Json::Bool(add_generation_prompt),
+        );
+        for (key, tok) in [
+            ("bos_token", &self.info.bos_token),
+            ("eos_token", &self.info.eos_token),
+        ] {
+            if !ctx.contains_key(key) {
+                ctx.insert(key.into(), Json::String(tok.clone().unwrap_or_default()));
+            }
+        }
+        let text = template.render(&super::env::to_value(&ctx))?;
+        Ok(match restorer {
+            Some(r) => r.restore(&text),
+            None => RenderedPrompt::plain(text),
+        })
+    }
+}
+
+fn has_parallel_calls(req: &ChatCompletionRequest) -> bool {
+    req.messages
+        .iter()
+        .any(|m| m.tool_calls.as_ref().is_some_and(|c| c.len() > 1))
+}

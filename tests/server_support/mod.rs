@@ -1,0 +1,170 @@
+//! Shared helpers of the server integration tests: a server over the mock engine on an
+//! ephemeral loopback port, and SSE parsing.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callm::server::mock::MockBackend;
+use callm::server::{router, serve_on, AppState};
+use serde_json::Value;
+
+/// Settings of a test server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub delay_ms: u64,
+    pub max_concurrent: usize,
+    pub queue: usize,
+    pub api_key: Option<String>,
+    pub max_body: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            delay_ms: 0,
+            max_concurrent: 2,
+            queue: 64,
+            api_key: None,
+            max_body: 1 << 20,
+        }
+    }
+}
+
+/// A running server; shut down when dropped.
+pub struct TestServer {
+    pub base: String,
+    pub mock: Arc<MockBackend>,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub const MODEL: &str = "mock-model";
+
+/// Starts a server over a fresh mock on 127.0.0.1 and an ephemeral port.
+pub async fn start(cfg: Config) -> TestServer {
+    let mock = Arc::new(MockBackend::new(MODEL, Duration::from_millis(cfg.delay_ms)));
+    let state = AppState::new(
+        mock.clone(),
+        cfg.max_concurrent,
+        cfg.queue,
+        cfg.api_key.clone(),
+    );
+    let app = router(state, cfg.max_body);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = serve_on(listener, app, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestServer {
+        base: format!("http://{addr}"),
+        mock,
+        client,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestServer {
+    /// POSTs JSON to `path`; returns status and body text.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, String) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    /// POSTs JSON to `path` and parses the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self.post(path, body).await;
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        (status, v)
+    }
+
+    /// Waits (bounded) until `cond` holds on the mock.
+    pub async fn wait_for(&self, what: &str, cond: impl Fn(&MockBackend) -> bool) {
+        for _ in 0..500 {
+            if cond(&self.mock) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .flat_map(|event| event.lines())
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|d| d.trim_start().to_string())
+        .collect()
+}
+
+/// Sorted keys of a JSON object.
+pub fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// Sorted list of the given names.
+pub fn names(list: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// Asserts the OpenAI error shape and returns the inner error object.
+pub fn assert_error_shape(v: &Value) -> Value {
+    assert_eq!(keys(v), names(&["error"]), "error body: {v}");
+    let e = v["error"].clone();
+    assert_eq!(
+        keys(&e),
+        names(&["message", "type", "param", "code"]),
+        "error body: {v}"
+    );
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(e["type"].is_string());
+    e
+}
+
+/// A weather tool and a temperature tool, OpenAI style.
+pub fn tools() -> Value {
+    serde_json::json!([
+        {"type": "function", "function": {
+            "name": "get_weather", "description": "Current weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+        {"type": "function", "function": {
+            "name": "get_temperature", "description": "Temperature of a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                "required": ["city"]}}}
+    ])
+}

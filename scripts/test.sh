@@ -2,7 +2,8 @@
 # The project's test command (README "Run the tests"; CI runs exactly this).
 # 1. fetches the real GGUF models the tests use (idempotent, sha256-verified, cached outside the repo);
 # 2. checks formatting and lints;
-# 3. builds once and runs every test (unit, integration, real-model, property tests, bench smoke runs).
+# 3. builds once and runs every test (unit, integration, real-model, property tests, bench smoke runs);
+# 4. runs the server end to end with real clients (openai SDK, LiteLLM proxy) on the real Qwen GGUF.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,3 +11,5 @@ scripts/fetch-models.sh all
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked "$@"
+cargo build --locked --bin callm
+CALLM_BIN=target/debug/callm tests/e2e/run.sh

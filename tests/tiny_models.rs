@@ -145,7 +145,7 @@ fn wrong_shaped_and_truncated_weights_are_clear_errors() {
     let tmp = std::env::temp_dir().join(format!("callm-trunc-{}.safetensors", std::process::id()));
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     std::fs::write(&tmp, &bytes[..bytes.len() / 2]).unwrap();
-    let err = SafetensorsSource::open(&[tmp.clone()], DType::F32, &Device::Cpu)
+    let err = SafetensorsSource::open(std::slice::from_ref(&tmp), DType::F32, &Device::Cpu)
         .err()
         .unwrap()
         .to_string();
@@ -154,6 +154,45 @@ fn wrong_shaped_and_truncated_weights_are_clear_errors() {
         "{err}"
     );
     std::fs::write(&tmp, b"garbage").unwrap();
-    assert!(SafetensorsSource::open(&[tmp.clone()], DType::F32, &Device::Cpu).is_err());
+    assert!(SafetensorsSource::open(std::slice::from_ref(&tmp), DType::F32, &Device::Cpu).is_err());
     std::fs::remove_file(&tmp).ok();
+}
+
+#[test]
+fn bf16_and_f16_checkpoints_load_and_agree_with_f32() {
+    // Half-precision copies of the llama3 fixture (as Hub checkpoints often ship) load
+    // through the same path; their logits stay close to transformers' f32 logits.
+    let dir = callm::paths::fixtures_dir().join("tiny-models/llama3");
+    let g = golden(&dir);
+    let refs =
+        candle_core::safetensors::load(dir.join("logits.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    for (dtype, tol) in [(DType::BF16, 0.15f32), (DType::F16, 0.02)] {
+        let half: std::collections::HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_dtype(dtype).unwrap()))
+            .collect();
+        let tmp = std::env::temp_dir().join(format!(
+            "callm-{dtype:?}-{}.safetensors",
+            std::process::id()
+        ));
+        candle_core::safetensors::save(&half, &tmp).unwrap();
+        let cfg = ModelConfig::from_hf_json(
+            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+            "config.json",
+        )
+        .unwrap();
+        // Computed in f32 (the CPU default) from half-precision weights.
+        let mut src =
+            SafetensorsSource::open(std::slice::from_ref(&tmp), DType::F32, &Device::Cpu).unwrap();
+        let model = Decoder::load(cfg, &mut src, DType::F32, &Device::Cpu).unwrap();
+        let case = &g["cases"][1];
+        let input = ids(&case["input_ids"]);
+        let mut cache = model.new_cache(256).unwrap();
+        let got = model.forward(&input, &mut cache, true).unwrap();
+        let d = max_abs_diff(&got, &refs[case["logits_tensor"].as_str().unwrap()]);
+        assert!(d <= tol, "{dtype:?}: max abs diff {d}");
+        std::fs::remove_file(&tmp).ok();
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::ModelError;
@@ -361,7 +361,13 @@ impl WeightSource for GgufSource {
         bias: bool,
     ) -> Result<Linear, ModelError> {
         let name = w.gguf_name();
-        let q = self.qtensor(&name, &[out, inp])?;
+        let q =
+            requantize_for_cpu(self.qtensor(&name, &[out, inp])?, &self.device).map_err(|e| {
+                ModelError::Weights {
+                    file: self.path.clone(),
+                    msg: format!("tensor \"{name}\": {e}"),
+                }
+            })?;
         let path = self.path.clone();
         let qm = QMatMul::from_qtensor(q).map_err(|e| ModelError::Weights {
             file: path.clone(),
@@ -399,16 +405,32 @@ impl WeightSource for GgufSource {
     ) -> Result<Embedding, ModelError> {
         let q = self.qtensor(&w.gguf_name(), &[vocab, hidden])?;
         Ok(match q.dtype() {
-            candle_core::quantized::GgmlDType::F32 | candle_core::quantized::GgmlDType::F16 => {
-                Embedding::Dense(
-                    q.dequantize(&self.device)
-                        .map_err(|e| ModelError::Weights {
-                            file: self.path.clone(),
-                            msg: e.to_string(),
-                        })?,
-                )
-            }
+            GgmlDType::F32 | GgmlDType::F16 => Embedding::Dense(
+                q.dequantize(&self.device)
+                    .map_err(|e| ModelError::Weights {
+                        file: self.path.clone(),
+                        msg: e.to_string(),
+                    })?,
+            ),
             _ => Embedding::Quant(Arc::new(q)),
         })
     }
+}
+
+/// Block types whose CPU dot product candle 0.11 only has as a scalar loop.
+const SCALAR_ONLY_ON_CPU: &[GgmlDType] = &[GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
+
+/// On CPU, converts weights whose block type candle runs with a scalar dot product
+/// (Q4_1, Q5_0, Q5_1) to Q8_0, which has an AVX2/NEON path: 4-5x faster matmuls for a
+/// rounding error far below the 4/5-bit quantization error already present. Set
+/// `CALLM_KEEP_QUANT=1` to keep the file's block types.
+fn requantize_for_cpu(q: QTensor, device: &Device) -> candle_core::Result<QTensor> {
+    if !device.is_cpu()
+        || !SCALAR_ONLY_ON_CPU.contains(&q.dtype())
+        || std::env::var_os("CALLM_KEEP_QUANT").is_some()
+    {
+        return Ok(q);
+    }
+    let dense = q.dequantize(device)?;
+    QTensor::quantize(&dense, GgmlDType::Q8_0)
 }

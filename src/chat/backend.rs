@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::engine_error;
 use super::{ChatError, ChatEvent, ChatFinish, ChatOutcome};
-use crate::engine::{CancelToken, FinishReason, LoadedModel, SamplingParams};
+use crate::engine::{CancelToken, FinishReason, LoadedModel};
 use crate::openai::{ChatCompletionRequest, CompletionRequest, Usage};
 use crate::server::backend::{ChatBackend, CompletionOutcome};
 
@@ -56,25 +56,17 @@ impl ChatBackend for EngineBackend {
             .map_err(|e| ChatError::Internal(e.to_string()))?;
         let mut params = lm.default_params();
         params.max_tokens = Some(req.max_tokens.unwrap_or(16).max(1) as usize);
-        let mut logit_bias = vec![];
-        for (k, v) in req.logit_bias.iter().flatten() {
-            let id = k.parse().map_err(|_| {
-                ChatError::bad(
-                    "logit_bias",
-                    format!("logit_bias key \"{k}\" is not a token id"),
-                )
-            })?;
-            logit_bias.push((id, v.as_f64().unwrap_or(0.0) as f32));
-        }
-        params.sampling = SamplingParams {
-            temperature: req.temperature.unwrap_or(1.0),
-            top_p: req.top_p.unwrap_or(1.0),
-            presence_penalty: req.presence_penalty.unwrap_or(0.0),
-            frequency_penalty: req.frequency_penalty.unwrap_or(0.0),
-            logit_bias,
-            seed: req.seed.map(|s| s.wrapping_add(choice as u64)),
-            ..SamplingParams::default()
-        };
+        params.sampling = super::prepare::sampling_params(
+            super::prepare::SamplingFields {
+                temperature: req.temperature,
+                top_p: req.top_p,
+                presence_penalty: req.presence_penalty,
+                frequency_penalty: req.frequency_penalty,
+                logit_bias: req.logit_bias.as_ref(),
+                seed: req.seed,
+            },
+            choice,
+        )?;
         if let Some(stop) = &req.stop {
             params
                 .stop_strings

@@ -181,7 +181,17 @@ pub fn prepare(
         });
     }
     let mut params = lm.default_params();
-    params.sampling = sampling(req, choice)?;
+    params.sampling = sampling_params(
+        SamplingFields {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+            seed: req.seed,
+        },
+        choice,
+    )?;
     params.max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
         Some(0) => {
             return Err(ChatError::bad(
@@ -231,29 +241,45 @@ pub fn prepare(
     })
 }
 
-fn sampling(req: &ChatCompletionRequest, choice: u32) -> Result<SamplingParams, ChatError> {
+/// The OpenAI sampling fields of a request (shared by chat and raw completions).
+#[derive(Debug, Clone, Copy)]
+pub struct SamplingFields<'a> {
+    /// `temperature` (default 1).
+    pub temperature: Option<f32>,
+    /// `top_p` (default 1).
+    pub top_p: Option<f32>,
+    /// `presence_penalty`.
+    pub presence_penalty: Option<f32>,
+    /// `frequency_penalty`.
+    pub frequency_penalty: Option<f32>,
+    /// `logit_bias`: token id strings to biases.
+    pub logit_bias: Option<&'a serde_json::Map<String, Value>>,
+    /// `seed` (offset by the choice index).
+    pub seed: Option<u64>,
+}
+
+/// Validated sampling parameters for choice number `choice`.
+pub fn sampling_params(f: SamplingFields<'_>, choice: u32) -> Result<SamplingParams, ChatError> {
     let mut logit_bias = vec![];
-    if let Some(map) = &req.logit_bias {
-        for (k, v) in map {
-            let id: u32 = k.parse().map_err(|_| {
-                ChatError::bad(
-                    "logit_bias",
-                    format!("logit_bias key \"{k}\" is not a token id"),
-                )
-            })?;
-            let b = v.as_f64().ok_or_else(|| {
-                ChatError::bad("logit_bias", format!("logit_bias for {k} must be a number"))
-            })?;
-            logit_bias.push((id, b as f32));
-        }
+    for (k, v) in f.logit_bias.into_iter().flatten() {
+        let id: u32 = k.parse().map_err(|_| {
+            ChatError::bad(
+                "logit_bias",
+                format!("logit_bias key \"{k}\" is not a token id"),
+            )
+        })?;
+        let b = v.as_f64().ok_or_else(|| {
+            ChatError::bad("logit_bias", format!("logit_bias for {k} must be a number"))
+        })?;
+        logit_bias.push((id, b as f32));
     }
     let p = SamplingParams {
-        temperature: req.temperature.unwrap_or(1.0),
-        top_p: req.top_p.unwrap_or(1.0),
-        presence_penalty: req.presence_penalty.unwrap_or(0.0),
-        frequency_penalty: req.frequency_penalty.unwrap_or(0.0),
+        temperature: f.temperature.unwrap_or(1.0),
+        top_p: f.top_p.unwrap_or(1.0),
+        presence_penalty: f.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: f.frequency_penalty.unwrap_or(0.0),
         logit_bias,
-        seed: req.seed.map(|s| s.wrapping_add(choice as u64)),
+        seed: f.seed.map(|s| s.wrapping_add(choice as u64)),
         ..SamplingParams::default()
     };
     p.validate().map_err(|m| {

@@ -26,6 +26,7 @@ pub mod llama3_json;
 pub mod mistral;
 pub mod nexusraven;
 pub mod pylit;
+pub mod pylit_json;
 pub mod pythonic;
 pub mod scan;
 pub mod stream;

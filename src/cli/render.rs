@@ -11,9 +11,9 @@ use crate::template::{encode_prompt, ModelTemplateInfo, PromptRenderer};
 /// Arguments of `callm render`.
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
-    /// A model directory (tokenizer_config.json / chat_template.jinja, tokenizer.json for --ids)
-    /// or a registry family name (its bundled template).
-    #[arg(long)]
+    /// A model directory (tokenizer_config.json / chat_template.jinja, tokenizer.json for --ids),
+    /// a GGUF file (template and tokenizer from its metadata), or a registry family name.
+    #[arg(short, long)]
     pub model: String,
     /// The chat request body as JSON; '-' reads standard input.
     #[arg(long)]

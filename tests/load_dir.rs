@@ -1,0 +1,135 @@
+//! Loading a Hugging Face-style checkpoint directory through the full `LoadedModel` path:
+//! config.json + model.safetensors + tokenizer.json + generation_config.json.
+
+use std::path::PathBuf;
+
+use callm::engine::loaded::LoadOptions;
+use callm::engine::{CancelToken, LoadedModel, SamplingParams};
+use callm::registry::Registry;
+
+fn checkpoint_dir(tag: &str, with_tokenizer: bool) -> PathBuf {
+    let fx = callm::paths::fixtures_dir();
+    let dir = std::env::temp_dir().join(format!("callm-ckpt-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = |src: PathBuf, name: &str| {
+        let dst = dir.join(name);
+        let _ = std::fs::remove_file(&dst);
+        std::fs::copy(src, dst).unwrap();
+    };
+    copy(
+        fx.join("tiny-models/llama3/config_legacy.json"),
+        "config.json",
+    );
+    copy(
+        fx.join("tiny-models/llama3/model.safetensors"),
+        "model.safetensors",
+    );
+    if with_tokenizer {
+        copy(
+            fx.join("tokenizers/llama3/tokenizer.json"),
+            "tokenizer.json",
+        );
+    }
+    std::fs::write(
+        dir.join("generation_config.json"),
+        r#"{"eos_token_id": [7, 9]}"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn golden_case0() -> (Vec<u32>, Vec<u32>) {
+    let path = callm::paths::fixtures_dir().join("tiny-models/llama3/golden.json");
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    (
+        ids(&g["cases"][0]["input_ids"]),
+        ids(&g["cases"][0]["greedy_continuation"]),
+    )
+}
+
+#[test]
+fn checkpoint_directory_loads_and_generates_like_transformers() {
+    let dir = checkpoint_dir("ok", true);
+    let opts = LoadOptions {
+        model: dir.display().to_string(),
+        ..Default::default()
+    };
+    let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    // eos ids from config.json (2) and generation_config.json (7, 9) all stop generation.
+    for id in [2, 7, 9] {
+        assert!(lm.stop_token_ids.contains(&id), "{:?}", lm.stop_token_ids);
+    }
+    assert_eq!(
+        lm.context, 256,
+        "context defaults to the model's max_position_embeddings"
+    );
+    // Greedy through the engine's own loop equals transformers' greedy continuation.
+    let (input, want) = golden_case0();
+    let mut params = lm.default_params();
+    params.sampling = SamplingParams::greedy();
+    params.max_tokens = Some(want.len());
+    params.ignore_eos = true;
+    let stats = lm
+        .generate(&input, &params, &CancelToken::new(), &mut |_| true)
+        .unwrap();
+    assert_eq!(stats.output_ids, want);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cancellation_stops_generation() {
+    let dir = checkpoint_dir("cancel", true);
+    let lm = LoadedModel::load(
+        &LoadOptions {
+            model: dir.display().to_string(),
+            ..Default::default()
+        },
+        &Registry::builtin(),
+    )
+    .unwrap();
+    let (input, _) = golden_case0();
+    let mut params = lm.default_params();
+    params.max_tokens = Some(100);
+    params.ignore_eos = true;
+    let cancel = CancelToken::new();
+    let mut n = 0;
+    let stats = lm
+        .generate(&input, &params, &cancel, &mut |_| {
+            n += 1;
+            if n == 3 {
+                cancel.cancel();
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(stats.finish, callm::engine::FinishReason::Cancelled);
+    assert_eq!(stats.completion_tokens, 3);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn directory_without_tokenizer_is_a_clear_error() {
+    let dir = checkpoint_dir("notok", false);
+    let err = LoadedModel::load(
+        &LoadOptions {
+            model: dir.display().to_string(),
+            ..Default::default()
+        },
+        &Registry::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains(&dir.display().to_string()),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

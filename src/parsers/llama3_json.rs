@@ -6,8 +6,8 @@
 //! of `f`. A `;` right after a call belongs to it (it is not content).
 
 use super::scan::{
-    bare_json_at, calls_in_value, content_until_trigger, json_at, marker_at, py_call_at, skip_ws,
-    MarkerAt, Read, BARE_BYTES, FENCE,
+    bare_json_at, content_until_trigger, json_calls_after_marker, marker_at, py_call_at, skip_ws,
+    AfterMarker, MarkerAt, Read, BARE_BYTES, FENCE,
 };
 use super::{ScanCx, Step, ToolParser};
 
@@ -37,29 +37,11 @@ impl ToolParser for Llama3Json {
 }
 
 fn after_tag(cx: &ScanCx<'_>, pos: usize) -> Step {
-    let text = cx.text;
-    let i = skip_ws(text, pos + PYTHON_TAG.len());
-    let Some(&c) = text.as_bytes().get(i) else {
-        return if cx.eof {
-            Step::Content(text.len() - pos)
-        } else {
-            Step::NeedMore
-        };
+    let i = match json_calls_after_marker(cx, pos, PYTHON_TAG.len()) {
+        AfterMarker::Decided(step) => return step,
+        AfterMarker::Other { at } => at,
     };
     let not_call = Step::Content(PYTHON_TAG.len());
-    if c == b'{' || c == b'[' {
-        return match json_at(cx, i) {
-            Read::Done(v, end) => match calls_in_value(&v, false, &text[i..end]) {
-                Some(calls) => Step::Calls {
-                    len: end - pos,
-                    calls,
-                },
-                None => not_call,
-            },
-            Read::More => Step::NeedMore,
-            Read::Bad | Read::Deep(_) => not_call,
-        };
-    }
     match py_call_at(cx, i) {
         Read::Done(mut call, end) => {
             if let Some(base) = call.name.strip_suffix(".call") {

@@ -4,7 +4,8 @@
 //! `[TOOL_CALLS]name[ARGS]{...}` form. Call ids for Mistral models are 9 alphanumerics.
 
 use super::scan::{
-    calls_in_value, content_until_trigger, json_at, marker_at, skip_ws, MarkerAt, Read,
+    content_until_trigger, json_at, json_calls_after_marker, marker_at, skip_ws, AfterMarker,
+    MarkerAt, Read,
 };
 use super::{pylit, IdStyle, RawCall, ScanCx, Step, ToolParser};
 
@@ -34,29 +35,12 @@ impl ToolParser for Mistral {
 }
 
 fn after_marker(cx: &ScanCx<'_>, pos: usize) -> Step {
-    let text = cx.text;
-    let i = skip_ws(text, pos + MARKER.len());
-    let Some(&c) = text.as_bytes().get(i) else {
-        return if cx.eof {
-            Step::Content(text.len() - pos)
-        } else {
-            Step::NeedMore
-        };
+    let i = match json_calls_after_marker(cx, pos, MARKER.len()) {
+        AfterMarker::Decided(step) => return step,
+        AfterMarker::Other { at } => at,
     };
+    let text = cx.text;
     let not_call = Step::Content(MARKER.len());
-    if c == b'[' || c == b'{' {
-        return match json_at(cx, i) {
-            Read::Done(v, end) => match calls_in_value(&v, false, &text[i..end]) {
-                Some(calls) => Step::Calls {
-                    len: end - pos,
-                    calls,
-                },
-                None => not_call,
-            },
-            Read::More => Step::NeedMore,
-            Read::Bad | Read::Deep(_) => not_call,
-        };
-    }
     // `name[ARGS]{...}`
     let n = name_len(text, i);
     if n == 0 {

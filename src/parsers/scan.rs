@@ -239,3 +239,44 @@ pub fn bare_json_at(cx: &ScanCx<'_>, pos: usize, known_only: bool) -> Option<Ste
         _ => Some(Step::Content(end - pos)),
     }
 }
+
+/// What follows a call marker (`<|python_tag|>`, `[TOOL_CALLS]`).
+pub enum AfterMarker {
+    /// The text decides: wait for more, a JSON call object/array, or not a call.
+    Decided(Step),
+    /// Something other than JSON starts at byte `at`: the format decides.
+    Other {
+        /// Where the non-JSON text starts (after whitespace).
+        at: usize,
+    },
+}
+
+/// Reads what follows a `marker_len`-byte marker at `pos`: waits at the end of unfinished
+/// text, and turns a following JSON object or array of `{name, arguments|parameters}` into
+/// calls (the marker alone becomes content when the JSON is not a call).
+pub fn json_calls_after_marker(cx: &ScanCx<'_>, pos: usize, marker_len: usize) -> AfterMarker {
+    let text = cx.text;
+    let i = skip_ws(text, pos + marker_len);
+    let Some(&c) = text.as_bytes().get(i) else {
+        return AfterMarker::Decided(if cx.eof {
+            Step::Content(text.len() - pos)
+        } else {
+            Step::NeedMore
+        });
+    };
+    if c != b'{' && c != b'[' {
+        return AfterMarker::Other { at: i };
+    }
+    let not_call = Step::Content(marker_len);
+    AfterMarker::Decided(match json_at(cx, i) {
+        Read::Done(v, end) => match calls_in_value(&v, false, &text[i..end]) {
+            Some(calls) => Step::Calls {
+                len: end - pos,
+                calls,
+            },
+            None => not_call,
+        },
+        Read::More => Step::NeedMore,
+        Read::Bad | Read::Deep(_) => not_call,
+    })
+}

@@ -184,7 +184,8 @@ impl LoadedModel {
         }
     }
 
-    /// Generates from prompt token ids with a fresh cache.
+    /// Generates from prompt token ids with a fresh cache, sized to what the request can
+    /// use (prompt + `max_tokens`, at most the context window).
     pub fn generate(
         &self,
         prompt: &[u32],
@@ -198,7 +199,11 @@ impl LoadedModel {
                 context: self.context,
             });
         }
-        let mut cache = self.model.new_cache(self.context)?;
+        let needed = match params.max_tokens {
+            Some(m) => prompt.len().saturating_add(m).saturating_add(1),
+            None => self.context,
+        };
+        let mut cache = self.model.new_cache(needed.min(self.context))?;
         let mut detok = StreamDetok(self.tokenizer.decode_stream(false));
         generate::generate(
             self.model.as_ref(),

@@ -303,7 +303,7 @@ fn load_gguf(path: &Path, device: &Device) -> anyhow::Result<Loaded> {
     let meta = gguf_meta(&gguf, path)?;
     let decoder = gguf.load_decoder(device)?;
     Ok((
-        Arc::new(decoder),
+        Arc::from(decoder),
         meta.tokenizer,
         meta.template,
         meta.architectures,
@@ -345,14 +345,7 @@ fn load_dir(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
         .map(String::from)
         .into_iter()
         .collect();
-    let mut decoder = decoder;
-    // generation_config.json may list more eos ids than config.json.
-    if let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            decoder.add_eos_ids(&model::config::token_ids(v.get("eos_token_id")));
-        }
-    }
-    Ok((Arc::new(decoder), tokenizer, template, archs, names))
+    Ok((Arc::from(decoder), tokenizer, template, archs, names))
 }
 
 /// Fallback template for models that ship none.

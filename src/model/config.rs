@@ -15,6 +15,10 @@ pub enum Arch {
     Mistral,
     /// Qwen2 / Qwen2.5 (q/k/v biases).
     Qwen2,
+    /// ChatGLM2/3 (fused q/k/v with bias, MQA groups, rotary on half of each head).
+    ChatGlm,
+    /// MPT (replit-code, Glaive function-calling): LayerNorm, ALiBi, GELU MLP.
+    Mpt,
 }
 
 impl Arch {
@@ -24,6 +28,8 @@ impl Arch {
             "llama" | "llamaforcausallm" | "codellama" | "deepseek" | "smollm" => Some(Arch::Llama),
             "mistral" | "mistralforcausallm" => Some(Arch::Mistral),
             "qwen2" | "qwen2forcausallm" => Some(Arch::Qwen2),
+            "chatglm" | "chatglmmodel" | "chatglmforconditionalgeneration" => Some(Arch::ChatGlm),
+            "mpt" | "mptforcausallm" => Some(Arch::Mpt),
             _ => None,
         }
     }
@@ -34,6 +40,8 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
+            Arch::ChatGlm => "chatglm",
+            Arch::Mpt => "mpt",
         }
     }
 }
@@ -99,6 +107,13 @@ pub struct ModelConfig {
     pub sliding_window: Option<usize>,
     /// Rotary uses interleaved (even, odd) pairs instead of rotate-half (GGUF llama layout).
     pub rope_interleaved: bool,
+    /// Leading dimensions of each head that rotary encoding applies to (`head_dim` for most
+    /// models; half of it for ChatGLM). The rest pass through unchanged.
+    pub rotary_dim: usize,
+    /// Whether a norm is applied after the last layer (ChatGLM's `post_layer_norm` may be off).
+    pub final_norm: bool,
+    /// MPT-only settings (ALiBi, clipping, biases); `None` for other architectures.
+    pub mpt: Option<super::mpt::MptSettings>,
     /// Beginning-of-sequence token id.
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token ids.
@@ -142,6 +157,11 @@ impl ModelConfig {
             file: origin.to_string(),
             msg,
         };
+        match v.get("model_type").and_then(Value::as_str) {
+            Some("chatglm") => return super::chatglm::config_from_hf(v, origin),
+            Some("mpt") => return super::mpt::config_from_hf(v, origin),
+            _ => {}
+        }
         let need = |key: &str| {
             get_usize(v, key).ok_or_else(|| err(format!("missing or non-integer \"{key}\"")))
         };
@@ -152,7 +172,7 @@ impl ModelConfig {
             .and_then(|a| a.iter().filter_map(Value::as_str).find_map(Arch::from_name));
         let arch = Arch::from_name(model_type).or(from_archs).ok_or_else(|| {
             err(format!(
-                "unsupported architecture (model_type \"{model_type}\"); supported: llama, mistral, qwen2"
+                "unsupported architecture (model_type \"{model_type}\"); supported: llama, mistral, qwen2, chatglm, mpt"
             ))
         })?;
         let hidden_size = need("hidden_size")?;
@@ -172,7 +192,7 @@ impl ModelConfig {
         let scaling = params.or_else(|| v.get("rope_scaling").filter(|p| p.is_object()));
         let default_theta = match arch {
             Arch::Qwen2 | Arch::Mistral => 1e6,
-            Arch::Llama => 1e4,
+            Arch::Llama | Arch::ChatGlm | Arch::Mpt => 1e4,
         };
         let rope_theta = params
             .and_then(|p| get_f64(p, "rope_theta"))
@@ -231,6 +251,9 @@ impl ModelConfig {
                     .unwrap_or(false),
             sliding_window,
             rope_interleaved: false,
+            rotary_dim: get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads),
+            final_norm: true,
+            mpt: None,
             bos_token_id: v
                 .get("bos_token_id")
                 .and_then(Value::as_u64)
@@ -241,7 +264,7 @@ impl ModelConfig {
 
     /// Rotary inverse frequencies, one per pair of head dimensions, with scaling applied.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let d = self.head_dim;
+        let d = self.rotary_dim;
         let base: Vec<f64> = (0..d / 2)
             .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
             .collect();

@@ -1,22 +1,32 @@
-//! The Llama-family decoder (Llama 1-3.x, Mistral, Qwen2, DeepSeek, CodeLlama, SmolLM):
-//! one implementation for dense safetensors and quantized GGUF weights.
+//! The Llama-family decoder (Llama 1-3.x, Mistral, Qwen2, DeepSeek, CodeLlama, SmolLM, and
+//! ChatGLM2/3 with its fused projections and half-head rotary): one implementation for dense
+//! safetensors and quantized GGUF weights.
 
 use candle_core::{DType, Device, Tensor};
 
-use super::config::ModelConfig;
+use super::config::{Arch, ModelConfig};
 use super::kv_cache::KvCache;
 use super::weights::{Embedding, LayerWeight as LW, Linear, Weight, WeightSource};
 use super::ModelError;
 
+/// The attention input projections: separate, or one fused `[q; k; v]` matrix.
+enum QkvProj {
+    Separate { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
+}
+
+/// The MLP input projections: separate gate and up, or one fused `[gate; up]` matrix.
+enum GateUpProj {
+    Separate { gate: Linear, up: Linear },
+    Fused(Linear),
+}
+
 struct Layer {
     attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    qkv: QkvProj,
     o: Linear,
     mlp_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    gate_up: GateUpProj,
     down: Linear,
 }
 
@@ -25,7 +35,7 @@ pub struct Decoder {
     cfg: ModelConfig,
     embed: Embedding,
     layers: Vec<Layer>,
-    norm: Tensor,
+    norm: Option<Tensor>,
     lm_head: Linear,
     cos: Tensor,
     sin: Tensor,
@@ -44,27 +54,49 @@ impl Decoder {
         let h = cfg.hidden_size;
         let q_out = cfg.num_heads * cfg.head_dim;
         let kv_out = cfg.num_kv_heads * cfg.head_dim;
-        let embed = src.embedding(Weight::Embed, cfg.vocab_size, h)?;
+        let ff = cfg.intermediate_size;
+        let naming = src.naming();
+        let name = |w: Weight| w.name(cfg.arch, naming);
+        let fused = cfg.arch == Arch::ChatGlm;
+        let embed = src.embedding(&name(Weight::Embed), cfg.vocab_size, h)?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
-            let w = |lw| Weight::Layer(i, lw);
+            let w = |lw| name(Weight::Layer(i, lw));
+            let qkv = if fused {
+                QkvProj::Fused(src.linear(&w(LW::Qkv), q_out + 2 * kv_out, h, cfg.qkv_bias)?)
+            } else {
+                QkvProj::Separate {
+                    q: src.linear(&w(LW::Q), q_out, h, cfg.qkv_bias)?,
+                    k: src.linear(&w(LW::K), kv_out, h, cfg.qkv_bias)?,
+                    v: src.linear(&w(LW::V), kv_out, h, cfg.qkv_bias)?,
+                }
+            };
+            let gate_up = if fused {
+                GateUpProj::Fused(src.linear(&w(LW::GateUp), 2 * ff, h, false)?)
+            } else {
+                GateUpProj::Separate {
+                    gate: src.linear(&w(LW::Gate), ff, h, false)?,
+                    up: src.linear(&w(LW::Up), ff, h, false)?,
+                }
+            };
             layers.push(Layer {
-                attn_norm: to_dtype(src.vector(w(LW::AttnNorm), h)?, dtype)?,
-                q: src.linear(w(LW::Q), q_out, h, cfg.qkv_bias)?,
-                k: src.linear(w(LW::K), kv_out, h, cfg.qkv_bias)?,
-                v: src.linear(w(LW::V), kv_out, h, cfg.qkv_bias)?,
-                o: src.linear(w(LW::O), h, q_out, false)?,
-                mlp_norm: to_dtype(src.vector(w(LW::MlpNorm), h)?, dtype)?,
-                gate: src.linear(w(LW::Gate), cfg.intermediate_size, h, false)?,
-                up: src.linear(w(LW::Up), cfg.intermediate_size, h, false)?,
-                down: src.linear(w(LW::Down), h, cfg.intermediate_size, false)?,
+                attn_norm: to_dtype(src.vector(&w(LW::AttnNorm), h)?, dtype)?,
+                qkv,
+                o: src.linear(&w(LW::O), h, q_out, false)?,
+                mlp_norm: to_dtype(src.vector(&w(LW::MlpNorm), h)?, dtype)?,
+                gate_up,
+                down: src.linear(&w(LW::Down), h, ff, false)?,
             });
         }
-        let norm = to_dtype(src.vector(Weight::FinalNorm, h)?, dtype)?;
-        let lm_head = if cfg.tie_word_embeddings || !src.contains(Weight::LmHead) {
+        let norm = if cfg.final_norm {
+            Some(to_dtype(src.vector(&name(Weight::FinalNorm), h)?, dtype)?)
+        } else {
+            None
+        };
+        let lm_head = if cfg.tie_word_embeddings || !src.contains(&name(Weight::LmHead)) {
             embed.as_linear().map_err(ModelError::Candle)?
         } else {
-            src.linear(Weight::LmHead, cfg.vocab_size, h, false)?
+            src.linear(&name(Weight::LmHead), cfg.vocab_size, h, false)?
         };
         let (cos, sin) = rope_tables(&cfg, dtype, device).map_err(ModelError::Candle)?;
         Ok(Decoder {
@@ -131,8 +163,15 @@ impl Decoder {
             let attn = self.attention(i, layer, &h, &cos, &sin, mask.as_ref(), cache)?;
             x = (x + attn)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)?;
-            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-            let u = layer.up.forward(&h)?;
+            let (g, u) = match &layer.gate_up {
+                GateUpProj::Separate { gate, up } => (gate.forward(&h)?, up.forward(&h)?),
+                GateUpProj::Fused(gu) => {
+                    let y = gu.forward(&h)?;
+                    let ff = self.cfg.intermediate_size;
+                    (y.narrow(1, 0, ff)?, y.narrow(1, ff, ff)?)
+                }
+            };
+            let g = candle_nn::ops::silu(&g)?;
             x = (x + layer.down.forward(&(g * u)?)?)?;
         }
         cache.advance(n);
@@ -141,7 +180,10 @@ impl Decoder {
         } else {
             x.narrow(0, n - 1, 1)?
         };
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        let x = match &self.norm {
+            Some(norm) => candle_nn::ops::rms_norm(&x, norm, eps)?,
+            None => x,
+        };
         self.lm_head.forward(&x)?.to_dtype(DType::F32)
     }
 
@@ -163,20 +205,21 @@ impl Decoder {
         // [n, heads*hd] -> [1, heads, n, hd]
         let shape =
             |t: Tensor, heads: usize| t.reshape((1, n, heads, hd))?.transpose(1, 2)?.contiguous();
-        let q = shape(l.q.forward(h)?, nh)?;
-        let k = shape(l.k.forward(h)?, nkv)?;
-        let v = shape(l.v.forward(h)?, nkv)?;
-        let (q, k) = if c.rope_interleaved {
-            (
-                candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
-            )
-        } else {
-            (
-                candle_nn::rotary_emb::rope(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope(&k, cos, sin)?,
-            )
+        let (q, k, v) = match &l.qkv {
+            QkvProj::Separate { q, k, v } => (q.forward(h)?, k.forward(h)?, v.forward(h)?),
+            QkvProj::Fused(qkv) => {
+                let y = qkv.forward(h)?;
+                let (q_out, kv_out) = (nh * hd, nkv * hd);
+                (
+                    y.narrow(1, 0, q_out)?,
+                    y.narrow(1, q_out, kv_out)?,
+                    y.narrow(1, q_out + kv_out, kv_out)?,
+                )
+            }
         };
+        let q = self.rotary(&shape(q, nh)?, cos, sin)?;
+        let k = self.rotary(&shape(k, nkv)?, cos, sin)?;
+        let v = shape(v, nkv)?;
         let (k_all, v_all) = cache.append(layer_idx, &k.squeeze(0)?, &v.squeeze(0)?)?; // [nkv, L, hd]
         let total = k_all.dim(1)?;
         // Query head j uses kv head j / rep: group the rep query heads of each kv head.
@@ -198,6 +241,23 @@ impl Decoder {
             .transpose(0, 1)?
             .reshape((n, nh * hd))?;
         l.o.forward(&out)
+    }
+
+    /// Rotary encoding of `x` `[1, heads, n, hd]` on its first `rotary_dim` dimensions.
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        let rope = |t: &Tensor| {
+            if self.cfg.rope_interleaved {
+                candle_nn::rotary_emb::rope_i(t, cos, sin)
+            } else {
+                candle_nn::rotary_emb::rope(t, cos, sin)
+            }
+        };
+        let (rd, hd) = (self.cfg.rotary_dim, self.cfg.head_dim);
+        if rd >= hd {
+            return rope(x);
+        }
+        let rotated = rope(&x.narrow(3, 0, rd)?.contiguous()?)?;
+        Tensor::cat(&[&rotated, &x.narrow(3, rd, hd - rd)?], 3)?.contiguous()
     }
 
     /// Additive mask `[n, pos + n]`: 0 where a query may attend, -inf elsewhere.
@@ -245,15 +305,4 @@ fn rope_tables(
     let cos = Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?;
     let sin = Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?;
     Ok((cos, sin))
-}
-
-impl Decoder {
-    /// Adds end-of-sequence ids (from `generation_config.json`).
-    pub fn add_eos_ids(&mut self, ids: &[u32]) {
-        for &id in ids {
-            if !self.cfg.eos_token_ids.contains(&id) {
-                self.cfg.eos_token_ids.push(id);
-            }
-        }
-    }
 }

@@ -6,8 +6,9 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::{DType, Device};
 
 use super::config::{Arch, ModelConfig, RopeScaling};
-use super::weights::{GgufSource, Weight, WeightSource};
-use super::{Decoder, ModelError};
+use super::mpt::MptSettings;
+use super::weights::GgufSource;
+use super::{LanguageModel, ModelError};
 
 /// An opened GGUF file: its header, ready to load weights from.
 pub struct GgufFile {
@@ -67,11 +68,11 @@ impl GgufFile {
         self.meta_str("general.name").unwrap_or("gguf").to_string()
     }
 
-    /// Loads the decoder (quantized weights stay quantized; activations in f32).
-    pub fn load_decoder(mut self, device: &Device) -> Result<Decoder, ModelError> {
+    /// Loads the model (quantized weights stay quantized; activations in f32 on CPU).
+    pub fn load_decoder(mut self, device: &Device) -> Result<Box<dyn LanguageModel>, ModelError> {
         let mut cfg = self.config()?;
         if self.src.contains_name("rope_freqs.weight") {
-            let half = cfg.head_dim / 2;
+            let half = cfg.rotary_dim / 2;
             let t = self.src.qtensor("rope_freqs.weight", &[half])?;
             let factors = t
                 .dequantize(&Device::Cpu)
@@ -79,14 +80,15 @@ impl GgufFile {
                 .map_err(ModelError::Candle)?;
             cfg.rope_scaling = RopeScaling::Factors(factors);
         }
-        cfg.qkv_bias = self.src.contains_name("blk.0.attn_q.bias");
-        cfg.tie_word_embeddings = !self.src.contains(Weight::LmHead);
+        let qkv_bias = ["blk.0.attn_q.bias", "blk.0.attn_qkv.bias"];
+        cfg.qkv_bias = qkv_bias.iter().any(|n| self.src.contains_name(n));
+        cfg.tie_word_embeddings = !self.src.contains_name("output.weight");
         let dtype = if device.is_cpu() {
             DType::F32
         } else {
             DType::F16
         };
-        Decoder::load(cfg, &mut self.src, dtype, device)
+        super::load_model(cfg, &mut self.src, dtype, device)
     }
 }
 
@@ -127,7 +129,7 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         .clone();
     let arch = Arch::from_name(&arch_name).ok_or_else(|| {
         err(format!(
-            "unsupported GGUF architecture \"{arch_name}\"; supported: llama, qwen2"
+            "unsupported GGUF architecture \"{arch_name}\"; supported: llama, mistral, qwen2, chatglm, mpt"
         ))
     })?;
     let key = |k: &str| format!("{arch_name}.{k}");
@@ -159,6 +161,24 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         (Some(t), Some(f)) if t == "linear" => RopeScaling::Linear(f),
         _ => RopeScaling::None,
     };
+    let has = |name: &str| c.tensor_infos.contains_key(name);
+    let eps = match arch {
+        Arch::Mpt => md_f64(c, &key("attention.layer_norm_epsilon")),
+        _ => md_f64(c, &key("attention.layer_norm_rms_epsilon")),
+    };
+    let mpt = (arch == Arch::Mpt).then(|| MptSettings {
+        alibi_bias_max: md_f64(c, &key("attention.max_alibi_bias")).filter(|&m| m > 0.0),
+        clip_qkv: md_f64(c, &key("attention.clamp_kqv")).filter(|&m| m > 0.0),
+        softmax_scale: None,
+        logit_scale: None,
+        learned_pos_emb: has("position_embd.weight"),
+        bias: has("blk.0.attn_qkv.bias"),
+    });
+    let rotary_dim = match arch {
+        Arch::Mpt => 0,
+        Arch::ChatGlm => md_usize(c, &key("rope.dimension_count")).unwrap_or(head_dim / 2),
+        _ => md_usize(c, &key("rope.dimension_count")).unwrap_or(head_dim),
+    };
     let eos = md_usize(c, "tokenizer.ggml.eos_token_id")
         .map(|x| vec![x as u32])
         .unwrap_or_default();
@@ -171,7 +191,7 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         num_kv_heads,
         head_dim,
         vocab_size,
-        rms_norm_eps: md_f64(c, &key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
+        rms_norm_eps: eps.unwrap_or(1e-5),
         rope_theta,
         rope_scaling,
         max_position_embeddings: md_usize(c, &key("context_length")).unwrap_or(4096),
@@ -180,6 +200,9 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         sliding_window: None,
         // llama.cpp permutes llama q/k weights for interleaved rope; qwen2 keeps HF's rotate-half.
         rope_interleaved: arch != Arch::Qwen2,
+        rotary_dim,
+        final_norm: true,
+        mpt,
         bos_token_id: md_usize(c, "tokenizer.ggml.bos_token_id").map(|x| x as u32),
         eos_token_ids: eos,
     })

@@ -1,13 +1,18 @@
 //! Model architectures and weight loading.
 //!
 //! One decoder implementation ([`decoder::Decoder`]) covers the Llama family (Llama 3.x,
-//! Mistral, Qwen2, DeepSeek/Gorilla, CodeLlama/NexusRaven, SmolLM) from dense safetensors
-//! or quantized GGUF weights; [`LanguageModel`] is the interface the engine drives.
+//! Mistral, Qwen2, DeepSeek/Gorilla, CodeLlama/NexusRaven, SmolLM) and ChatGLM2/3; [`mpt::Mpt`]
+//! covers MPT (replit-code, Glaive). Both load dense safetensors (or PyTorch `.bin`) and
+//! quantized GGUF weights; [`LanguageModel`] is the interface the engine drives and
+//! [`load_model`] picks the implementation by [`Arch`].
 
+pub mod chatglm;
 pub mod config;
 pub mod decoder;
 pub mod gguf;
 pub mod kv_cache;
+pub mod mpt;
+pub mod names;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +79,38 @@ impl LanguageModel for Decoder {
     }
 }
 
+impl LanguageModel for mpt::Mpt {
+    fn config(&self) -> &ModelConfig {
+        mpt::Mpt::config(self)
+    }
+    fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
+        mpt::Mpt::new_cache(self, capacity)
+    }
+    fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_positions: bool,
+    ) -> candle_core::Result<Tensor> {
+        mpt::Mpt::forward(self, tokens, cache, all_positions)
+    }
+}
+
+/// Loads the implementation `cfg.arch` needs from `src`; `dtype` is the activation dtype.
+pub fn load_model(
+    cfg: ModelConfig,
+    src: &mut dyn weights::WeightSource,
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn LanguageModel>, ModelError> {
+    Ok(match cfg.arch {
+        Arch::Mpt => Box::new(mpt::Mpt::load(cfg, src, dtype, device)?),
+        Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::ChatGlm => {
+            Box::new(Decoder::load(cfg, src, dtype, device)?)
+        }
+    })
+}
+
 /// The compute dtype to use for dense weights on `device`: f32 on CPU (fastest there),
 /// bf16 on CUDA and Metal.
 pub fn default_dtype(device: &Device) -> DType {
@@ -138,25 +175,85 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     if files.is_empty() {
         return Err(ModelError::Weights {
             file: dir.display().to_string(),
-            msg: "no *.safetensors weights found (expected model.safetensors or model.safetensors.index.json)".into(),
+            msg: "no weights found (expected model.safetensors, model.safetensors.index.json, or pytorch_model*.bin)".into(),
         });
     }
     Ok(files)
 }
 
-/// Loads a decoder from a Hugging Face checkpoint directory (`config.json` + safetensors).
-pub fn load_safetensors_dir(
-    dir: &Path,
-    dtype: DType,
-    device: &Device,
-) -> Result<Decoder, ModelError> {
+/// The PyTorch checkpoint files of a directory: those listed by
+/// `pytorch_model.bin.index.json`, or `pytorch_model.bin`, or every `pytorch_model*.bin`.
+pub fn pth_files(dir: &Path) -> Vec<PathBuf> {
+    let index = dir.join("pytorch_model.bin.index.json");
+    if let Ok(text) = std::fs::read_to_string(&index) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Some(map) = v.get("weight_map").and_then(|m| m.as_object()) {
+                let mut files: Vec<PathBuf> = map
+                    .values()
+                    .filter_map(|f| f.as_str())
+                    .map(|f| dir.join(f))
+                    .collect();
+                files.sort();
+                files.dedup();
+                return files;
+            }
+        }
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "bin")
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("pytorch_model"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Reads a checkpoint directory's `config.json`, with the end-of-sequence ids that
+/// `generation_config.json` adds.
+pub fn read_dir_config(dir: &Path) -> Result<ModelConfig, ModelError> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Config {
         file: cfg_path.display().to_string(),
         msg: format!("cannot read: {e}"),
     })?;
-    let cfg = ModelConfig::from_hf_json(&text, &cfg_path.display().to_string())?;
-    let files = safetensors_files(dir)?;
-    let mut src = weights::SafetensorsSource::open(&files, dtype, device)?;
-    Decoder::load(cfg, &mut src, dtype, device)
+    let mut cfg = ModelConfig::from_hf_json(&text, &cfg_path.display().to_string())?;
+    if let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            for id in config::token_ids(v.get("eos_token_id")) {
+                if !cfg.eos_token_ids.contains(&id) {
+                    cfg.eos_token_ids.push(id);
+                }
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Loads a model from a Hugging Face checkpoint directory: `config.json` plus safetensors, or
+/// PyTorch `pytorch_model*.bin` shards when there are no safetensors.
+pub fn load_safetensors_dir(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn LanguageModel>, ModelError> {
+    let cfg = read_dir_config(dir)?;
+    let mut src = match safetensors_files(dir) {
+        Ok(files) => weights::SafetensorsSource::open(&files, dtype, device)?,
+        Err(e) => {
+            let pth = pth_files(dir);
+            if pth.is_empty() {
+                return Err(e);
+            }
+            tracing::info!(files = pth.len(), "no safetensors; reading PyTorch .bin weights");
+            weights::SafetensorsSource::open_pth(&pth, dtype, device)?
+        }
+    };
+    load_model(cfg, &mut src, dtype, device)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+pub use super::names::{LayerWeight, Naming, Weight};
 use super::ModelError;
 
 /// A linear projection `y = x W^T (+ b)`, dense or quantized.
@@ -61,116 +62,35 @@ impl Embedding {
     }
 }
 
-/// Logical names of the tensors a Llama-style decoder needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Weight {
-    /// Token embedding.
-    Embed,
-    /// Final norm.
-    FinalNorm,
-    /// Output projection.
-    LmHead,
-    /// Per-layer tensors.
-    Layer(usize, LayerWeight),
-}
-
-/// Per-layer tensors of a Llama-style decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerWeight {
-    /// Pre-attention RMSNorm.
-    AttnNorm,
-    /// Query projection.
-    Q,
-    /// Key projection.
-    K,
-    /// Value projection.
-    V,
-    /// Attention output projection.
-    O,
-    /// Pre-MLP RMSNorm.
-    MlpNorm,
-    /// MLP gate.
-    Gate,
-    /// MLP up.
-    Up,
-    /// MLP down.
-    Down,
-}
-
-impl Weight {
-    /// The tensor's name in a Hugging Face checkpoint.
-    pub fn hf_name(&self) -> String {
-        use LayerWeight::*;
-        match self {
-            Weight::Embed => "model.embed_tokens.weight".into(),
-            Weight::FinalNorm => "model.norm.weight".into(),
-            Weight::LmHead => "lm_head.weight".into(),
-            Weight::Layer(i, w) => {
-                let s = match w {
-                    AttnNorm => "input_layernorm",
-                    Q => "self_attn.q_proj",
-                    K => "self_attn.k_proj",
-                    V => "self_attn.v_proj",
-                    O => "self_attn.o_proj",
-                    MlpNorm => "post_attention_layernorm",
-                    Gate => "mlp.gate_proj",
-                    Up => "mlp.up_proj",
-                    Down => "mlp.down_proj",
-                };
-                format!("model.layers.{i}.{s}.weight")
-            }
-        }
-    }
-
-    /// The tensor's name in a GGUF file (llama.cpp naming).
-    pub fn gguf_name(&self) -> String {
-        use LayerWeight::*;
-        match self {
-            Weight::Embed => "token_embd.weight".into(),
-            Weight::FinalNorm => "output_norm.weight".into(),
-            Weight::LmHead => "output.weight".into(),
-            Weight::Layer(i, w) => {
-                let s = match w {
-                    AttnNorm => "attn_norm",
-                    Q => "attn_q",
-                    K => "attn_k",
-                    V => "attn_v",
-                    O => "attn_output",
-                    MlpNorm => "ffn_norm",
-                    Gate => "ffn_gate",
-                    Up => "ffn_up",
-                    Down => "ffn_down",
-                };
-                format!("blk.{i}.{s}.weight")
-            }
-        }
-    }
-}
-
-/// Where a decoder's tensors come from.
+/// Where a decoder's tensors come from; tensors are asked for by name, in the convention
+/// [`WeightSource::naming`] says.
 pub trait WeightSource {
+    /// The naming convention of this source's tensors.
+    fn naming(&self) -> Naming;
     /// Whether the tensor exists.
-    fn contains(&self, w: Weight) -> bool;
-    /// A projection of shape `[out, in]`, with its bias when `bias` is set.
+    fn contains(&self, name: &str) -> bool;
+    /// A projection of shape `[out, in]`, with its bias (the same name with `.bias`) when
+    /// `bias` is set.
     fn linear(
         &mut self,
-        w: Weight,
+        name: &str,
         out: usize,
         inp: usize,
         bias: bool,
     ) -> Result<Linear, ModelError>;
-    /// A 1-D tensor (norm weights), as f32.
-    fn vector(&mut self, w: Weight, len: usize) -> Result<Tensor, ModelError>;
+    /// A 1-D tensor (norm weights, biases), as f32.
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError>;
     /// The embedding table.
     fn embedding(
         &mut self,
-        w: Weight,
+        name: &str,
         vocab: usize,
         hidden: usize,
     ) -> Result<Embedding, ModelError>;
 }
 
-/// Dense weights from one or more `.safetensors` files (memory-mapped).
+/// Dense weights from one or more `.safetensors` files (memory-mapped) or PyTorch `.bin`
+/// checkpoints.
 pub struct SafetensorsSource {
     vb: candle_nn::VarBuilder<'static>,
     files: String,
@@ -191,6 +111,33 @@ impl SafetensorsSource {
             })?;
         Ok(SafetensorsSource {
             vb,
+            files: join_paths(files),
+        })
+    }
+
+    /// Reads PyTorch `pytorch_model*.bin` checkpoints (the zip format `torch.save` writes since
+    /// torch 1.6) into memory; tensors are converted to `dtype` on `device` as they load.
+    pub fn open_pth(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self, ModelError> {
+        let mut tensors = std::collections::HashMap::new();
+        for f in files {
+            let err = |e: candle_core::Error| ModelError::Weights {
+                file: f.display().to_string(),
+                msg: format!(
+                    "cannot read this PyTorch checkpoint ({e}); convert it to safetensors \
+                     (e.g. with transformers: model.save_pretrained(dir, safe_serialization=True))"
+                ),
+            };
+            let pth = candle_core::pickle::PthTensors::new(f, None).map_err(err)?;
+            let mut names: Vec<String> = pth.tensor_infos().keys().cloned().collect();
+            names.sort();
+            for name in names {
+                if let Some(t) = pth.get(&name).map_err(err)? {
+                    tensors.insert(name, t);
+                }
+            }
+        }
+        Ok(SafetensorsSource {
+            vb: candle_nn::VarBuilder::from_tensors(tensors, dtype, device),
             files: join_paths(files),
         })
     }
@@ -259,19 +206,22 @@ fn check_safetensors_header(path: &Path) -> Result<(), ModelError> {
 }
 
 impl WeightSource for SafetensorsSource {
-    fn contains(&self, w: Weight) -> bool {
-        self.vb.contains_tensor(&w.hf_name())
+    fn naming(&self) -> Naming {
+        Naming::HuggingFace
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.vb.contains_tensor(name)
     }
 
     fn linear(
         &mut self,
-        w: Weight,
+        name: &str,
         out: usize,
         inp: usize,
         bias: bool,
     ) -> Result<Linear, ModelError> {
-        let name = w.hf_name();
-        let weight = self.get(&name, &[out, inp])?;
+        let weight = self.get(name, &[out, inp])?;
         let b = if bias {
             let bname = name.replace(".weight", ".bias");
             Some(self.get(&bname, &[out])?)
@@ -281,17 +231,17 @@ impl WeightSource for SafetensorsSource {
         Ok(Linear::Dense(candle_nn::Linear::new(weight, b)))
     }
 
-    fn vector(&mut self, w: Weight, len: usize) -> Result<Tensor, ModelError> {
-        self.get(&w.hf_name(), &[len])
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {
+        self.get(name, &[len])
     }
 
     fn embedding(
         &mut self,
-        w: Weight,
+        name: &str,
         vocab: usize,
         hidden: usize,
     ) -> Result<Embedding, ModelError> {
-        Ok(Embedding::Dense(self.get(&w.hf_name(), &[vocab, hidden])?))
+        Ok(Embedding::Dense(self.get(name, &[vocab, hidden])?))
     }
 }
 
@@ -349,20 +299,23 @@ impl GgufSource {
 }
 
 impl WeightSource for GgufSource {
-    fn contains(&self, w: Weight) -> bool {
-        self.content.tensor_infos.contains_key(&w.gguf_name())
+    fn naming(&self) -> Naming {
+        Naming::Gguf
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
     }
 
     fn linear(
         &mut self,
-        w: Weight,
+        name: &str,
         out: usize,
         inp: usize,
         bias: bool,
     ) -> Result<Linear, ModelError> {
-        let name = w.gguf_name();
         let q =
-            requantize_for_cpu(self.qtensor(&name, &[out, inp])?, &self.device).map_err(|e| {
+            requantize_for_cpu(self.qtensor(name, &[out, inp])?, &self.device).map_err(|e| {
                 ModelError::Weights {
                     file: self.path.clone(),
                     msg: format!("tensor \"{name}\": {e}"),
@@ -389,8 +342,8 @@ impl WeightSource for GgufSource {
         Ok(Linear::Quant(qm, b))
     }
 
-    fn vector(&mut self, w: Weight, len: usize) -> Result<Tensor, ModelError> {
-        let q = self.qtensor(&w.gguf_name(), &[len])?;
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {
+        let q = self.qtensor(name, &[len])?;
         q.dequantize(&self.device).map_err(|e| ModelError::Weights {
             file: self.path.clone(),
             msg: e.to_string(),
@@ -399,11 +352,11 @@ impl WeightSource for GgufSource {
 
     fn embedding(
         &mut self,
-        w: Weight,
+        name: &str,
         vocab: usize,
         hidden: usize,
     ) -> Result<Embedding, ModelError> {
-        let q = self.qtensor(&w.gguf_name(), &[vocab, hidden])?;
+        let q = self.qtensor(name, &[vocab, hidden])?;
         Ok(match q.dtype() {
             GgmlDType::F32 | GgmlDType::F16 => Embedding::Dense(
                 q.dequantize(&self.device)

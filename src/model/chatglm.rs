@@ -36,7 +36,11 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
             true,
             "residuals taken after the layer norm",
         ),
-        ("add_bias_linear", true, "biases on the dense/MLP projections"),
+        (
+            "add_bias_linear",
+            true,
+            "biases on the dense/MLP projections",
+        ),
     ];
     for (key, bad, what) in unsupported {
         if get_bool(v, key) == Some(bad) {
@@ -115,7 +119,10 @@ mod tests {
         assert_eq!(c.arch, Arch::ChatGlm);
         assert_eq!((c.num_heads, c.num_kv_heads, c.head_dim), (4, 2, 16));
         assert_eq!((c.vocab_size, c.max_position_embeddings), (512, 256));
-        assert_eq!((c.rotary_dim, c.intermediate_size, c.num_layers), (8, 128, 2));
+        assert_eq!(
+            (c.rotary_dim, c.intermediate_size, c.num_layers),
+            (8, 128, 2)
+        );
         assert!(c.qkv_bias && c.rope_interleaved && c.final_norm);
         assert_eq!(c.eos_token_ids, vec![2]);
     }

@@ -251,7 +251,10 @@ pub fn load_safetensors_dir(
             if pth.is_empty() {
                 return Err(e);
             }
-            tracing::info!(files = pth.len(), "no safetensors; reading PyTorch .bin weights");
+            tracing::info!(
+                files = pth.len(),
+                "no safetensors; reading PyTorch .bin weights"
+            );
             weights::SafetensorsSource::open_pth(&pth, dtype, device)?
         }
     };

@@ -63,14 +63,20 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         Some("multiquery_attention") => 1,
         Some("grouped_query_attention") => get_usize(attn, "kv_n_heads")
             .ok_or_else(|| err("grouped_query_attention without attn_config.kv_n_heads".into()))?,
-        Some(other) => return Err(err(format!("unsupported attn_config.attn_type \"{other}\""))),
+        Some(other) => {
+            return Err(err(format!(
+                "unsupported attn_config.attn_type \"{other}\""
+            )))
+        }
     };
     if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
         return Err(err(format!(
             "n_heads {num_heads} is not a multiple of kv_n_heads {num_kv_heads}"
         )));
     }
-    let ffn = v.get("ffn_config").and_then(|f| get_usize(f, "ffn_hidden_size"));
+    let ffn = v
+        .get("ffn_config")
+        .and_then(|f| get_usize(f, "ffn_hidden_size"));
     let intermediate_size = match ffn {
         Some(n) => n,
         None => {
@@ -418,7 +424,10 @@ mod tests {
     #[test]
     fn slopes_match_mpt_for_power_of_two_and_other_head_counts() {
         // golden.json of the mpt fixture: 4 heads, alibi_bias_max 8.
-        assert_eq!(alibi_slopes(4, 8.0), vec![0.25, 0.0625, 0.015625, 0.00390625]);
+        assert_eq!(
+            alibi_slopes(4, 8.0),
+            vec![0.25, 0.0625, 0.015625, 0.00390625]
+        );
         // 12 heads: slopes over 16 heads (powers 1/2^(i/2)), odd positions first, then even.
         let s = alibi_slopes(12, 8.0);
         let base: Vec<f32> = (1..=16).map(|i| 1.0 / 2f32.powf(i as f32 / 2.0)).collect();

@@ -98,6 +98,10 @@ pub struct Family {
     /// Text that opens a call of `{name}` (forced for a named `tool_choice`).
     #[serde(default)]
     pub named_call_prefix: Option<String>,
+    /// Special tokens the family's reference tokenizer appends after the vocabulary of its
+    /// SentencePiece `tokenizer.model`, in id order (used when there is no tokenizer.json).
+    #[serde(default)]
+    pub spm_special_tokens: Vec<String>,
     /// Detection hints.
     #[serde(default)]
     pub detect: Detect,

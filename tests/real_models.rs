@@ -219,3 +219,52 @@ fn truncated_gguf_is_a_clear_error() {
     assert!(err.contains("callm-trunc"), "{err}");
     std::fs::remove_file(&tmp).ok();
 }
+
+/// Greedy generation that also reports how many prompt tokens came from the prefix cache.
+fn greedy_ids(lm: &LoadedModel, prompt: &[u32], n: usize) -> (Vec<u32>, usize) {
+    let mut params = lm.default_params();
+    params.sampling = SamplingParams::greedy();
+    params.max_tokens = Some(n);
+    let stats = lm
+        .generate(prompt, &params, &CancelToken::new(), &mut |_| true)
+        .unwrap();
+    (stats.output_ids, stats.cached_tokens)
+}
+
+#[test]
+fn prefix_cache_reuses_the_shared_prompt_and_changes_no_output() {
+    let Some(path) = model_path(QWEN) else { return };
+    // Its own instance, so no other test touches its cache.
+    let opts = LoadOptions {
+        model: path.display().to_string(),
+        context: Some(2048),
+        ..Default::default()
+    };
+    let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    let encode = |q: &str| lm.tokenizer.encode(&qwen_tool_prompt(q), false).unwrap();
+    let first = encode("What is the weather like in Paris right now?");
+    let second = encode("And how is the weather in Rome today?");
+    let shared = first
+        .iter()
+        .zip(&second)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared > 100, "the tool prompt should be shared: {shared}");
+
+    // Reference outputs, each from an empty cache.
+    lm.prefix_cache.clear();
+    let (want_second, cached) = greedy_ids(&lm, &second, 24);
+    assert_eq!(cached, 0);
+    lm.prefix_cache.clear();
+    let (want_first, _) = greedy_ids(&lm, &first, 24);
+
+    // The second request after the first: the shared tools prefix is reused...
+    let (got_second, cached) = greedy_ids(&lm, &second, 24);
+    assert_eq!(cached, shared, "reused prompt tokens");
+    // ...and the output is the same as without reuse.
+    assert_eq!(got_second, want_second);
+    // Repeating a request reuses all but its last prompt token, same output again.
+    let (again, cached) = greedy_ids(&lm, &first, 24);
+    assert_eq!(cached, first.len() - 1);
+    assert_eq!(again, want_first);
+}

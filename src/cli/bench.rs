@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also time the first token of two requests sharing this many prompt tokens, the
+    /// second served from the prefix cache (0 skips it).
+    #[arg(long = "prefix-reuse", default_value_t = 0)]
+    prefix_reuse: usize,
 }
 
 /// One test's result.
@@ -140,6 +144,17 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             samples_ts: samples,
         });
     }
+    let prefix = if args.prefix_reuse > 0 {
+        let tokens = bench_tokens(&lm, args.prefix_reuse + 32);
+        Some(super::bench_prefix::run(
+            &lm,
+            &tokens,
+            args.prefix_reuse,
+            args.reps,
+        )?)
+    } else {
+        None
+    };
     let backend = if lm.device.is_cpu() {
         "CPU"
     } else if lm.device.is_cuda() {
@@ -154,6 +169,12 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             "backend": backend,
             "threads": threads,
             "results": results,
+            "prefix_reuse": prefix.as_ref().map(|p| serde_json::json!({
+                "shared_tokens": p.shared,
+                "reused_tokens": p.reused_tokens,
+                "first_ttft_s": p.first_s,
+                "second_ttft_s": p.second_s,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -163,6 +184,18 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             println!(
                 "| {} | {} | {} | {} | {:.2} ± {:.2} |",
                 lm.name, backend, threads, r.test, r.avg_ts, r.stddev_ts
+            );
+        }
+        if let Some(p) = &prefix {
+            let (first, _) = mean_std(&p.first_s);
+            let (second, _) = mean_std(&p.second_s);
+            println!(
+                "\nprefix reuse ({} shared tokens, {} reused): first request TTFT {:.3} s, second {:.3} s ({:.1}% of the first)",
+                p.shared,
+                p.reused_tokens,
+                first,
+                second,
+                100.0 * second / first.max(1e-9)
             );
         }
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use candle_core::Device;
 
 use super::generate::{self, CancelToken, Detokenize, GenerateParams, GenerateStats, TokenEvent};
+use super::prefix_cache::PrefixCache;
 use super::EngineError;
 use crate::loader::{self, ModelFiles};
 use crate::model::{self, gguf::GgufFile, LanguageModel};
@@ -61,6 +62,8 @@ pub struct LoadedModel {
     pub device: Device,
     /// Seconds spent loading.
     pub load_seconds: f64,
+    /// Key/value caches of recent sequences, reused for prompts that share their prefix.
+    pub prefix_cache: PrefixCache,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -172,6 +175,7 @@ impl LoadedModel {
             context,
             device,
             load_seconds: t0.elapsed().as_secs_f64(),
+            prefix_cache: PrefixCache::new(PrefixCache::budget_from_env()),
         })
     }
 
@@ -203,9 +207,20 @@ impl LoadedModel {
             Some(m) => prompt.len().saturating_add(m).saturating_add(1),
             None => self.context,
         };
-        let mut cache = self.model.new_cache(needed.min(self.context))?;
+        let capacity = needed.min(self.context);
+        let mut cache = match self.prefix_cache.lookup(prompt, capacity)? {
+            Some(reused) => {
+                tracing::debug!(
+                    reused = reused.tokens,
+                    prompt = prompt.len(),
+                    "prefix cache hit"
+                );
+                reused.cache
+            }
+            None => self.model.new_cache(capacity)?,
+        };
         let mut detok = StreamDetok(self.tokenizer.decode_stream(false));
-        generate::generate(
+        let stats = generate::generate(
             self.model.as_ref(),
             &mut cache,
             prompt,
@@ -213,7 +228,14 @@ impl LoadedModel {
             &mut detok,
             cancel,
             on_token,
-        )
+        )?;
+        if self.prefix_cache.enabled() {
+            let mut seq = Vec::with_capacity(prompt.len() + stats.output_ids.len());
+            seq.extend_from_slice(prompt);
+            seq.extend_from_slice(&stats.output_ids);
+            self.prefix_cache.insert(&seq, cache);
+        }
+        Ok(stats)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod generate;
 pub mod loaded;
+pub mod prefix_cache;
 
 pub mod sampling;
 pub mod stop;

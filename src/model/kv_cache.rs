@@ -92,4 +92,35 @@ impl KvCache {
     pub fn advance(&mut self, n: usize) {
         self.len += n;
     }
+
+    /// Bytes the cache's buffers occupy (its full capacity, not only the used part).
+    pub fn size_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| (l.k.elem_count() + l.v.elem_count()) * l.k.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// A new cache with room for `capacity` positions holding a copy of this one's first
+    /// `n` positions (`n` is capped at what is cached and at `capacity`).
+    pub fn copy_prefix(&self, n: usize, capacity: usize) -> candle_core::Result<KvCache> {
+        let n = n.min(self.len).min(capacity);
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let (heads, _, hd) = l.k.dims3()?;
+            let (dtype, device) = (l.k.dtype(), l.k.device());
+            let k = Tensor::zeros((heads, capacity, hd), dtype, device)?;
+            let v = Tensor::zeros((heads, capacity, hd), dtype, device)?;
+            if n > 0 {
+                k.slice_set(&l.k.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+                v.slice_set(&l.v.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+            }
+            layers.push(LayerKv { k, v });
+        }
+        Ok(KvCache {
+            layers,
+            len: n,
+            capacity,
+        })
+    }
 }

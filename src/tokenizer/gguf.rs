@@ -12,16 +12,13 @@
 use std::collections::HashMap;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use tokenizers::decoders::byte_fallback::ByteFallback;
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::decoders::sequence::Sequence as DecoderSequence;
-use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::normalizers::Sequence as NormalizerSequence;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper};
+use tokenizers::DecoderWrapper;
 
 use super::pre::PreTokenizerKind;
+use super::spm::{add_piece_tokens, sp_bpe, sp_decoder, sp_space_normalizers, spm_merges};
 use super::{Result, TokenizerError};
 
 /// GGUF token type of an ordinary vocabulary entry.
@@ -36,9 +33,6 @@ pub const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 pub const TOKEN_TYPE_UNUSED: i32 = 5;
 /// GGUF token type of a byte-fallback token such as `<0x0A>`.
 pub const TOKEN_TYPE_BYTE: i32 = 6;
-
-/// The sentencepiece word-boundary marker.
-const SPM_SPACE: &str = "\u{2581}";
 
 /// A tokenizer rebuilt from GGUF metadata, with the special-token facts the file declares.
 pub struct GgufTokenizer {
@@ -292,25 +286,13 @@ pub fn tokenizer_from_gguf(content: &Content) -> Result<GgufTokenizer> {
         other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
     };
 
-    let mut control_token_ids = Vec::new();
-    let mut added_token_ids = Vec::new();
-    let mut special = Vec::new();
-    let mut user = Vec::new();
-    for (i, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
-        if tok.is_empty() {
-            continue;
-        }
-        if ty == TOKEN_TYPE_CONTROL {
-            control_token_ids.push(i as u32);
-            added_token_ids.push(i as u32);
-            special.push(AddedToken::from(tok.to_string(), true).normalized(false));
-        } else if ty == TOKEN_TYPE_USER_DEFINED {
-            added_token_ids.push(i as u32);
-            user.push(AddedToken::from(tok.to_string(), false).normalized(false));
-        }
-    }
-    tokenizer.add_special_tokens(&special);
-    tokenizer.add_tokens(&user);
+    let (control_token_ids, added_token_ids) = add_piece_tokens(
+        &mut tokenizer,
+        &tokens,
+        &types,
+        &[TOKEN_TYPE_CONTROL],
+        false,
+    );
 
     Ok(GgufTokenizer {
         tokenizer,
@@ -380,45 +362,6 @@ fn build_gpt2(
     Ok(tokenizer)
 }
 
-/// Derives BPE merges from sentencepiece scores: a NORMAL token made of two NORMAL tokens is a
-/// merge; merges are ranked by the score of the merged token, highest first (ties keep id order).
-fn spm_merges(tokens: &[&str], scores: &[f32], types: &[i32]) -> Vec<(String, String)> {
-    let normal = |i: usize| types[i] == TOKEN_TYPE_NORMAL;
-    let mut index: HashMap<&str, u32> = HashMap::with_capacity(tokens.len());
-    for (i, tok) in tokens.iter().enumerate() {
-        if normal(i) {
-            index.entry(*tok).or_insert(i as u32);
-        }
-    }
-    let mut ranked: Vec<(f32, u32, u32)> = Vec::new();
-    let mut local: Vec<(u32, u32)> = Vec::new();
-    for (i, tok) in tokens.iter().enumerate() {
-        if !normal(i) || index.get(*tok) != Some(&(i as u32)) {
-            continue;
-        }
-        local.clear();
-        for (pos, _) in tok.char_indices().skip(1) {
-            let (left, right) = tok.split_at(pos);
-            if let (Some(&l), Some(&r)) = (index.get(left), index.get(right)) {
-                local.push((l, r));
-            }
-        }
-        local.sort_unstable();
-        ranked.extend(local.iter().map(|&(l, r)| (scores[i], l, r)));
-    }
-    // Stable sort: equal scores keep token order, then (left id, right id) order.
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ranked
-        .into_iter()
-        .map(|(_, l, r)| {
-            (
-                tokens[l as usize].to_string(),
-                tokens[r as usize].to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Builds a sentencepiece-style BPE tokenizer (`tokenizer.ggml.model = "llama"`).
 fn build_spm(
     vocab: Vocab,
@@ -426,43 +369,11 @@ fn build_spm(
     unk: Option<String>,
     add_space_prefix: bool,
 ) -> Result<tokenizers::Tokenizer> {
-    let mut builder = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .byte_fallback(true)
-        .fuse_unk(true);
-    if let Some(unk) = unk {
-        builder = builder.unk_token(unk);
-    }
-    let bpe = builder
-        .build()
-        .map_err(|e| TokenizerError::Build(format!("sentencepiece BPE from GGUF: {e}")))?;
-    let build_err =
-        |e: tokenizers::Error| TokenizerError::Build(format!("sentencepiece rules: {e}"));
-
-    let mut normalizers = Vec::new();
-    if add_space_prefix {
-        normalizers.push(NormalizerWrapper::Prepend(Prepend::new(
-            SPM_SPACE.to_string(),
-        )));
-    }
-    normalizers.push(NormalizerWrapper::Replace(
-        Replace::new(" ", SPM_SPACE).map_err(build_err)?,
-    ));
-    let mut decoders = vec![
-        DecoderWrapper::Replace(Replace::new(SPM_SPACE, " ").map_err(build_err)?),
-        DecoderWrapper::ByteFallback(ByteFallback::new()),
-        DecoderWrapper::Fuse(Fuse::new()),
-    ];
-    if add_space_prefix {
-        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
-    }
-
-    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
-    tokenizer.with_normalizer(Some(NormalizerWrapper::Sequence(NormalizerSequence::new(
-        normalizers,
-    ))));
-    tokenizer.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(
-        decoders,
-    ))));
+    let mut tokenizer = tokenizers::Tokenizer::new(sp_bpe(vocab, merges, unk, true)?);
+    tokenizer.with_normalizer(Some(NormalizerSequence::new(sp_space_normalizers(
+        add_space_prefix,
+        true,
+    )?)));
+    tokenizer.with_decoder(Some(sp_decoder(add_space_prefix)?));
     Ok(tokenizer)
 }

@@ -1,7 +1,9 @@
-//! Text <-> token ids: loading `tokenizer.json` files or GGUF vocabularies, with special-token facts.
+//! Text <-> token ids: loading `tokenizer.json` files, GGUF vocabularies or sentencepiece
+//! `tokenizer.model` files, with special-token facts.
 
 pub mod gguf;
 pub mod pre;
+pub mod spm;
 pub mod stream;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -59,6 +61,14 @@ pub enum TokenizerError {
     /// `tokenizer.ggml.model` names a vocabulary kind this crate cannot rebuild.
     #[error("unsupported GGUF tokenizer model `{0}` (supported: \"gpt2\", \"llama\")")]
     UnsupportedModel(String),
+    /// A sentencepiece `tokenizer.model` could not be decoded or describes no usable tokenizer.
+    #[error("{origin} is not a usable SentencePiece tokenizer.model: {message}")]
+    InvalidSentencePiece {
+        /// The offending file (or "the data" when read from memory).
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The tokenizer could not be assembled from otherwise valid parts.
     #[error("cannot build tokenizer: {0}")]
     Build(String),
@@ -194,6 +204,35 @@ impl Tokenizer {
             special_token_ids: g.control_token_ids,
             added_token_ids: g.added_token_ids,
         })
+    }
+
+    /// Reads a sentencepiece `tokenizer.model` (no `tokenizer.json` needed), plus BOS/EOS facts
+    /// from sibling `tokenizer_config.json` / `generation_config.json` when they exist.
+    pub fn from_spm_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut tok = Self::from_spm(spm::tokenizer_from_spm_file(path)?);
+        if let Some(dir) = path.parent() {
+            tok.apply_sibling_configs(dir);
+        }
+        Ok(tok)
+    }
+
+    /// Wraps a tokenizer rebuilt from a sentencepiece model (after any family special tokens
+    /// were added with [`spm::SpmTokenizer::add_special_tokens`]).
+    pub fn from_spm(s: spm::SpmTokenizer) -> Self {
+        let vocab_size = s.vocab_size();
+        let manual_bos = s.add_bos_token && s.bos_token_id.is_some();
+        Self {
+            inner: s.tokenizer,
+            vocab_size,
+            bos_token_id: s.bos_token_id,
+            eos_token_ids: s.eos_token_id.into_iter().collect(),
+            add_bos_token: manual_bos,
+            manual_bos,
+            manual_eos: false,
+            special_token_ids: s.special_token_ids,
+            added_token_ids: s.added_token_ids,
+        }
     }
 
     /// Encodes text; special-token strings in it (e.g. `<|im_start|>`) always map to their ids,

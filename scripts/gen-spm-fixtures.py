@@ -26,7 +26,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-VERSION = "spm-fixtures v1"
+VERSION = "spm-fixtures v3"
 MISTRAL_COMMON = "mistral-common==1.13.1"
 MISTRAL_MEMBER = "mistral_common/data/mistral_instruct_tokenizer_240216.model.v2"
 MISTRAL_SHA256 = "37f00374dea48658ee8f5d0f21895b9bc55cb0103939607c8185bfd1c6ca1f89"
@@ -117,6 +117,35 @@ MODELS = {
         bos_id=1,
         eos_id=2,
     ),
+    # Sized for the tiny random-weight fixture models (vocabulary 512): ChatGLM3-style (BPE,
+    # byte fallback; its 9 special tokens are appended after these 503 pieces) and
+    # replit-style (`<|endoftext|>` as the end-of-text piece) for the end-to-end tests. Both keep
+    # whitespace and newlines as written (identity normalisation), as chat prompts and code need.
+    "chatglm3-tiny": dict(
+        model_type="bpe",
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        vocab_size=503,
+        byte_fallback=True,
+        character_coverage=0.98,
+        hard_vocab_limit=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+    ),
+    "replit-tiny": dict(
+        model_type="bpe",
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        vocab_size=512,
+        byte_fallback=True,
+        character_coverage=0.98,
+        hard_vocab_limit=True,
+        unk_id=0,
+        bos_id=-1,
+        eos_id=1,
+        eos_piece="<|endoftext|>",
+    ),
     "bpe-symbols-noprefix": dict(
         model_type="bpe",
         vocab_size=600,
@@ -173,15 +202,14 @@ def train_models(out: Path) -> None:
         for name, opts in MODELS.items():
             dest = out / name
             dest.mkdir(parents=True, exist_ok=True)
+            settings = dict(character_coverage=0.995, hard_vocab_limit=False) | opts
             spm.SentencePieceTrainer.train(
                 input=str(text),
                 model_prefix=str(dest / "tokenizer"),
-                character_coverage=0.995,
-                hard_vocab_limit=False,
                 num_threads=1,
                 shuffle_input_sentence=False,
                 minloglevel=2,
-                **opts,
+                **settings,
             )
             (dest / "tokenizer.vocab").unlink(missing_ok=True)
             sp = spm.SentencePieceProcessor(model_file=str(dest / "tokenizer.model"))

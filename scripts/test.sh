@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; CI runs exactly this).
-# 1. fetches the real GGUF models the tests use (idempotent, sha256-verified, cached outside the repo);
+# 1. fetches the real GGUF models the tests use (idempotent, sha256-verified, cached outside the repo)
+#    and trains the tiny SentencePiece test tokenizers (also cached outside the repo);
 # 2. checks formatting and lints;
 # 3. builds once and runs every test (unit, integration, real-model, property tests, bench smoke runs);
 # 4. runs the server end to end with real clients (openai SDK, LiteLLM proxy) on the real Qwen GGUF.
@@ -8,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/fetch-models.sh all
+scripts/gen-spm-fixtures.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked "$@"

@@ -210,6 +210,18 @@ impl Registry {
     /// A name pattern is the strongest hint, then template markers, then the architecture.
     pub fn detect(&self, hints: &ModelHints<'_>) -> &Family {
         let names: Vec<String> = hints.names.iter().map(|n| n.to_lowercase()).collect();
+        let arch_match = |f: &Family| {
+            f.detect.architectures.iter().any(|a| {
+                hints
+                    .architectures
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(a))
+            })
+        };
+        // An architecture only one family uses (chatglm, mpt) identifies that family when
+        // the model brings no chat template of its own to go by.
+        let arch_families = self.families.iter().filter(|f| arch_match(f)).count();
+        let unique_arch = arch_families == 1 && hints.template.is_none();
         let mut best: Option<(u32, &Family)> = None;
         for f in &self.families {
             let mut score = 0;
@@ -229,13 +241,8 @@ impl Registry {
                     .count();
                 score += 10 * hits as u32;
             }
-            if f.detect.architectures.iter().any(|a| {
-                hints
-                    .architectures
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(a))
-            }) {
-                score += 1;
+            if arch_match(f) {
+                score += if unique_arch { 2 } else { 1 };
             }
             // Architecture alone is not enough: many unrelated models share "llama".
             if score > 1 && best.is_none_or(|(s, _)| score > s) {

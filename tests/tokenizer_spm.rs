@@ -448,3 +448,10 @@ fn garbage_truncated_and_lfs_files_give_clear_errors() {
     assert!(matches!(err, TokenizerError::Io { .. }), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trained_chatglm3_and_replit_style_models_match_sentencepiece() {
+    // The tokenizers of the ChatGLM3 / Glaive end-to-end tests (tests/families_e2e.rs).
+    check_trained("chatglm3-tiny", SpmModelType::Bpe, leading_space);
+    check_trained("replit-tiny", SpmModelType::Bpe, leading_space);
+}

@@ -75,12 +75,17 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
     };
     let info = ModelTemplateInfo::for_family(&family, Some(info))?;
 
+    // tokenizer.json, or a SentencePiece model with the family's extra special tokens.
     let tokenizer = match &tok_dir {
-        Some(dir) if dir.join("tokenizer.json").is_file() => Some(
-            tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
-                anyhow::anyhow!("cannot load {}: {e}", dir.join("tokenizer.json").display())
-            })?,
-        ),
+        Some(dir)
+            if ["tokenizer.json", "tokenizer.model", "spiece.model"]
+                .iter()
+                .any(|f| dir.join(f).is_file()) =>
+        {
+            let tok = crate::tokenizer::Tokenizer::from_model_dir(dir, &family.spm_special_tokens)
+                .with_context(|| format!("{}: loading the tokenizer", dir.display()))?;
+            Some(tok.inner().clone())
+        }
         _ => None,
     };
     let mut renderer = PromptRenderer::new(info, Some(&family))?;
@@ -92,7 +97,7 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
         return Ok(prompt.text);
     }
     let Some(tok) = &tokenizer else {
-        bail!("--ids needs a tokenizer.json: give a model directory or --tokenizer DIR");
+        bail!("--ids needs a tokenizer (tokenizer.json or a SentencePiece tokenizer.model): give a model directory or --tokenizer DIR");
     };
     let ids = encode_prompt(tok, &prompt)?;
     Ok(format!("{}\n", serde_json::to_string(&ids)?))

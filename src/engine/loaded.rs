@@ -83,7 +83,7 @@ impl LoadedModel {
         let resolved = loader::resolve(&opts.model, registry)?;
         let (model, tokenizer, template, archs, mut names): (
             Arc<dyn LanguageModel>,
-            Tokenizer,
+            Option<Tokenizer>,
             ModelTemplateInfo,
             Vec<String>,
             Vec<String>,
@@ -91,15 +91,18 @@ impl LoadedModel {
             ModelFiles::Gguf(path) => load_gguf(path, &device)?,
             ModelFiles::Dir(dir) => load_dir(dir, &device)?,
         };
+        // Where a SentencePiece tokenizer is read from once the family is known.
+        let mut spm_dir = match &resolved.files {
+            ModelFiles::Dir(dir) => Some(dir.clone()),
+            ModelFiles::Gguf(_) => None,
+        };
         let tokenizer = match &opts.tokenizer {
-            Some(p) => {
-                let file = if p.is_dir() {
-                    p.join("tokenizer.json")
-                } else {
-                    p.clone()
-                };
-                Tokenizer::from_file(&file)?
+            Some(p) if p.is_dir() && !p.join("tokenizer.json").is_file() => {
+                spm_dir = Some(p.clone());
+                None
             }
+            Some(p) if p.is_dir() => Some(Tokenizer::from_file(p.join("tokenizer.json"))?),
+            Some(p) => Some(Tokenizer::from_file(p)?),
             None => tokenizer,
         };
         names.extend(resolved.names.iter().cloned());
@@ -114,6 +117,14 @@ impl LoadedModel {
                     template: first_template,
                 })
                 .clone(),
+        };
+        // A directory without tokenizer.json: its SentencePiece model, plus the special tokens
+        // the family's reference tokenizer appends to it.
+        let tokenizer = match (tokenizer, spm_dir) {
+            (Some(t), _) => t,
+            (None, Some(dir)) => Tokenizer::from_model_dir(&dir, &family.spm_special_tokens)
+                .with_context(|| format!("{}: loading the tokenizer", dir.display()))?,
+            (None, None) => anyhow::bail!("{}: no tokenizer found", opts.model),
         };
         let cfg = model.config();
         let context = opts
@@ -258,7 +269,7 @@ impl Detokenize for StreamDetok<'_> {
 
 type Loaded = (
     Arc<dyn LanguageModel>,
-    Tokenizer,
+    Option<Tokenizer>,
     ModelTemplateInfo,
     Vec<String>,
     Vec<String>,
@@ -326,7 +337,7 @@ fn load_gguf(path: &Path, device: &Device) -> anyhow::Result<Loaded> {
     let decoder = gguf.load_decoder(device)?;
     Ok((
         Arc::from(decoder),
-        meta.tokenizer,
+        Some(meta.tokenizer),
         meta.template,
         meta.architectures,
         meta.names,
@@ -334,14 +345,21 @@ fn load_gguf(path: &Path, device: &Device) -> anyhow::Result<Loaded> {
 }
 
 fn load_dir(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
+    // tokenizer.json now; a SentencePiece model once the family (and its extra tokens) is known.
     let tok_path = dir.join("tokenizer.json");
-    if !tok_path.is_file() {
+    let tokenizer = if tok_path.is_file() {
+        Some(Tokenizer::from_file(&tok_path)?)
+    } else if ["tokenizer.model", "spiece.model"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+    {
+        None
+    } else {
         anyhow::bail!(
-            "{}: missing tokenizer.json (needed to tokenize prompts)",
+            "{}: missing tokenizer.json (or a SentencePiece tokenizer.model / spiece.model), needed to tokenize prompts",
             dir.display()
         );
-    }
-    let tokenizer = Tokenizer::from_file(&tok_path)?;
+    };
     let template = ModelTemplateInfo::read_model_dir(dir)?;
     let dtype = model::default_dtype(device);
     let decoder = model::load_safetensors_dir(dir, dtype, device)?;

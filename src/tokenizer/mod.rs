@@ -217,6 +217,37 @@ impl Tokenizer {
         Ok(tok)
     }
 
+    /// The tokenizer of a checkpoint directory: its `tokenizer.json`, or else its SentencePiece
+    /// model (`tokenizer.model` or `spiece.model`) with `extra_special` appended, in order,
+    /// after the vocabulary (a family's reference tokenizer may add tokens that way).
+    pub fn from_model_dir(dir: &Path, extra_special: &[String]) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return Self::from_file(json);
+        }
+        let Some(model) = ["tokenizer.model", "spiece.model"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+        else {
+            return Err(TokenizerError::Io {
+                path: json,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no tokenizer.json, tokenizer.model or spiece.model in the model directory",
+                ),
+            });
+        };
+        let mut s = spm::tokenizer_from_spm_file(&model)?;
+        if !extra_special.is_empty() {
+            let names: Vec<&str> = extra_special.iter().map(String::as_str).collect();
+            s.add_special_tokens(&spm::append_after_vocab(&names, s.n_pieces))?;
+        }
+        let mut tok = Self::from_spm(s);
+        tok.apply_sibling_configs(dir);
+        Ok(tok)
+    }
+
     /// Wraps a tokenizer rebuilt from a sentencepiece model (after any family special tokens
     /// were added with [`spm::SpmTokenizer::add_special_tokens`]).
     pub fn from_spm(s: spm::SpmTokenizer) -> Self {

@@ -5,18 +5,58 @@
 
 use super::{ModelFiles, SourceError};
 
-/// Files fetched for a safetensors checkpoint, besides the weights.
+/// Files fetched for a checkpoint besides the weights and the tokenizer (required or not).
 const CHECKPOINT_FILES: &[(&str, bool)] = &[
     ("config.json", true),
-    ("tokenizer.json", true),
     ("tokenizer_config.json", false),
     ("generation_config.json", false),
     ("chat_template.jinja", false),
     ("chat_template.json", false),
 ];
 
-/// Downloads `file` (a GGUF) from `repo`, or the whole safetensors checkpoint when `file`
-/// is `None`; returns where the files are.
+/// Tokenizer files in order of preference: the first one the repo has is fetched.
+const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer.model", "spiece.model"];
+
+/// How a repo stores its weights, in order of preference.
+const WEIGHT_LAYOUTS: &[(&str, bool)] = &[
+    ("model.safetensors.index.json", true),
+    ("model.safetensors", false),
+    ("pytorch_model.bin.index.json", true),
+    ("pytorch_model.bin", false),
+];
+
+/// The first of `candidates` present in the repo `listing` (all of them when the listing
+/// could not be read, so each is tried in turn).
+fn pick<'a>(listing: Option<&[String]>, candidates: &[&'a str]) -> Vec<&'a str> {
+    match listing {
+        Some(files) => candidates
+            .iter()
+            .find(|c| files.iter().any(|f| f == *c))
+            .map(|c| vec![*c])
+            .unwrap_or_default(),
+        None => candidates.to_vec(),
+    }
+}
+
+/// The shard files a `*.index.json` lists in its `weight_map`.
+fn index_shards(text: &str) -> Result<Vec<String>, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or("no \"weight_map\" object")?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
+/// Downloads `file` (a GGUF) from `repo`, or the whole checkpoint when `file` is `None`:
+/// config, tokenizer (`tokenizer.json`, else a SentencePiece model), and the weights
+/// (safetensors, else PyTorch `.bin` shards); returns where the files are.
 pub fn download(repo: &str, file: Option<&str>) -> Result<ModelFiles, SourceError> {
     let err = |file: &str, msg: String| SourceError::Download {
         repo: repo.to_string(),
@@ -35,6 +75,13 @@ pub fn download(repo: &str, file: Option<&str>) -> Result<ModelFiles, SourceErro
         return Ok(ModelFiles::Gguf(path));
     }
     tracing::info!(repo, "fetching checkpoint from the Hugging Face Hub");
+    let listing: Option<Vec<String>> = match r.info() {
+        Ok(info) => Some(info.siblings.into_iter().map(|s| s.rfilename).collect()),
+        Err(e) => {
+            tracing::warn!("cannot list {repo}: {e}; trying the usual file names");
+            None
+        }
+    };
     let mut dir = None;
     for (f, required) in CHECKPOINT_FILES {
         match r.get(f) {
@@ -44,31 +91,72 @@ pub fn download(repo: &str, file: Option<&str>) -> Result<ModelFiles, SourceErro
         }
     }
     let dir = dir.ok_or_else(|| err("config.json", "no files".into()))?;
-    match r.get("model.safetensors.index.json") {
-        Ok(index) => {
-            let text = std::fs::read_to_string(&index)
-                .map_err(|e| err("model.safetensors.index.json", e.to_string()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| err("model.safetensors.index.json", e.to_string()))?;
-            let mut shards: Vec<String> = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .map(|m| {
-                    m.values()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            for s in shards {
-                r.get(&s).map_err(|e| err(&s, e.to_string()))?;
+    let tokenizer = pick(listing.as_deref(), TOKENIZER_FILES)
+        .into_iter()
+        .find(|f| r.get(f).is_ok());
+    if tokenizer.is_none() {
+        return Err(err(
+            "tokenizer.json",
+            "the repo has no tokenizer.json, tokenizer.model or spiece.model".into(),
+        ));
+    }
+    let names: Vec<&str> = WEIGHT_LAYOUTS.iter().map(|(f, _)| *f).collect();
+    for f in pick(listing.as_deref(), &names) {
+        let Ok(path) = r.get(f) else { continue };
+        let is_index = WEIGHT_LAYOUTS.iter().any(|(n, idx)| *n == f && *idx);
+        if is_index {
+            let text = std::fs::read_to_string(&path).map_err(|e| err(f, e.to_string()))?;
+            for shard in index_shards(&text).map_err(|e| err(f, e))? {
+                r.get(&shard).map_err(|e| err(&shard, e.to_string()))?;
             }
         }
-        Err(_) => {
-            r.get("model.safetensors")
-                .map_err(|e| err("model.safetensors", e.to_string()))?;
-        }
+        return Ok(ModelFiles::Dir(dir));
     }
-    Ok(ModelFiles::Dir(dir))
+    Err(err(
+        "model.safetensors",
+        "the repo has no safetensors or pytorch_model*.bin weights (for a GGUF repo, name the file: REPO:FILE.gguf)".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefers_safetensors_and_tokenizer_json_but_falls_back() {
+        let chatglm: Vec<String> = [
+            "config.json",
+            "tokenizer.model",
+            "pytorch_model.bin.index.json",
+            "pytorch_model-00001-of-00007.bin",
+            "model.safetensors.index.json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let names: Vec<&str> = WEIGHT_LAYOUTS.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            pick(Some(&chatglm), &names),
+            vec!["model.safetensors.index.json"]
+        );
+        assert_eq!(
+            pick(Some(&chatglm), TOKENIZER_FILES),
+            vec!["tokenizer.model"]
+        );
+        let replit: Vec<String> = ["config.json", "spiece.model", "pytorch_model.bin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(pick(Some(&replit), &names), vec!["pytorch_model.bin"]);
+        assert_eq!(pick(Some(&replit), TOKENIZER_FILES), vec!["spiece.model"]);
+        assert_eq!(pick(None, TOKENIZER_FILES).len(), 3);
+    }
+
+    #[test]
+    fn index_lists_each_shard_once() {
+        let idx =
+            r#"{"metadata": {}, "weight_map": {"a": "m-2.bin", "b": "m-1.bin", "c": "m-2.bin"}}"#;
+        assert_eq!(index_shards(idx).unwrap(), vec!["m-1.bin", "m-2.bin"]);
+        assert!(index_shards("{}").is_err());
+    }
 }

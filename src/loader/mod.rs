@@ -120,7 +120,7 @@ pub fn resolve(s: &str, registry: &Registry) -> Result<ResolvedModel, SourceErro
                             return Err(SourceError::MissingFile {
                                 dir: p.display().to_string(),
                                 file: "config.json".into(),
-                                why: "a model directory needs config.json and safetensors weights, or exactly one .gguf file".into(),
+                                why: "a model directory needs config.json and safetensors (or pytorch_model*.bin) weights, or exactly one .gguf file".into(),
                             })
                         }
                     }

@@ -90,6 +90,9 @@ impl ChatBackend for EngineBackend {
                 prompt_tokens: stats.prompt_tokens as u32,
                 completion_tokens: stats.completion_tokens as u32,
                 total_tokens: (stats.prompt_tokens + stats.completion_tokens) as u32,
+                prompt_tokens_details: Some(crate::openai::PromptTokensDetails {
+                    cached_tokens: stats.cached_tokens as u32,
+                }),
             },
         })
     }

@@ -96,6 +96,7 @@ pub fn run(
     }
     let events = sink.events;
     let parsed = collect_events(&events);
+    let cached_tokens = stats.as_ref().map_or(0, |s| s.cached_tokens);
     let (prompt_tokens, completion_tokens, engine_finish) = match &stats {
         Some(s) => (s.prompt_tokens, s.completion_tokens, s.finish),
         None => (prep.prompt_ids.len(), 0, FinishReason::Cancelled),
@@ -132,6 +133,9 @@ pub fn run(
             prompt_tokens: prompt_tokens as u32,
             completion_tokens: completion_tokens as u32,
             total_tokens: (prompt_tokens + completion_tokens) as u32,
+            prompt_tokens_details: Some(crate::openai::PromptTokensDetails {
+                cached_tokens: cached_tokens as u32,
+            }),
         },
         logprobs,
         cancelled: client_gone || (engine_finish == FinishReason::Cancelled && !stop_early),

@@ -13,6 +13,16 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Sum of both.
     pub total_tokens: u32,
+    /// Details of the prompt tokens (how many came from the prefix cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// OpenAI's `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens whose keys and values were reused from an earlier request.
+    pub cached_tokens: u32,
 }
 
 /// The assistant message of a non-streaming answer.

@@ -48,6 +48,7 @@ pub fn total_usage<'a>(usages: impl IntoIterator<Item = &'a Usage>) -> Usage {
     for u in usages {
         if first {
             total.prompt_tokens = u.prompt_tokens;
+            total.prompt_tokens_details = u.prompt_tokens_details;
             first = false;
         }
         total.completion_tokens += u.completion_tokens;

@@ -262,6 +262,26 @@ async fn server_answers_and_streams_for_both_families() {
             v["usage"]["completion_tokens"].as_u64().unwrap() >= 1,
             "{v}"
         );
+        // The same request again starts from the prefix cache: all but the last prompt token.
+        let again: Value = client
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let prompt = again["usage"]["prompt_tokens"].as_u64().unwrap();
+        assert_eq!(
+            again["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64(),
+            Some(prompt - 1),
+            "{again}"
+        );
+        assert_eq!(
+            again["choices"], v["choices"],
+            "same seed, same answer with reuse"
+        );
         let mut stream_body = body.clone();
         stream_body["stream"] = true.into();
         let text = client

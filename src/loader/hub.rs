@@ -4,6 +4,7 @@
 //! Python tooling, so files already fetched by `huggingface-cli` are reused.
 
 use super::{ModelFiles, SourceError};
+use crate::model::index_shards;
 
 /// Files fetched for a checkpoint besides the weights and the tokenizer (required or not).
 const CHECKPOINT_FILES: &[(&str, bool)] = &[
@@ -36,22 +37,6 @@ fn pick<'a>(listing: Option<&[String]>, candidates: &[&'a str]) -> Vec<&'a str> 
             .unwrap_or_default(),
         None => candidates.to_vec(),
     }
-}
-
-/// The shard files a `*.index.json` lists in its `weight_map`.
-fn index_shards(text: &str) -> Result<Vec<String>, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let map = v
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or("no \"weight_map\" object")?;
-    let mut shards: Vec<String> = map
-        .values()
-        .filter_map(|x| x.as_str().map(String::from))
-        .collect();
-    shards.sort();
-    shards.dedup();
-    Ok(shards)
 }
 
 /// Downloads `file` (a GGUF) from `repo`, or the whole checkpoint when `file` is `None`:

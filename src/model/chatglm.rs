@@ -7,12 +7,8 @@
 
 use serde_json::Value;
 
-use super::config::{token_ids, Arch, ModelConfig, RopeScaling};
+use super::config::{get_usize, token_ids, Arch, ModelConfig, RopeScaling};
 use super::ModelError;
-
-fn get_usize(v: &Value, key: &str) -> Option<usize> {
-    v.get(key).and_then(Value::as_u64).map(|x| x as usize)
-}
 
 fn get_bool(v: &Value, key: &str) -> Option<bool> {
     v.get(key).and_then(Value::as_bool)

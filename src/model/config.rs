@@ -120,7 +120,8 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
-fn get_usize(v: &Value, key: &str) -> Option<usize> {
+/// An unsigned integer field of a JSON object.
+pub(crate) fn get_usize(v: &Value, key: &str) -> Option<usize> {
     v.get(key).and_then(Value::as_u64).map(|x| x as usize)
 }
 

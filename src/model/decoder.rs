@@ -119,14 +119,7 @@ impl Decoder {
 
     /// A new, empty cache for `capacity` positions (at most the model's context).
     pub fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
-        KvCache::new(
-            self.cfg.num_layers,
-            self.cfg.num_kv_heads,
-            self.cfg.head_dim,
-            capacity.min(self.cfg.max_position_embeddings),
-            self.dtype,
-            &self.device,
-        )
+        KvCache::for_model(&self.cfg, capacity, self.dtype, &self.device)
     }
 
     /// Runs `tokens` after what `cache` holds; returns logits `[n, vocab]` for every new
@@ -138,16 +131,7 @@ impl Decoder {
         all_positions: bool,
     ) -> candle_core::Result<Tensor> {
         let n = tokens.len();
-        if n == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
-        let pos = cache.len();
-        if pos + n > cache.capacity() {
-            candle_core::bail!(
-                "context full: {pos} cached + {n} new tokens > {} positions",
-                cache.capacity()
-            );
-        }
+        let pos = cache.start_of(n)?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.forward(&ids, self.dtype)?; // [n, h]
         let cos = self.cos.narrow(0, pos, n)?;

@@ -41,6 +41,38 @@ impl KvCache {
         })
     }
 
+    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its context).
+    pub fn for_model(
+        cfg: &super::ModelConfig,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::new(
+            cfg.num_layers,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            capacity.min(cfg.max_position_embeddings),
+            dtype,
+            device,
+        )
+    }
+
+    /// Checks that `n` more tokens (at least one) fit; returns the position they start at.
+    pub fn start_of(&self, n: usize) -> candle_core::Result<usize> {
+        if n == 0 {
+            candle_core::bail!("forward called with no tokens");
+        }
+        if self.len + n > self.capacity {
+            candle_core::bail!(
+                "context full: {} cached + {n} new tokens > {} positions",
+                self.len,
+                self.capacity
+            );
+        }
+        Ok(self.len)
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         self.len

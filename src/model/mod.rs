@@ -121,42 +121,54 @@ pub fn default_dtype(device: &Device) -> DType {
     }
 }
 
+/// The shard files a checkpoint index (`*.index.json`) lists in its `weight_map`, each once.
+pub fn index_shards(text: &str) -> Result<Vec<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or("no \"weight_map\" object")?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
+/// The shards `dir/index` lists, all checked to exist; `None` when there is no such index.
+fn indexed_files(dir: &Path, index: &str) -> Result<Option<Vec<PathBuf>>, ModelError> {
+    let index = dir.join(index);
+    if !index.is_file() {
+        return Ok(None);
+    }
+    let err = |msg: String| ModelError::Weights {
+        file: index.display().to_string(),
+        msg,
+    };
+    let text = std::fs::read_to_string(&index).map_err(|e| err(e.to_string()))?;
+    let files: Vec<PathBuf> = index_shards(&text)
+        .map_err(err)?
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    for f in &files {
+        if !f.is_file() {
+            return Err(ModelError::Weights {
+                file: f.display().to_string(),
+                msg: format!("listed in {} but missing", index.display()),
+            });
+        }
+    }
+    Ok(Some(files))
+}
+
 /// The safetensors files of a checkpoint directory: those listed by
 /// `model.safetensors.index.json`, or `model.safetensors`, or every `*.safetensors`.
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::Weights {
-            file: index.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Weights {
-                file: index.display().to_string(),
-                msg: format!("not valid JSON: {e}"),
-            })?;
-        let map = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| ModelError::Weights {
-                file: index.display().to_string(),
-                msg: "no \"weight_map\" object".into(),
-            })?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(|f| f.as_str())
-            .map(|f| dir.join(f))
-            .collect();
-        files.sort();
-        files.dedup();
-        for f in &files {
-            if !f.is_file() {
-                return Err(ModelError::Weights {
-                    file: f.display().to_string(),
-                    msg: format!("listed in {} but missing", index.display()),
-                });
-            }
-        }
+    if let Some(files) = indexed_files(dir, "model.safetensors.index.json")? {
         return Ok(files);
     }
     let single = dir.join("model.safetensors");
@@ -183,21 +195,9 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
 
 /// The PyTorch checkpoint files of a directory: those listed by
 /// `pytorch_model.bin.index.json`, or `pytorch_model.bin`, or every `pytorch_model*.bin`.
-pub fn pth_files(dir: &Path) -> Vec<PathBuf> {
-    let index = dir.join("pytorch_model.bin.index.json");
-    if let Ok(text) = std::fs::read_to_string(&index) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(map) = v.get("weight_map").and_then(|m| m.as_object()) {
-                let mut files: Vec<PathBuf> = map
-                    .values()
-                    .filter_map(|f| f.as_str())
-                    .map(|f| dir.join(f))
-                    .collect();
-                files.sort();
-                files.dedup();
-                return files;
-            }
-        }
+pub fn pth_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    if let Some(files) = indexed_files(dir, "pytorch_model.bin.index.json")? {
+        return Ok(files);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -212,7 +212,7 @@ pub fn pth_files(dir: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     files.sort();
-    files
+    Ok(files)
 }
 
 /// Reads a checkpoint directory's `config.json`, with the end-of-sequence ids that
@@ -247,7 +247,7 @@ pub fn load_safetensors_dir(
     let mut src = match safetensors_files(dir) {
         Ok(files) => weights::SafetensorsSource::open(&files, dtype, device)?,
         Err(e) => {
-            let pth = pth_files(dir);
+            let pth = pth_files(dir)?;
             if pth.is_empty() {
                 return Err(e);
             }

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-use super::config::{token_ids, Arch, ModelConfig, RopeScaling};
+use super::config::{get_usize, token_ids, Arch, ModelConfig, RopeScaling};
 use super::kv_cache::KvCache;
 use super::names::Naming;
 use super::weights::{Embedding, Linear, WeightSource};
@@ -27,10 +27,6 @@ pub struct MptSettings {
     pub learned_pos_emb: bool,
     /// Linear layers and norms carry biases (`no_bias: false`).
     pub bias: bool,
-}
-
-fn get_usize(v: &Value, key: &str) -> Option<usize> {
-    v.get(key).and_then(Value::as_u64).map(|x| x as usize)
 }
 
 /// Parses an MPT `config.json` (already decoded); `origin` names the file in errors.
@@ -295,14 +291,7 @@ impl Mpt {
 
     /// A new, empty cache for `capacity` positions (at most the model's context).
     pub fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
-        KvCache::new(
-            self.cfg.num_layers,
-            self.cfg.num_kv_heads,
-            self.cfg.head_dim,
-            capacity.min(self.cfg.max_position_embeddings),
-            self.dtype,
-            &self.device,
-        )
+        KvCache::for_model(&self.cfg, capacity, self.dtype, &self.device)
     }
 
     /// Runs `tokens` after what `cache` holds; logits `[n, vocab]` (all positions) or
@@ -314,16 +303,7 @@ impl Mpt {
         all_positions: bool,
     ) -> candle_core::Result<Tensor> {
         let n = tokens.len();
-        if n == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
-        let pos = cache.len();
-        if pos + n > cache.capacity() {
-            candle_core::bail!(
-                "context full: {pos} cached + {n} new tokens > {} positions",
-                cache.capacity()
-            );
-        }
+        let pos = cache.start_of(n)?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.wte.forward(&ids, self.dtype)?;
         if let Some(wpe) = &self.wpe {

@@ -61,6 +61,8 @@ pub struct LoadedModel {
     pub device: Device,
     /// Seconds spent loading.
     pub load_seconds: f64,
+    /// The constrained-decoding engine, built on first use (`constraint_engine()`).
+    pub constraints: crate::constrain::EngineCache,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -172,6 +174,7 @@ impl LoadedModel {
             context,
             device,
             load_seconds: t0.elapsed().as_secs_f64(),
+            constraints: Default::default(),
         })
     }
 

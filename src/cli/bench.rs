@@ -2,7 +2,10 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 use crate::cli::args::ModelArgs;
+use crate::constrain::{Constraint, GrammarSpec};
 use crate::engine::LoadedModel;
 use crate::registry::Registry;
 
@@ -23,6 +26,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also run the tg test under this JSON Schema (constrained decoding; the grammar restarts
+    /// whenever an answer is complete) and report both speeds.
+    #[arg(long = "json-schema", value_name = "FILE")]
+    json_schema: Option<std::path::PathBuf>,
 }
 
 /// One test's result.
@@ -64,6 +71,39 @@ fn bench_tokens(lm: &LoadedModel, n: usize) -> Vec<u32> {
             (100 + x % (vocab / 2).max(1)) as u32
         })
         .collect()
+}
+
+/// One tg run: greedy decoding of `n_gen` tokens after `first`, under `constraint` when
+/// given (restarted whenever an answer completes); returns the seconds taken.
+fn tg_run(
+    lm: &LoadedModel,
+    first: &[u32],
+    n_gen: usize,
+    constraint: Option<&Constraint>,
+) -> anyhow::Result<f64> {
+    let mut cache = lm.model.new_cache(n_gen + 1)?;
+    let mut logits = lm.model.forward(first, &mut cache, false)?;
+    let mut state = constraint.map(Constraint::start);
+    let t = Instant::now();
+    for _ in 0..n_gen {
+        let mut v: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+        if let (Some(st), Some(c)) = (state.as_mut(), constraint) {
+            if !st.mask(&mut v)? {
+                *st = c.start();
+                st.mask(&mut v)?;
+            }
+        }
+        let next = crate::engine::sampling::argmax(&v);
+        if let (Some(st), Some(c)) = (state.as_mut(), constraint) {
+            if lm.stop_token_ids.contains(&next) {
+                *st = c.start();
+            } else {
+                st.commit(next)?;
+            }
+        }
+        logits = lm.model.forward(&[next], &mut cache, false)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Runs the benchmark and prints the results.
@@ -116,29 +156,36 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             );
         }
         let first = bench_tokens(&lm, 1);
-        let mut samples = vec![];
-        for rep in 0..=args.reps {
-            let mut cache = lm.model.new_cache(args.n_gen + 1)?;
-            let mut logits = lm.model.forward(&first, &mut cache, false)?;
-            let t = Instant::now();
-            for _ in 0..args.n_gen {
-                let v: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
-                let next = crate::engine::sampling::argmax(&v);
-                logits = lm.model.forward(&[next], &mut cache, false)?;
-            }
-            let s = t.elapsed().as_secs_f64();
-            if rep > 0 {
-                samples.push(args.n_gen as f64 / s);
-            }
+        let mut runs: Vec<(String, Option<Constraint>)> = vec![(format!("tg{}", args.n_gen), None)];
+        if let Some(path) = &args.json_schema {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", path.display()))?;
+            let spec = GrammarSpec::JsonSchema {
+                schema,
+                strict: false,
+            };
+            let c = lm.constraint_engine()?.compile(&spec, "")?;
+            runs.push((format!("tg{}+json_schema", args.n_gen), Some(c)));
         }
-        let (avg, sd) = mean_std(&samples);
-        results.push(BenchResult {
-            test: format!("tg{}", args.n_gen),
-            n_tokens: args.n_gen,
-            avg_ts: avg,
-            stddev_ts: sd,
-            samples_ts: samples,
-        });
+        for (test, constraint) in runs {
+            let mut samples = vec![];
+            for rep in 0..=args.reps {
+                let s = tg_run(&lm, &first, args.n_gen, constraint.as_ref())?;
+                if rep > 0 {
+                    samples.push(args.n_gen as f64 / s);
+                }
+            }
+            let (avg, sd) = mean_std(&samples);
+            results.push(BenchResult {
+                test,
+                n_tokens: args.n_gen,
+                avg_ts: avg,
+                stddev_ts: sd,
+                samples_ts: samples,
+            });
+        }
     }
     let backend = if lm.device.is_cpu() {
         "CPU"

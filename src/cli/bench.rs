@@ -85,8 +85,10 @@ fn tg_run(
     let mut logits = lm.model.forward(first, &mut cache, false)?;
     let mut state = constraint.map(Constraint::start);
     let t = Instant::now();
+    let mut masking = std::time::Duration::ZERO;
     for _ in 0..n_gen {
         let mut v: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+        let tm = Instant::now();
         if let (Some(st), Some(c)) = (state.as_mut(), constraint) {
             if !st.mask(&mut v)? {
                 *st = c.start();
@@ -100,8 +102,15 @@ fn tg_run(
             } else {
                 st.commit(next)?;
             }
+            masking += tm.elapsed();
         }
         logits = lm.model.forward(&[next], &mut cache, false)?;
+    }
+    if constraint.is_some() {
+        tracing::info!(
+            mask_us_per_token = masking.as_secs_f64() * 1e6 / n_gen.max(1) as f64,
+            "grammar mask + commit time"
+        );
     }
     Ok(t.elapsed().as_secs_f64())
 }
@@ -169,14 +178,17 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             let c = lm.constraint_engine()?.compile(&spec, "")?;
             runs.push((format!("tg{}+json_schema", args.n_gen), Some(c)));
         }
-        for (test, constraint) in runs {
-            let mut samples = vec![];
-            for rep in 0..=args.reps {
+        // Repetitions alternate between the runs, so that a busy machine slows them alike.
+        let mut samples = vec![vec![]; runs.len()];
+        for rep in 0..=args.reps {
+            for (k, (_, constraint)) in runs.iter().enumerate() {
                 let s = tg_run(&lm, &first, args.n_gen, constraint.as_ref())?;
                 if rep > 0 {
-                    samples.push(args.n_gen as f64 / s);
+                    samples[k].push(args.n_gen as f64 / s); // rep 0 is the warm-up
                 }
             }
+        }
+        for ((test, _), samples) in runs.into_iter().zip(samples) {
             let (avg, sd) = mean_std(&samples);
             results.push(BenchResult {
                 test,

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::ChatError;
+use crate::constrain::{ConstrainError, Constraint, GrammarSpec, ToolMode};
 use crate::engine::{GenerateParams, LoadedModel, SamplingParams};
 use crate::openai::{ChatCompletionRequest, Tool, ToolChoice};
 use crate::parsers::ParseOptions;
@@ -155,13 +156,7 @@ pub fn prepare(
             ChatError::Internal(e.to_string())
         }
     })?;
-    let json_mode = match req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) {
-        None | Some("text") => false,
-        Some("json_object") => true,
-        Some(other) => {
-            return Err(ChatError::bad("response_format", format!("response_format type \"{other}\" is not supported (use \"text\" or \"json_object\")")))
-        }
-    };
+    let format = response_format(req)?;
     let forced = match &choice_mode {
         Choice::Required => lm.family.call_prefix.clone().unwrap_or_default(),
         Choice::Named(n) => lm
@@ -170,7 +165,7 @@ pub fn prepare(
             .as_ref()
             .map(|p| p.replace("{name}", n))
             .unwrap_or_default(),
-        _ if json_mode => "{".to_string(),
+        _ if format == Format::JsonObject => "{".to_string(),
         _ => String::new(),
     };
     let prompt = RenderedPrompt {
@@ -235,6 +230,14 @@ pub fn prepare(
         (Choice::Named(_), _, _) | (_, Some(false), _) | (_, _, true) => Some(1),
         _ => None,
     };
+    params.constraint = constraint(
+        lm,
+        tools.as_deref(),
+        &choice_mode,
+        max_calls,
+        format,
+        &forced,
+    )?;
     Ok(Prepared {
         prompt_ids,
         forced,
@@ -244,6 +247,107 @@ pub fn prepare(
         max_calls,
         top_logprobs,
     })
+}
+
+/// What `response_format` asks for.
+#[derive(Debug, Clone, PartialEq)]
+enum Format {
+    Text,
+    JsonObject,
+    JsonSchema { schema: Value, strict: bool },
+}
+
+fn response_format(req: &ChatCompletionRequest) -> Result<Format, ChatError> {
+    let Some(rf) = req.response_format.as_ref() else {
+        return Ok(Format::Text);
+    };
+    match rf.get("type").and_then(Value::as_str) {
+        None | Some("text") => Ok(Format::Text),
+        Some("json_object") => Ok(Format::JsonObject),
+        Some("json_schema") => {
+            let js = rf.get("json_schema");
+            let strict = js
+                .and_then(|j| j.get("strict"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            match js.and_then(|j| j.get("schema")) {
+                None | Some(Value::Null) => Ok(Format::JsonObject),
+                Some(schema @ (Value::Object(_) | Value::Bool(_))) => Ok(Format::JsonSchema {
+                    schema: schema.clone(),
+                    strict,
+                }),
+                Some(_) => Err(ChatError::bad(
+                    "response_format.json_schema.schema",
+                    "response_format.json_schema.schema must be a JSON Schema object",
+                )),
+            }
+        }
+        Some(other) => Err(ChatError::bad(
+            "response_format",
+            format!("response_format type \"{other}\" is not supported (use \"text\", \"json_object\" or \"json_schema\")"),
+        )),
+    }
+}
+
+/// The grammar the answer must follow: calls for `required`/named (and, once opened, in
+/// `auto`), else the `response_format` JSON; compiled with the forced answer start consumed.
+fn constraint(
+    lm: &LoadedModel,
+    tools: Option<&[Tool]>,
+    choice: &Choice,
+    max_calls: Option<usize>,
+    format: Format,
+    forced: &str,
+) -> Result<Option<Constraint>, ChatError> {
+    let tool_spec = |mode| {
+        tools.map(|t| GrammarSpec::Tools {
+            format: lm
+                .parsers
+                .names()
+                .first()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            tools: t.to_vec(),
+            mode,
+            parallel: max_calls.is_none(),
+        })
+    };
+    let (spec, best_effort) = match (choice, format) {
+        (Choice::Required, _) => (tool_spec(ToolMode::Required), false),
+        (Choice::Named(n), _) => (tool_spec(ToolMode::Named(n.clone())), false),
+        (_, Format::JsonObject) => (Some(GrammarSpec::JsonObject), false),
+        (_, Format::JsonSchema { schema, strict }) => {
+            (Some(GrammarSpec::JsonSchema { schema, strict }), false)
+        }
+        (Choice::Auto, Format::Text) => {
+            let strict = tools.is_some_and(|t| t.iter().any(|t| t.function.strict == Some(true)));
+            (tool_spec(ToolMode::Auto), !strict)
+        }
+        (Choice::None, Format::Text) => (None, false),
+    };
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let compiled = lm
+        .constraint_engine()
+        .and_then(|e| e.compile(&spec, forced));
+    match compiled {
+        Ok(c) => Ok(Some(c)),
+        // Free text with tools: a tool the grammar cannot express leaves the answer unconstrained.
+        Err(e) if best_effort => {
+            tracing::warn!(error = %e, "tool calls are not constrained for this request");
+            Ok(None)
+        }
+        Err(ConstrainError::BadRequest { param, message }) => Err(ChatError::BadRequest {
+            message: format!("{param}: {message}"),
+            param: Some(param),
+        }),
+        Err(ConstrainError::Unsupported(m)) => Err(ChatError::BadRequest {
+            message: m,
+            param: Some("tool_choice".into()),
+        }),
+        Err(e @ ConstrainError::Internal(_)) => Err(ChatError::Internal(e.to_string())),
+    }
 }
 
 /// The OpenAI sampling fields of a request (shared by chat and raw completions).

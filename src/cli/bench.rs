@@ -2,7 +2,10 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 use crate::cli::args::ModelArgs;
+use crate::constrain::{Constraint, GrammarSpec};
 use crate::engine::LoadedModel;
 use crate::registry::Registry;
 
@@ -27,6 +30,10 @@ pub struct BenchArgs {
     /// second served from the prefix cache (0 skips it).
     #[arg(long = "prefix-reuse", default_value_t = 0)]
     prefix_reuse: usize,
+    /// Also run the tg test under this JSON Schema (constrained decoding; the grammar restarts
+    /// whenever an answer is complete) and report both speeds.
+    #[arg(long = "json-schema", value_name = "FILE")]
+    json_schema: Option<std::path::PathBuf>,
 }
 
 /// One test's result.
@@ -68,6 +75,48 @@ fn bench_tokens(lm: &LoadedModel, n: usize) -> Vec<u32> {
             (100 + x % (vocab / 2).max(1)) as u32
         })
         .collect()
+}
+
+/// One tg run: greedy decoding of `n_gen` tokens after `first`, under `constraint` when
+/// given (restarted whenever an answer completes); returns the seconds taken.
+fn tg_run(
+    lm: &LoadedModel,
+    first: &[u32],
+    n_gen: usize,
+    constraint: Option<&Constraint>,
+) -> anyhow::Result<f64> {
+    let mut cache = lm.model.new_cache(n_gen + 1)?;
+    let mut logits = lm.model.forward(first, &mut cache, false)?;
+    let mut state = constraint.map(Constraint::start);
+    let t = Instant::now();
+    let mut masking = std::time::Duration::ZERO;
+    for _ in 0..n_gen {
+        let mut v: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+        let tm = Instant::now();
+        if let (Some(st), Some(c)) = (state.as_mut(), constraint) {
+            if !st.mask(&mut v)? {
+                *st = c.start();
+                st.mask(&mut v)?;
+            }
+        }
+        let next = crate::engine::sampling::argmax(&v);
+        if let (Some(st), Some(c)) = (state.as_mut(), constraint) {
+            if lm.stop_token_ids.contains(&next) {
+                *st = c.start();
+            } else {
+                st.commit(next)?;
+            }
+            masking += tm.elapsed();
+        }
+        logits = lm.model.forward(&[next], &mut cache, false)?;
+    }
+    if constraint.is_some() {
+        tracing::info!(
+            mask_us_per_token = masking.as_secs_f64() * 1e6 / n_gen.max(1) as f64,
+            "grammar mask + commit time"
+        );
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Runs the benchmark and prints the results.
@@ -120,29 +169,39 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
             );
         }
         let first = bench_tokens(&lm, 1);
-        let mut samples = vec![];
+        let mut runs: Vec<(String, Option<Constraint>)> = vec![(format!("tg{}", args.n_gen), None)];
+        if let Some(path) = &args.json_schema {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", path.display()))?;
+            let spec = GrammarSpec::JsonSchema {
+                schema,
+                strict: false,
+            };
+            let c = lm.constraint_engine()?.compile(&spec, "")?;
+            runs.push((format!("tg{}+json_schema", args.n_gen), Some(c)));
+        }
+        // Repetitions alternate between the runs, so that a busy machine slows them alike.
+        let mut samples = vec![vec![]; runs.len()];
         for rep in 0..=args.reps {
-            let mut cache = lm.model.new_cache(args.n_gen + 1)?;
-            let mut logits = lm.model.forward(&first, &mut cache, false)?;
-            let t = Instant::now();
-            for _ in 0..args.n_gen {
-                let v: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
-                let next = crate::engine::sampling::argmax(&v);
-                logits = lm.model.forward(&[next], &mut cache, false)?;
-            }
-            let s = t.elapsed().as_secs_f64();
-            if rep > 0 {
-                samples.push(args.n_gen as f64 / s);
+            for (k, (_, constraint)) in runs.iter().enumerate() {
+                let s = tg_run(&lm, &first, args.n_gen, constraint.as_ref())?;
+                if rep > 0 {
+                    samples[k].push(args.n_gen as f64 / s); // rep 0 is the warm-up
+                }
             }
         }
-        let (avg, sd) = mean_std(&samples);
-        results.push(BenchResult {
-            test: format!("tg{}", args.n_gen),
-            n_tokens: args.n_gen,
-            avg_ts: avg,
-            stddev_ts: sd,
-            samples_ts: samples,
-        });
+        for ((test, _), samples) in runs.into_iter().zip(samples) {
+            let (avg, sd) = mean_std(&samples);
+            results.push(BenchResult {
+                test,
+                n_tokens: args.n_gen,
+                avg_ts: avg,
+                stddev_ts: sd,
+                samples_ts: samples,
+            });
+        }
     }
     let prefix = if args.prefix_reuse > 0 {
         let tokens = bench_tokens(&lm, args.prefix_reuse + 32);

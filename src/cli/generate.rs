@@ -33,6 +33,9 @@ pub struct GenerateArgs {
     /// Stop string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Constrain the answer to JSON valid against this JSON Schema file.
+    #[arg(long = "json-schema", value_name = "FILE")]
+    json_schema: Option<PathBuf>,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -50,13 +53,37 @@ pub fn run(args: &GenerateArgs, registry: &Registry) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let request = chat_request(args.system.as_deref(), &args.prompt, tools);
-    let prompt = if args.raw {
-        lm.tokenizer.encode(&args.prompt, true)?
+    let mut request = chat_request(args.system.as_deref(), &args.prompt, tools);
+    let schema = match &args.json_schema {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: expected a JSON Schema", p.display()))?;
+            request.response_format = Some(serde_json::json!({"type": "json_schema",
+                "json_schema": {"name": "answer", "schema": v, "strict": true}}));
+            Some(v)
+        }
+        None => None,
+    };
+    let (prompt, constraint) = if args.raw {
+        let constraint = match schema {
+            Some(schema) => Some(lm.constraint_engine()?.compile(
+                &crate::constrain::GrammarSpec::JsonSchema {
+                    schema,
+                    strict: true,
+                },
+                "",
+            )?),
+            None => None,
+        };
+        (lm.tokenizer.encode(&args.prompt, true)?, constraint)
     } else {
-        crate::chat::prompt_ids(&lm, &request)?
+        let prep = crate::chat::prepare(&lm, &request, 0)?;
+        (prep.prompt_ids, prep.params.constraint)
     };
     let mut params = lm.default_params();
+    params.constraint = constraint;
     params.max_tokens = Some(args.max_tokens);
     params.sampling = args.sampling.params();
     params.stop_strings.extend(args.stop.iter().cloned());

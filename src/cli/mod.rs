@@ -98,6 +98,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(a) => models::run(a, &registry),
         Command::Serve(a) => {
             let lm = Arc::new(LoadedModel::load(&a.model.load_options(), &registry)?);
+            // Build the constrained-decoding vocabulary now rather than on the first request.
+            let warm = lm.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = warm.constraint_engine() {
+                    tracing::warn!(error = %e, "constrained decoding is unavailable for this model");
+                }
+            });
             let backend: Arc<dyn crate::server::ChatBackend> =
                 Arc::new(crate::chat::backend::EngineBackend::new(lm));
             let rt = tokio::runtime::Builder::new_multi_thread()

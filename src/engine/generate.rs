@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::sampling::{Sampler, SamplingParams, TokenLogprob};
 use super::stop::StopMatcher;
 use super::EngineError;
+use crate::constrain::Constraint;
 use crate::model::{KvCache, LanguageModel};
 
 /// Prompt tokens fed to the model per forward pass during prefill.
@@ -66,6 +67,8 @@ pub struct GenerateParams {
     pub top_logprobs: Option<usize>,
     /// Keep generating through stop tokens (benchmarks).
     pub ignore_eos: bool,
+    /// A grammar the output must follow (token mask per step), see `constrain`.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateParams {
@@ -77,6 +80,7 @@ impl Default for GenerateParams {
             stop_strings: vec![],
             top_logprobs: None,
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -167,15 +171,27 @@ pub fn generate(
     let t1 = Instant::now();
     let mut finish = FinishReason::Length;
     let mut stopped_by_string = false;
+    let mut grammar = params.constraint.as_ref().map(Constraint::start);
     while out.len() < max_new {
         if cancel.is_cancelled() {
             finish = FinishReason::Cancelled;
             break;
         }
+        if let Some(g) = grammar.as_mut() {
+            if !g.mask(&mut logits)? {
+                finish = FinishReason::Stop;
+                break;
+            }
+        }
         let (id, logprob) = sampler.sample(&mut logits, params.top_logprobs);
-        if !params.ignore_eos && params.stop_token_ids.contains(&id) {
+        let is_stop = params.stop_token_ids.contains(&id);
+        // A stop token the grammar allowed ends a complete answer (even when benchmarking).
+        if is_stop && (!params.ignore_eos || grammar.is_some()) {
             finish = FinishReason::Stop;
             break;
+        }
+        if let Some(g) = grammar.as_mut() {
+            g.commit(id)?;
         }
         out.push(id);
         let piece = detok.push(id).map_err(EngineError::Tokenizer)?;

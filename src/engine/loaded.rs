@@ -64,6 +64,8 @@ pub struct LoadedModel {
     pub load_seconds: f64,
     /// Key/value caches of recent sequences, reused for prompts that share their prefix.
     pub prefix_cache: PrefixCache,
+    /// The constrained-decoding engine, built on first use (`constraint_engine()`).
+    pub constraints: crate::constrain::EngineCache,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -187,6 +189,7 @@ impl LoadedModel {
             device,
             load_seconds: t0.elapsed().as_secs_f64(),
             prefix_cache: PrefixCache::new(PrefixCache::budget_from_env()),
+            constraints: Default::default(),
         })
     }
 

@@ -36,4 +36,7 @@ pub enum EngineError {
     /// Tokenization or detokenization failed.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    /// The grammar constraint failed.
+    #[error(transparent)]
+    Constraint(#[from] crate::constrain::ConstrainError),
 }

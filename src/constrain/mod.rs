@@ -1,0 +1,294 @@
+//! Constrained decoding with llguidance: a token mask per step so that tool calls always
+//! parse and match their tool's JSON Schema, and `response_format` JSON always validates.
+//!
+//! - [`ConstraintEngine`]: per loaded model (built once, lazily): the tokenizer's token
+//!   bytes in llguidance's trie and a parser factory.
+//! - [`GrammarSpec`] → [`Constraint`] ([`ConstraintEngine::compile`]): the request's grammar
+//!   (see [`grammar`]), compiled, with the prompt's forced text already consumed.
+//! - [`ConstraintState`]: one generation's matcher; [`ConstraintState::mask`] before each
+//!   sampling step, [`ConstraintState::commit`] after.
+
+pub mod grammar;
+pub mod mask;
+pub mod pycall;
+pub mod schema;
+pub mod testing;
+pub mod tokenizer_env;
+
+#[cfg(test)]
+mod tests;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::{Matcher, ParserFactory};
+use toktrie::TokEnv;
+
+pub use grammar::{GrammarSpec, ToolMode};
+use tokenizer_env::CallmTokEnv;
+
+use crate::engine::LoadedModel;
+use crate::tokenizer::Tokenizer;
+
+/// Errors of grammar building and constrained generation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConstrainError {
+    /// A schema or tool in the request cannot be turned into a grammar (HTTP 400).
+    #[error("{param}: {message}")]
+    BadRequest {
+        /// The offending request field, e.g. `tools[0].function.parameters`.
+        param: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The model's format has no grammar for this request (HTTP 400).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The constraint failed while generating (a bug or an unusable tokenizer).
+    #[error("constrained decoding failed: {0}")]
+    Internal(String),
+}
+
+impl ConstrainError {
+    /// A client error about `param`.
+    pub fn bad(param: &str, message: impl Into<String>) -> Self {
+        ConstrainError::BadRequest {
+            param: param.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The request field at fault, when there is one.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            ConstrainError::BadRequest { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+}
+
+/// What llguidance needs of one model, built once: token bytes, trie and parser factory.
+pub struct ConstraintEngine {
+    env: Arc<CallmTokEnv>,
+    factory: ParserFactory,
+}
+
+impl std::fmt::Debug for ConstraintEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConstraintEngine").finish_non_exhaustive()
+    }
+}
+
+impl ConstraintEngine {
+    /// Builds the engine for a tokenizer and a model emitting `vocab` logits; `stop_ids`
+    /// are the tokens that may end a finished grammar.
+    pub fn new(
+        tokenizer: Arc<Tokenizer>,
+        vocab: usize,
+        stop_ids: &[u32],
+    ) -> Result<Self, ConstrainError> {
+        let t0 = std::time::Instant::now();
+        let env = Arc::new(CallmTokEnv::new(tokenizer, vocab, stop_ids));
+        let tok_env: TokEnv = env.clone();
+        let mut factory = catch_unwind(AssertUnwindSafe(|| ParserFactory::new_simple(&tok_env)))
+            .map_err(|_| ConstrainError::Internal("llguidance panicked on the vocabulary".into()))?
+            .map_err(|e| ConstrainError::Internal(e.to_string()))?;
+        factory.quiet();
+        tracing::debug!(
+            seconds = t0.elapsed().as_secs_f64(),
+            "constrained-decoding vocabulary ready"
+        );
+        Ok(ConstraintEngine { env, factory })
+    }
+
+    /// The lark element for a call marker: its special token when the tokenizer has one.
+    fn marker(&self, text: &str) -> String {
+        match self.env.special_id(text) {
+            Some(id) => format!("<[{id}]>"),
+            None => schema::lit(text),
+        }
+    }
+
+    /// The lark grammar `spec` compiles to (for tests and debugging).
+    pub fn lark(&self, spec: &GrammarSpec) -> Result<String, ConstrainError> {
+        grammar::lark(spec, &|m| self.marker(m))
+    }
+
+    /// Compiles `spec`; `forced` is text the prompt already holds as the start of the
+    /// answer (it must fit the grammar).
+    pub fn compile(&self, spec: &GrammarSpec, forced: &str) -> Result<Constraint, ConstrainError> {
+        let lark = self.lark(spec)?;
+        let mut matcher = self.matcher(&lark).map_err(|e| self.blame(spec, e))?;
+        let forced_ids = self.env.tokens_for(forced);
+        matcher.consume_tokens(&forced_ids).map_err(|e| {
+            ConstrainError::Internal(format!(
+                "the forced answer start {forced:?} does not fit the grammar: {e}"
+            ))
+        })?;
+        Ok(Constraint { matcher })
+    }
+
+    /// A fresh matcher for a lark grammar, or llguidance's error message.
+    fn matcher(&self, lark: &str) -> Result<Matcher, String> {
+        let grammar = TopLevelGrammar::from_lark(lark.to_string());
+        let parser = catch_unwind(AssertUnwindSafe(|| self.factory.create_parser(grammar)))
+            .map_err(|_| "llguidance panicked while compiling the grammar".to_string())?;
+        let m = Matcher::new(parser);
+        match m.get_error() {
+            Some(e) => Err(e),
+            None => Ok(m),
+        }
+    }
+
+    /// Turns a compile error into a client error naming the schema at fault.
+    fn blame(&self, spec: &GrammarSpec, err: String) -> ConstrainError {
+        let message = short(&err);
+        match spec {
+            GrammarSpec::JsonSchema { .. } => {
+                ConstrainError::bad("response_format.json_schema.schema", message)
+            }
+            GrammarSpec::JsonObject => ConstrainError::Internal(message),
+            GrammarSpec::Tools {
+                format,
+                tools,
+                mode,
+                ..
+            } => {
+                // Compile tool by tool to find the one whose schema fails.
+                for (i, t) in tools.iter().enumerate() {
+                    if let ToolMode::Named(n) = mode {
+                        if &t.function.name != n {
+                            continue;
+                        }
+                    }
+                    let one = GrammarSpec::Tools {
+                        format: format.clone(),
+                        tools: vec![t.clone()],
+                        mode: ToolMode::Required,
+                        parallel: false,
+                    };
+                    let failed = match self.lark(&one) {
+                        Err(e) => return e,
+                        Ok(l) => self.matcher(&l).err(),
+                    };
+                    if let Some(e) = failed {
+                        return ConstrainError::bad(
+                            &format!("tools[{i}].function.parameters"),
+                            short(&e),
+                        );
+                    }
+                }
+                ConstrainError::bad("tools", message)
+            }
+        }
+    }
+}
+
+/// The first line of an llguidance error, capped in length.
+fn short(err: &str) -> String {
+    let line = err.lines().next().unwrap_or(err);
+    let mut s: String = line.chars().take(400).collect();
+    if s.len() < line.len() {
+        s.push('…');
+    }
+    format!("the schema cannot be enforced: {s}")
+}
+
+/// A compiled grammar, ready to start generations (cheap to clone).
+#[derive(Clone)]
+pub struct Constraint {
+    matcher: Matcher,
+}
+
+impl std::fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Constraint").finish_non_exhaustive()
+    }
+}
+
+impl Constraint {
+    /// The state of one generation under this grammar.
+    pub fn start(&self) -> ConstraintState {
+        ConstraintState {
+            matcher: self.matcher.deep_clone(),
+        }
+    }
+}
+
+/// One generation's matcher.
+pub struct ConstraintState {
+    matcher: Matcher,
+}
+
+impl ConstraintState {
+    /// Disallows (−∞) every logit the grammar forbids next; `Ok(false)` when the grammar is
+    /// complete and nothing may follow.
+    pub fn mask(&mut self, logits: &mut [f32]) -> Result<bool, ConstrainError> {
+        if self.matcher.is_stopped() {
+            return Ok(false);
+        }
+        match self.matcher.compute_mask() {
+            Ok(m) => {
+                if mask::apply(m.as_slice(), logits) == 0 {
+                    return Err(ConstrainError::Internal(
+                        "the grammar allows no token of this model".into(),
+                    ));
+                }
+                Ok(true)
+            }
+            Err(_) if self.matcher.is_stopped() => Ok(false),
+            Err(e) => Err(ConstrainError::Internal(e.to_string())),
+        }
+    }
+
+    /// Advances the grammar over the sampled token.
+    pub fn commit(&mut self, token: u32) -> Result<(), ConstrainError> {
+        self.matcher
+            .consume_token(token)
+            .map_err(|e| ConstrainError::Internal(e.to_string()))
+    }
+
+    /// Whether the grammar is complete (only the end of generation may follow).
+    pub fn is_finished(&self) -> bool {
+        self.matcher.is_stopped()
+    }
+
+    /// Whether the text so far is a complete match of the grammar.
+    pub fn is_accepting(&mut self) -> bool {
+        self.matcher.is_accepting().unwrap_or(false)
+    }
+}
+
+/// A lazily built [`ConstraintEngine`], one per loaded model.
+#[derive(Default)]
+pub struct EngineCache(OnceLock<Result<Arc<ConstraintEngine>, ConstrainError>>);
+
+impl std::fmt::Debug for EngineCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineCache")
+    }
+}
+
+impl EngineCache {
+    /// The engine, built by `build` on first use.
+    pub fn get(
+        &self,
+        build: impl FnOnce() -> Result<ConstraintEngine, ConstrainError>,
+    ) -> Result<Arc<ConstraintEngine>, ConstrainError> {
+        self.0.get_or_init(|| build().map(Arc::new)).clone()
+    }
+}
+
+impl LoadedModel {
+    /// This model's constrained-decoding engine (built on first use, then shared).
+    pub fn constraint_engine(&self) -> Result<Arc<ConstraintEngine>, ConstrainError> {
+        self.constraints.get(|| {
+            ConstraintEngine::new(
+                self.tokenizer.clone(),
+                self.model.config().vocab_size,
+                &self.stop_token_ids,
+            )
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! Grammar tests per parser format: what the grammar lets a random (noise) walker write
+//! parses with the format's own parser into calls that validate (independent `jsonschema`
+//! validator) against the tool's schema; malformed calls are rejected.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::testing::{byte_tokenizer, random_walk};
+use super::{ConstraintEngine, GrammarSpec, ToolMode};
+use crate::openai::{FunctionDefinition, Tool};
+use crate::parsers::{self, ParseOptions};
+use crate::tokenizer::Tokenizer;
+
+const VOCAB: usize = 512;
+const EOS: u32 = 500;
+
+const FORMATS: &[&str] = &[
+    "hermes",
+    "mistral",
+    "glaive",
+    "llama3_json",
+    "json_fallback",
+    "pythonic",
+    "gorilla",
+    "nexusraven",
+    "chatglm3",
+];
+
+fn tool(name: &str, params: Value) -> Tool {
+    Tool::function(FunctionDefinition {
+        name: name.into(),
+        description: None,
+        parameters: Some(params),
+        strict: None,
+    })
+}
+
+/// Tools covering enums, integers, booleans, nested objects, arrays and required fields;
+/// strings are length-bounded so that a noise walk ends.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        tool(
+            "get_weather",
+            json!({"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 8},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "days": {"type": "integer", "minimum": 1, "maximum": 7}
+            }, "required": ["city"]}),
+        ),
+        tool(
+            "book",
+            json!({"type": "object", "properties": {
+                "guest": {"type": "object", "properties": {
+                    "name": {"type": "string", "maxLength": 5},
+                    "vip": {"type": "boolean"}
+                }, "required": ["name", "vip"]},
+                "nights": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}, "maxItems": 3}
+            }, "required": ["guest", "nights"]}),
+        ),
+        tool(
+            "ping",
+            json!({"type": "object", "properties": {"loud": {"type": "boolean"}}}),
+        ),
+    ]
+}
+
+fn engine() -> (Arc<Tokenizer>, ConstraintEngine) {
+    let tok = Arc::new(byte_tokenizer().unwrap());
+    let e = ConstraintEngine::new(tok.clone(), VOCAB, &[EOS]).unwrap();
+    (tok, e)
+}
+
+fn spec(format: &str, mode: ToolMode, parallel: bool) -> GrammarSpec {
+    GrammarSpec::Tools {
+        format: format.into(),
+        tools: tools(),
+        mode,
+        parallel,
+    }
+}
+
+fn validate(schema: &Value, instance: &Value) -> Result<(), String> {
+    let v = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+    let errs: Vec<String> = v.iter_errors(instance).map(|e| e.to_string()).collect();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// Parses `text` with the format's parser and checks every call; returns the call names.
+fn check_calls(format: &str, text: &str) -> Vec<String> {
+    let chain = parsers::chain(&[format.to_string()]).unwrap();
+    let opts = ParseOptions {
+        tools: Some(tools()),
+        ..Default::default()
+    };
+    let out = chain.parse(text, &opts);
+    assert!(
+        !out.tool_calls.is_empty(),
+        "{format}: no call parsed from {text:?} (content {:?})",
+        out.content
+    );
+    assert!(
+        out.content.as_deref().unwrap_or("").trim().is_empty(),
+        "{format}: stray content {:?} in {text:?}",
+        out.content
+    );
+    let all = tools();
+    out.tool_calls
+        .iter()
+        .map(|c| {
+            let t = all
+                .iter()
+                .find(|t| t.function.name == c.function.name)
+                .unwrap_or_else(|| panic!("{format}: unknown function in {text:?}"));
+            let args: Value = serde_json::from_str(&c.function.arguments).unwrap();
+            let schema = t.function.parameters.clone().unwrap();
+            if let Err(e) = validate(&schema, &args) {
+                panic!("{format}: {args} does not validate ({e}) in {text:?}");
+            }
+            c.function.name.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn required_calls_parse_and_validate_in_every_format() {
+    let (tok, e) = engine();
+    for format in FORMATS {
+        let c = e
+            .compile(&spec(format, ToolMode::Required, true), "")
+            .unwrap_or_else(|err| panic!("{format}: {err}"));
+        for seed in 0..40 {
+            let (ids, ended) = random_walk(&c, VOCAB, &[EOS], seed, 3000).unwrap();
+            let text = tok.decode(&ids, false).unwrap();
+            assert!(ended, "{format} seed {seed}: walk did not end: {text:?}");
+            check_calls(format, &text);
+        }
+    }
+}
+
+#[test]
+fn named_choice_yields_exactly_that_call() {
+    let (tok, e) = engine();
+    for format in FORMATS {
+        let c = e
+            .compile(&spec(format, ToolMode::Named("book".into()), true), "")
+            .unwrap_or_else(|err| panic!("{format}: {err}"));
+        for seed in 0..15 {
+            let (ids, ended) = random_walk(&c, VOCAB, &[EOS], seed, 3000).unwrap();
+            let text = tok.decode(&ids, false).unwrap();
+            assert!(ended, "{format}: {text:?}");
+            assert_eq!(
+                check_calls(format, &text),
+                vec!["book"],
+                "{format}: {text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn single_call_when_not_parallel() {
+    let (tok, e) = engine();
+    for format in FORMATS {
+        let c = e
+            .compile(&spec(format, ToolMode::Required, false), "")
+            .unwrap();
+        for seed in 0..15 {
+            let (ids, _) = random_walk(&c, VOCAB, &[EOS], seed, 3000).unwrap();
+            let text = tok.decode(&ids, false).unwrap();
+            assert_eq!(check_calls(format, &text).len(), 1, "{format}: {text:?}");
+        }
+    }
+}
+
+/// Each family's forced `call_prefix` / `named_call_prefix` fits its format's grammar.
+#[test]
+fn registry_prefixes_fit_the_grammars() {
+    let (_, e) = engine();
+    let reg = crate::registry::Registry::builtin();
+    for fam in reg.families() {
+        let format = &fam.parsers[0];
+        if let Some(p) = &fam.call_prefix {
+            e.compile(&spec(format, ToolMode::Required, true), p)
+                .unwrap_or_else(|err| panic!("{}: {err}", fam.name));
+        }
+        if let Some(p) = &fam.named_call_prefix {
+            let p = p.replace("{name}", "book");
+            e.compile(&spec(format, ToolMode::Named("book".into()), true), &p)
+                .unwrap_or_else(|err| panic!("{}: {err}", fam.name));
+        }
+    }
+}
+
+#[test]
+fn malformed_calls_are_rejected() {
+    let (_, e) = engine();
+    let bad: &[(&str, &str)] = &[
+        ("hermes", "<tool_call>\n{\"name\": \"get_wether\""),
+        ("hermes", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"celsius\"}}"),
+        ("hermes", "<tool_call>\n{\"name\": \"book\", \"arguments\": {\"guest\": {\"name\": \"x\", \"vip\": true}, \"nights\": \"3\""),
+        ("mistral", "[TOOL_CALLS] [{\"name\": \"ping\", \"arguments\": {\"loud\": 1"),
+        ("llama3_json", "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"unit\": \"kelvin\""),
+        ("pythonic", "[get_weather(unit=\"celsius\")"),
+        ("pythonic", "[get_weather(city=\"Paris\", town=1"),
+        ("gorilla", "book(nights=2)"),
+        ("nexusraven", "Call: ping(loud=maybe"),
+        ("chatglm3", "ping\n```python\ntool_call(loud=true"),
+        ("glaive", "<functioncall> {\"name\": \"ping\", \"arguments\": {\"quiet\""),
+    ];
+    for (format, text) in bad {
+        assert!(
+            e.compile(&spec(format, ToolMode::Required, true), text)
+                .is_err(),
+            "{format} accepted {text:?}"
+        );
+    }
+}
+
+#[test]
+fn well_formed_calls_are_accepted_whole() {
+    let (_, e) = engine();
+    let good: &[(&str, &str)] = &[
+        ("hermes", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>"),
+        ("mistral", "[TOOL_CALLS] [{\"name\": \"ping\", \"arguments\": {\"loud\": true}}, {\"name\": \"ping\", \"arguments\": {}}]"),
+        ("llama3_json", "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}"),
+        ("pythonic", "[get_weather(city=\"Oslo\", days=3), ping()]"),
+        ("gorilla", "ping(loud=True)"),
+        ("nexusraven", "Call: get_weather(city=\"Oslo\"); ping(loud=False)"),
+        ("chatglm3", "ping\n```python\ntool_call(loud=True)\n```"),
+        ("glaive", "<functioncall> {\"name\": \"ping\", \"arguments\": {}}"),
+    ];
+    for (format, text) in good {
+        let c = e
+            .compile(&spec(format, ToolMode::Required, true), text)
+            .unwrap_or_else(|err| panic!("{format} rejected {text:?}: {err}"));
+        assert!(
+            c.start().is_accepting(),
+            "{format}: {text:?} is not complete"
+        );
+        check_calls(format, text);
+    }
+}
+
+#[test]
+fn auto_mode_is_free_until_a_call_opens_then_completes_validly() {
+    let (tok, e) = engine();
+    let cases: &[(&str, &str)] = &[
+        ("hermes", "Let me check that. <tool_call>"),
+        ("hermes", "Sure.<tool_call>\n{\"na"),
+        ("mistral", "Hmm [TOOL_CALLS]"),
+        ("glaive", "ok <functioncall>"),
+        ("llama3_json", "<|python_tag|>"),
+        ("llama3_json", "  {"),
+        ("pythonic", "["),
+        ("gorilla", "get_weather("),
+        ("nexusraven", "Thinking... Call:"),
+        ("chatglm3", "ping\n"),
+    ];
+    for (format, prefix) in cases {
+        let c = e
+            .compile(&spec(format, ToolMode::Auto, true), prefix)
+            .unwrap_or_else(|err| panic!("{format} {prefix:?}: {err}"));
+        for seed in 0..10 {
+            // The walk stops at EOS, which is allowed once the call is complete.
+            let (ids, _) = random_walk(&c, VOCAB, &[EOS], seed, 300).unwrap();
+            let text = format!("{prefix}{}", tok.decode(&ids, false).unwrap());
+            let chain = parsers::chain(&[format.to_string()]).unwrap();
+            let opts = ParseOptions {
+                tools: Some(tools()),
+                ..Default::default()
+            };
+            let out = chain.parse(&text, &opts);
+            assert!(
+                !out.tool_calls.is_empty(),
+                "{format}: opened call did not complete: {text:?}"
+            );
+        }
+    }
+    // Plain text is free in auto mode, in every format.
+    for format in FORMATS {
+        e.compile(
+            &spec(format, ToolMode::Auto, true),
+            "The weather is fine today, no tool needed.",
+        )
+        .unwrap_or_else(|err| panic!("{format}: {err}"));
+    }
+}
+
+#[test]
+fn json_schema_and_object_outputs_validate() {
+    let (tok, e) = engine();
+    let schema = json!({"type": "object", "properties": {
+        "answer": {"type": "string", "enum": ["yes", "no"]},
+        "score": {"type": "integer", "minimum": 0, "maximum": 10},
+        "items": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}}, "required": ["id"], "additionalProperties": false},
+            "maxItems": 2}
+    }, "required": ["answer", "score", "items"], "additionalProperties": false});
+    let c = e
+        .compile(
+            &GrammarSpec::JsonSchema {
+                schema: schema.clone(),
+                strict: true,
+            },
+            "",
+        )
+        .unwrap();
+    for seed in 0..30 {
+        let (ids, ended) = random_walk(&c, VOCAB, &[EOS], seed, 300).unwrap();
+        let text = tok.decode(&ids, false).unwrap();
+        assert!(ended, "{text:?}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        validate(&schema, &v).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    }
+    let c = e.compile(&GrammarSpec::JsonObject, "{").unwrap();
+    assert!(e.compile(&GrammarSpec::JsonObject, "[").is_err());
+    let _ = c.start();
+}
+
+#[test]
+fn bad_schemas_are_client_errors_naming_the_parameter() {
+    let (_, e) = engine();
+    let mut ts = tools();
+    ts.push(tool(
+        "weird",
+        json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}),
+    ));
+    let err = e
+        .compile(
+            &GrammarSpec::Tools {
+                format: "hermes".into(),
+                tools: ts,
+                mode: ToolMode::Required,
+                parallel: true,
+            },
+            "",
+        )
+        .unwrap_err();
+    assert_eq!(err.param(), Some("tools[3].function.parameters"), "{err}");
+    let err = e
+        .compile(
+            &GrammarSpec::JsonSchema {
+                schema: json!({"type": "nonsense"}),
+                strict: true,
+            },
+            "",
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.param(),
+        Some("response_format.json_schema.schema"),
+        "{err}"
+    );
+    let err = e
+        .compile(
+            &GrammarSpec::JsonSchema {
+                schema: json!([1, 2]),
+                strict: false,
+            },
+            "",
+        )
+        .unwrap_err();
+    assert!(err.param().is_some(), "{err}");
+}

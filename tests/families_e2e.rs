@@ -223,6 +223,24 @@ fn cli_render_generate_and_bench_run_for_both_families() {
     }
 }
 
+/// Serves `lm` on an ephemeral loopback port: base URL, served model id, shutdown handle.
+async fn serve(lm: LoadedModel) -> (String, String, tokio::sync::oneshot::Sender<()>) {
+    let backend = Arc::new(callm::chat::backend::EngineBackend::new(Arc::new(lm)));
+    let served = callm::server::ChatBackend::model_id(backend.as_ref()).to_string();
+    let state = callm::server::AppState::new(backend, 2, 8, None);
+    let app = callm::server::router(state, 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = callm::server::serve_on(listener, app, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    (base, served, tx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_answers_and_streams_for_both_families() {
     for fixture in ["chatglm3", "mpt"] {
@@ -232,20 +250,7 @@ async fn server_answers_and_streams_for_both_families() {
             "chatglm3-tiny"
         };
         let dir = checkpoint(fixture, spm);
-        let lm = Arc::new(load(&dir));
-        let backend = Arc::new(callm::chat::backend::EngineBackend::new(lm));
-        let served = callm::server::ChatBackend::model_id(backend.as_ref()).to_string();
-        let state = callm::server::AppState::new(backend, 2, 8, None);
-        let app = callm::server::router(state, 1 << 20);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = callm::server::serve_on(listener, app, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
+        let (base, served, tx) = serve(load(&dir)).await;
         let client = reqwest::Client::new();
         let body = json!({"model": served, "tools": weather_tools(), "max_tokens": 8, "seed": 3,
             "messages": [{"role": "user", "content": "Weather in Paris?"}]});
@@ -297,6 +302,97 @@ async fn server_answers_and_streams_for_both_families() {
             text.trim_end().ends_with("data: [DONE]"),
             "{fixture}: {text}"
         );
+        let _ = tx.send(());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// The arguments of the single call in a chat.completion, checked against the tool's schema.
+fn single_call_city(v: &Value) -> String {
+    let calls = v["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tool_calls: {v}"));
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["function"]["name"], "get_weather", "{v}");
+    let args: Value =
+        serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    let obj = args.as_object().unwrap();
+    assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["city"], "{v}");
+    let city = obj["city"]
+        .as_str()
+        .unwrap_or_else(|| panic!("city not a string: {v}"));
+    assert!(city.chars().count() <= 10, "{v}");
+    city.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_calls_from_noise_models_parse_also_while_streaming() {
+    // The random-weight models write noise; under a named tool_choice the grammar makes every
+    // sampled answer a valid call in the family's own syntax (ChatGLM3's tool-name line and
+    // code block, Glaive's <functioncall> JSON), which the family parser reads back, in one
+    // piece and as a stream.
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
+            "required": ["city"]}}}]);
+    for (fixture, spm) in [("chatglm3", "chatglm3-tiny"), ("mpt", "replit-tiny")] {
+        let dir = checkpoint(fixture, spm);
+        let (base, served, tx) = serve(load(&dir)).await;
+        let client = reqwest::Client::new();
+        for seed in 0..6 {
+            let body = json!({"model": served, "tools": tools, "max_tokens": 200, "seed": seed,
+                "temperature": 1.0,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "messages": [{"role": "user", "content": "Weather in Paris?"}]});
+            let v: Value = client
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                v["choices"][0]["finish_reason"], "tool_calls",
+                "{fixture}: {v}"
+            );
+            let city = single_call_city(&v);
+            // Streamed: the argument fragments concatenate to the same call.
+            let mut stream_body = body.clone();
+            stream_body["stream"] = true.into();
+            let text = client
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&stream_body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let mut name = String::new();
+            let mut args = String::new();
+            let mut finish = Value::Null;
+            for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                if line == "[DONE]" {
+                    break;
+                }
+                let chunk: Value = serde_json::from_str(line).unwrap();
+                let choice = &chunk["choices"][0];
+                if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
+                    for c in calls {
+                        name.push_str(c["function"]["name"].as_str().unwrap_or(""));
+                        args.push_str(c["function"]["arguments"].as_str().unwrap_or(""));
+                    }
+                }
+                if !choice["finish_reason"].is_null() {
+                    finish = choice["finish_reason"].clone();
+                }
+            }
+            assert_eq!(finish, "tool_calls", "{fixture} seed {seed}: {text}");
+            assert_eq!(name, "get_weather", "{fixture}: {text}");
+            let streamed: Value = serde_json::from_str(&args).unwrap();
+            assert_eq!(streamed, json!({"city": city}), "{fixture} seed {seed}");
+        }
         let _ = tx.send(());
         std::fs::remove_dir_all(&dir).ok();
     }

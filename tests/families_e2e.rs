@@ -397,3 +397,36 @@ async fn forced_calls_from_noise_models_parse_also_while_streaming() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+#[test]
+fn ids_beyond_the_tokenizer_are_never_sampled() {
+    // A model whose output layer is wider than its tokenizer (as ChatGLM3's 65024 logits over
+    // 64798 tokens): the MPT fixture (512 logits) with the 503-piece tokenizer. Sampling at a
+    // high temperature from noise would otherwise pick one of the 9 extra ids almost surely.
+    let dir = checkpoint("mpt", "chatglm3-tiny");
+    let lm = load(&dir);
+    assert_eq!(lm.tokenizer.vocab_size(), 503);
+    let prompt = lm.tokenizer.encode("hello world", false).unwrap();
+    for seed in 0..4 {
+        let mut params = lm.default_params();
+        params.sampling.temperature = 2.0;
+        params.sampling.seed = Some(seed);
+        params.max_tokens = Some(150);
+        params.ignore_eos = true;
+        let stats = lm
+            .generate(
+                &prompt,
+                &params,
+                &callm::engine::CancelToken::new(),
+                &mut |_| true,
+            )
+            .unwrap();
+        assert_eq!(stats.output_ids.len(), 150);
+        assert!(
+            stats.output_ids.iter().all(|&id| id < 503),
+            "{:?}",
+            stats.output_ids
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

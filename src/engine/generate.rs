@@ -69,6 +69,9 @@ pub struct GenerateParams {
     pub ignore_eos: bool,
     /// A grammar the output must follow (token mask per step), see `constrain`.
     pub constraint: Option<Constraint>,
+    /// Ids at or above this are never sampled: a model's padded vocabulary beyond what its
+    /// tokenizer knows (ChatGLM3 has 65024 logits for 64798 tokens). `None`: no limit.
+    pub vocab_limit: Option<usize>,
 }
 
 impl Default for GenerateParams {
@@ -81,6 +84,7 @@ impl Default for GenerateParams {
             top_logprobs: None,
             ignore_eos: false,
             constraint: None,
+            vocab_limit: None,
         }
     }
 }
@@ -176,6 +180,9 @@ pub fn generate(
         if cancel.is_cancelled() {
             finish = FinishReason::Cancelled;
             break;
+        }
+        if let Some(limit) = params.vocab_limit.filter(|&l| l > 0 && l < logits.len()) {
+            logits[limit..].fill(f32::NEG_INFINITY);
         }
         if let Some(g) = grammar.as_mut() {
             if !g.mask(&mut logits)? {

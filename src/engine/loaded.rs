@@ -195,9 +195,11 @@ impl LoadedModel {
 
     /// Default generation parameters for this model (its stop tokens and strings).
     pub fn default_params(&self) -> GenerateParams {
+        let vocab = self.tokenizer.vocab_size();
         GenerateParams {
             stop_token_ids: self.stop_token_ids.clone(),
             stop_strings: self.stop_strings.clone(),
+            vocab_limit: (vocab < self.model.config().vocab_size).then_some(vocab),
             ..Default::default()
         }
     }

@@ -83,13 +83,7 @@ impl LoadedModel {
         let t0 = Instant::now();
         let device = crate::device::select(opts.device.as_deref())?;
         let resolved = loader::resolve(&opts.model, registry)?;
-        let (model, tokenizer, template, archs, mut names): (
-            Arc<dyn LanguageModel>,
-            Option<Tokenizer>,
-            ModelTemplateInfo,
-            Vec<String>,
-            Vec<String>,
-        ) = match &resolved.files {
+        let (model, tokenizer, template, archs, mut names): Loaded = match &resolved.files {
             ModelFiles::Gguf(path) => load_gguf(path, &device)?,
             ModelFiles::Dir(dir) => load_dir(dir, &device)?,
         };

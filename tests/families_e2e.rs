@@ -49,11 +49,11 @@ fn checkpoint(fixture: &str, spm: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("callm-ckpt-{n}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
-    // Room for tool prompts: the fixture declares 256 positions, but neither model has a
-    // learned position table (ChatGLM3 uses rotary, MPT ALiBi), so more is valid.
+    // Room for tool prompts: the fixtures declare 256 positions, but none has a learned
+    // position table (rotary or ALiBi), so more is valid.
     let mut cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    for key in ["seq_length", "max_seq_len"] {
+    for key in ["seq_length", "max_seq_len", "max_position_embeddings"] {
         if cfg.get(key).is_some() {
             cfg[key] = 2048.into();
         }
@@ -64,9 +64,15 @@ fn checkpoint(fixture: &str, spm: &str) -> PathBuf {
 }
 
 fn load(dir: &Path) -> LoadedModel {
+    load_as(dir, None)
+}
+
+/// Loads with an explicit family (`--family`), or detects it when `None`.
+fn load_as(dir: &Path, family: Option<&str>) -> LoadedModel {
     let opts = LoadOptions {
         model: dir.display().to_string(),
         device: Some("cpu".into()),
+        family: family.map(String::from),
         ..Default::default()
     };
     LoadedModel::load(&opts, &Registry::builtin()).unwrap()
@@ -329,14 +335,21 @@ fn single_call_city(v: &Value) -> String {
 async fn forced_calls_from_noise_models_parse_also_while_streaming() {
     // The random-weight models write noise; under a named tool_choice the grammar makes every
     // sampled answer a valid call in the family's own syntax (ChatGLM3's tool-name line and
-    // code block, Glaive's <functioncall> JSON), which the family parser reads back, in one
-    // piece and as a stream.
+    // code block, Glaive's <functioncall> JSON, Gorilla's and NexusRaven's Python calls), which
+    // the family parser reads back, in one piece and as a stream. Gorilla and NexusRaven run on
+    // the tiny DeepSeek- and CodeLlama-style fixtures with a small SentencePiece tokenizer.
     let tools = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
             "required": ["city"]}}}]);
-    for (fixture, spm) in [("chatglm3", "chatglm3-tiny"), ("mpt", "replit-tiny")] {
+    let cases = [
+        ("chatglm3", "chatglm3-tiny", None),
+        ("mpt", "replit-tiny", None),
+        ("deepseek-llama", "replit-tiny", Some("gorilla-openfunctions-v2")),
+        ("codellama", "replit-tiny", Some("nexusraven-v2")),
+    ];
+    for (fixture, spm, family) in cases {
         let dir = checkpoint(fixture, spm);
-        let (base, served, tx) = serve(load(&dir)).await;
+        let (base, served, tx) = serve(load_as(&dir, family)).await;
         let client = reqwest::Client::new();
         for seed in 0..6 {
             let body = json!({"model": served, "tools": tools, "max_tokens": 200, "seed": seed,

@@ -344,7 +344,11 @@ async fn forced_calls_from_noise_models_parse_also_while_streaming() {
     let cases = [
         ("chatglm3", "chatglm3-tiny", None),
         ("mpt", "replit-tiny", None),
-        ("deepseek-llama", "replit-tiny", Some("gorilla-openfunctions-v2")),
+        (
+            "deepseek-llama",
+            "replit-tiny",
+            Some("gorilla-openfunctions-v2"),
+        ),
         ("codellama", "replit-tiny", Some("nexusraven-v2")),
     ];
     for (fixture, spm, family) in cases {

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod cli;
 pub mod device;
 pub mod engine;
+pub mod kernels;
 pub mod loader;
 pub mod model;
 pub mod openai;

@@ -1,5 +1,9 @@
-//! Activations quantized to 8 bits in blocks of 32 (ggml's Q8_0/Q8_1 with an f32 scale), done
-//! once per matmul call and shared by every weight row.
+//! Activations quantized to 8 bits in blocks of 32, done once per matmul call and shared by
+//! every weight row. The numbers are exactly ggml's (and candle's) Q8_0/Q8_1: scale rounded to
+//! f16, values rounded half away from zero, Q8_1's scaled sum rounded to f16, so the integer
+//! sums of a dot product match theirs bit for bit.
+
+use half::f16;
 
 use super::blocks::QK;
 
@@ -12,11 +16,11 @@ pub struct QuantActs {
     pub k: usize,
     /// `m * k` quantized values, row-major.
     pub q: Vec<i8>,
-    /// `m * k / 32` block scales.
+    /// `m * k / 32` block scales (values of an f16).
     pub d: Vec<f32>,
     /// `m * k / 32` block sums of `q` (integers).
     pub isum: Vec<i32>,
-    /// `m * k / 32` scaled block sums, `d * isum`.
+    /// `m * k / 32` scaled block sums, `d * isum` rounded to f16 (ggml's Q8_1 `s`).
     pub s: Vec<f32>,
 }
 
@@ -100,16 +104,17 @@ fn quantize_blocks_generic(
     {
         let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
         let scale = amax / 127.0;
-        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
         let mut sum = 0i32;
         for (o, &v) in qb.iter_mut().zip(xb) {
-            let r = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32;
+            let r = (v * inv).round().clamp(-127.0, 127.0) as i32;
             *o = r as i8;
             sum += r;
         }
-        *db = scale;
+        let d = f16::from_f32(scale).to_f32();
+        *db = d;
         *ib = sum;
-        *sb = scale * sum as f32;
+        *sb = f16::from_f32(f16::from_f32(sum as f32).to_f32() * d).to_f32();
     }
 }
 
@@ -125,7 +130,7 @@ mod tests {
         let a = QuantActs::quantize(&x, 2, 64);
         for (i, &v) in x.iter().enumerate() {
             let d = a.d[i / QK];
-            assert!((d * a.q[i] as f32 - v).abs() <= d * 0.5 + 1e-6);
+            assert!((d * a.q[i] as f32 - v).abs() <= d * 0.51 + 1e-6);
         }
         let zeros = QuantActs::quantize(&[0.0; 32], 1, 32);
         assert_eq!(zeros.d[0], 0.0);

@@ -17,6 +17,8 @@ pub enum BlockKind {
     Q4_1,
     /// `d: f16, qh: [u8; 4], qs: [u8; 16]`; value = `d * (q - 16)`, `q` five bits (high bit in `qh`).
     Q5_0,
+    /// `d: f16, m: f16, qh: [u8; 4], qs: [u8; 16]`; value = `d * q + m`, `q` five bits.
+    Q5_1,
     /// `d: f16, qs: [i8; 32]`; value = `d * q`.
     Q8_0,
 }
@@ -28,6 +30,7 @@ impl BlockKind {
             GgmlDType::Q4_0 => Some(BlockKind::Q4_0),
             GgmlDType::Q4_1 => Some(BlockKind::Q4_1),
             GgmlDType::Q5_0 => Some(BlockKind::Q5_0),
+            GgmlDType::Q5_1 => Some(BlockKind::Q5_1),
             GgmlDType::Q8_0 => Some(BlockKind::Q8_0),
             _ => None,
         }
@@ -39,6 +42,7 @@ impl BlockKind {
             BlockKind::Q4_0 => GgmlDType::Q4_0,
             BlockKind::Q4_1 => GgmlDType::Q4_1,
             BlockKind::Q5_0 => GgmlDType::Q5_0,
+            BlockKind::Q5_1 => GgmlDType::Q5_1,
             BlockKind::Q8_0 => GgmlDType::Q8_0,
         }
     }
@@ -49,6 +53,7 @@ impl BlockKind {
             BlockKind::Q4_0 => 18,
             BlockKind::Q4_1 => 20,
             BlockKind::Q5_0 => 22,
+            BlockKind::Q5_1 => 24,
             BlockKind::Q8_0 => 34,
         }
     }
@@ -60,8 +65,19 @@ impl BlockKind {
             BlockKind::Q4_0 => 8,
             BlockKind::Q4_1 => 0,
             BlockKind::Q5_0 => 16,
+            BlockKind::Q5_1 => 0,
             BlockKind::Q8_0 => 128,
         }
+    }
+
+    /// Whether blocks carry an additive minimum `m` (Q4_1, Q5_1).
+    pub fn has_min(self) -> bool {
+        matches!(self, BlockKind::Q4_1 | BlockKind::Q5_1)
+    }
+
+    /// Whether values have a fifth bit stored apart (Q5_0, Q5_1).
+    pub fn has_high_bit(self) -> bool {
+        matches!(self, BlockKind::Q5_0 | BlockKind::Q5_1)
     }
 }
 
@@ -70,7 +86,7 @@ impl BlockKind {
 pub struct Unpacked {
     /// Scale.
     pub d: f32,
-    /// Additive minimum (Q4_1 only; 0 otherwise).
+    /// Additive minimum (Q4_1 and Q5_1; 0 otherwise).
     pub m: f32,
     /// Signed integers (offset already removed).
     pub q: [i32; QK],
@@ -107,14 +123,21 @@ pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
                 u.q[j + 16] = (qs[j] >> 4) as i32 - off;
             }
         }
-        BlockKind::Q5_0 => {
-            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let qs = &b[6..22];
+        BlockKind::Q5_0 | BlockKind::Q5_1 => {
+            let at = if kind == BlockKind::Q5_1 {
+                u.m = f16_at(b, 2);
+                4
+            } else {
+                2
+            };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let qs = &b[at + 4..at + 20];
+            let off = kind.offset();
             for j in 0..16 {
                 let h0 = ((qh >> j) & 1) << 4;
                 let h1 = ((qh >> (j + 16)) & 1) << 4;
-                u.q[j] = ((qs[j] & 0x0F) as u32 | h0) as i32 - 16;
-                u.q[j + 16] = ((qs[j] >> 4) as u32 | h1) as i32 - 16;
+                u.q[j] = ((qs[j] & 0x0F) as u32 | h0) as i32 - off;
+                u.q[j + 16] = ((qs[j] >> 4) as u32 | h1) as i32 - off;
             }
         }
         BlockKind::Q8_0 => {
@@ -138,7 +161,7 @@ pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
 
 /// Reference dot product of one weight row (`k / 32` blocks of `kind`) with one quantized
 /// activation row, block by block as ggml computes it: the integer dot of each block scaled by
-/// both scales, plus the weight's minimum times the activation block's scaled sum (Q4_1).
+/// both scales, plus the weight's minimum times the activation block's scaled sum (Q4_1, Q5_1).
 pub fn vec_dot_ref(kind: BlockKind, row: &[u8], act_q: &[i8], act_d: &[f32], act_s: &[f32]) -> f32 {
     let mut sum = 0f32;
     for (b, blk) in row.chunks(kind.block_bytes()).enumerate() {

@@ -90,13 +90,14 @@ fn run_item(
 
 macro_rules! by_mt {
     ($f:ident, $kind:expr, $mt:expr, $($arg:expr),*) => {{
-        use super::x86::{K_Q4_0, K_Q4_1, K_Q5_0, K_Q8_0};
+        use super::x86::{K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
         macro_rules! by_kind {
             ($m:literal) => {
                 match $kind {
                     K_Q4_0 => $f::<$m, K_Q4_0>($($arg),*),
                     K_Q4_1 => $f::<$m, K_Q4_1>($($arg),*),
                     K_Q5_0 => $f::<$m, K_Q5_0>($($arg),*),
+                    K_Q5_1 => $f::<$m, K_Q5_1>($($arg),*),
                     _ => $f::<$m, K_Q8_0>($($arg),*),
                 }
             };

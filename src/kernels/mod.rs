@@ -1,8 +1,8 @@
 //! callm's own CPU kernels for quantized matmuls, behind candle's custom-op interface.
 //!
-//! candle 0.11 runs the 32-value block types (Q4_0, Q4_1, Q5_0, Q8_0) with one vector dot per
-//! (weight row, token) on its own busy-waiting thread pool, and has only scalar dots for Q4_1
-//! and Q5_0. Here, weights are repacked at load into 16-row tiles ([`pack`]), activations are
+//! candle 0.11 runs the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with one vector
+//! dot per (weight row, token) on its own busy-waiting thread pool, and has only scalar dots
+//! for Q4_1, Q5_0 and Q5_1. Here, weights are repacked at load into 16-row tiles ([`pack`]), activations are
 //! quantized once per call ([`act`]), and one SIMD kernel ([`x86`]: AVX-512 VNNI or AVX2,
 //! chosen at run time by what the CPU executes) produces 16 outputs per instruction for up to
 //! 8 tokens per weight load, on rayon's pool (sized by `callm::device::set_threads`).

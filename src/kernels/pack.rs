@@ -6,10 +6,10 @@
 //! Layout of tile `t` (rows `16t..16t+16`), block `b` (values `32b..32b+32`); `u = q + offset`
 //! is the block's integer made unsigned (see [`BlockKind::offset`]):
 //! - 4/5-bit kinds: 4 lines of 64 bytes; line `g`, byte `4r + j` holds `u[r][8g+j] & 15` in its
-//!   low nibble and `u[r][8g+4+j] & 15` in its high nibble. Q5_0 adds 8 masks (`u64`); mask `h`,
+//!   low nibble and `u[r][8g+4+j] & 15` in its high nibble. Q5_0/Q5_1 add 8 masks (`u64`); mask `h`,
 //!   bit `4r + j` is bit 4 of `u[r][4h+j]`.
 //! - Q8_0: 8 lines; line `h`, byte `4r + j` is `u[r][4h+j]`.
-//! - scales `d` (and Q4_1's minimum `m`) as 16 f16 per tile block.
+//! - scales `d` (and Q4_1/Q5_1's minimum `m`) as 16 f16 per tile block.
 //!
 //! Rows past `n` in the last tile are padding with scale 0.
 
@@ -38,11 +38,11 @@ pub struct PackedMatrix {
     pub tiles: usize,
     /// Quant lines, tile-major then block: [`PackedMatrix::lines_per_block`] per tile block.
     pub qs: Vec<Line>,
-    /// Q5_0 high-bit masks, 8 per tile block (empty for other kinds).
+    /// Q5_0/Q5_1 high-bit masks, 8 per tile block (empty for other kinds).
     pub qh: Vec<u64>,
     /// Scales as f16 bits, 16 per tile block.
     pub d: Vec<u16>,
-    /// Q4_1 minimums as f16 bits, 16 per tile block (empty for other kinds).
+    /// Q4_1/Q5_1 minimums as f16 bits, 16 per tile block (empty for other kinds).
     pub m: Vec<u16>,
 }
 
@@ -78,13 +78,13 @@ impl PackedMatrix {
             nb,
             tiles,
             qs: vec![Line([0; 64]); tiles * nb * lpb],
-            qh: if kind == BlockKind::Q5_0 {
+            qh: if kind.has_high_bit() {
                 vec![0; tiles * nb * 8]
             } else {
                 vec![]
             },
             d: vec![0; tiles * nb * TILE],
-            m: if kind == BlockKind::Q4_1 {
+            m: if kind.has_min() {
                 vec![0; tiles * nb * TILE]
             } else {
                 vec![]
@@ -109,7 +109,7 @@ impl PackedMatrix {
                     }
                     // Scales are copied bit for bit from the file.
                     p.d[tb * TILE + r] = u16::from_le_bytes([data[at], data[at + 1]]);
-                    if kind == BlockKind::Q4_1 {
+                    if kind.has_min() {
                         p.m[tb * TILE + r] = u16::from_le_bytes([data[at + 2], data[at + 3]]);
                     }
                 }
@@ -131,7 +131,7 @@ impl PackedMatrix {
                             }
                         }
                     }
-                    if kind == BlockKind::Q5_0 {
+                    if kind.has_high_bit() {
                         for h in 0..8 {
                             let mut mask = 0u64;
                             for r in 0..TILE {
@@ -163,7 +163,7 @@ impl PackedMatrix {
         let (g, rem) = (i / 8, i % 8);
         let byte = lines[g].0[4 * r + rem % 4];
         let mut u = if rem < 4 { byte & 15 } else { byte >> 4 } as i32;
-        if self.kind == BlockKind::Q5_0 {
+        if self.kind.has_high_bit() {
             let h = i / 4;
             u |= (((self.qh[tb * 8 + h] >> (4 * r + i % 4)) & 1) as i32) << 4;
         }

@@ -24,7 +24,7 @@ fn random_blocks(kind: BlockKind, nblocks: usize, rng: &mut impl Rng) -> Vec<u8>
         rng.fill(blk);
         let d = half::f16::from_f32(rng.random_range(-0.05f32..0.05)).to_bits();
         blk[..2].copy_from_slice(&d.to_le_bytes());
-        if kind == BlockKind::Q4_1 {
+        if kind.has_min() {
             let m = half::f16::from_f32(rng.random_range(-0.5f32..0.5)).to_bits();
             blk[2..4].copy_from_slice(&m.to_le_bytes());
         }

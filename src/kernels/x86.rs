@@ -14,12 +14,22 @@ pub(crate) const K_Q4_0: u8 = 0;
 pub(crate) const K_Q4_1: u8 = 1;
 pub(crate) const K_Q5_0: u8 = 2;
 pub(crate) const K_Q8_0: u8 = 3;
+pub(crate) const K_Q5_1: u8 = 4;
+
+const fn has_min(k: u8) -> bool {
+    k == K_Q4_1 || k == K_Q5_1
+}
+
+const fn has_high_bit(k: u8) -> bool {
+    k == K_Q5_0 || k == K_Q5_1
+}
 
 pub(crate) fn kind_code(kind: BlockKind) -> u8 {
     match kind {
         BlockKind::Q4_0 => K_Q4_0,
         BlockKind::Q4_1 => K_Q4_1,
         BlockKind::Q5_0 => K_Q5_0,
+        BlockKind::Q5_1 => K_Q5_1,
         BlockKind::Q8_0 => K_Q8_0,
     }
 }
@@ -75,7 +85,7 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(
                 w[2 * g] = _mm512_and_si512(v, nib);
                 w[2 * g + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
             }
-            if K == K_Q5_0 {
+            if has_high_bit(K) {
                 let qh = p.qh.as_ptr().add((tb0 + b) * 8);
                 for (h, wh) in w.iter_mut().enumerate() {
                     *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh.add(h), bit4));
@@ -83,7 +93,7 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(
             }
         }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(dp.add(b * TILE) as *const __m256i));
-        let mw = if K == K_Q4_1 {
+        let mw = if has_min(K) {
             _mm512_cvtph_ps(_mm256_loadu_si256(
                 p.m.as_ptr().add((tb0 + b) * TILE) as *const __m256i
             ))
@@ -109,7 +119,7 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(
             }
             let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(ab)));
             *acc_t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, *acc_t);
-            if K == K_Q4_1 {
+            if has_min(K) {
                 *acc_t = _mm512_fmadd_ps(mw, _mm512_set1_ps(*a.s.get_unchecked(ab)), *acc_t);
             }
         }
@@ -177,7 +187,7 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(
                     w[2 * g] = _mm256_and_si256(v, nib);
                     w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
                 }
-                if K == K_Q5_0 {
+                if has_high_bit(K) {
                     let qh = p.qh.as_ptr().add((tb0 + b) * 8);
                     // Spread the 32 mask bits of this half over 32 bytes.
                     let shuf = _mm256_setr_epi64x(
@@ -198,7 +208,7 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(
                 p.d.as_ptr().add((tb0 + b) * TILE + 8 * half) as *const __m128i,
             ));
-            let mw = if K == K_Q4_1 {
+            let mw = if has_min(K) {
                 _mm256_cvtph_ps(_mm_loadu_si128(
                     p.m.as_ptr().add((tb0 + b) * TILE + 8 * half) as *const __m128i,
                 ))
@@ -233,7 +243,7 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(
                 }
                 let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*a.d.get_unchecked(ab)));
                 *acc_t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc_t);
-                if K == K_Q4_1 {
+                if has_min(K) {
                     *acc_t = _mm256_fmadd_ps(mw, _mm256_set1_ps(*a.s.get_unchecked(ab)), *acc_t);
                 }
             }

@@ -81,12 +81,23 @@ fn reference_dot_matches_f32_dot() {
             let a = QuantActs::quantize(&x, 1, k);
             let mut wf = vec![0f32; k];
             dequantize_row(kind, &w, &mut wf);
+            // The f32 dot of the dequantized rows; a block minimum `m` multiplies the activation
+            // block's sum, which ggml's Q8_1 (and so the reference) rounds to f16 as `s`.
+            let mins: Vec<f32> = w
+                .chunks(kind.block_bytes())
+                .map(|b| unpack(kind, b).m)
+                .collect();
             let exact: f64 = wf
                 .iter()
                 .zip(&a.q)
                 .enumerate()
-                .map(|(i, (&w, &q))| w as f64 * (a.d[i / QK] * q as f32) as f64)
-                .sum();
+                .map(|(i, (&w, &q))| (w - mins[i / QK]) as f64 * (a.d[i / QK] * q as f32) as f64)
+                .sum::<f64>()
+                + mins
+                    .iter()
+                    .zip(&a.s)
+                    .map(|(&m, &s)| (m * s) as f64)
+                    .sum::<f64>();
             let got = vec_dot_ref(kind, &w, &a.q, &a.d, &a.s) as f64;
             let scale: f64 = wf.iter().map(|v| v.abs() as f64).sum::<f64>() * 2.0 + 1e-3;
             assert!(
@@ -151,4 +162,45 @@ fn rejects_bad_shapes() {
     let p = PackedMatrix::pack(BlockKind::Q8_0, &[0; 34], 1, 32).unwrap();
     let mut out = vec![0f32; 1];
     assert!(!matmul_with(Isa::Scalar, &p, &[0.0; 31], 1, &mut out));
+}
+
+#[test]
+fn q4k_converts_exactly_up_to_f16_scales() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let (n, k) = (4, 512);
+    let x = Tensor::new(random_f32(n * k, &mut rng), &Device::Cpu)
+        .unwrap()
+        .reshape((n, k))
+        .unwrap();
+    let q = QTensor::quantize(&x, candle_core::quantized::GgmlDType::Q4K).unwrap();
+    let theirs: Vec<f32> = q
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let q41 = super::kquant::q4k_to_q4_1(&q.data().unwrap(), n, k).unwrap();
+    let mut ours = vec![0f32; n * k];
+    dequantize_row(BlockKind::Q4_1, &q41, &mut ours);
+    let amax = theirs.iter().fold(0f32, |a, v| a.max(v.abs()));
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert!((o - t).abs() <= 2e-3 * amax, "{o} vs {t}");
+    }
+    assert!(super::kquant::q4k_to_q4_1(&q.data().unwrap(), n, k + 1).is_none());
+    // Q6_K through Q8_0 stays within a quarter of its own step.
+    let q6 = QTensor::quantize(&x, candle_core::quantized::GgmlDType::Q6K).unwrap();
+    let six: Vec<f32> = q6
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let q8 = super::kquant::to_q8_0(&q6).unwrap();
+    let mut eight = vec![0f32; n * k];
+    dequantize_row(BlockKind::Q8_0, &q8, &mut eight);
+    for (a, b) in six.iter().zip(&eight) {
+        assert!((a - b).abs() <= 0.02 * amax, "{a} vs {b}");
+    }
 }

@@ -35,13 +35,20 @@ impl QuantActs {
         self.d.resize(nb, 0.0);
         self.isum.resize(nb, 0);
         self.s.resize(nb, 0.0);
-        quantize_blocks(
-            &x[..m * k],
-            &mut self.q,
-            &mut self.d,
-            &mut self.isum,
-            &mut self.s,
-        );
+        let x = &x[..m * k];
+        if m < 16 {
+            quantize_blocks(x, &mut self.q, &mut self.d, &mut self.isum, &mut self.s);
+            return;
+        }
+        // Prefill: rows in parallel, 8 rows per task.
+        use rayon::prelude::*;
+        let (rows, blocks) = (8 * k, 8 * k / QK);
+        x.par_chunks(rows)
+            .zip(self.q.par_chunks_mut(rows))
+            .zip(self.d.par_chunks_mut(blocks))
+            .zip(self.isum.par_chunks_mut(blocks))
+            .zip(self.s.par_chunks_mut(blocks))
+            .for_each(|((((x, q), d), i), s)| quantize_blocks(x, q, d, i, s));
     }
 
     /// Quantizes `x` into a new buffer.
@@ -131,6 +138,16 @@ mod tests {
         for (i, &v) in x.iter().enumerate() {
             let d = a.d[i / QK];
             assert!((d * a.q[i] as f32 - v).abs() <= d * 0.51 + 1e-6);
+        }
+        // Many rows (quantized in parallel) give what each row gives alone.
+        let x: Vec<f32> = (0..40 * 64)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 33.0)
+            .collect();
+        let all = QuantActs::quantize(&x, 40, 64);
+        for r in 0..40 {
+            let one = QuantActs::quantize(&x[r * 64..(r + 1) * 64], 1, 64);
+            assert_eq!(all.row(r), one.row(0));
+            assert_eq!(&all.s[r * 2..r * 2 + 2], &one.s[..]);
         }
         let zeros = QuantActs::quantize(&[0.0; 32], 1, 32);
         assert_eq!(zeros.d[0], 0.0);

@@ -13,7 +13,7 @@ const MT: usize = 8;
 /// Tokens per work item in prefill: the item's activations stay in L2 while its tiles stream.
 const TOKENS_PER_ITEM: usize = 64;
 /// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more.
-const SERIAL_MACS: usize = 1 << 20;
+const SERIAL_MACS: usize = 1 << 18;
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod constrain;
 pub mod device;
 pub mod engine;
+pub mod kernels;
 pub mod loader;
 pub mod model;
 pub mod openai;

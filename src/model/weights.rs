@@ -9,14 +9,17 @@ use candle_core::{DType, Device, Module, Tensor};
 
 pub use super::names::{LayerWeight, Naming, Weight};
 use super::ModelError;
+use crate::kernels::{self, PackedLinear};
 
 /// A linear projection `y = x W^T (+ b)`, dense or quantized.
 #[derive(Debug, Clone)]
 pub enum Linear {
     /// Dense weights `[out, in]`.
     Dense(candle_nn::Linear),
-    /// Quantized weights with an optional dense bias.
+    /// Quantized weights with an optional dense bias (candle's kernels).
     Quant(QMatMul, Option<Tensor>),
+    /// Quantized weights repacked for callm's CPU kernels, with an optional dense bias.
+    Packed(PackedLinear, Option<Tensor>),
 }
 
 impl Linear {
@@ -24,15 +27,28 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Linear::Dense(l) => l.forward(x),
-            Linear::Quant(w, b) => {
-                let y = w.forward(x)?;
-                match b {
-                    Some(b) => y.broadcast_add(b),
-                    None => Ok(y),
-                }
-            }
+            Linear::Quant(w, b) => add_bias(w.forward(x)?, b.as_ref()),
+            Linear::Packed(w, b) => add_bias(w.forward(x)?, b.as_ref()),
         }
     }
+}
+
+fn add_bias(y: Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// A quantized projection on `device`: callm's packed CPU kernels when they handle the block
+/// type here, else candle's `QMatMul`.
+fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+    if q.device().is_cpu() && kernels::enabled() {
+        if let Some(p) = PackedLinear::from_qtensor(&q) {
+            return Ok(Linear::Packed(p, bias));
+        }
+    }
+    Ok(Linear::Quant(QMatMul::from_arc(q)?, bias))
 }
 
 /// A token-embedding table, dense or quantized.
@@ -57,7 +73,7 @@ impl Embedding {
     pub fn as_linear(&self) -> candle_core::Result<Linear> {
         Ok(match self {
             Embedding::Dense(t) => Linear::Dense(candle_nn::Linear::new(t.clone(), None)),
-            Embedding::Quant(q) => Linear::Quant(QMatMul::from_arc(q.clone())?, None),
+            Embedding::Quant(q) => quant_linear(q.clone(), None)?,
         })
     }
 }
@@ -314,32 +330,20 @@ impl WeightSource for GgufSource {
         inp: usize,
         bias: bool,
     ) -> Result<Linear, ModelError> {
-        let q =
-            requantize_for_cpu(self.qtensor(name, &[out, inp])?, &self.device).map_err(|e| {
-                ModelError::Weights {
-                    file: self.path.clone(),
-                    msg: format!("tensor \"{name}\": {e}"),
-                }
-            })?;
         let path = self.path.clone();
-        let qm = QMatMul::from_qtensor(q).map_err(|e| ModelError::Weights {
+        let werr = |e: candle_core::Error| ModelError::Weights {
             file: path.clone(),
-            msg: e.to_string(),
-        })?;
+            msg: format!("tensor \"{name}\": {e}"),
+        };
+        let q = requantize_for_cpu(self.qtensor(name, &[out, inp])?, &self.device).map_err(werr)?;
         let b = if bias {
             let bname = name.replace(".weight", ".bias");
             let t = self.qtensor(&bname, &[out])?;
-            Some(
-                t.dequantize(&self.device)
-                    .map_err(|e| ModelError::Weights {
-                        file: path,
-                        msg: e.to_string(),
-                    })?,
-            )
+            Some(t.dequantize(&self.device).map_err(werr)?)
         } else {
             None
         };
-        Ok(Linear::Quant(qm, b))
+        quant_linear(Arc::new(q), b).map_err(werr)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {
@@ -373,12 +377,15 @@ impl WeightSource for GgufSource {
 /// Block types whose CPU dot product candle 0.11 only has as a scalar loop.
 const SCALAR_ONLY_ON_CPU: &[GgmlDType] = &[GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
 
-/// On CPU, converts weights whose block type candle runs with a scalar dot product
-/// (Q4_1, Q5_0, Q5_1) to Q8_0, which has an AVX2/NEON path: 4-5x faster matmuls for a
-/// rounding error far below the 4/5-bit quantization error already present. Set
-/// `CALLM_KEEP_QUANT=1` to keep the file's block types.
+/// On CPU, converts weights whose block type neither callm's packed kernels
+/// ([`crate::kernels`]) nor a SIMD path of candle handle (Q5_1 always; Q4_1 and Q5_0 where the
+/// packed kernels do not run) to Q8_0, which has one: 4-5x faster matmuls for a rounding error
+/// far below the 4/5-bit quantization error already present. Set `CALLM_KEEP_QUANT=1` to keep
+/// the file's block types.
 fn requantize_for_cpu(q: QTensor, device: &Device) -> candle_core::Result<QTensor> {
+    let native = kernels::enabled() && kernels::BlockKind::from_ggml(q.dtype()).is_some();
     if !device.is_cpu()
+        || native
         || !SCALAR_ONLY_ON_CPU.contains(&q.dtype())
         || std::env::var_os("CALLM_KEEP_QUANT").is_some()
     {

@@ -1,0 +1,244 @@
+//! Activations quantized to 8 bits in blocks of 32, done once per matmul call and shared by
+//! every weight row. The numbers are exactly ggml's (and candle's) Q8_0/Q8_1: scale rounded to
+//! f16, values rounded half away from zero, Q8_1's scaled sum rounded to f16, so the integer
+//! sums of a dot product match theirs bit for bit.
+
+use half::f16;
+
+use super::blocks::QK;
+
+/// `m` rows of `k` activations, quantized per block of 32: `x ≈ d * q`.
+#[derive(Debug, Default)]
+pub struct QuantActs {
+    /// Rows.
+    pub m: usize,
+    /// Values per row (a multiple of 32).
+    pub k: usize,
+    /// `m * k` quantized values, row-major.
+    pub q: Vec<i8>,
+    /// `m * k / 32` block scales (values of an f16).
+    pub d: Vec<f32>,
+    /// `m * k / 32` block sums of `q` (integers).
+    pub isum: Vec<i32>,
+    /// `m * k / 32` scaled block sums, `d * isum` rounded to f16 (ggml's Q8_1 `s`).
+    pub s: Vec<f32>,
+}
+
+impl QuantActs {
+    /// Quantizes `x` (`m * k` values, `k` a multiple of 32), reusing this buffer's memory.
+    pub fn quantize_into(&mut self, x: &[f32], m: usize, k: usize) {
+        debug_assert!(k.is_multiple_of(QK) && x.len() >= m * k);
+        let nb = m * k / QK;
+        self.m = m;
+        self.k = k;
+        self.q.resize(m * k, 0);
+        self.d.resize(nb, 0.0);
+        self.isum.resize(nb, 0);
+        self.s.resize(nb, 0.0);
+        let x = &x[..m * k];
+        if m < 16 {
+            quantize_blocks(x, &mut self.q, &mut self.d, &mut self.isum, &mut self.s);
+            return;
+        }
+        // Prefill: rows in parallel, 8 rows per task.
+        use rayon::prelude::*;
+        let (rows, blocks) = (8 * k, 8 * k / QK);
+        x.par_chunks(rows)
+            .zip(self.q.par_chunks_mut(rows))
+            .zip(self.d.par_chunks_mut(blocks))
+            .zip(self.isum.par_chunks_mut(blocks))
+            .zip(self.s.par_chunks_mut(blocks))
+            .for_each(|((((x, q), d), i), s)| quantize_blocks(x, q, d, i, s));
+    }
+
+    /// Quantizes `x` into a new buffer.
+    pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+        let mut a = QuantActs::default();
+        a.quantize_into(x, m, k);
+        a
+    }
+
+    /// The quantized values of row `r`.
+    pub fn row(&self, r: usize) -> &[i8] {
+        &self.q[r * self.k..(r + 1) * self.k]
+    }
+
+    /// Blocks per row.
+    pub fn blocks_per_row(&self) -> usize {
+        self.k / QK
+    }
+}
+
+fn quantize_blocks(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::isa() >= super::Isa::Avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            unsafe { quantize_blocks_avx2(x, q, d, isum, s) };
+            return;
+        }
+    }
+    quantize_blocks_generic(x, q, d, isum, s)
+}
+
+/// The same numbers as [`quantize_blocks_generic`] (round half away from zero included), 32
+/// values per step.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_blocks_avx2(
+    x: &[f32],
+    q: &mut [i8],
+    d: &mut [f32],
+    isum: &mut [i32],
+    s: &mut [f32],
+) {
+    use core::arch::x86_64::*;
+    let sign = _mm256_set1_ps(-0.0);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    let nb = d
+        .len()
+        .min(isum.len())
+        .min(s.len())
+        .min(x.len() / QK)
+        .min(q.len() / QK);
+    for b in 0..nb {
+        // SAFETY: `b < nb` keeps the 32 values read from `x` and written to `q` in bounds.
+        let xp = x.as_ptr().add(b * QK);
+        let v = [
+            _mm256_loadu_ps(xp),
+            _mm256_loadu_ps(xp.add(8)),
+            _mm256_loadu_ps(xp.add(16)),
+            _mm256_loadu_ps(xp.add(24)),
+        ];
+        let abs = |v: __m256| _mm256_andnot_ps(sign, v);
+        let a = _mm256_max_ps(
+            _mm256_max_ps(abs(v[0]), abs(v[1])),
+            _mm256_max_ps(abs(v[2]), abs(v[3])),
+        );
+        let m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let scale = amax / 127.0;
+        let inv = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
+        let mut ints = [_mm256_setzero_si256(); 4];
+        for (i, vi) in v.iter().enumerate() {
+            let y = _mm256_mul_ps(*vi, inv);
+            let t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            let away = _mm256_cmp_ps(abs(_mm256_sub_ps(y, t)), half, _CMP_GE_OQ);
+            let step = _mm256_or_ps(_mm256_and_ps(y, sign), one);
+            let r = _mm256_add_ps(t, _mm256_and_ps(away, step));
+            let r = _mm256_min_ps(
+                _mm256_max_ps(r, _mm256_set1_ps(-127.0)),
+                _mm256_set1_ps(127.0),
+            );
+            ints[i] = _mm256_cvttps_epi32(r);
+        }
+        let total = _mm256_add_epi32(
+            _mm256_add_epi32(ints[0], ints[1]),
+            _mm256_add_epi32(ints[2], ints[3]),
+        );
+        let t = _mm_add_epi32(
+            _mm256_castsi256_si128(total),
+            _mm256_extracti128_si256(total, 1),
+        );
+        let t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0b01_00_11_10));
+        let t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0b10_11_00_01));
+        let sum = _mm_cvtsi128_si32(t);
+        let w01 = _mm256_packs_epi32(ints[0], ints[1]);
+        let w23 = _mm256_packs_epi32(ints[2], ints[3]);
+        let bytes = _mm256_packs_epi16(w01, w23);
+        let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(q.as_mut_ptr().add(b * QK) as *mut __m256i, bytes);
+        let dh = f16::from_f32(scale).to_f32();
+        d[b] = dh;
+        isum[b] = sum;
+        s[b] = f16::from_f32(f16::from_f32(sum as f32).to_f32() * dh).to_f32();
+    }
+}
+
+/// The scalar definition (ggml's `quantize_row_q8_1` numbers).
+fn quantize_blocks_generic(
+    x: &[f32],
+    q: &mut [i8],
+    d: &mut [f32],
+    isum: &mut [i32],
+    s: &mut [f32],
+) {
+    for ((((xb, qb), db), ib), sb) in x
+        .chunks_exact(QK)
+        .zip(q.chunks_exact_mut(QK))
+        .zip(d.iter_mut())
+        .zip(isum.iter_mut())
+        .zip(s.iter_mut())
+    {
+        let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (o, &v) in qb.iter_mut().zip(xb) {
+            let r = (v * inv).round().clamp(-127.0, 127.0) as i32;
+            *o = r as i8;
+            sum += r;
+        }
+        let d = f16::from_f32(scale).to_f32();
+        *db = d;
+        *ib = sum;
+        *sb = f16::from_f32(f16::from_f32(sum as f32).to_f32() * d).to_f32();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantizes_within_half_a_step() {
+        let x: Vec<f32> = (0..128)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let a = QuantActs::quantize(&x, 2, 64);
+        for (i, &v) in x.iter().enumerate() {
+            let d = a.d[i / QK];
+            assert!((d * a.q[i] as f32 - v).abs() <= d * 0.51 + 1e-6);
+        }
+        // Many rows (quantized in parallel) give what each row gives alone.
+        let x: Vec<f32> = (0..40 * 64)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 33.0)
+            .collect();
+        let all = QuantActs::quantize(&x, 40, 64);
+        for r in 0..40 {
+            let one = QuantActs::quantize(&x[r * 64..(r + 1) * 64], 1, 64);
+            assert_eq!(all.row(r), one.row(0));
+            assert_eq!(&all.s[r * 2..r * 2 + 2], &one.s[..]);
+        }
+        let zeros = QuantActs::quantize(&[0.0; 32], 1, 32);
+        assert_eq!(zeros.d[0], 0.0);
+        // SIMD and scalar agree bit for bit, exact ties (x.5, rounded away from zero) included.
+        let mut x: Vec<f32> = (0..64 * 32)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 33.0)
+            .collect();
+        for (i, v) in x[..32].iter_mut().enumerate() {
+            *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
+        }
+        let nb = x.len() / QK;
+        let mut a = (
+            vec![0i8; x.len()],
+            vec![0f32; nb],
+            vec![0i32; nb],
+            vec![0f32; nb],
+        );
+        let mut b = a.clone();
+        quantize_blocks_generic(&x, &mut a.0, &mut a.1, &mut a.2, &mut a.3);
+        assert_eq!(a.0[1], -15);
+        assert_eq!(a.0[2], -14);
+        assert_eq!(a.0[17], 2);
+        quantize_blocks(&x, &mut b.0, &mut b.1, &mut b.2, &mut b.3);
+        assert_eq!(a, b);
+        assert_eq!(zeros.d[0], 0.0);
+        assert!(zeros.q.iter().all(|&q| q == 0));
+    }
+}

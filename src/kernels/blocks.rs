@@ -1,0 +1,176 @@
+//! The ggml block formats of the 32-value quantization family (Q4_0, Q4_1, Q5_0, Q8_0) and
+//! their plain scalar reference: decoding one block and the vector dot product of a weight row
+//! with a row of 8-bit activations, the way ggml defines them.
+
+use candle_core::quantized::GgmlDType;
+use half::f16;
+
+/// Values per block for every kind this module handles.
+pub const QK: usize = 32;
+
+/// A ggml block type with 32 values per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockKind {
+    /// `d: f16, qs: [u8; 16]`; value = `d * (q - 8)`, `q` a nibble.
+    Q4_0,
+    /// `d: f16, m: f16, qs: [u8; 16]`; value = `d * q + m`, `q` a nibble.
+    Q4_1,
+    /// `d: f16, qh: [u8; 4], qs: [u8; 16]`; value = `d * (q - 16)`, `q` five bits (high bit in `qh`).
+    Q5_0,
+    /// `d: f16, m: f16, qh: [u8; 4], qs: [u8; 16]`; value = `d * q + m`, `q` five bits.
+    Q5_1,
+    /// `d: f16, qs: [i8; 32]`; value = `d * q`.
+    Q8_0,
+}
+
+impl BlockKind {
+    /// The kind for a candle/ggml dtype, if this module handles it.
+    pub fn from_ggml(dtype: GgmlDType) -> Option<Self> {
+        match dtype {
+            GgmlDType::Q4_0 => Some(BlockKind::Q4_0),
+            GgmlDType::Q4_1 => Some(BlockKind::Q4_1),
+            GgmlDType::Q5_0 => Some(BlockKind::Q5_0),
+            GgmlDType::Q5_1 => Some(BlockKind::Q5_1),
+            GgmlDType::Q8_0 => Some(BlockKind::Q8_0),
+            _ => None,
+        }
+    }
+
+    /// The matching candle dtype.
+    pub fn ggml(self) -> GgmlDType {
+        match self {
+            BlockKind::Q4_0 => GgmlDType::Q4_0,
+            BlockKind::Q4_1 => GgmlDType::Q4_1,
+            BlockKind::Q5_0 => GgmlDType::Q5_0,
+            BlockKind::Q5_1 => GgmlDType::Q5_1,
+            BlockKind::Q8_0 => GgmlDType::Q8_0,
+        }
+    }
+
+    /// Bytes of one block in the file.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            BlockKind::Q4_0 => 18,
+            BlockKind::Q4_1 => 20,
+            BlockKind::Q5_0 => 22,
+            BlockKind::Q5_1 => 24,
+            BlockKind::Q8_0 => 34,
+        }
+    }
+
+    /// The offset that makes the block's integers unsigned for the packed kernels: the packed
+    /// value is `q + offset` with `q` the signed integer of [`Unpacked`].
+    pub fn offset(self) -> i32 {
+        match self {
+            BlockKind::Q4_0 => 8,
+            BlockKind::Q4_1 => 0,
+            BlockKind::Q5_0 => 16,
+            BlockKind::Q5_1 => 0,
+            BlockKind::Q8_0 => 128,
+        }
+    }
+
+    /// Whether blocks carry an additive minimum `m` (Q4_1, Q5_1).
+    pub fn has_min(self) -> bool {
+        matches!(self, BlockKind::Q4_1 | BlockKind::Q5_1)
+    }
+
+    /// Whether values have a fifth bit stored apart (Q5_0, Q5_1).
+    pub fn has_high_bit(self) -> bool {
+        matches!(self, BlockKind::Q5_0 | BlockKind::Q5_1)
+    }
+}
+
+/// One decoded block: value `i` is `d * q[i] + m`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unpacked {
+    /// Scale.
+    pub d: f32,
+    /// Additive minimum (Q4_1 and Q5_1; 0 otherwise).
+    pub m: f32,
+    /// Signed integers (offset already removed).
+    pub q: [i32; QK],
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+/// Decodes one block of `kind` from exactly `kind.block_bytes()` bytes (shorter input decodes
+/// as zeros rather than panicking).
+#[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
+pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
+    let mut u = Unpacked {
+        d: 0.0,
+        m: 0.0,
+        q: [0; QK],
+    };
+    if b.len() < kind.block_bytes() {
+        return u;
+    }
+    u.d = f16_at(b, 0);
+    match kind {
+        BlockKind::Q4_0 | BlockKind::Q4_1 => {
+            let qs = if kind == BlockKind::Q4_1 {
+                u.m = f16_at(b, 2);
+                &b[4..20]
+            } else {
+                &b[2..18]
+            };
+            let off = kind.offset();
+            for j in 0..16 {
+                u.q[j] = (qs[j] & 0x0F) as i32 - off;
+                u.q[j + 16] = (qs[j] >> 4) as i32 - off;
+            }
+        }
+        BlockKind::Q5_0 | BlockKind::Q5_1 => {
+            let at = if kind == BlockKind::Q5_1 {
+                u.m = f16_at(b, 2);
+                4
+            } else {
+                2
+            };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let qs = &b[at + 4..at + 20];
+            let off = kind.offset();
+            for j in 0..16 {
+                let h0 = ((qh >> j) & 1) << 4;
+                let h1 = ((qh >> (j + 16)) & 1) << 4;
+                u.q[j] = ((qs[j] & 0x0F) as u32 | h0) as i32 - off;
+                u.q[j + 16] = ((qs[j] >> 4) as u32 | h1) as i32 - off;
+            }
+        }
+        BlockKind::Q8_0 => {
+            for j in 0..QK {
+                u.q[j] = b[2 + j] as i8 as i32;
+            }
+        }
+    }
+    u
+}
+
+/// Dequantizes a row of blocks to f32 (`out.len()` values; 32 per block).
+pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
+    for (blk, o) in row.chunks(kind.block_bytes()).zip(out.chunks_mut(QK)) {
+        let u = unpack(kind, blk);
+        for (v, &q) in o.iter_mut().zip(u.q.iter()) {
+            *v = u.d * q as f32 + u.m;
+        }
+    }
+}
+
+/// Reference dot product of one weight row (`k / 32` blocks of `kind`) with one quantized
+/// activation row, block by block as ggml computes it: the integer dot of each block scaled by
+/// both scales, plus the weight's minimum times the activation block's scaled sum (Q4_1, Q5_1).
+pub fn vec_dot_ref(kind: BlockKind, row: &[u8], act_q: &[i8], act_d: &[f32], act_s: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, blk) in row.chunks(kind.block_bytes()).enumerate() {
+        let u = unpack(kind, blk);
+        let Some(a) = act_q.get(b * QK..(b + 1) * QK) else {
+            break;
+        };
+        let isum: i32 = u.q.iter().zip(a).map(|(&w, &x)| w * x as i32).sum();
+        sum += u.d * act_d[b] * isum as f32 + u.m * act_s[b];
+    }
+    sum
+}

@@ -1,0 +1,186 @@
+//! The matmul driver: quantizes the activations once, splits the output into (row tiles x token
+//! ranges) work items on rayon's pool (the one pool `callm::device::set_threads` sizes), and
+//! runs the best tile kernel the CPU executes.
+
+use rayon::prelude::*;
+
+use super::act::QuantActs;
+use super::pack::{PackedMatrix, TILE};
+use super::Isa;
+
+/// Activation rows computed together against one weight tile.
+const MT: usize = 8;
+/// Tokens per work item in prefill: the item's activations stay in L2 while its tiles stream.
+const TOKENS_PER_ITEM: usize = 64;
+/// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more.
+const SERIAL_MACS: usize = 1 << 18;
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: work items write disjoint (token range x tile) rectangles of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `out[m, n] = x[m, k] · Wᵀ` for packed `W`, with the kernel for `isa`.
+///
+/// Returns `false` (leaving `out` untouched) when the sizes do not match.
+pub fn matmul_with(isa: Isa, p: &PackedMatrix, x: &[f32], m: usize, out: &mut [f32]) -> bool {
+    if m == 0 || x.len() != m * p.k || out.len() != m * p.n {
+        return false;
+    }
+    thread_local! {
+        static ACTS: std::cell::RefCell<QuantActs> = std::cell::RefCell::new(QuantActs::default());
+    }
+    ACTS.with(|cell| {
+        let mut acts = cell.borrow_mut();
+        acts.quantize_into(x, m, p.k);
+        run(isa, p, &acts, out);
+    });
+    true
+}
+
+fn run(isa: Isa, p: &PackedMatrix, a: &QuantActs, out: &mut [f32]) {
+    let m = a.m;
+    let ptr = OutPtr(out.as_mut_ptr());
+    let threads = rayon::current_num_threads();
+    let macs = m * p.n * p.k;
+    if threads <= 1 || macs < SERIAL_MACS {
+        run_item(isa, p, a, 0..p.tiles, 0..m, ptr);
+        return;
+    }
+    let token_groups = m.div_ceil(TOKENS_PER_ITEM);
+    // Enough items per thread to balance, each a contiguous range of tiles.
+    let want = (threads * 4).div_ceil(token_groups).max(1);
+    let tiles_per_item = p.tiles.div_ceil(want).max(1);
+    let tile_groups = p.tiles.div_ceil(tiles_per_item);
+    (0..tile_groups * token_groups)
+        .into_par_iter()
+        .for_each(|item| {
+            let (tg, kg) = (item % tile_groups, item / tile_groups);
+            let tiles = tg * tiles_per_item..((tg + 1) * tiles_per_item).min(p.tiles);
+            let toks = kg * TOKENS_PER_ITEM..((kg + 1) * TOKENS_PER_ITEM).min(m);
+            run_item(isa, p, a, tiles, toks, ptr);
+        });
+}
+
+fn run_item(
+    isa: Isa,
+    p: &PackedMatrix,
+    a: &QuantActs,
+    tiles: std::ops::Range<usize>,
+    toks: std::ops::Range<usize>,
+    out: OutPtr,
+) {
+    let mut t0 = toks.start;
+    while t0 < toks.end {
+        let mt = (toks.end - t0).min(MT);
+        for tile in tiles.clone() {
+            let cols = (p.n - tile * TILE).min(TILE);
+            // SAFETY: `tile < p.tiles`, `t0 + mt <= a.m`, `a.k == p.k` (checked by
+            // `matmul_with`), and the written columns `tile*16 .. +cols` of rows `t0..t0+mt`
+            // lie inside `out` (`m * n` values), disjoint from other items' rectangles.
+            unsafe {
+                let dst = out.0.add(tile * TILE);
+                tile_dispatch(isa, mt, p, tile, a, t0, dst, p.n, cols);
+            }
+        }
+        t0 += mt;
+    }
+}
+
+macro_rules! by_mt {
+    ($f:ident, $kind:expr, $mt:expr, $($arg:expr),*) => {{
+        use super::x86::{K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+        macro_rules! by_kind {
+            ($m:literal) => {
+                match $kind {
+                    K_Q4_0 => $f::<$m, K_Q4_0>($($arg),*),
+                    K_Q4_1 => $f::<$m, K_Q4_1>($($arg),*),
+                    K_Q5_0 => $f::<$m, K_Q5_0>($($arg),*),
+                    K_Q5_1 => $f::<$m, K_Q5_1>($($arg),*),
+                    _ => $f::<$m, K_Q8_0>($($arg),*),
+                }
+            };
+        }
+        match $mt {
+            1 => by_kind!(1),
+            2 => by_kind!(2),
+            3 => by_kind!(3),
+            4 => by_kind!(4),
+            5 => by_kind!(5),
+            6 => by_kind!(6),
+            7 => by_kind!(7),
+            _ => by_kind!(8),
+        }
+    }};
+}
+
+/// # Safety
+/// As `x86::tile_vnni`, with `isa` supported by this CPU.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_dispatch(
+    isa: Isa,
+    mt: usize,
+    p: &PackedMatrix,
+    tile: usize,
+    a: &QuantActs,
+    t0: usize,
+    dst: *mut f32,
+    ldo: usize,
+    cols: usize,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => {
+            use super::x86::tile_vnni;
+            let kind = super::x86::kind_code(p.kind);
+            by_mt!(tile_vnni, kind, mt, p, tile, a, t0, dst, ldo, cols)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            use super::x86::tile_avx2;
+            let kind = super::x86::kind_code(p.kind);
+            by_mt!(tile_avx2, kind, mt, p, tile, a, t0, dst, ldo, cols)
+        }
+        _ => tile_scalar(p, tile, a, t0, mt, dst, ldo, cols),
+    }
+}
+
+/// Portable tile kernel on the packed layout (the fallback, and a check of the layout itself).
+///
+/// # Safety
+/// `out + (t0 + t) * ldo .. + cols` must be writable for `t < mt`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_scalar(
+    p: &PackedMatrix,
+    tile: usize,
+    a: &QuantActs,
+    t0: usize,
+    mt: usize,
+    out: *mut f32,
+    ldo: usize,
+    cols: usize,
+) {
+    let off = p.kind.offset();
+    for t in 0..mt {
+        let row = t0 + t;
+        for r in 0..cols {
+            let mut acc = 0f32;
+            for b in 0..p.nb {
+                let tb = tile * p.nb + b;
+                let ab = row * p.nb + b;
+                let xs = &a.q[ab * 32..(ab + 1) * 32];
+                let mut isum = 0i32;
+                for (i, &x) in xs.iter().enumerate() {
+                    isum += (p.packed_u(tb, r, i) - off) * x as i32;
+                }
+                let d = half::f16::from_bits(p.d[tb * TILE + r]).to_f32();
+                acc += d * a.d[ab] * isum as f32;
+                if !p.m.is_empty() {
+                    acc += half::f16::from_bits(p.m[tb * TILE + r]).to_f32() * a.s[ab];
+                }
+            }
+            *out.add(row * ldo + r) = acc;
+        }
+    }
+}

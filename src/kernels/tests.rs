@@ -1,0 +1,206 @@
+//! Kernels against the scalar reference, and the reference against candle's own dequantization.
+
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+
+use super::act::QuantActs;
+use super::blocks::{dequantize_row, unpack, vec_dot_ref, BlockKind, QK};
+use super::matmul::matmul_with;
+use super::pack::PackedMatrix;
+use super::Isa;
+
+const KINDS: [BlockKind; 4] = [
+    BlockKind::Q4_0,
+    BlockKind::Q4_1,
+    BlockKind::Q5_0,
+    BlockKind::Q8_0,
+];
+
+/// Random blocks of `kind`: random integers with a random finite scale (and minimum).
+fn random_blocks(kind: BlockKind, nblocks: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let mut v = vec![0u8; nblocks * kind.block_bytes()];
+    for blk in v.chunks_mut(kind.block_bytes()) {
+        rng.fill(blk);
+        let d = half::f16::from_f32(rng.random_range(-0.05f32..0.05)).to_bits();
+        blk[..2].copy_from_slice(&d.to_le_bytes());
+        if kind.has_min() {
+            let m = half::f16::from_f32(rng.random_range(-0.5f32..0.5)).to_bits();
+            blk[2..4].copy_from_slice(&m.to_le_bytes());
+        }
+    }
+    v
+}
+
+fn random_f32(len: usize, rng: &mut impl Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+}
+
+#[test]
+fn unpack_matches_candle_dequantize() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    for kind in KINDS {
+        // Blocks made by candle's quantizer, and arbitrary blocks read back through candle.
+        let x = Tensor::new(random_f32(8 * 64, &mut rng), &Device::Cpu)
+            .unwrap()
+            .reshape((8, 64))
+            .unwrap();
+        let q = QTensor::quantize(&x, kind.ggml()).unwrap();
+        let bytes = q.data().unwrap().into_owned();
+        let theirs: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut ours = vec![0f32; 8 * 64];
+        dequantize_row(kind, &bytes, &mut ours);
+        assert_eq!(ours, theirs, "{kind:?}");
+
+        let raw = random_blocks(kind, 16, &mut rng);
+        let storage =
+            QStorage::from_data(std::borrow::Cow::Borrowed(&raw), &Device::Cpu, kind.ggml())
+                .unwrap();
+        let q = QTensor::new(storage, (16 * QK,)).unwrap();
+        let theirs: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().to_vec1().unwrap();
+        let mut ours = vec![0f32; 16 * QK];
+        dequantize_row(kind, &raw, &mut ours);
+        assert_eq!(ours, theirs, "{kind:?} raw");
+    }
+}
+
+#[test]
+fn reference_dot_matches_f32_dot() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    for kind in KINDS {
+        for nb in [1, 3, 28] {
+            let k = nb * QK;
+            let w = random_blocks(kind, nb, &mut rng);
+            let x = random_f32(k, &mut rng);
+            let a = QuantActs::quantize(&x, 1, k);
+            let mut wf = vec![0f32; k];
+            dequantize_row(kind, &w, &mut wf);
+            // The f32 dot of the dequantized rows; a block minimum `m` multiplies the activation
+            // block's sum, which ggml's Q8_1 (and so the reference) rounds to f16 as `s`.
+            let mins: Vec<f32> = w
+                .chunks(kind.block_bytes())
+                .map(|b| unpack(kind, b).m)
+                .collect();
+            let exact: f64 = wf
+                .iter()
+                .zip(&a.q)
+                .enumerate()
+                .map(|(i, (&w, &q))| (w - mins[i / QK]) as f64 * (a.d[i / QK] * q as f32) as f64)
+                .sum::<f64>()
+                + mins
+                    .iter()
+                    .zip(&a.s)
+                    .map(|(&m, &s)| (m * s) as f64)
+                    .sum::<f64>();
+            let got = vec_dot_ref(kind, &w, &a.q, &a.d, &a.s) as f64;
+            let scale: f64 = wf.iter().map(|v| v.abs() as f64).sum::<f64>() * 2.0 + 1e-3;
+            assert!(
+                (got - exact).abs() <= 1e-5 * scale,
+                "{kind:?} nb={nb}: {got} vs {exact}"
+            );
+        }
+        // Short input decodes as zeros instead of panicking.
+        assert!(unpack(kind, &[1, 2]).q.iter().all(|&q| q == 0));
+    }
+}
+
+#[test]
+fn packed_kernels_match_reference() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for kind in KINDS {
+        for &(n, nb, m) in &[
+            (16, 1, 1),
+            (37, 3, 5),
+            (64, 9, 17),
+            (5, 2, 8),
+            (48, 4, 70),
+            (160, 8, 70),
+        ] {
+            let k = nb * QK;
+            let w = random_blocks(kind, n * nb, &mut rng);
+            let x = random_f32(m * k, &mut rng);
+            let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
+            let a = QuantActs::quantize(&x, m, k);
+            let row_bytes = nb * kind.block_bytes();
+            let mut want = vec![0f32; m * n];
+            for t in 0..m {
+                let (aq, ad, asum) = (
+                    a.row(t),
+                    &a.d[t * nb..(t + 1) * nb],
+                    &a.s[t * nb..(t + 1) * nb],
+                );
+                for r in 0..n {
+                    want[t * n + r] =
+                        vec_dot_ref(kind, &w[r * row_bytes..(r + 1) * row_bytes], aq, ad, asum);
+                }
+            }
+            for isa in Isa::available() {
+                let mut got = vec![f32::NAN; m * n];
+                assert!(matmul_with(isa, &p, &x, m, &mut got));
+                for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                    let tol = 1e-4 * (1.0 + e.abs());
+                    assert!(
+                        (g - e).abs() <= tol,
+                        "{kind:?} {isa:?} n={n} k={k} m={m} at {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rejects_bad_shapes() {
+    assert!(PackedMatrix::pack(BlockKind::Q8_0, &[0; 34], 1, 33).is_none());
+    assert!(PackedMatrix::pack(BlockKind::Q8_0, &[0; 33], 1, 32).is_none());
+    let p = PackedMatrix::pack(BlockKind::Q8_0, &[0; 34], 1, 32).unwrap();
+    let mut out = vec![0f32; 1];
+    assert!(!matmul_with(Isa::Scalar, &p, &[0.0; 31], 1, &mut out));
+}
+
+#[test]
+fn q4k_converts_exactly_up_to_f16_scales() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let (n, k) = (4, 512);
+    let x = Tensor::new(random_f32(n * k, &mut rng), &Device::Cpu)
+        .unwrap()
+        .reshape((n, k))
+        .unwrap();
+    let q = QTensor::quantize(&x, candle_core::quantized::GgmlDType::Q4K).unwrap();
+    let theirs: Vec<f32> = q
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let q41 = super::kquant::q4k_to_q4_1(&q.data().unwrap(), n, k).unwrap();
+    let mut ours = vec![0f32; n * k];
+    dequantize_row(BlockKind::Q4_1, &q41, &mut ours);
+    let amax = theirs.iter().fold(0f32, |a, v| a.max(v.abs()));
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert!((o - t).abs() <= 2e-3 * amax, "{o} vs {t}");
+    }
+    assert!(super::kquant::q4k_to_q4_1(&q.data().unwrap(), n, k + 1).is_none());
+    // Q6_K through Q8_0 stays within a quarter of its own step.
+    let q6 = QTensor::quantize(&x, candle_core::quantized::GgmlDType::Q6K).unwrap();
+    let six: Vec<f32> = q6
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let q8 = super::kquant::to_q8_0(&q6).unwrap();
+    let mut eight = vec![0f32; n * k];
+    dequantize_row(BlockKind::Q8_0, &q8, &mut eight);
+    for (a, b) in six.iter().zip(&eight) {
+        assert!((a - b).abs() <= 0.02 * amax, "{a} vs {b}");
+    }
+}

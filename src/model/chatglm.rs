@@ -62,7 +62,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
             "num_attention_heads {num_heads} is not a multiple of multi_query_group_num {num_kv_heads}"
         )));
     }
-    if head_dim < 4 || head_dim % 4 != 0 {
+    if head_dim < 4 || !head_dim.is_multiple_of(4) {
         return Err(err(format!(
             "kv_channels {head_dim} must be a positive multiple of 4 (rotary covers half of it in pairs)"
         )));

@@ -19,6 +19,7 @@ use callm::registry::Registry;
 use serde_json::{json, Value};
 
 const SCRIPT: &str = "scripts/gen-spm-fixtures.sh";
+const PREFILL_CHUNK: u64 = callm::engine::generate::PREFILL_CHUNK as u64;
 
 static CHECKPOINTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -229,6 +230,30 @@ fn cli_render_generate_and_bench_run_for_both_families() {
     }
 }
 
+/// POSTs a chat completion request and returns the JSON answer.
+async fn chat(client: &reqwest::Client, base: &str, body: &Value) -> Value {
+    let resp = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+/// POSTs the request with `stream: true` and returns the SSE body.
+async fn chat_stream(client: &reqwest::Client, base: &str, body: &Value) -> String {
+    let mut body = body.clone();
+    body["stream"] = true.into();
+    let resp = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    resp.text().await.unwrap()
+}
+
 /// Serves `lm` on an ephemeral loopback port: base URL, served model id, shutdown handle.
 async fn serve(lm: LoadedModel) -> (String, String, tokio::sync::oneshot::Sender<()>) {
     let backend = Arc::new(callm::chat::backend::EngineBackend::new(Arc::new(lm)));
@@ -273,37 +298,20 @@ async fn server_answers_and_streams_for_both_families() {
             v["usage"]["completion_tokens"].as_u64().unwrap() >= 1,
             "{v}"
         );
-        // The same request again starts from the prefix cache: all but the last prompt token.
-        let again: Value = client
-            .post(format!("{base}/v1/chat/completions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        // The same request again starts from the prefix cache: the whole prefill chunks before
+        // the last prompt token.
+        let again: Value = chat(&client, &base, &body).await;
         let prompt = again["usage"]["prompt_tokens"].as_u64().unwrap();
         assert_eq!(
             again["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64(),
-            Some(prompt - 1),
+            Some((prompt - 1) / PREFILL_CHUNK * PREFILL_CHUNK),
             "{again}"
         );
         assert_eq!(
             again["choices"], v["choices"],
             "same seed, same answer with reuse"
         );
-        let mut stream_body = body.clone();
-        stream_body["stream"] = true.into();
-        let text = client
-            .post(format!("{base}/v1/chat/completions"))
-            .json(&stream_body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = chat_stream(&client, &base, &body).await;
         assert!(
             text.trim_end().ends_with("data: [DONE]"),
             "{fixture}: {text}"
@@ -360,32 +368,14 @@ async fn forced_calls_from_noise_models_parse_also_while_streaming() {
                 "temperature": 1.0,
                 "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
                 "messages": [{"role": "user", "content": "Weather in Paris?"}]});
-            let v: Value = client
-                .post(format!("{base}/v1/chat/completions"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = chat(&client, &base, &body).await;
             assert_eq!(
                 v["choices"][0]["finish_reason"], "tool_calls",
                 "{fixture}: {v}"
             );
             let city = single_call_city(&v);
             // Streamed: the argument fragments concatenate to the same call.
-            let mut stream_body = body.clone();
-            stream_body["stream"] = true.into();
-            let text = client
-                .post(format!("{base}/v1/chat/completions"))
-                .json(&stream_body)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = chat_stream(&client, &base, &body).await;
             let mut name = String::new();
             let mut args = String::new();
             let mut finish = Value::Null;

@@ -220,10 +220,18 @@ fn truncated_gguf_is_a_clear_error() {
     std::fs::remove_file(&tmp).ok();
 }
 
-/// Greedy generation that also reports how many prompt tokens came from the prefix cache.
-fn greedy_ids(lm: &LoadedModel, prompt: &[u32], n: usize) -> (Vec<u32>, usize) {
+/// Generation (greedy, or sampled with a seed) that also reports how many prompt tokens came
+/// from the prefix cache.
+fn run_ids(lm: &LoadedModel, prompt: &[u32], n: usize, seed: Option<u64>) -> (Vec<u32>, usize) {
     let mut params = lm.default_params();
-    params.sampling = SamplingParams::greedy();
+    params.sampling = match seed {
+        None => SamplingParams::greedy(),
+        Some(s) => SamplingParams {
+            temperature: 0.8,
+            seed: Some(s),
+            ..Default::default()
+        },
+    };
     params.max_tokens = Some(n);
     let stats = lm
         .generate(prompt, &params, &CancelToken::new(), &mut |_| true)
@@ -251,20 +259,29 @@ fn prefix_cache_reuses_the_shared_prompt_and_changes_no_output() {
         .count();
     assert!(shared > 100, "the tool prompt should be shared: {shared}");
 
-    // Reference outputs, each from an empty cache.
-    lm.prefix_cache.clear();
-    let (want_second, cached) = greedy_ids(&lm, &second, 24);
-    assert_eq!(cached, 0);
-    lm.prefix_cache.clear();
-    let (want_first, _) = greedy_ids(&lm, &first, 24);
+    // Reuse comes in whole prefill chunks (see engine::prefix_cache).
+    let whole = |n: usize| n - n % callm::engine::generate::PREFILL_CHUNK;
+    for seed in [None, Some(7), Some(1234)] {
+        // Reference outputs, each from an empty cache.
+        lm.prefix_cache.clear();
+        let (want_second, cached) = run_ids(&lm, &second, 24, seed);
+        assert_eq!(cached, 0);
+        lm.prefix_cache.clear();
+        let (want_first, _) = run_ids(&lm, &first, 24, seed);
 
-    // The second request after the first: the shared tools prefix is reused...
-    let (got_second, cached) = greedy_ids(&lm, &second, 24);
-    assert_eq!(cached, shared, "reused prompt tokens");
-    // ...and the output is the same as without reuse.
-    assert_eq!(got_second, want_second);
-    // Repeating a request reuses all but its last prompt token, same output again.
-    let (again, cached) = greedy_ids(&lm, &first, 24);
-    assert_eq!(cached, first.len() - 1);
-    assert_eq!(again, want_first);
+        // The second request after the first: the shared tools prefix is reused...
+        let (got_second, cached) = run_ids(&lm, &second, 24, seed);
+        assert_eq!(
+            cached,
+            whole(shared.min(first.len())),
+            "reused prompt tokens"
+        );
+        assert!(cached > 100);
+        // ...and the output is the same as without reuse, greedy or sampled with a seed.
+        assert_eq!(got_second, want_second, "seed {seed:?}");
+        // Repeating a request reuses everything but the tail before its last token.
+        let (again, cached) = run_ids(&lm, &first, 24, seed);
+        assert_eq!(cached, whole(first.len() - 1));
+        assert_eq!(again, want_first, "seed {seed:?}");
+    }
 }

@@ -11,8 +11,12 @@ use super::EngineError;
 use crate::constrain::Constraint;
 use crate::model::{KvCache, LanguageModel};
 
-/// Prompt tokens fed to the model per forward pass during prefill.
-pub const PREFILL_CHUNK: usize = 512;
+/// Prompt tokens fed to the model per forward pass during prefill. Chunks sit on a fixed grid
+/// of absolute positions (`[0, 64)`, `[64, 128)`, ...), so a prompt's keys and values come out
+/// bit for bit the same whether it is prefilled whole or from a reused prefix that ends on the
+/// grid (quantized activations turn the last-bit differences of other batchings into visibly
+/// different logits, and so different sampled text for the same seed).
+pub const PREFILL_CHUNK: usize = 64;
 
 /// A shared flag that stops a generation at the next token.
 #[derive(Debug, Clone, Default)]
@@ -149,7 +153,14 @@ pub fn generate(
     cache.truncate(reuse);
     let t0 = Instant::now();
     let mut logits = None;
-    for chunk in prompt[reuse..].chunks(PREFILL_CHUNK) {
+    // Chunk starts: where reuse ends, then every grid point after it.
+    let next_grid_point = (reuse / PREFILL_CHUNK + 1) * PREFILL_CHUNK;
+    let starts: Vec<usize> = std::iter::once(reuse)
+        .chain((next_grid_point..prompt.len()).step_by(PREFILL_CHUNK))
+        .collect();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(prompt.len());
+        let chunk = &prompt[start..end];
         if cancel.is_cancelled() {
             return Ok(stats(
                 FinishReason::Cancelled,

@@ -243,7 +243,7 @@ impl LoadedModel {
             let mut seq = Vec::with_capacity(prompt.len() + stats.output_ids.len());
             seq.extend_from_slice(prompt);
             seq.extend_from_slice(&stats.output_ids);
-            self.prefix_cache.insert(&seq, cache);
+            self.prefix_cache.insert(&seq, prompt.len(), cache);
         }
         Ok(stats)
     }

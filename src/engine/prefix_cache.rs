@@ -13,11 +13,16 @@ pub const DEFAULT_BUDGET_BYTES: usize = 1 << 30;
 /// Most sequences kept at once, whatever their size.
 pub const MAX_ENTRIES: usize = 16;
 
-/// Shortest shared prefix worth reusing (shorter ones are cheaper to recompute than to copy).
-pub const MIN_REUSE_TOKENS: usize = 16;
+/// Reuse comes in whole prefill chunks: a reused prefix ends on the grid the prefill chunks
+/// sit on, and only covers positions a prefill (not token-by-token decoding) computed, so the
+/// cache holds exactly what a fresh prefill would compute and reuse never changes the output,
+/// sampled or greedy.
+pub const REUSE_GRANULARITY: usize = crate::engine::generate::PREFILL_CHUNK;
 
 struct Entry {
     tokens: Vec<u32>,
+    /// Leading positions that may be reused (prefill-computed, whole chunks).
+    reusable: usize,
     cache: KvCache,
     last_used: u64,
 }
@@ -83,9 +88,9 @@ impl PrefixCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A copy of the cached sequence sharing the longest prefix with `prompt` (at least
-    /// [`MIN_REUSE_TOKENS`], and never the whole prompt: its last token is always recomputed
-    /// to get logits), in a new cache of `capacity` positions. `None` when nothing useful is
+    /// A copy of the cached sequence sharing the longest reusable prefix with `prompt` (whole
+    /// [`REUSE_GRANULARITY`] chunks, and never the whole prompt: its last token is always
+    /// recomputed to get logits), in a new cache of `capacity` positions. `None` when nothing useful is
     /// cached. The entry stays cached, so concurrent requests can share it.
     pub fn lookup(&self, prompt: &[u32], capacity: usize) -> candle_core::Result<Option<Reused>> {
         if !self.enabled() || prompt.len() < 2 {
@@ -96,13 +101,18 @@ impl PrefixCache {
             .entries
             .iter()
             .enumerate()
-            .map(|(i, e)| (i, common_prefix(&e.tokens, prompt)))
+            .map(|(i, e)| {
+                let n = common_prefix(&e.tokens, prompt)
+                    .min(e.reusable)
+                    .min(prompt.len() - 1)
+                    .min(capacity);
+                (i, n - n % REUSE_GRANULARITY)
+            })
             .max_by_key(|&(_, n)| n);
         let Some((i, n)) = best else {
             return Ok(None);
         };
-        let n = n.min(prompt.len() - 1).min(capacity);
-        if n < MIN_REUSE_TOKENS {
+        if n == 0 {
             return Ok(None);
         }
         inner.clock += 1;
@@ -114,17 +124,21 @@ impl PrefixCache {
     }
 
     /// Keeps `cache`, whose positions hold `tokens` (extra tokens beyond `cache.len()` are
-    /// ignored), evicting the least recently used sequences to stay within the budget. A
-    /// sequence that is a prefix of another cached one is dropped as redundant.
-    pub fn insert(&self, tokens: &[u32], cache: KvCache) {
+    /// ignored) and whose first `prompt_len` positions were prefilled, evicting the least
+    /// recently used sequences to stay within the budget. A sequence that is a prefix of
+    /// another cached one is dropped as redundant.
+    pub fn insert(&self, tokens: &[u32], prompt_len: usize, cache: KvCache) {
         let used = cache.size_bytes() / cache.capacity().max(1) * cache.len();
-        if !self.enabled() || cache.len() < MIN_REUSE_TOKENS || used > self.budget_bytes {
+        let reusable = prompt_len.min(cache.len());
+        let reusable = reusable - reusable % REUSE_GRANULARITY;
+        if !self.enabled() || reusable == 0 || used > self.budget_bytes {
             return;
         }
-        let tokens = tokens[..cache.len().min(tokens.len())].to_vec();
+        // Positions past what may be reused are never read again: keep only the reusable ones.
+        let tokens = tokens[..reusable.min(tokens.len())].to_vec();
         // Keep only the used positions: a request's cache is sized for its max_tokens.
-        let cache = if cache.capacity() > cache.len() {
-            match cache.copy_prefix(cache.len(), cache.len()) {
+        let cache = if cache.capacity() > reusable || cache.len() > reusable {
+            match cache.copy_prefix(reusable, reusable) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("prefix cache: cannot copy a finished sequence: {e}");
@@ -151,6 +165,7 @@ impl PrefixCache {
             .retain(|e| common_prefix(&e.tokens, &tokens) < e.tokens.len());
         inner.entries.push(Entry {
             tokens,
+            reusable,
             cache,
             last_used: clock,
         });
@@ -196,74 +211,74 @@ mod tests {
         (0..n as u32).map(|i| i * 7 + salt).collect()
     }
 
+    const G: usize = REUSE_GRANULARITY;
+
     #[test]
-    fn reuses_the_longest_shared_prefix_and_copies_its_positions() {
+    fn reuses_whole_chunks_of_the_longest_shared_prefix_and_copies_them() {
         let pc = PrefixCache::new(1 << 30);
-        let a = toks(40, 0);
-        pc.insert(&a, filled(40, 64));
-        // A prompt sharing 30 tokens, then diverging.
-        let mut p = a[..30].to_vec();
+        let a = toks(3 * G + 10, 0);
+        pc.insert(&a, a.len(), filled(a.len(), a.len() + 20));
+        // A prompt sharing 2 chunks and a half, then diverging: two whole chunks are reused.
+        let mut p = a[..2 * G + G / 2].to_vec();
         p.extend([9999, 9998]);
-        let r = pc.lookup(&p, 100).unwrap().unwrap();
-        assert_eq!(r.tokens, 30);
-        assert_eq!((r.cache.len(), r.cache.capacity()), (30, 100));
+        let r = pc.lookup(&p, 500).unwrap().unwrap();
+        assert_eq!(r.tokens, 2 * G);
+        assert_eq!((r.cache.len(), r.cache.capacity()), (2 * G, 500));
         let mut c = r.cache;
         let probe = Tensor::zeros((1, 1, 4), DType::F32, &Device::Cpu).unwrap();
         let (k, _) = c.append(0, &probe, &probe).unwrap();
-        let k: Vec<f32> = k
-            .narrow(1, 29, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(k, vec![29.0; 4]);
-        // The same prompt again: everything but its last token is reused.
-        let r = pc.lookup(&a, 64).unwrap().unwrap();
-        assert_eq!(r.tokens, 39);
+        let last = k.narrow(1, 2 * G - 1, 1).unwrap().flatten_all().unwrap();
+        assert_eq!(last.to_vec1::<f32>().unwrap(), vec![(2 * G - 1) as f32; 4]);
+        // The same prompt again: its whole chunks (the tail is recomputed).
+        assert_eq!(pc.lookup(&a, 500).unwrap().unwrap().tokens, 3 * G);
     }
 
     #[test]
-    fn short_or_unrelated_prefixes_are_not_reused() {
+    fn decoded_positions_and_partial_chunks_are_not_reused() {
         let pc = PrefixCache::new(1 << 30);
-        pc.insert(&toks(40, 0), filled(40, 40));
-        assert!(pc.lookup(&toks(40, 1), 64).unwrap().is_none());
-        let mut p = toks(10, 0);
-        p.push(12345);
-        assert!(pc.lookup(&p, 64).unwrap().is_none());
-        // Too short to be worth keeping.
+        // A prompt of 1.5 chunks followed by 2 chunks of generated tokens: only the first
+        // chunk was prefilled whole.
+        let seq = toks(3 * G + G / 2, 0);
+        pc.insert(&seq, G + G / 2, filled(seq.len(), seq.len()));
+        assert_eq!(pc.lookup(&seq, 500).unwrap().unwrap().tokens, G);
+        // Shorter than a chunk: nothing to keep.
         let pc = PrefixCache::new(1 << 30);
-        pc.insert(&toks(8, 0), filled(8, 8));
+        pc.insert(&toks(G - 1, 0), G - 1, filled(G - 1, G - 1));
         assert!(pc.is_empty());
+        // Unrelated prompts reuse nothing.
+        let pc = PrefixCache::new(1 << 30);
+        pc.insert(&toks(2 * G, 0), 2 * G, filled(2 * G, 2 * G));
+        assert!(pc.lookup(&toks(2 * G, 1), 500).unwrap().is_none());
     }
 
     #[test]
     fn evicts_least_recently_used_within_the_budget() {
-        let one = filled(32, 32).size_bytes();
+        let one = filled(2 * G, 2 * G).size_bytes();
         let pc = PrefixCache::new(2 * one);
-        pc.insert(&toks(32, 0), filled(32, 32));
-        pc.insert(&toks(32, 1), filled(32, 32));
+        let n = 2 * G;
+        pc.insert(&toks(n, 0), n, filled(n, n));
+        pc.insert(&toks(n, 1), n, filled(n, n));
         // Touch the first so the second is the least recently used.
-        assert!(pc.lookup(&toks(32, 0), 32).unwrap().is_some());
-        pc.insert(&toks(32, 2), filled(32, 32));
+        assert!(pc.lookup(&toks(n, 0), n).unwrap().is_some());
+        pc.insert(&toks(n, 2), n, filled(n, n));
         assert_eq!(pc.len(), 2);
-        assert!(pc.lookup(&toks(32, 0), 32).unwrap().is_some());
-        assert!(pc.lookup(&toks(32, 1), 32).unwrap().is_none());
-        assert!(pc.lookup(&toks(32, 2), 32).unwrap().is_some());
-        // Disabled cache keeps nothing.
+        assert!(pc.lookup(&toks(n, 0), n).unwrap().is_some());
+        assert!(pc.lookup(&toks(n, 1), n).unwrap().is_none());
+        assert!(pc.lookup(&toks(n, 2), n).unwrap().is_some());
+        // A disabled cache keeps nothing.
         let off = PrefixCache::new(0);
-        off.insert(&toks(32, 0), filled(32, 32));
+        off.insert(&toks(n, 0), n, filled(n, n));
         assert!(off.is_empty());
     }
 
     #[test]
     fn a_prefix_of_a_cached_sequence_is_not_stored_twice() {
         let pc = PrefixCache::new(1 << 30);
-        let long = toks(50, 0);
-        pc.insert(&long[..20], filled(20, 20));
-        pc.insert(&long, filled(50, 50));
+        let long = toks(4 * G, 0);
+        pc.insert(&long[..G], G, filled(G, G));
+        pc.insert(&long, 4 * G, filled(4 * G, 4 * G));
         assert_eq!(pc.len(), 1);
-        pc.insert(&long[..30], filled(30, 30));
+        pc.insert(&long[..2 * G], 2 * G, filled(2 * G, 2 * G));
         assert_eq!(pc.len(), 1);
     }
 }

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use callm::tokenizer::spm::{
-    chatglm3_special_tokens, tokenizer_from_spm, tokenizer_from_spm_file, tokenizer_from_spm_with,
+    append_after_vocab, tokenizer_from_spm, tokenizer_from_spm_file, tokenizer_from_spm_with,
     DummyPrefix, SpmModelType, SpmTokenizer,
 };
 use callm::tokenizer::{Tokenizer, TokenizerError};
@@ -331,6 +331,19 @@ fn trained_unigram_with_symbols_matches_sentencepiece() {
 #[test]
 fn trained_bpe_with_symbols_and_no_prefix_matches_sentencepiece() {
     check_trained("bpe-symbols-noprefix", SpmModelType::Bpe, none);
+}
+
+/// ChatGLM3's extra tokens as the registry (models.toml) declares them, with the ids they get
+/// after a vocabulary of `n_pieces`.
+fn chatglm3_special_tokens(n_pieces: usize) -> Vec<(String, u32)> {
+    let registry = callm::registry::Registry::builtin();
+    let family = registry.require("chatglm3-6b").expect("chatglm3-6b family");
+    let names: Vec<&str> = family
+        .spm_special_tokens
+        .iter()
+        .map(String::as_str)
+        .collect();
+    append_after_vocab(&names, n_pieces)
 }
 
 #[test]

@@ -77,11 +77,7 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
 
     // tokenizer.json, or a SentencePiece model with the family's extra special tokens.
     let tokenizer = match &tok_dir {
-        Some(dir)
-            if ["tokenizer.json", "tokenizer.model", "spiece.model"]
-                .iter()
-                .any(|f| dir.join(f).is_file()) =>
-        {
+        Some(dir) if crate::tokenizer::Tokenizer::dir_has_tokenizer(dir) => {
             let tok = crate::tokenizer::Tokenizer::from_model_dir(dir, &family.spm_special_tokens)
                 .with_context(|| format!("{}: loading the tokenizer", dir.display()))?;
             Some(tok.inner().clone())

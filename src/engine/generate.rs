@@ -153,14 +153,12 @@ pub fn generate(
     cache.truncate(reuse);
     let t0 = Instant::now();
     let mut logits = None;
-    // Chunk starts: where reuse ends, then every grid point after it.
-    let next_grid_point = (reuse / PREFILL_CHUNK + 1) * PREFILL_CHUNK;
-    let starts: Vec<usize> = std::iter::once(reuse)
-        .chain((next_grid_point..prompt.len()).step_by(PREFILL_CHUNK))
-        .collect();
-    for (i, &start) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).copied().unwrap_or(prompt.len());
+    let mut start = reuse;
+    while start < prompt.len() {
+        // Up to the next grid point.
+        let end = ((start / PREFILL_CHUNK + 1) * PREFILL_CHUNK).min(prompt.len());
         let chunk = &prompt[start..end];
+        start = end;
         if cancel.is_cancelled() {
             return Ok(stats(
                 FinishReason::Cancelled,

@@ -348,10 +348,7 @@ fn load_dir(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
     let tok_path = dir.join("tokenizer.json");
     let tokenizer = if tok_path.is_file() {
         Some(Tokenizer::from_file(&tok_path)?)
-    } else if ["tokenizer.model", "spiece.model"]
-        .iter()
-        .any(|f| dir.join(f).is_file())
-    {
+    } else if Tokenizer::dir_has_tokenizer(dir) {
         None
     } else {
         anyhow::bail!(

@@ -20,9 +20,8 @@ pub const MAX_ENTRIES: usize = 16;
 pub const REUSE_GRANULARITY: usize = crate::engine::generate::PREFILL_CHUNK;
 
 struct Entry {
+    /// The reusable positions' tokens (prefill-computed, whole chunks).
     tokens: Vec<u32>,
-    /// Leading positions that may be reused (prefill-computed, whole chunks).
-    reusable: usize,
     cache: KvCache,
     last_used: u64,
 }
@@ -103,7 +102,6 @@ impl PrefixCache {
             .enumerate()
             .map(|(i, e)| {
                 let n = common_prefix(&e.tokens, prompt)
-                    .min(e.reusable)
                     .min(prompt.len() - 1)
                     .min(capacity);
                 (i, n - n % REUSE_GRANULARITY)
@@ -165,7 +163,6 @@ impl PrefixCache {
             .retain(|e| common_prefix(&e.tokens, &tokens) < e.tokens.len());
         inner.entries.push(Entry {
             tokens,
-            reusable,
             cache,
             last_used: clock,
         });

@@ -16,7 +16,11 @@ const CHECKPOINT_FILES: &[(&str, bool)] = &[
 ];
 
 /// Tokenizer files in order of preference: the first one the repo has is fetched.
-const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer.model", "spiece.model"];
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    crate::tokenizer::SPM_FILES[0],
+    crate::tokenizer::SPM_FILES[1],
+];
 
 /// How a repo stores its weights, in order of preference.
 const WEIGHT_LAYOUTS: &[(&str, bool)] = &[

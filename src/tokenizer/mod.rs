@@ -13,6 +13,9 @@ use candle_core::quantized::gguf_file::Content;
 
 pub use stream::DecodeStream;
 
+/// File names a checkpoint ships its SentencePiece model under, in order of preference.
+pub const SPM_FILES: [&str; 2] = ["tokenizer.model", "spiece.model"];
+
 /// Errors raised while loading or running a tokenizer.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -209,12 +212,27 @@ impl Tokenizer {
     /// Reads a sentencepiece `tokenizer.model` (no `tokenizer.json` needed), plus BOS/EOS facts
     /// from sibling `tokenizer_config.json` / `generation_config.json` when they exist.
     pub fn from_spm_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let mut tok = Self::from_spm(spm::tokenizer_from_spm_file(path)?);
+        Self::from_spm_file_with(path.as_ref(), &[])
+    }
+
+    /// [`Tokenizer::from_spm_file`] with `extra_special` appended, in order, after the
+    /// vocabulary (as a family's reference tokenizer does).
+    fn from_spm_file_with(path: &Path, extra_special: &[String]) -> Result<Self> {
+        let mut s = spm::tokenizer_from_spm_file(path)?;
+        if !extra_special.is_empty() {
+            let names: Vec<&str> = extra_special.iter().map(String::as_str).collect();
+            s.add_special_tokens(&spm::append_after_vocab(&names, s.n_pieces))?;
+        }
+        let mut tok = Self::from_spm(s);
         if let Some(dir) = path.parent() {
             tok.apply_sibling_configs(dir);
         }
         Ok(tok)
+    }
+
+    /// Whether `dir` holds a tokenizer [`Tokenizer::from_model_dir`] can read.
+    pub fn dir_has_tokenizer(dir: &Path) -> bool {
+        dir.join("tokenizer.json").is_file() || SPM_FILES.iter().any(|f| dir.join(f).is_file())
     }
 
     /// The tokenizer of a checkpoint directory: its `tokenizer.json`, or else its SentencePiece
@@ -225,11 +243,7 @@ impl Tokenizer {
         if json.is_file() {
             return Self::from_file(json);
         }
-        let Some(model) = ["tokenizer.model", "spiece.model"]
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.is_file())
-        else {
+        let Some(model) = SPM_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) else {
             return Err(TokenizerError::Io {
                 path: json,
                 source: std::io::Error::new(
@@ -238,14 +252,7 @@ impl Tokenizer {
                 ),
             });
         };
-        let mut s = spm::tokenizer_from_spm_file(&model)?;
-        if !extra_special.is_empty() {
-            let names: Vec<&str> = extra_special.iter().map(String::as_str).collect();
-            s.add_special_tokens(&spm::append_after_vocab(&names, s.n_pieces))?;
-        }
-        let mut tok = Self::from_spm(s);
-        tok.apply_sibling_configs(dir);
-        Ok(tok)
+        Self::from_spm_file_with(&model, extra_special)
     }
 
     /// Wraps a tokenizer rebuilt from a sentencepiece model (after any family special tokens

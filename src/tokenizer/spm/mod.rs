@@ -35,7 +35,7 @@ use tokenizers::{
     AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PreTokenizerWrapper,
 };
 
-pub use special::{append_after_vocab, chatglm3_special_tokens, CHATGLM3_SPECIAL_TOKENS};
+pub use special::append_after_vocab;
 
 use super::gguf::{
     TOKEN_TYPE_BYTE, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_UNKNOWN,

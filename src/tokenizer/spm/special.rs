@@ -1,29 +1,13 @@
 //! Special tokens that a family's own tokenizer puts after the sentencepiece vocabulary.
 //!
 //! Some families keep role and mask tokens outside their `tokenizer.model`: the reference
-//! tokenizer appends them, in a fixed order, with ids starting at the number of pieces. The data
-//! here is a plain list of (token, id) pairs, so a registry entry can declare such a list per
-//! family (e.g. a `spm_special_tokens = [...]` array appended after the vocabulary).
+//! tokenizer appends them, in a fixed order, with ids starting at the number of pieces. The
+//! lists live in the registry (`spm_special_tokens` in models.toml, e.g. ChatGLM3's).
 
 use tokenizers::AddedToken;
 
 use super::SpmTokenizer;
 use crate::tokenizer::{Result, TokenizerError};
-
-/// ChatGLM3's extra tokens, in the order its `SPTokenizer` appends them after the sentencepiece
-/// vocabulary (for chatglm3-6b, whose model has 64789 pieces: `[gMASK]` = 64790, `sop` = 64792,
-/// `<|system|>` = 64794, `<|user|>` = 64795, `<|assistant|>` = 64796, `<|observation|>` = 64797).
-pub const CHATGLM3_SPECIAL_TOKENS: [&str; 9] = [
-    "[MASK]",
-    "[gMASK]",
-    "[sMASK]",
-    "sop",
-    "eop",
-    "<|system|>",
-    "<|user|>",
-    "<|assistant|>",
-    "<|observation|>",
-];
 
 /// Pairs each token with consecutive ids starting at `first_id` (usually the piece count).
 pub fn append_after_vocab(tokens: &[&str], first_id: usize) -> Vec<(String, u32)> {
@@ -31,11 +15,6 @@ pub fn append_after_vocab(tokens: &[&str], first_id: usize) -> Vec<(String, u32)
         .zip(tokens)
         .map(|(id, t)| (t.to_string(), id as u32))
         .collect()
-}
-
-/// ChatGLM3's special tokens with the ids its reference tokenizer gives a model of `n_pieces`.
-pub fn chatglm3_special_tokens(n_pieces: usize) -> Vec<(String, u32)> {
-    append_after_vocab(&CHATGLM3_SPECIAL_TOKENS, n_pieces)
 }
 
 impl SpmTokenizer {

@@ -84,6 +84,20 @@ pub fn set_threads(n: Option<usize>) {
     }
 }
 
+/// Runs `f` on a worker of rayon's pool (the calling thread waits), so that the parallel
+/// kernels inside it split their work with the other workers directly, instead of each one
+/// waking the pool from outside and sleeping until it finishes. A model's forward pass runs
+/// here: it holds hundreds of parallel matmuls per token.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    // `rayon::scope` returns only after its closure ran.
+    out.expect("rayon::scope ran the closure")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,7 @@ impl LanguageModel for Decoder {
         cache: &mut KvCache,
         all_positions: bool,
     ) -> candle_core::Result<Tensor> {
-        Decoder::forward(self, tokens, cache, all_positions)
+        crate::device::on_pool(|| Decoder::forward(self, tokens, cache, all_positions))
     }
 }
 
@@ -92,7 +92,7 @@ impl LanguageModel for mpt::Mpt {
         cache: &mut KvCache,
         all_positions: bool,
     ) -> candle_core::Result<Tensor> {
-        mpt::Mpt::forward(self, tokens, cache, all_positions)
+        crate::device::on_pool(|| mpt::Mpt::forward(self, tokens, cache, all_positions))
     }
 }
 

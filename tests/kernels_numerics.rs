@@ -2,14 +2,19 @@
 //! previous implementation, on the file's block types) and the exact model (weights
 //! dequantized to f32, f32 activations), on the real GGUFs.
 //!
-//! Both quantized paths quantize activations to 8 bits exactly alike (ggml's Q8_0/Q8_1), and a
+//! Both quantized paths quantize activations to 8 bits exactly alike (ggml's Q8_0/Q8_1, Q8_K for
+//! K-quants) with the same integer dot products, and a
 //! single matmul agrees to ~1e-7 (`kernels::tests`). Through 30 layers, though, a last-bit
 //! difference in summation order flips the rounding of some quantized activation, and the two
-//! paths drift apart by the size of that rounding noise: logits differ by ~1, and near-ties in
-//! the top 5 may swap. So what is asserted is that the packed kernels are as faithful to the
-//! exact model as candle is: the same logit error (RMS), and at least as many top-5 tokens in
-//! common with the exact model's top 5. (Own test binary: it toggles `CALLM_KERNELS`,
-//! `CALLM_KEEP_QUANT` and `CANDLE_DEQUANTIZE_ALL`.)
+//! paths drift apart by the size of that rounding noise (measured: 0.05-0.3 logits RMS, up to
+//! ~1.2 at worst), and near-ties in the top 5 may swap. So what is asserted is:
+//! - against candle: the top-5 sets are equal at every position where candle's 5th and 6th
+//!   logits are at least [`NEAR_TIE`] apart, and the two paths differ by no more (RMS) than
+//!   either differs from the exact model;
+//! - against the exact model: the packed kernels are as faithful as candle, with the same logit
+//!   error (RMS) and at least 95% as many top-5 tokens in common with the exact top 5.
+//!
+//! (Own test binary: it toggles `CALLM_KERNELS`, `CALLM_KEEP_QUANT` and `CANDLE_DEQUANTIZE_ALL`.)
 
 use callm::engine::loaded::LoadOptions;
 use callm::engine::LoadedModel;
@@ -57,6 +62,16 @@ fn logits(opts: &LoadOptions, env: &'static [(&'static str, &'static str)]) -> V
         std::env::remove_var(k);
     }
     out
+}
+
+/// Logit gap between candle's 5th and 6th token below which top-5 membership is a near-tie.
+const NEAR_TIE: f32 = 0.5;
+
+/// The gap between the 5th and 6th largest logits of a row.
+fn top5_gap(row: &[f32]) -> f32 {
+    let mut v = row.to_vec();
+    v.sort_by(|a, b| b.total_cmp(a));
+    v[4] - v[5]
 }
 
 fn rms(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
@@ -123,11 +138,34 @@ fn packed_kernels_are_as_faithful_as_candle() {
                 .zip(p)
                 .filter(|(x, y)| top5_set(x) == top5_set(y))
                 .count();
+            // Top-5 sets equal to candle's wherever candle's 5th and 6th logits are not a
+            // near-tie (the two paths drift by up to ~0.5 logits, see the module docs).
+            let separated: Vec<usize> = (0..c.len())
+                .filter(|&pos| top5_gap(&c[pos]) >= NEAR_TIE)
+                .collect();
+            let differ: Vec<usize> = separated
+                .iter()
+                .copied()
+                .filter(|&pos| top5_set(&c[pos]) != top5_set(&p[pos]))
+                .collect();
+            let rpc = rms(p, c);
             eprintln!(
                 "{file} prompt {i} ({} positions): logit RMS error vs exact: candle {rc:.3}, packed {rp:.3}; \
-                 top-5 tokens shared with exact: candle {tc}, packed {tp} of {}; top-5 sets equal to candle's at {same_as_candle} positions",
+                 top-5 tokens shared with exact: candle {tc}, packed {tp} of {}; top-5 sets equal to candle's at {same_as_candle} positions \
+                 ({} of {} where candle has no near-tie); logit RMS packed vs candle {rpc:.3}",
                 e.len(),
-                5 * e.len()
+                5 * e.len(),
+                separated.len() - differ.len(),
+                separated.len(),
+            );
+            assert!(
+                differ.is_empty(),
+                "{file} prompt {i}: top-5 sets differ from candle's at positions {differ:?}"
+            );
+            assert!(
+                rpc <= rc.max(rp),
+                "{file} prompt {i}: packed and candle differ by {rpc} RMS, more than either's \
+                 error vs the exact model ({rc}, {rp})"
             );
             assert!(
                 rp <= rc * 1.25 + 0.02,

@@ -1,11 +1,13 @@
 //! Activations quantized to 8 bits in blocks of 32, done once per matmul call and shared by
 //! every weight row. The numbers are exactly ggml's (and candle's) Q8_0/Q8_1: scale rounded to
 //! f16, values rounded half away from zero, Q8_1's scaled sum rounded to f16, so the integer
-//! sums of a dot product match theirs bit for bit.
+//! sums of a dot product match theirs bit for bit. For K-quant weights, activations are
+//! quantized as candle's Q8_K instead (256 values per f32 scale, with integer sums per 16).
 
 use half::f16;
 
 use super::blocks::QK;
+use super::kblocks::QK_K;
 
 /// `m` rows of `k` activations, quantized per block of 32: `x ≈ d * q`.
 #[derive(Debug, Default)]
@@ -22,6 +24,13 @@ pub struct QuantActs {
     pub isum: Vec<i32>,
     /// `m * k / 32` scaled block sums, `d * isum` rounded to f16 (ggml's Q8_1 `s`).
     pub s: Vec<f32>,
+    /// Q8_K only: `m * k / 256` superblock scales.
+    pub dk: Vec<f32>,
+    /// Q8_K only: `m * k / 16` integer sums of each group of 16 values.
+    pub bs16: Vec<i32>,
+    /// Q8_K only: `m * k / 64` pairs of 32-value sums packed as two `i16` (low: first), the
+    /// operand of the K-quant kernels' minimum term.
+    pub bsp: Vec<i32>,
 }
 
 impl QuantActs {
@@ -49,6 +58,36 @@ impl QuantActs {
             .zip(self.isum.par_chunks_mut(blocks))
             .zip(self.s.par_chunks_mut(blocks))
             .for_each(|((((x, q), d), i), s)| quantize_blocks(x, q, d, i, s));
+    }
+
+    /// Quantizes `x` (`m * k` values, `k` a multiple of 256) as Q8_K, exactly as candle's
+    /// `BlockQ8K::from_float`, reusing this buffer's memory; fills `q`, `dk` and `bs16`.
+    pub fn quantize_k_into(&mut self, x: &[f32], m: usize, k: usize) {
+        debug_assert!(k.is_multiple_of(QK_K) && x.len() >= m * k);
+        self.m = m;
+        self.k = k;
+        self.q.resize(m * k, 0);
+        self.dk.resize(m * k / QK_K, 0.0);
+        self.bs16.resize(m * k / 16, 0);
+        self.bsp.resize(m * k / 64, 0);
+        let x = &x[..m * k];
+        if m < 16 {
+            quantize_k(x, &mut self.q, &mut self.dk, &mut self.bs16);
+        } else {
+            use rayon::prelude::*;
+            let rows = 8 * k;
+            x.par_chunks(rows)
+                .zip(self.q.par_chunks_mut(rows))
+                .zip(self.dk.par_chunks_mut(rows / QK_K))
+                .zip(self.bs16.par_chunks_mut(rows / 16))
+                .for_each(|(((x, q), d), bs)| quantize_k(x, q, d, bs));
+        }
+        for (p, s) in self.bsp.iter_mut().zip(self.bs16.chunks_exact(4)) {
+            // |sum of 32 i8| <= 4096 fits an i16.
+            let lo = (s[0] + s[1]) as i16 as u16 as u32;
+            let hi = (s[2] + s[3]) as i16 as u16 as u32;
+            *p = (lo | (hi << 16)) as i32;
+        }
     }
 
     /// Quantizes `x` into a new buffer.
@@ -157,6 +196,58 @@ unsafe fn quantize_blocks_avx2(
         d[b] = dh;
         isum[b] = sum;
         s[b] = f16::from_f32(f16::from_f32(sum as f32).to_f32() * dh).to_f32();
+    }
+}
+
+/// Q8_K superblocks (candle's numbers), vectorized by the compiler where AVX2 runs.
+fn quantize_k(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::isa() >= super::Isa::Avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            unsafe { quantize_k_avx2(x, q, d, bs) };
+            return;
+        }
+    }
+    quantize_k_generic(x, q, d, bs)
+}
+
+/// [`quantize_k_generic`] compiled for AVX2 (`f32::round` vectorizes exactly there).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_k_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
+    quantize_k_generic(x, q, d, bs)
+}
+
+/// The definition: the value of largest magnitude (the first, on ties) maps to -127, every value
+/// is scaled by the same factor and rounded half away from zero, the scale is its inverse.
+#[inline(always)]
+fn quantize_k_generic(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
+    for (((xb, qb), db), bsb) in x
+        .chunks_exact(QK_K)
+        .zip(q.chunks_exact_mut(QK_K))
+        .zip(d.iter_mut())
+        .zip(bs.chunks_exact_mut(QK_K / 16))
+    {
+        let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
+        if amax == 0.0 || max == 0.0 {
+            *db = 0.0;
+            qb.fill(0);
+            bsb.fill(0);
+            continue;
+        }
+        let iscale = -127f32 / max;
+        for (o, &v) in qb.iter_mut().zip(xb) {
+            *o = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        for (s, g) in bsb.iter_mut().zip(qb.chunks_exact(16)) {
+            *s = g.iter().map(|&v| v as i32).sum();
+        }
+        *db = 1.0 / iscale;
     }
 }
 

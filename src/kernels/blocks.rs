@@ -1,6 +1,7 @@
-//! The ggml block formats of the 32-value quantization family (Q4_0, Q4_1, Q5_0, Q8_0) and
-//! their plain scalar reference: decoding one block and the vector dot product of a weight row
-//! with a row of 8-bit activations, the way ggml defines them.
+//! The ggml block formats the packed kernels take, and the plain scalar reference of the
+//! 32-value family (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): decoding one block and the vector dot product
+//! of a weight row with a row of 8-bit activations, the way ggml defines them. The K-quants'
+//! reference (256-value superblocks) is [`super::kblocks`].
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -8,7 +9,8 @@ use half::f16;
 /// Values per block for every kind this module handles.
 pub const QK: usize = 32;
 
-/// A ggml block type with 32 values per block.
+/// A ggml block type the packed kernels take: the 32-value family, and the K-quants (Q4_K, Q5_K,
+/// Q6_K), whose 256-value superblocks the kernels handle as eight 32-value blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockKind {
     /// `d: f16, qs: [u8; 16]`; value = `d * (q - 8)`, `q` a nibble.
@@ -21,6 +23,14 @@ pub enum BlockKind {
     Q5_1,
     /// `d: f16, qs: [i8; 32]`; value = `d * q`.
     Q8_0,
+    /// 256 values: `d, dmin: f16`, 6-bit scale and minimum per 32 values, 4-bit `q`;
+    /// value = `d * sc * q - dmin * m`.
+    Q4K,
+    /// As Q4_K with a fifth bit of `q` stored apart.
+    Q5K,
+    /// 256 values: 6-bit `q` (offset 32), an `i8` scale per 16 values, `d: f16`;
+    /// value = `d * sc * (q - 32)`.
+    Q6K,
 }
 
 impl BlockKind {
@@ -32,6 +42,9 @@ impl BlockKind {
             GgmlDType::Q5_0 => Some(BlockKind::Q5_0),
             GgmlDType::Q5_1 => Some(BlockKind::Q5_1),
             GgmlDType::Q8_0 => Some(BlockKind::Q8_0),
+            GgmlDType::Q4K => Some(BlockKind::Q4K),
+            GgmlDType::Q5K => Some(BlockKind::Q5K),
+            GgmlDType::Q6K => Some(BlockKind::Q6K),
             _ => None,
         }
     }
@@ -44,10 +57,27 @@ impl BlockKind {
             BlockKind::Q5_0 => GgmlDType::Q5_0,
             BlockKind::Q5_1 => GgmlDType::Q5_1,
             BlockKind::Q8_0 => GgmlDType::Q8_0,
+            BlockKind::Q4K => GgmlDType::Q4K,
+            BlockKind::Q5K => GgmlDType::Q5K,
+            BlockKind::Q6K => GgmlDType::Q6K,
         }
     }
 
-    /// Bytes of one block in the file.
+    /// Whether this is a K-quant (256-value superblocks, activations quantized as Q8_K).
+    pub fn is_k(self) -> bool {
+        matches!(self, BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K)
+    }
+
+    /// Values per block in the file: 32, or 256 for the K-quants.
+    pub fn block_values(self) -> usize {
+        if self.is_k() {
+            super::kblocks::QK_K
+        } else {
+            QK
+        }
+    }
+
+    /// Bytes of one block (of [`BlockKind::block_values`] values) in the file.
     pub fn block_bytes(self) -> usize {
         match self {
             BlockKind::Q4_0 => 18,
@@ -55,6 +85,9 @@ impl BlockKind {
             BlockKind::Q5_0 => 22,
             BlockKind::Q5_1 => 24,
             BlockKind::Q8_0 => 34,
+            BlockKind::Q4K => 144,
+            BlockKind::Q5K => 176,
+            BlockKind::Q6K => 210,
         }
     }
 
@@ -67,17 +100,30 @@ impl BlockKind {
             BlockKind::Q5_0 => 16,
             BlockKind::Q5_1 => 0,
             BlockKind::Q8_0 => 128,
+            BlockKind::Q4K | BlockKind::Q5K => 0,
+            BlockKind::Q6K => 32,
         }
     }
 
-    /// Whether blocks carry an additive minimum `m` (Q4_1, Q5_1).
+    /// Whether blocks carry an additive minimum (Q4_1, Q5_1, Q4_K, Q5_K).
     pub fn has_min(self) -> bool {
-        matches!(self, BlockKind::Q4_1 | BlockKind::Q5_1)
+        matches!(
+            self,
+            BlockKind::Q4_1 | BlockKind::Q5_1 | BlockKind::Q4K | BlockKind::Q5K
+        )
     }
 
-    /// Whether values have a fifth bit stored apart (Q5_0, Q5_1).
+    /// Whether values have a fifth bit stored apart (Q5_0, Q5_1, Q5_K, Q6_K).
     pub fn has_high_bit(self) -> bool {
-        matches!(self, BlockKind::Q5_0 | BlockKind::Q5_1)
+        matches!(
+            self,
+            BlockKind::Q5_0 | BlockKind::Q5_1 | BlockKind::Q5K | BlockKind::Q6K
+        )
+    }
+
+    /// Whether values have a sixth bit (Q6_K).
+    pub fn has_bit5(self) -> bool {
+        self == BlockKind::Q6K
     }
 }
 
@@ -96,8 +142,8 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
-/// Decodes one block of `kind` from exactly `kind.block_bytes()` bytes (shorter input decodes
-/// as zeros rather than panicking).
+/// Decodes one block of a 32-value `kind` from exactly `kind.block_bytes()` bytes (shorter
+/// input, or a K-quant kind, decodes as zeros rather than panicking).
 #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
 pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
     let mut u = Unpacked {
@@ -105,7 +151,7 @@ pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
         m: 0.0,
         q: [0; QK],
     };
-    if b.len() < kind.block_bytes() {
+    if b.len() < kind.block_bytes() || kind.is_k() {
         return u;
     }
     u.d = f16_at(b, 0);
@@ -145,12 +191,17 @@ pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
                 u.q[j] = b[2 + j] as i8 as i32;
             }
         }
+        BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => {}
     }
     u
 }
 
-/// Dequantizes a row of blocks to f32 (`out.len()` values; 32 per block).
+/// Dequantizes a row of blocks to f32 (`out.len()` values).
 pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
+    if kind.is_k() {
+        super::kblocks::dequantize_row(kind, row, out);
+        return;
+    }
     for (blk, o) in row.chunks(kind.block_bytes()).zip(out.chunks_mut(QK)) {
         let u = unpack(kind, blk);
         for (v, &q) in o.iter_mut().zip(u.q.iter()) {

@@ -10,6 +10,8 @@ use super::Isa;
 
 /// Activation rows computed together against one weight tile.
 const MT: usize = 8;
+/// The same for K-quants, whose kernels hold two integer accumulators per row.
+const MT_K: usize = 4;
 /// Tokens per work item in prefill: the item's activations stay in L2 while its tiles stream.
 const TOKENS_PER_ITEM: usize = 64;
 /// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more.
@@ -33,7 +35,11 @@ pub fn matmul_with(isa: Isa, p: &PackedMatrix, x: &[f32], m: usize, out: &mut [f
     }
     ACTS.with(|cell| {
         let mut acts = cell.borrow_mut();
-        acts.quantize_into(x, m, p.k);
+        if p.kind.is_k() {
+            acts.quantize_k_into(x, m, p.k);
+        } else {
+            acts.quantize_into(x, m, p.k);
+        }
         run(isa, p, &acts, out);
     });
     true
@@ -71,9 +77,10 @@ fn run_item(
     toks: std::ops::Range<usize>,
     out: OutPtr,
 ) {
+    let max_mt = if p.kind.is_k() { MT_K } else { MT };
     let mut t0 = toks.start;
     while t0 < toks.end {
-        let mt = (toks.end - t0).min(MT);
+        let mt = (toks.end - t0).min(max_mt);
         for tile in tiles.clone() {
             let cols = (p.n - tile * TILE).min(TILE);
             // SAFETY: `tile < p.tiles`, `t0 + mt <= a.m`, `a.k == p.k` (checked by
@@ -85,6 +92,37 @@ fn run_item(
             }
         }
         t0 += mt;
+    }
+}
+
+macro_rules! by_mt_k {
+    ($f:ident, $kind:expr, $mt:expr, $($arg:expr),*) => {{
+        use super::x86_k::{K_Q4K, K_Q5K, K_Q6K};
+        macro_rules! by_kind {
+            ($m:literal) => {
+                match $kind {
+                    K_Q4K => $f::<$m, K_Q4K>($($arg),*),
+                    K_Q5K => $f::<$m, K_Q5K>($($arg),*),
+                    _ => $f::<$m, K_Q6K>($($arg),*),
+                }
+            };
+        }
+        match $mt {
+            1 => by_kind!(1),
+            2 => by_kind!(2),
+            3 => by_kind!(3),
+            _ => by_kind!(4),
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+fn k_code(kind: super::BlockKind) -> u8 {
+    use super::x86_k::{K_Q4K, K_Q5K, K_Q6K};
+    match kind {
+        super::BlockKind::Q4K => K_Q4K,
+        super::BlockKind::Q5K => K_Q5K,
+        _ => K_Q6K,
     }
 }
 
@@ -130,6 +168,41 @@ unsafe fn tile_dispatch(
     cols: usize,
 ) {
     match isa {
+        _ if isa == Isa::Scalar && p.kind.is_k() => {
+            tile_scalar_k(p, tile, a, t0, mt, dst, ldo, cols)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni if p.kind.is_k() => {
+            use super::x86_k::tile_vnni_k;
+            by_mt_k!(
+                tile_vnni_k,
+                k_code(p.kind),
+                mt,
+                p,
+                tile,
+                a,
+                t0,
+                dst,
+                ldo,
+                cols
+            )
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if p.kind.is_k() => {
+            use super::x86_k::tile_avx2_k;
+            by_mt_k!(
+                tile_avx2_k,
+                k_code(p.kind),
+                mt,
+                p,
+                tile,
+                a,
+                t0,
+                dst,
+                ldo,
+                cols
+            )
+        }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni => {
             use super::x86::tile_vnni;
@@ -178,6 +251,65 @@ unsafe fn tile_scalar(
                 acc += d * a.d[ab] * isum as f32;
                 if !p.m.is_empty() {
                     acc += half::f16::from_bits(p.m[tb * TILE + r]).to_f32() * a.s[ab];
+                }
+            }
+            *out.add(row * ldo + r) = acc;
+        }
+    }
+}
+
+/// Portable K-quant tile kernel on the packed layout (integers as in [`super::kblocks`]).
+///
+/// # Safety
+/// `out + (t0 + t) * ldo .. + cols` must be writable for `t < mt`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_scalar_k(
+    p: &PackedMatrix,
+    tile: usize,
+    a: &QuantActs,
+    t0: usize,
+    mt: usize,
+    out: *mut f32,
+    ldo: usize,
+    cols: usize,
+) {
+    use super::kblocks::QK_K;
+    let off = p.kind.offset();
+    let six = p.kind == super::BlockKind::Q6K;
+    let (nb, nsb) = (p.nb, p.k / QK_K);
+    for t in 0..mt {
+        let row = t0 + t;
+        for r in 0..cols {
+            let mut acc = 0f32;
+            for sb in 0..nsb {
+                let (mut isum, mut msum) = (0i32, 0i32);
+                for j in 0..QK_K / 32 {
+                    let (tb, ab) = (tile * nb + sb * 8 + j, row * nb + sb * 8 + j);
+                    let xs = &a.q[ab * 32..(ab + 1) * 32];
+                    let spr = PackedMatrix::scales_per_row(p.kind);
+                    let s0 = p.ks[tb * spr * TILE + r] as i32;
+                    let s1 = if six {
+                        p.ks[tb * spr * TILE + TILE + r] as i32
+                    } else {
+                        p.kmin[(tile * nsb + sb) * 128 + 32 * (j / 2) + 2 * r + j % 2] as i32
+                    };
+                    let (b0, b1) = (a.bs16[2 * ab], a.bs16[2 * ab + 1]);
+                    let dot = |range: std::ops::Range<usize>| -> i32 {
+                        range.map(|i| p.packed_u(tb, r, i) * xs[i] as i32).sum()
+                    };
+                    if six {
+                        isum += s0 * (dot(0..16) - off * b0) + s1 * (dot(16..32) - off * b1);
+                    } else {
+                        isum += s0 * dot(0..32);
+                        msum += s1 * (b0 + b1);
+                    }
+                }
+                let at = (tile * nsb + sb) * TILE + r;
+                let ad = a.dk[row * nsb + sb];
+                let d = half::f16::from_bits(p.d[at]).to_f32();
+                acc += d * ad * isum as f32;
+                if !six {
+                    acc -= half::f16::from_bits(p.m[at]).to_f32() * ad * msum as f32;
                 }
             }
             *out.add(row * ldo + r) = acc;

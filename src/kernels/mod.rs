@@ -8,20 +8,23 @@
 //! 8 tokens per weight load, on rayon's pool (sized by `callm::device::set_threads`).
 //! [`blocks`] holds the ggml formats and the scalar reference every kernel is tested against.
 //!
-//! K-quants are converted at load ([`kquant`]): Q4_K exactly to Q4_1 blocks, Q6_K to Q8_0;
-//! other K-quants stay on candle's kernels.
+//! The K-quants Q4_K, Q5_K and Q6_K run natively ([`kblocks`], [`x86_k`]): activations are
+//! quantized as Q8_K and the integer sums are ggml's, so results equal candle's own K-quant
+//! matmul up to float summation order. Other block types stay on candle's kernels.
 
 pub mod act;
 pub mod blocks;
-pub mod kquant;
+pub mod kblocks;
 pub mod matmul;
 pub mod pack;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_k;
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 pub use blocks::BlockKind;
@@ -90,24 +93,15 @@ pub struct PackedLinear {
 }
 
 impl PackedLinear {
-    /// Packs a CPU `QTensor` of shape `[n, k]` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 as they are; Q4_K
-    /// and Q6_K converted, see [`kquant`]); `None` when its block type is not handled here,
-    /// `k` is not a multiple of 32, or it does not live on the CPU.
+    /// Packs a CPU `QTensor` of shape `[n, k]` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+    /// Q6_K); `None` when its block type is not handled here, `k` is not a multiple of the
+    /// block size, or it does not live on the CPU.
     pub fn from_qtensor(q: &QTensor) -> Option<Self> {
         let (n, k) = q.shape().dims2().ok()?;
         if !q.device().is_cpu() {
             return None;
         }
-        let w = match q.dtype() {
-            GgmlDType::Q4K => PackedMatrix::pack(
-                BlockKind::Q4_1,
-                &kquant::q4k_to_q4_1(&q.data().ok()?, n, k)?,
-                n,
-                k,
-            )?,
-            GgmlDType::Q6K => PackedMatrix::pack(BlockKind::Q8_0, &kquant::to_q8_0(q)?, n, k)?,
-            dtype => PackedMatrix::pack(BlockKind::from_ggml(dtype)?, &q.data().ok()?, n, k)?,
-        };
+        let w = PackedMatrix::pack(BlockKind::from_ggml(q.dtype())?, &q.data().ok()?, n, k)?;
         Some(PackedLinear { w: Arc::new(w) })
     }
 
@@ -169,3 +163,5 @@ impl CustomOp1 for PackedLinear {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_k;

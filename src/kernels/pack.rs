@@ -10,10 +10,16 @@
 //!   bit `4r + j` is bit 4 of `u[r][4h+j]`.
 //! - Q8_0: 8 lines; line `h`, byte `4r + j` is `u[r][4h+j]`.
 //! - scales `d` (and Q4_1/Q5_1's minimum `m`) as 16 f16 per tile block.
+//! - K-quants: the same 4-bit lines and bit-4 masks (Q5_K, Q6_K) per 32 values, bit-5 masks
+//!   (Q6_K), the superblock's `d` and `dmin` as 16 f16 per tile superblock, and two integer
+//!   scales per row and 32 values (`ks`).
 //!
 //! Rows past `n` in the last tile are padding with scale 0.
 
+use half::f16;
+
 use super::blocks::{unpack, BlockKind, QK};
+use super::kblocks::{self, QK_K};
 
 /// Output rows per tile.
 pub const TILE: usize = 16;
@@ -38,12 +44,22 @@ pub struct PackedMatrix {
     pub tiles: usize,
     /// Quant lines, tile-major then block: [`PackedMatrix::lines_per_block`] per tile block.
     pub qs: Vec<Line>,
-    /// Q5_0/Q5_1 high-bit masks, 8 per tile block (empty for other kinds).
+    /// Bit-4 masks (Q5_0, Q5_1, Q5_K, Q6_K), 8 per tile block; empty for other kinds.
     pub qh: Vec<u64>,
-    /// Scales as f16 bits, 16 per tile block.
+    /// Bit-5 masks (Q6_K), 8 per tile block; empty for other kinds.
+    pub qh2: Vec<u64>,
+    /// Scales as f16 bits, 16 per tile block (K-quants: the superblock `d`, 16 per tile
+    /// superblock).
     pub d: Vec<u16>,
-    /// Q4_1/Q5_1 minimums as f16 bits, 16 per tile block (empty for other kinds).
+    /// Minimums as f16 bits laid out as `d` (Q4_1, Q5_1; Q4_K/Q5_K's `dmin`); empty otherwise.
     pub m: Vec<u16>,
+    /// K-quants: the integer scales of each tile block, 16 `i8` (Q4_K/Q5_K: one per row) or 32
+    /// (Q6_K: 16 rows for the first 16 values, 16 for the last); empty otherwise.
+    pub ks: Vec<i8>,
+    /// Q4_K/Q5_K: the integer minimums, 128 `i16` per tile superblock: for each pair `jp` of
+    /// blocks (0..4), row `r`'s minimums of blocks `2jp` and `2jp+1` at `32jp + 2r` and
+    /// `32jp + 2r + 1` (one `vpdpwssd` per pair); empty otherwise.
+    pub kmin: Vec<i16>,
 }
 
 impl PackedMatrix {
@@ -56,21 +72,35 @@ impl PackedMatrix {
         }
     }
 
+    /// Integer scales per row and tile block in `ks` (0 for 32-value kinds).
+    pub fn scales_per_row(kind: BlockKind) -> usize {
+        match kind {
+            BlockKind::Q6K => 2,
+            BlockKind::Q4K | BlockKind::Q5K => 1,
+            _ => 0,
+        }
+    }
+
     /// Repacks `n` rows of `k` values stored as ggml blocks of `kind` (`data` is the tensor's
-    /// raw bytes, row-major). `None` when `k` is not a multiple of 32 or `data` is too short.
-    #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
+    /// raw bytes, row-major). `None` when `k` is not a multiple of the kind's block size or
+    /// `data` is too short.
     pub fn pack(kind: BlockKind, data: &[u8], n: usize, k: usize) -> Option<Self> {
-        if k == 0 || !k.is_multiple_of(QK) || n == 0 {
+        if k == 0 || !k.is_multiple_of(kind.block_values()) || n == 0 {
             return None;
         }
         let nb = k / QK;
-        let bb = kind.block_bytes();
-        let row_bytes = nb.checked_mul(bb)?;
+        let row_bytes = (k / kind.block_values()).checked_mul(kind.block_bytes())?;
         if data.len() < n.checked_mul(row_bytes)? {
             return None;
         }
         let tiles = n.div_ceil(TILE);
         let lpb = Self::lines_per_block(kind);
+        // Scales per tile block (32-value kinds) or per tile superblock (K-quants).
+        let scale_slots = if kind.is_k() {
+            tiles * (k / QK_K) * TILE
+        } else {
+            tiles * nb * TILE
+        };
         let mut p = PackedMatrix {
             kind,
             n,
@@ -83,29 +113,71 @@ impl PackedMatrix {
             } else {
                 vec![]
             },
-            d: vec![0; tiles * nb * TILE],
+            qh2: if kind.has_bit5() {
+                vec![0; tiles * nb * 8]
+            } else {
+                vec![]
+            },
+            d: vec![0; scale_slots],
             m: if kind.has_min() {
-                vec![0; tiles * nb * TILE]
+                vec![0; scale_slots]
+            } else {
+                vec![]
+            },
+            ks: vec![0; tiles * nb * TILE * Self::scales_per_row(kind)],
+            kmin: if kind.is_k() && kind.has_min() {
+                vec![0; tiles * (k / QK_K) * 128]
             } else {
                 vec![]
             },
         };
-        let off = kind.offset();
+        let off = kind.offset() as u8;
         for t in 0..tiles {
+            let rows = (t * TILE..(t * TILE + TILE).min(n)).enumerate();
+            if kind.is_k() {
+                for sb in 0..k / QK_K {
+                    let tsb = t * (k / QK_K) + sb;
+                    let mut sup = vec![None; TILE];
+                    for (r, row) in rows.clone() {
+                        let at = row * row_bytes + sb * kind.block_bytes();
+                        let blk = kblocks::unpack(kind, &data[at..at + kind.block_bytes()])?;
+                        p.d[tsb * TILE + r] = f16::from_f32(blk.d).to_bits();
+                        if kind.has_min() {
+                            p.m[tsb * TILE + r] = f16::from_f32(blk.dmin).to_bits();
+                        }
+                        sup[r] = Some(blk);
+                    }
+                    for j in 0..QK_K / QK {
+                        let tb = t * nb + sb * (QK_K / QK) + j;
+                        let mut u = [[off; QK]; TILE];
+                        for (r, s) in sup.iter().enumerate() {
+                            let Some(s) = s else { continue };
+                            u[r].copy_from_slice(&s.u[QK * j..QK * (j + 1)]);
+                            // Scales fit an i8 (Q4_K/Q5_K: 6 bits unsigned; Q6_K: i8).
+                            let at = tb * TILE * Self::scales_per_row(kind);
+                            p.ks[at + r] = s.sc[2 * j] as i8;
+                            if kind == BlockKind::Q6K {
+                                p.ks[at + TILE + r] = s.sc[2 * j + 1] as i8;
+                            } else {
+                                p.kmin[tsb * 128 + 32 * (j / 2) + 2 * r + j % 2] =
+                                    s.mn[2 * j] as i16;
+                            }
+                        }
+                        p.fill_block(tb, &u);
+                    }
+                }
+                continue;
+            }
             for b in 0..nb {
                 let tb = t * nb + b;
                 // Unsigned integers of the 16 rows of this tile block; padding rows stay at the
                 // offset (integer 0) with scale 0.
-                let mut u = [[off as u8; QK]; TILE];
-                for (r, ur) in u.iter_mut().enumerate() {
-                    let row = t * TILE + r;
-                    if row >= n {
-                        continue;
-                    }
-                    let at = row * row_bytes + b * bb;
-                    let blk = unpack(kind, &data[at..at + bb]);
-                    for (o, &q) in ur.iter_mut().zip(blk.q.iter()) {
-                        *o = (q + off) as u8;
+                let mut u = [[off; QK]; TILE];
+                for (r, row) in rows.clone() {
+                    let at = row * row_bytes + b * kind.block_bytes();
+                    let blk = unpack(kind, &data[at..at + kind.block_bytes()]);
+                    for (o, &q) in u[r].iter_mut().zip(blk.q.iter()) {
+                        *o = (q + off as i32) as u8;
                     }
                     // Scales are copied bit for bit from the file.
                     p.d[tb * TILE + r] = u16::from_le_bytes([data[at], data[at + 1]]);
@@ -113,44 +185,61 @@ impl PackedMatrix {
                         p.m[tb * TILE + r] = u16::from_le_bytes([data[at + 2], data[at + 3]]);
                     }
                 }
-                let lines = &mut p.qs[tb * lpb..(tb + 1) * lpb];
-                if kind == BlockKind::Q8_0 {
-                    for (h, line) in lines.iter_mut().enumerate() {
-                        for r in 0..TILE {
-                            for j in 0..4 {
-                                line.0[4 * r + j] = u[r][4 * h + j];
-                            }
-                        }
-                    }
-                } else {
-                    for (g, line) in lines.iter_mut().enumerate() {
-                        for r in 0..TILE {
-                            for j in 0..4 {
-                                line.0[4 * r + j] =
-                                    (u[r][8 * g + j] & 15) | ((u[r][8 * g + 4 + j] & 15) << 4);
-                            }
-                        }
-                    }
-                    if kind.has_high_bit() {
-                        for h in 0..8 {
-                            let mut mask = 0u64;
-                            for r in 0..TILE {
-                                for j in 0..4 {
-                                    mask |= (((u[r][4 * h + j] >> 4) & 1) as u64) << (4 * r + j);
-                                }
-                            }
-                            p.qh[tb * 8 + h] = mask;
-                        }
-                    }
-                }
+                p.fill_block(tb, &u);
             }
         }
         Some(p)
     }
 
+    /// Writes the unsigned integers `u[row][value]` of tile block `tb` into its lines and bit
+    /// planes.
+    #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
+    fn fill_block(&mut self, tb: usize, u: &[[u8; QK]; TILE]) {
+        let lpb = Self::lines_per_block(self.kind);
+        let lines = &mut self.qs[tb * lpb..(tb + 1) * lpb];
+        if self.kind == BlockKind::Q8_0 {
+            for (h, line) in lines.iter_mut().enumerate() {
+                for r in 0..TILE {
+                    for j in 0..4 {
+                        line.0[4 * r + j] = u[r][4 * h + j];
+                    }
+                }
+            }
+            return;
+        }
+        for (g, line) in lines.iter_mut().enumerate() {
+            for r in 0..TILE {
+                for j in 0..4 {
+                    line.0[4 * r + j] = (u[r][8 * g + j] & 15) | ((u[r][8 * g + 4 + j] & 15) << 4);
+                }
+            }
+        }
+        let plane = |bit: u8, h: usize| {
+            let mut mask = 0u64;
+            for r in 0..TILE {
+                for j in 0..4 {
+                    mask |= (((u[r][4 * h + j] >> bit) & 1) as u64) << (4 * r + j);
+                }
+            }
+            mask
+        };
+        for h in 0..8 {
+            if self.kind.has_high_bit() {
+                self.qh[tb * 8 + h] = plane(4, h);
+            }
+            if self.kind.has_bit5() {
+                self.qh2[tb * 8 + h] = plane(5, h);
+            }
+        }
+    }
+
     /// Bytes the packed weights occupy.
     pub fn size_in_bytes(&self) -> usize {
-        self.qs.len() * 64 + self.qh.len() * 8 + (self.d.len() + self.m.len()) * 2
+        self.qs.len() * 64
+            + (self.qh.len() + self.qh2.len()) * 8
+            + (self.d.len() + self.m.len()) * 2
+            + self.ks.len()
+            + self.kmin.len() * 2
     }
 
     /// The unsigned integer `u` of row `r` (within the tile), value `i` of tile block `tb`.
@@ -163,9 +252,12 @@ impl PackedMatrix {
         let (g, rem) = (i / 8, i % 8);
         let byte = lines[g].0[4 * r + rem % 4];
         let mut u = if rem < 4 { byte & 15 } else { byte >> 4 } as i32;
+        let bit = |plane: &[u64]| ((plane[tb * 8 + i / 4] >> (4 * r + i % 4)) & 1) as i32;
         if self.kind.has_high_bit() {
-            let h = i / 4;
-            u |= (((self.qh[tb * 8 + h] >> (4 * r + i % 4)) & 1) as i32) << 4;
+            u |= bit(&self.qh) << 4;
+        }
+        if self.kind.has_bit5() {
+            u |= bit(&self.qh2) << 5;
         }
         u
     }

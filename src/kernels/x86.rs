@@ -30,7 +30,8 @@ pub(crate) fn kind_code(kind: BlockKind) -> u8 {
         BlockKind::Q4_1 => K_Q4_1,
         BlockKind::Q5_0 => K_Q5_0,
         BlockKind::Q5_1 => K_Q5_1,
-        BlockKind::Q8_0 => K_Q8_0,
+        // K-quants have their own kernels (`x86_k`); never dispatched here.
+        BlockKind::Q8_0 | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => K_Q8_0,
     }
 }
 

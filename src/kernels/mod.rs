@@ -13,6 +13,7 @@
 //! matmul up to float summation order. Other block types stay on candle's kernels.
 
 pub mod act;
+pub mod attention;
 pub mod blocks;
 pub mod kblocks;
 pub mod matmul;
@@ -83,6 +84,14 @@ pub fn isa() -> Isa {
 /// kernel runs here and `CALLM_KERNELS=off` is not set.
 pub fn enabled() -> bool {
     isa() > Isa::Scalar && std::env::var("CALLM_KERNELS").as_deref() != Ok("off")
+}
+
+/// Whether the fused CPU attention ([`attention`]) replaces candle's score/mask/softmax/matmul
+/// sequence for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
+/// measurements).
+pub fn fused_attention() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CALLM_KERNELS").as_deref() != Ok("off"))
 }
 
 /// A quantized linear layer `y = x Wᵀ` on packed weights, applied to a candle tensor as a

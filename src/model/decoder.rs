@@ -209,6 +209,19 @@ impl Decoder {
         // Query head j uses kv head j / rep: group the rep query heads of each kv head.
         let q = q.reshape((nkv, rep * n, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
+        if n == 1 && self.fused_attention() {
+            let op = crate::kernels::attention::CausalAttention {
+                rep,
+                scale: scale as f32,
+                window: c.sliding_window.unwrap_or(usize::MAX),
+            };
+            let out = q.apply_op3_no_bwd(&k_all, &v_all, &op)?; // [nkv, rep*n, hd]
+            let out = out
+                .reshape((nh, n, hd))?
+                .transpose(0, 1)?
+                .reshape((n, nh * hd))?;
+            return l.o.forward(&out);
+        }
         let scores = (q.matmul(&k_all.t()?)? * scale)?; // [nkv, rep*n, L]
         let scores = match mask {
             Some(m) => scores
@@ -225,6 +238,13 @@ impl Decoder {
             .transpose(0, 1)?
             .reshape((n, nh * hd))?;
         l.o.forward(&out)
+    }
+
+    /// Whether single-token (decode) attention runs as callm's fused CPU kernel (f32
+    /// activations on the CPU). Prefill keeps candle's batched matmuls, which are faster for
+    /// many query rows.
+    fn fused_attention(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32 && crate::kernels::fused_attention()
     }
 
     /// Rotary encoding of `x` `[1, heads, n, hd]` on its first `rotary_dim` dimensions.

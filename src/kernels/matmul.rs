@@ -33,15 +33,17 @@ pub fn matmul_with(isa: Isa, p: &PackedMatrix, x: &[f32], m: usize, out: &mut [f
     thread_local! {
         static ACTS: std::cell::RefCell<QuantActs> = std::cell::RefCell::new(QuantActs::default());
     }
-    ACTS.with(|cell| {
-        let mut acts = cell.borrow_mut();
-        if p.kind.is_k() {
-            acts.quantize_k_into(x, m, p.k);
-        } else {
-            acts.quantize_into(x, m, p.k);
-        }
-        run(isa, p, &acts, out);
-    });
+    // The buffer is taken out of the thread-local for the call, not borrowed: while this
+    // thread waits inside `run` for its parallel items, rayon may have it run another forward
+    // pass's matmul (concurrent requests), which then finds an empty buffer of its own.
+    let mut acts = ACTS.with(|cell| cell.take());
+    if p.kind.is_k() {
+        acts.quantize_k_into(x, m, p.k);
+    } else {
+        acts.quantize_into(x, m, p.k);
+    }
+    run(isa, p, &acts, out);
+    ACTS.with(|cell| cell.replace(acts));
     true
 }
 

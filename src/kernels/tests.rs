@@ -169,3 +169,39 @@ fn rejects_bad_shapes() {
     let mut out = vec![0f32; 1];
     assert!(!matmul_with(Isa::Scalar, &p, &[0.0; 31], 1, &mut out));
 }
+
+#[test]
+fn concurrent_forward_passes_share_the_pool() {
+    // Several threads each run matmuls on rayon's pool (as `device::on_pool` runs forward
+    // passes): a worker waiting for its own items may run another caller's matmul meanwhile,
+    // and every result must still be what the same matmul gives alone.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let (n, k, m) = (256, 512, 4);
+    let kinds = [BlockKind::Q4_0, BlockKind::Q4K];
+    let cases: Vec<(PackedMatrix, Vec<f32>, Vec<f32>)> = kinds
+        .iter()
+        .map(|&kind| {
+            let w = random_blocks(kind, n * k / kind.block_values(), &mut rng);
+            let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
+            let x = random_f32(m * k, &mut rng);
+            let mut want = vec![0f32; m * n];
+            assert!(matmul_with(super::isa(), &p, &x, m, &mut want));
+            (p, x, want)
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let cases = &cases;
+            s.spawn(move || {
+                crate::device::on_pool(|| {
+                    for i in 0..300 {
+                        let (p, x, want) = &cases[(t + i) % cases.len()];
+                        let mut got = vec![0f32; m * n];
+                        assert!(matmul_with(super::isa(), p, x, m, &mut got));
+                        assert_eq!(&got, want);
+                    }
+                })
+            });
+        }
+    });
+}

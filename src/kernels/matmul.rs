@@ -97,23 +97,21 @@ fn run_item(
     }
 }
 
-macro_rules! by_mt_k {
-    ($f:ident, $kind:expr, $mt:expr, $($arg:expr),*) => {{
-        use super::x86_k::{K_Q4K, K_Q5K, K_Q6K};
+/// Calls the const-generic kernel `$f::<MT, KIND> $args` for run-time `$mt` (one of the
+/// listed values, else the last) and `$kind` (one of the listed codes, else `$last`).
+macro_rules! dispatch {
+    ($f:ident, $kind:expr, [$($k:ident),*], $last:ident, $mt:expr, [$($m:literal),*], $mlast:literal, $args:tt) => {{
         macro_rules! by_kind {
-            ($m:literal) => {
+            ($mm:literal) => {
                 match $kind {
-                    K_Q4K => $f::<$m, K_Q4K>($($arg),*),
-                    K_Q5K => $f::<$m, K_Q5K>($($arg),*),
-                    _ => $f::<$m, K_Q6K>($($arg),*),
+                    $($k => $f::<$mm, $k> $args,)*
+                    _ => $f::<$mm, $last> $args,
                 }
             };
         }
         match $mt {
-            1 => by_kind!(1),
-            2 => by_kind!(2),
-            3 => by_kind!(3),
-            _ => by_kind!(4),
+            $($m => by_kind!($m),)*
+            _ => by_kind!($mlast),
         }
     }};
 }
@@ -126,33 +124,6 @@ fn k_code(kind: super::BlockKind) -> u8 {
         super::BlockKind::Q5K => K_Q5K,
         _ => K_Q6K,
     }
-}
-
-macro_rules! by_mt {
-    ($f:ident, $kind:expr, $mt:expr, $($arg:expr),*) => {{
-        use super::x86::{K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
-        macro_rules! by_kind {
-            ($m:literal) => {
-                match $kind {
-                    K_Q4_0 => $f::<$m, K_Q4_0>($($arg),*),
-                    K_Q4_1 => $f::<$m, K_Q4_1>($($arg),*),
-                    K_Q5_0 => $f::<$m, K_Q5_0>($($arg),*),
-                    K_Q5_1 => $f::<$m, K_Q5_1>($($arg),*),
-                    _ => $f::<$m, K_Q8_0>($($arg),*),
-                }
-            };
-        }
-        match $mt {
-            1 => by_kind!(1),
-            2 => by_kind!(2),
-            3 => by_kind!(3),
-            4 => by_kind!(4),
-            5 => by_kind!(5),
-            6 => by_kind!(6),
-            7 => by_kind!(7),
-            _ => by_kind!(8),
-        }
-    }};
 }
 
 /// # Safety
@@ -174,48 +145,60 @@ unsafe fn tile_dispatch(
             tile_scalar_k(p, tile, a, t0, mt, dst, ldo, cols)
         }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if p.kind.is_k() => {
-            use super::x86_k::tile_vnni_k;
-            by_mt_k!(
-                tile_vnni_k,
-                k_code(p.kind),
-                mt,
-                p,
-                tile,
-                a,
-                t0,
-                dst,
-                ldo,
-                cols
-            )
+        Isa::Avx512Vnni | Isa::Avx2 if p.kind.is_k() => {
+            use super::x86_k::{tile_avx2_k, tile_vnni_k, K_Q4K, K_Q5K, K_Q6K};
+            let kind = k_code(p.kind);
+            if isa == Isa::Avx512Vnni {
+                dispatch!(
+                    tile_vnni_k,
+                    kind,
+                    [K_Q4K, K_Q5K],
+                    K_Q6K,
+                    mt,
+                    [1, 2, 3],
+                    4,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            } else {
+                dispatch!(
+                    tile_avx2_k,
+                    kind,
+                    [K_Q4K, K_Q5K],
+                    K_Q6K,
+                    mt,
+                    [1, 2, 3],
+                    4,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            }
         }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if p.kind.is_k() => {
-            use super::x86_k::tile_avx2_k;
-            by_mt_k!(
-                tile_avx2_k,
-                k_code(p.kind),
-                mt,
-                p,
-                tile,
-                a,
-                t0,
-                dst,
-                ldo,
-                cols
-            )
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => {
-            use super::x86::tile_vnni;
+        Isa::Avx512Vnni | Isa::Avx2 => {
+            use super::x86::{tile_avx2, tile_vnni, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
             let kind = super::x86::kind_code(p.kind);
-            by_mt!(tile_vnni, kind, mt, p, tile, a, t0, dst, ldo, cols)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            use super::x86::tile_avx2;
-            let kind = super::x86::kind_code(p.kind);
-            by_mt!(tile_avx2, kind, mt, p, tile, a, t0, dst, ldo, cols)
+            if isa == Isa::Avx512Vnni {
+                dispatch!(
+                    tile_vnni,
+                    kind,
+                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
+                    K_Q8_0,
+                    mt,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            } else {
+                dispatch!(
+                    tile_avx2,
+                    kind,
+                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
+                    K_Q8_0,
+                    mt,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            }
         }
         _ => tile_scalar(p, tile, a, t0, mt, dst, ldo, cols),
     }

@@ -125,6 +125,16 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(
             }
         }
     }
+    store_vnni(&acc, out, t0, ldo, cols);
+}
+
+/// Stores the first `cols` (≤ 16) lanes of each row's accumulator at `out + (t0 + t) * ldo`.
+///
+/// # Safety
+/// AVX-512 F; those `cols` floats of every row must be writable.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn store_vnni(acc: &[__m512], out: *mut f32, t0: usize, ldo: usize, cols: usize) {
     let mask: __mmask16 = if cols >= TILE {
         0xFFFF
     } else {
@@ -135,11 +145,56 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(
     }
 }
 
+/// Stores lanes `8·half ..` of the tile's first `cols` columns (AVX2 half tiles).
+///
+/// # Safety
+/// AVX2; the stored floats of every row must be writable.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn store_avx2_half(
+    acc: &[__m256],
+    out: *mut f32,
+    t0: usize,
+    ldo: usize,
+    cols: usize,
+    half: usize,
+) {
+    let c0 = 8 * half;
+    for (t, acc_t) in acc.iter().enumerate() {
+        let dst = out.add((t0 + t) * ldo + c0);
+        if cols >= c0 + 8 {
+            _mm256_storeu_ps(dst, *acc_t);
+        } else if cols > c0 {
+            let mut tmp = [0f32; 8];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), *acc_t);
+            std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols - c0);
+        }
+    }
+}
+
+/// Spreads 32 mask bits over 32 bytes: byte `i` is `0xFF` when bit `i` is set.
+///
+/// # Safety
+/// AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn spread_bits(bits: u32) -> __m256i {
+    let shuf = _mm256_setr_epi64x(
+        0,
+        0x0101_0101_0101_0101,
+        0x0202_0202_0202_0202,
+        0x0303_0303_0303_0303,
+    );
+    let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let v = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
+    _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel)
+}
+
 /// `u8 x i8` dot of four bytes per 32-bit lane, added to `acc` (AVX2 has no `vpdpbusd`). Each
 /// pair of products must fit an `i16`: true for 4/5-bit weights and for Q8_0 handled with the
 /// sign trick.
 #[inline(always)]
-unsafe fn dp_avx2(acc: __m256i, w: __m256i, x: __m256i, ones: __m256i) -> __m256i {
+pub(crate) unsafe fn dp_avx2(acc: __m256i, w: __m256i, x: __m256i, ones: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones))
 }
 
@@ -190,18 +245,8 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(
                 }
                 if has_high_bit(K) {
                     let qh = p.qh.as_ptr().add((tb0 + b) * 8);
-                    // Spread the 32 mask bits of this half over 32 bytes.
-                    let shuf = _mm256_setr_epi64x(
-                        0,
-                        0x0101_0101_0101_0101,
-                        0x0202_0202_0202_0202,
-                        0x0303_0303_0303_0303,
-                    );
-                    let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
                     for (h, wh) in w.iter_mut().enumerate() {
-                        let bits = (*qh.add(h) >> (32 * half)) as u32;
-                        let v = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
-                        let set = _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+                        let set = spread_bits((*qh.add(h) >> (32 * half)) as u32);
                         *wh = _mm256_or_si256(*wh, _mm256_and_si256(set, bit4));
                     }
                 }
@@ -249,16 +294,6 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(
                 }
             }
         }
-        let c0 = 8 * half;
-        for (t, acc_t) in acc.iter().enumerate() {
-            let dst = out.add((t0 + t) * ldo + c0);
-            if cols >= c0 + 8 {
-                _mm256_storeu_ps(dst, *acc_t);
-            } else if cols > c0 {
-                let mut tmp = [0f32; 8];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), *acc_t);
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols - c0);
-            }
-        }
+        store_avx2_half(&acc, out, t0, ldo, cols, half);
     }
 }

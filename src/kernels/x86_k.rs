@@ -9,6 +9,7 @@ use core::arch::x86_64::*;
 use super::act::QuantActs;
 use super::kblocks::QK_K;
 use super::pack::{PackedMatrix, TILE};
+use super::x86::{dp_avx2, spread_bits, store_avx2_half, store_vnni};
 
 /// Kind codes for the const-generic kernels.
 pub(crate) const K_Q4K: u8 = 0;
@@ -129,21 +130,7 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(
             }
         }
     }
-    let mask: __mmask16 = if cols >= TILE {
-        0xFFFF
-    } else {
-        ((1u32 << cols) - 1) as u16
-    };
-    for (t, acc_t) in acc.iter().enumerate() {
-        _mm512_mask_storeu_ps(out.add((t0 + t) * ldo), mask, *acc_t);
-    }
-}
-
-/// `u8 x i8` dot of four bytes per 32-bit lane (pairs of products fit an `i16`: weights are at
-/// most 6 bits).
-#[inline(always)]
-unsafe fn dp(acc: __m256i, w: __m256i, x: __m256i, ones: __m256i) -> __m256i {
-    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones))
+    store_vnni(&acc, out, t0, ldo, cols);
 }
 
 /// AVX2 + FMA: same contract as [`tile_vnni_k`], two 8-row halves per tile.
@@ -170,18 +157,6 @@ pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(
     let qs = p.qs.as_ptr().add(tb0 * 4) as *const u8;
     let aq = a.q.as_ptr();
     let bs16 = a.bs16.as_ptr();
-    // Spreads 32 mask bits over 32 bytes: byte i is 0xFF when bit i is set.
-    let spread = |bits: u32| {
-        let shuf = _mm256_setr_epi64x(
-            0,
-            0x0101_0101_0101_0101,
-            0x0202_0202_0202_0202,
-            0x0303_0303_0303_0303,
-        );
-        let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-        let v = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
-        _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel)
-    };
     let spr = if K == K_Q6K { 2 } else { 1 };
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); MT];
@@ -201,14 +176,14 @@ pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(
                 if K != K_Q4K {
                     let qh = p.qh.as_ptr().add((tb0 + b) * 8);
                     for (h, wh) in w.iter_mut().enumerate() {
-                        let set = spread((*qh.add(h) >> (32 * half)) as u32);
+                        let set = spread_bits((*qh.add(h) >> (32 * half)) as u32);
                         *wh = _mm256_or_si256(*wh, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
                     }
                 }
                 if K == K_Q6K {
                     let qh2 = p.qh2.as_ptr().add((tb0 + b) * 8);
                     for (h, wh) in w.iter_mut().enumerate() {
-                        let set = spread((*qh2.add(h) >> (32 * half)) as u32);
+                        let set = spread_bits((*qh2.add(h) >> (32 * half)) as u32);
                         *wh = _mm256_or_si256(*wh, _mm256_and_si256(set, _mm256_set1_epi8(0x20)));
                     }
                 }
@@ -224,14 +199,14 @@ pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(
                     let ap = aq.add(ab * 32) as *const i32;
                     let x = |h: usize| _mm256_set1_epi32(ap.add(h).read_unaligned());
                     let (bs_lo, bs_hi) = (*bs16.add(2 * ab), *bs16.add(2 * ab + 1));
-                    let mut lo = dp(zero, w[0], x(0), ones);
-                    let mut hi = dp(zero, w[4], x(4), ones);
-                    lo = dp(lo, w[1], x(1), ones);
-                    hi = dp(hi, w[5], x(5), ones);
-                    lo = dp(lo, w[2], x(2), ones);
-                    hi = dp(hi, w[6], x(6), ones);
-                    lo = dp(lo, w[3], x(3), ones);
-                    hi = dp(hi, w[7], x(7), ones);
+                    let mut lo = dp_avx2(zero, w[0], x(0), ones);
+                    let mut hi = dp_avx2(zero, w[4], x(4), ones);
+                    lo = dp_avx2(lo, w[1], x(1), ones);
+                    hi = dp_avx2(hi, w[5], x(5), ones);
+                    lo = dp_avx2(lo, w[2], x(2), ones);
+                    hi = dp_avx2(hi, w[6], x(6), ones);
+                    lo = dp_avx2(lo, w[3], x(3), ones);
+                    hi = dp_avx2(hi, w[7], x(7), ones);
                     if K == K_Q6K {
                         lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(32 * bs_lo));
                         hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(32 * bs_hi));
@@ -273,16 +248,6 @@ pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(
                 }
             }
         }
-        let c0 = 8 * half;
-        for (t, acc_t) in acc.iter().enumerate() {
-            let dst = out.add((t0 + t) * ldo + c0);
-            if cols >= c0 + 8 {
-                _mm256_storeu_ps(dst, *acc_t);
-            } else if cols > c0 {
-                let mut tmp = [0f32; 8];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), *acc_t);
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols - c0);
-            }
-        }
+        store_avx2_half(&acc, out, t0, ldo, cols, half);
     }
 }

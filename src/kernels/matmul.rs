@@ -10,8 +10,6 @@ use super::Isa;
 
 /// Activation rows computed together against one weight tile.
 const MT: usize = 8;
-/// The same for K-quants, whose kernels hold two integer accumulators per row.
-const MT_K: usize = 4;
 /// Tokens per work item in prefill: the item's activations stay in L2 while its tiles stream.
 const TOKENS_PER_ITEM: usize = 64;
 /// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more.
@@ -79,10 +77,9 @@ fn run_item(
     toks: std::ops::Range<usize>,
     out: OutPtr,
 ) {
-    let max_mt = if p.kind.is_k() { MT_K } else { MT };
     let mut t0 = toks.start;
     while t0 < toks.end {
-        let mt = (toks.end - t0).min(max_mt);
+        let mt = (toks.end - t0).min(MT);
         for tile in tiles.clone() {
             let cols = (p.n - tile * TILE).min(TILE);
             // SAFETY: `tile < p.tiles`, `t0 + mt <= a.m`, `a.k == p.k` (checked by
@@ -155,8 +152,8 @@ unsafe fn tile_dispatch(
                     [K_Q4K, K_Q5K],
                     K_Q6K,
                     mt,
-                    [1, 2, 3],
-                    4,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
                     (p, tile, a, t0, dst, ldo, cols)
                 )
             } else {
@@ -166,8 +163,8 @@ unsafe fn tile_dispatch(
                     [K_Q4K, K_Q5K],
                     K_Q6K,
                     mt,
-                    [1, 2, 3],
-                    4,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
                     (p, tile, a, t0, dst, ldo, cols)
                 )
             }

@@ -18,6 +18,7 @@ pub mod blocks;
 pub mod kblocks;
 pub mod matmul;
 pub mod pack;
+pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]

@@ -136,7 +136,7 @@ impl Decoder {
         let mut x = self.embed.forward(&ids, self.dtype)?; // [n, h]
         let cos = self.cos.narrow(0, pos, n)?;
         let sin = self.sin.narrow(0, pos, n)?;
-        let mask = if n > 1 {
+        let mask = if n > 1 && !self.fused_attention() {
             Some(self.causal_mask(pos, n)?)
         } else {
             None
@@ -222,6 +222,21 @@ impl Decoder {
                 .reshape((n, nh * hd))?;
             return l.o.forward(&out);
         }
+        if self.fused_attention() {
+            // Prefill: candle's batched matmuls, with scale, mask and softmax fused between.
+            let op = crate::kernels::softmax::CausalSoftmax {
+                rep,
+                scale: scale as f32,
+                window: c.sliding_window.unwrap_or(usize::MAX),
+            };
+            let probs = q.matmul(&k_all.t()?)?.apply_op1_no_bwd(&op)?; // [nkv, rep*n, L]
+            let out = probs.matmul(&v_all)?;
+            let out = out
+                .reshape((nh, n, hd))?
+                .transpose(0, 1)?
+                .reshape((n, nh * hd))?;
+            return l.o.forward(&out);
+        }
         let scores = (q.matmul(&k_all.t()?)? * scale)?; // [nkv, rep*n, L]
         let scores = match mask {
             Some(m) => scores
@@ -240,9 +255,9 @@ impl Decoder {
         l.o.forward(&out)
     }
 
-    /// Whether single-token (decode) attention runs as callm's fused CPU kernel (f32
-    /// activations on the CPU). Prefill keeps candle's batched matmuls, which are faster for
-    /// many query rows.
+    /// Whether attention runs on callm's CPU kernels (f32 activations on the CPU): the fused
+    /// kernel for single-token (decode) steps; for prefill, candle's batched matmuls (faster for
+    /// many query rows) around a fused scale + mask + softmax.
     fn fused_attention(&self) -> bool {
         self.device.is_cpu() && self.dtype == DType::F32 && crate::kernels::fused_attention()
     }

@@ -1,0 +1,283 @@
+//! Scale, causal mask and softmax of attention scores in one pass (prefill), behind candle's
+//! [`CustomOp1`] interface, with a vectorized `exp` where AVX2 runs. The plain path builds a
+//! mask tensor, multiplies, adds and normalizes in four passes over `[heads, n, L]` scores and
+//! calls the C library's scalar `expf` for every score, masked ones included.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use rayon::prelude::*;
+
+/// Softmax over the last dimension of scores `[kv_heads, rep * n, L]` (the `rep` query heads of
+/// each kv head, `n` positions each, the last `n` of `L`), after multiplying by `scale`;
+/// keys after a row's own position, or `window` or more positions before it, get probability 0.
+#[derive(Debug, Clone, Copy)]
+pub struct CausalSoftmax {
+    /// Query heads per kv head.
+    pub rep: usize,
+    /// Score scale.
+    pub scale: f32,
+    /// Keys a query sees at most, itself included (`usize::MAX`: no window).
+    pub window: usize,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "callm-causal-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let [heads, rows, len]: [usize; 3] =
+            layout.shape().dims().try_into().map_err(|_| {
+                candle_core::Error::Msg("causal softmax: scores must be 3-d".into())
+            })?;
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("causal softmax: scores must be f32");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("causal softmax: scores must be contiguous");
+        };
+        if self.rep == 0 || !rows.is_multiple_of(self.rep) || rows / self.rep > len {
+            candle_core::bail!(
+                "causal softmax: {rows} rows for {} heads and {len} keys",
+                self.rep
+            );
+        }
+        let mut out = data[start..end].to_vec();
+        if heads * rows * len == 0 {
+            return Ok((CpuStorage::F32(out), layout.shape().clone()));
+        }
+        let n = rows / self.rep;
+        out.par_chunks_mut(len).enumerate().for_each(|(i, row)| {
+            let qpos = len - n + (i % rows) % n;
+            let lo = (qpos + 1).saturating_sub(self.window);
+            softmax_row(row, lo, qpos + 1, self.scale);
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// `row[lo..hi]` ← softmax(scale · row[lo..hi]); everything else ← 0.
+pub fn softmax_row(row: &mut [f32], lo: usize, hi: usize, scale: f32) {
+    let hi = hi.min(row.len());
+    let lo = lo.min(hi);
+    row[..lo].fill(0.0);
+    row[hi..].fill(0.0);
+    let vis = &mut row[lo..hi];
+    if vis.is_empty() {
+        return;
+    }
+    let max = vis.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+    // Every score -inf (or NaN): nothing to weigh, as a masked row of the plain path would be.
+    if !max.is_finite() {
+        vis.fill(0.0);
+        return;
+    }
+    let sum = exp_shifted(vis, scale, max);
+    let inv = 1.0 / sum;
+    for v in vis.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `v ← exp(scale·v − max)` for every value; returns their sum.
+fn exp_shifted(v: &mut [f32], scale: f32, max: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::isa() >= super::Isa::Avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            return unsafe { exp_shifted_avx2(v, scale, max) };
+        }
+    }
+    let mut sum = 0f32;
+    for x in v.iter_mut() {
+        *x = (*x * scale - max).exp();
+        sum += *x;
+    }
+    sum
+}
+
+/// AVX2 + FMA version of [`exp_shifted`], 8 values per step with [`exp8`].
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_avx2(v: &mut [f32], scale: f32, max: f32) -> f32 {
+    use core::arch::x86_64::*;
+    let (s, m) = (_mm256_set1_ps(scale), _mm256_set1_ps(max));
+    let mut acc = _mm256_setzero_ps();
+    let mut chunks = v.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 8 floats.
+        let x = _mm256_fmsub_ps(_mm256_loadu_ps(c.as_ptr()), s, m);
+        let e = exp8(x);
+        _mm256_storeu_ps(c.as_mut_ptr(), e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+    let mut sum = lanes.iter().sum::<f32>();
+    for x in chunks.into_remainder() {
+        let mut buf = [f32::NEG_INFINITY; 8];
+        buf[0] = *x * scale - max;
+        let e = exp8(_mm256_loadu_ps(buf.as_ptr()));
+        _mm256_storeu_ps(buf.as_mut_ptr(), e);
+        *x = buf[0];
+        sum += buf[0];
+    }
+    sum
+}
+
+/// `exp` of 8 floats (Cephes' `expf` method: `2^k · e^r` with `|r| ≤ ln2/2` and a degree-7
+/// polynomial; relative error ~1e-7). Inputs below −87.3 (and −∞) give 0, above 88.7 +∞ is
+/// never needed here (inputs are ≤ 0) but saturates to `f32::MAX`-range.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp8(x: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256 {
+    use core::arch::x86_64::*;
+    let lo = _mm256_set1_ps(-87.336_55);
+    let underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.376_26));
+    // k = round(x / ln 2); r = x − k·ln 2 in two parts.
+    let k = _mm256_round_ps(
+        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.121_944_4e-4), r);
+    // e^r ≈ 1 + r + r²·P(r).
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    // 2^k through the exponent bits.
+    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)),
+        23,
+    ));
+    _mm256_andnot_ps(underflow, _mm256_mul_ps(er, pow2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn vector_exp_is_within_two_ulps_of_f64() {
+        if super::super::isa() < super::super::Isa::Avx2 {
+            return;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let mut xs: Vec<f32> = (0..100_000)
+            .map(|_| rng.random_range(-87.0f32..0.0))
+            .collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            -1e-30,
+            -0.5,
+            -std::f32::consts::LN_2,
+            -87.3,
+            -87.4,
+            -100.0,
+            f32::NEG_INFINITY,
+        ]);
+        let mut v = xs.clone();
+        let sum = exp_shifted(&mut v, 1.0, 0.0);
+        let mut want_sum = 0f64;
+        for (x, got) in xs.iter().zip(&v) {
+            let want = (*x as f64).exp();
+            want_sum += want;
+            // Below e^-87.3 (the smallest normal f32 region) the result is 0.
+            let tol = (want * 2.5e-7).max(f32::MIN_POSITIVE as f64);
+            assert!(
+                ((*got as f64) - want).abs() <= tol,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert!((sum as f64 - want_sum).abs() <= want_sum * 1e-5);
+    }
+
+    #[test]
+    fn matches_masked_softmax() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(32);
+        for &(heads, rep, n, len, window) in &[
+            (2, 3, 5, 20, usize::MAX),
+            (1, 1, 1, 1, usize::MAX),
+            (2, 2, 64, 200, usize::MAX),
+            (1, 4, 9, 40, 7),
+        ] {
+            let rows = rep * n;
+            let x: Vec<f32> = (0..heads * rows * len)
+                .map(|_| rng.random_range(-30.0f32..30.0))
+                .collect();
+            let scale = 0.125f32;
+            let t = Tensor::from_vec(x.clone(), (heads, rows, len), &Device::Cpu).unwrap();
+            let op = CausalSoftmax { rep, scale, window };
+            let got: Vec<f32> = t
+                .apply_op1_no_bwd(&op)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for (ri, row) in x.chunks(len).enumerate() {
+                let qpos = len - n + (ri % rows) % n;
+                let vis = |j: usize| j <= qpos && qpos - j < window;
+                let m = (0..len)
+                    .filter(|&j| vis(j))
+                    .map(|j| (row[j] * scale) as f64)
+                    .fold(f64::MIN, f64::max);
+                let z: f64 = (0..len)
+                    .filter(|&j| vis(j))
+                    .map(|j| ((row[j] * scale) as f64 - m).exp())
+                    .sum();
+                for j in 0..len {
+                    let want = if vis(j) {
+                        ((row[j] * scale) as f64 - m).exp() / z
+                    } else {
+                        0.0
+                    };
+                    let g = got[ri * len + j] as f64;
+                    assert!(
+                        (g - want).abs() <= 1e-6 * (want + 1e-6),
+                        "row {ri} key {j}: {g} vs {want}"
+                    );
+                }
+            }
+        }
+        // Bad shapes are errors, not panics.
+        let t = Tensor::zeros((1, 3, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(t
+            .apply_op1_no_bwd(&CausalSoftmax {
+                rep: 2,
+                scale: 1.0,
+                window: usize::MAX
+            })
+            .is_err());
+        assert!(t
+            .apply_op1_no_bwd(&CausalSoftmax {
+                rep: 1,
+                scale: 1.0,
+                window: usize::MAX
+            })
+            .is_err());
+    }
+}

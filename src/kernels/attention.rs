@@ -124,24 +124,14 @@ impl CustomOp3 for CausalAttention {
             len,
         };
         let mut out = vec![0f32; heads * rows * hd];
-        let blocks_per_head = rows.div_ceil(ROWS);
-        // Each block of rows writes its own disjoint part of `out`.
-        let chunks: Vec<(usize, usize, &mut [f32])> = {
-            let mut v = Vec::with_capacity(heads * blocks_per_head);
-            let mut rest: &mut [f32] = &mut out;
-            for h in 0..heads {
-                for b in 0..blocks_per_head {
-                    let r0 = b * ROWS;
-                    let nr = ROWS.min(rows - r0);
-                    let (mine, tail) = rest.split_at_mut(nr * hd);
-                    rest = tail;
-                    v.push((h, r0, mine));
-                }
-            }
-            v
-        };
-        chunks
-            .into_par_iter()
+        // Each block of up to ROWS rows of a head writes its own part of `out`.
+        out.par_chunks_mut(rows * hd)
+            .enumerate()
+            .flat_map(|(h, head)| {
+                head.par_chunks_mut(ROWS * hd)
+                    .enumerate()
+                    .map(move |(b, dst)| (h, b * ROWS, dst))
+            })
             .for_each(|(h, r0, dst)| job.rows(h, r0, dst));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -206,7 +196,7 @@ impl Job<'_> {
             qpos[i] = first + (r0 + i) % self.n;
             lo[i] = (qpos[i] + 1).saturating_sub(self.op.window);
         }
-        dst.fill(0.0);
+        // `dst` starts zeroed (a fresh output buffer).
         let key = |j: usize| {
             let at = self.kv.start + h * self.kv.head_stride + j * self.kv.row_stride;
             &self.k[at..at + hd]

@@ -1,9 +1,9 @@
-//! Scale, causal mask and softmax of attention scores in one pass (prefill), behind candle's
-//! [`CustomOp1`] interface, with a vectorized `exp` where AVX2 runs. The plain path builds a
+//! Scale, causal mask and softmax of attention scores in one pass (prefill), in place, behind
+//! candle's [`InplaceOp1`] interface, with a vectorized `exp` where AVX2 runs. The plain path builds a
 //! mask tensor, multiplies, adds and normalizes in four passes over `[heads, n, L]` scores and
 //! calls the C library's scalar `expf` for every score, masked ones included.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use candle_core::{CpuStorage, InplaceOp1, Layout};
 use rayon::prelude::*;
 
 /// Softmax over the last dimension of scores `[kv_heads, rep * n, L]` (the `rep` query heads of
@@ -19,17 +19,13 @@ pub struct CausalSoftmax {
     pub window: usize,
 }
 
-impl CustomOp1 for CausalSoftmax {
+impl InplaceOp1 for CausalSoftmax {
     fn name(&self) -> &'static str {
         "callm-causal-softmax"
     }
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let [heads, rows, len]: [usize; 3] =
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let [_, rows, len]: [usize; 3] =
             layout.shape().dims().try_into().map_err(|_| {
                 candle_core::Error::Msg("causal softmax: scores must be 3-d".into())
             })?;
@@ -45,17 +41,16 @@ impl CustomOp1 for CausalSoftmax {
                 self.rep
             );
         }
-        let mut out = data[start..end].to_vec();
-        if heads * rows * len == 0 {
-            return Ok((CpuStorage::F32(out), layout.shape().clone()));
+        let (scores, n) = (&mut data[start..end], rows / self.rep);
+        if scores.is_empty() {
+            return Ok(());
         }
-        let n = rows / self.rep;
-        out.par_chunks_mut(len).enumerate().for_each(|(i, row)| {
+        scores.par_chunks_mut(len).enumerate().for_each(|(i, row)| {
             let qpos = len - n + (i % rows) % n;
             let lo = (qpos + 1).saturating_sub(self.window);
             softmax_row(row, lo, qpos + 1, self.scale);
         });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        Ok(())
     }
 }
 
@@ -120,20 +115,22 @@ unsafe fn exp_shifted_avx2(v: &mut [f32], scale: f32, max: f32) -> f32 {
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
     let mut sum = lanes.iter().sum::<f32>();
-    for x in chunks.into_remainder() {
-        let mut buf = [f32::NEG_INFINITY; 8];
-        buf[0] = *x * scale - max;
-        let e = exp8(_mm256_loadu_ps(buf.as_ptr()));
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        // The last < 8 values in one padded step.
+        let mut buf = [0f32; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        let e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(buf.as_ptr()), s, m));
         _mm256_storeu_ps(buf.as_mut_ptr(), e);
-        *x = buf[0];
-        sum += buf[0];
+        rest.copy_from_slice(&buf[..rest.len()]);
+        sum += buf[..rest.len()].iter().sum::<f32>();
     }
     sum
 }
 
 /// `exp` of 8 floats (Cephes' `expf` method: `2^k · e^r` with `|r| ≤ ln2/2` and a degree-7
-/// polynomial; relative error ~1e-7). Inputs below −87.3 (and −∞) give 0, above 88.7 +∞ is
-/// never needed here (inputs are ≤ 0) but saturates to `f32::MAX`-range.
+/// polynomial; relative error ~1e-7). Inputs below −87.3 (and −∞) give 0; inputs are clamped at
+/// 88.4 above (softmax only passes values ≤ 0).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -231,13 +228,8 @@ mod tests {
             let scale = 0.125f32;
             let t = Tensor::from_vec(x.clone(), (heads, rows, len), &Device::Cpu).unwrap();
             let op = CausalSoftmax { rep, scale, window };
-            let got: Vec<f32> = t
-                .apply_op1_no_bwd(&op)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            t.inplace_op1(&op).unwrap();
+            let got: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
             for (ri, row) in x.chunks(len).enumerate() {
                 let qpos = len - n + (ri % rows) % n;
                 let vis = |j: usize| j <= qpos && qpos - j < window;
@@ -266,14 +258,14 @@ mod tests {
         // Bad shapes are errors, not panics.
         let t = Tensor::zeros((1, 3, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(t
-            .apply_op1_no_bwd(&CausalSoftmax {
+            .inplace_op1(&CausalSoftmax {
                 rep: 2,
                 scale: 1.0,
                 window: usize::MAX
             })
             .is_err());
         assert!(t
-            .apply_op1_no_bwd(&CausalSoftmax {
+            .inplace_op1(&CausalSoftmax {
                 rep: 1,
                 scale: 1.0,
                 window: usize::MAX

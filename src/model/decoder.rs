@@ -205,49 +205,41 @@ impl Decoder {
         let k = self.rotary(&shape(k, nkv)?, cos, sin)?;
         let v = shape(v, nkv)?;
         let (k_all, v_all) = cache.append(layer_idx, &k.squeeze(0)?, &v.squeeze(0)?)?; // [nkv, L, hd]
-        let total = k_all.dim(1)?;
-        // Query head j uses kv head j / rep: group the rep query heads of each kv head.
+                                                                                       // Query head j uses kv head j / rep: group the rep query heads of each kv head.
         let q = q.reshape((nkv, rep * n, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        if n == 1 && self.fused_attention() {
+        let window = c.sliding_window.unwrap_or(usize::MAX);
+        let out = if n == 1 && self.fused_attention() {
             let op = crate::kernels::attention::CausalAttention {
                 rep,
                 scale: scale as f32,
-                window: c.sliding_window.unwrap_or(usize::MAX),
+                window,
             };
-            let out = q.apply_op3_no_bwd(&k_all, &v_all, &op)?; // [nkv, rep*n, hd]
-            let out = out
-                .reshape((nh, n, hd))?
-                .transpose(0, 1)?
-                .reshape((n, nh * hd))?;
-            return l.o.forward(&out);
-        }
-        if self.fused_attention() {
+            q.apply_op3_no_bwd(&k_all, &v_all, &op)?
+        } else if self.fused_attention() {
             // Prefill: candle's batched matmuls, with scale, mask and softmax fused between.
             let op = crate::kernels::softmax::CausalSoftmax {
                 rep,
                 scale: scale as f32,
-                window: c.sliding_window.unwrap_or(usize::MAX),
+                window,
             };
-            let probs = q.matmul(&k_all.t()?)?.apply_op1_no_bwd(&op)?; // [nkv, rep*n, L]
-            let out = probs.matmul(&v_all)?;
-            let out = out
-                .reshape((nh, n, hd))?
-                .transpose(0, 1)?
-                .reshape((n, nh * hd))?;
-            return l.o.forward(&out);
-        }
-        let scores = (q.matmul(&k_all.t()?)? * scale)?; // [nkv, rep*n, L]
-        let scores = match mask {
-            Some(m) => scores
-                .reshape((nkv, rep, n, total))?
-                .broadcast_add(m)?
-                .reshape((nkv, rep * n, total))?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-            .to_dtype(self.dtype)?;
-        let out = probs.matmul(&v_all)?; // [nkv, rep*n, hd]
+            let probs = q.matmul(&k_all.t()?)?; // [nkv, rep*n, L], a fresh tensor
+            probs.inplace_op1(&op)?;
+            probs.matmul(&v_all)?
+        } else {
+            let total = k_all.dim(1)?;
+            let scores = (q.matmul(&k_all.t()?)? * scale)?; // [nkv, rep*n, L]
+            let scores = match mask {
+                Some(m) => scores
+                    .reshape((nkv, rep, n, total))?
+                    .broadcast_add(m)?
+                    .reshape((nkv, rep * n, total))?,
+                None => scores,
+            };
+            let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
+                .to_dtype(self.dtype)?;
+            probs.matmul(&v_all)?
+        }; // [nkv, rep*n, hd]
         let out = out
             .reshape((nh, n, hd))?
             .transpose(0, 1)?

@@ -111,7 +111,7 @@ impl QuantActs {
 fn quantize_blocks(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if super::isa() >= super::Isa::Avx2 {
+        if super::isa().has_avx2() {
             // SAFETY: AVX2 and FMA were detected at run time.
             unsafe { quantize_blocks_avx2(x, q, d, isum, s) };
             return;
@@ -203,7 +203,7 @@ unsafe fn quantize_blocks_avx2(
 fn quantize_k(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if super::isa() >= super::Isa::Avx2 {
+        if super::isa().has_avx2() {
             // SAFETY: AVX2 and FMA were detected at run time.
             unsafe { quantize_k_avx2(x, q, d, bs) };
             return;

@@ -157,7 +157,7 @@ impl Job<'_> {
     fn rows(&self, h: usize, r0: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if super::isa() >= super::Isa::Avx2 {
+            if super::isa().has_avx2() {
                 // SAFETY: AVX2 and FMA were detected at run time.
                 unsafe { self.rows_avx2(h, r0, dst) };
                 return;

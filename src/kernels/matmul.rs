@@ -113,18 +113,8 @@ macro_rules! dispatch {
     }};
 }
 
-#[cfg(target_arch = "x86_64")]
-fn k_code(kind: super::BlockKind) -> u8 {
-    use super::x86_k::{K_Q4K, K_Q5K, K_Q6K};
-    match kind {
-        super::BlockKind::Q4K => K_Q4K,
-        super::BlockKind::Q5K => K_Q5K,
-        _ => K_Q6K,
-    }
-}
-
 /// # Safety
-/// As `x86::tile_vnni`, with `isa` supported by this CPU.
+/// As `x86::tile_vnni` (or `neon::tile_neon_dot`), with `isa` supported by this CPU.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_dispatch(
     isa: Isa,
@@ -143,7 +133,8 @@ unsafe fn tile_dispatch(
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni | Isa::Avx2 if p.kind.is_k() => {
-            use super::x86_k::{tile_avx2_k, tile_vnni_k, K_Q4K, K_Q5K, K_Q6K};
+            use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
+            use super::x86_k::{tile_avx2_k, tile_vnni_k};
             let kind = k_code(p.kind);
             if isa == Isa::Avx512Vnni {
                 dispatch!(
@@ -171,8 +162,9 @@ unsafe fn tile_dispatch(
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni | Isa::Avx2 => {
-            use super::x86::{tile_avx2, tile_vnni, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
-            let kind = super::x86::kind_code(p.kind);
+            use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+            use super::x86::{tile_avx2, tile_vnni};
+            let kind = kind_code(p.kind);
             if isa == Isa::Avx512Vnni {
                 dispatch!(
                     tile_vnni,
@@ -187,6 +179,64 @@ unsafe fn tile_dispatch(
             } else {
                 dispatch!(
                     tile_avx2,
+                    kind,
+                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
+                    K_Q8_0,
+                    mt,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot | Isa::Neon if p.kind.is_k() => {
+            use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
+            use super::neon_k::{tile_neon_dot_k, tile_neon_k};
+            let kind = k_code(p.kind);
+            if isa == Isa::NeonDot {
+                dispatch!(
+                    tile_neon_dot_k,
+                    kind,
+                    [K_Q4K, K_Q5K],
+                    K_Q6K,
+                    mt,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            } else {
+                dispatch!(
+                    tile_neon_k,
+                    kind,
+                    [K_Q4K, K_Q5K],
+                    K_Q6K,
+                    mt,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot | Isa::Neon => {
+            use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+            use super::neon::{tile_neon, tile_neon_dot};
+            let kind = kind_code(p.kind);
+            if isa == Isa::NeonDot {
+                dispatch!(
+                    tile_neon_dot,
+                    kind,
+                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
+                    K_Q8_0,
+                    mt,
+                    [1, 2, 3, 4, 5, 6, 7],
+                    8,
+                    (p, tile, a, t0, dst, ldo, cols)
+                )
+            } else {
+                dispatch!(
+                    tile_neon,
                     kind,
                     [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
                     K_Q8_0,

@@ -8,6 +8,9 @@
 //! 8 tokens per weight load, on rayon's pool (sized by `callm::device::set_threads`).
 //! [`blocks`] holds the ggml formats and the scalar reference every kernel is tested against.
 //!
+//! On aarch64 the same layout runs on NEON kernels (`neon`, `neon_k`): `sdot` where the CPU has
+//! the dot-product extension, widening multiplies on Armv8.0.
+//!
 //! The K-quants Q4_K, Q5_K and Q6_K run natively ([`kblocks`], [`x86_k`]): activations are
 //! quantized as Q8_K and the integer sums are ggml's, so results equal candle's own K-quant
 //! matmul up to float summation order. Other block types stay on candle's kernels.
@@ -15,8 +18,13 @@
 pub mod act;
 pub mod attention;
 pub mod blocks;
+mod codes;
 pub mod kblocks;
 pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_k;
 pub mod pack;
 pub mod softmax;
 #[cfg(target_arch = "x86_64")]
@@ -41,6 +49,10 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL + VNNI.
     Avx512Vnni,
+    /// aarch64 NEON (Armv8.0): widening multiplies and pairwise adds.
+    Neon,
+    /// aarch64 NEON with the dot-product extension (`sdot`, Armv8.2+).
+    NeonDot,
 }
 
 impl Isa {
@@ -63,20 +75,43 @@ impl Isa {
                 }
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                v.push(Isa::Neon);
+                if std::arch::is_aarch64_feature_detected!("dotprod") {
+                    v.push(Isa::NeonDot);
+                }
+            }
+        }
         v
+    }
+
+    /// Whether this is an x86-64 instruction set with AVX2 (the vectorized activation
+    /// quantization, exp and attention paths).
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx512Vnni)
     }
 }
 
 /// The instruction set the packed kernels use on this CPU: the best available, lowered by
-/// `CALLM_KERNELS=avx2|scalar` (for testing). Never AMX, which some VMs advertise but fault on.
+/// `CALLM_KERNELS=avx2|neon|scalar` (for testing; a set this CPU lacks is ignored). Never AMX,
+/// which some VMs advertise but fault on.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let best = *Isa::available().last().unwrap_or(&Isa::Scalar);
-        match std::env::var("CALLM_KERNELS").as_deref() {
-            Ok("avx2") => best.min(Isa::Avx2),
+        let available = Isa::available();
+        let best = *available.last().unwrap_or(&Isa::Scalar);
+        let lowered = match std::env::var("CALLM_KERNELS").as_deref() {
+            Ok("avx2") => Isa::Avx2,
+            Ok("neon") => Isa::Neon,
             Ok("scalar") => Isa::Scalar,
             _ => best,
+        };
+        if available.contains(&lowered) {
+            lowered
+        } else {
+            best
         }
     })
 }

@@ -6,43 +6,8 @@
 use core::arch::x86_64::*;
 
 use super::act::QuantActs;
-use super::blocks::BlockKind;
+use super::codes::{has_high_bit, has_min, offset_of, K_Q8_0};
 use super::pack::{PackedMatrix, TILE};
-
-/// Kind codes for the const-generic kernels.
-pub(crate) const K_Q4_0: u8 = 0;
-pub(crate) const K_Q4_1: u8 = 1;
-pub(crate) const K_Q5_0: u8 = 2;
-pub(crate) const K_Q8_0: u8 = 3;
-pub(crate) const K_Q5_1: u8 = 4;
-
-const fn has_min(k: u8) -> bool {
-    k == K_Q4_1 || k == K_Q5_1
-}
-
-const fn has_high_bit(k: u8) -> bool {
-    k == K_Q5_0 || k == K_Q5_1
-}
-
-pub(crate) fn kind_code(kind: BlockKind) -> u8 {
-    match kind {
-        BlockKind::Q4_0 => K_Q4_0,
-        BlockKind::Q4_1 => K_Q4_1,
-        BlockKind::Q5_0 => K_Q5_0,
-        BlockKind::Q5_1 => K_Q5_1,
-        // K-quants have their own kernels (`x86_k`); never dispatched here.
-        BlockKind::Q8_0 | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => K_Q8_0,
-    }
-}
-
-const fn offset_of(k: u8) -> i32 {
-    match k {
-        K_Q4_0 => 8,
-        K_Q5_0 => 16,
-        K_Q8_0 => 128,
-        _ => 0,
-    }
-}
 
 /// AVX-512 VNNI: rows `t0..t0+MT` of `a` against tile `tile`; writes `cols` (≤ 16) outputs of
 /// each row at `out + row * ldo`.

@@ -7,14 +7,10 @@
 use core::arch::x86_64::*;
 
 use super::act::QuantActs;
+use super::codes::{K_Q4K, K_Q6K};
 use super::kblocks::QK_K;
 use super::pack::{PackedMatrix, TILE};
 use super::x86::{dp_avx2, spread_bits, store_avx2_half, store_vnni};
-
-/// Kind codes for the const-generic kernels.
-pub(crate) const K_Q4K: u8 = 0;
-pub(crate) const K_Q5K: u8 = 1;
-pub(crate) const K_Q6K: u8 = 2;
 
 /// Blocks of 32 per superblock.
 const BPS: usize = QK_K / 32;

@@ -4,7 +4,9 @@
 #    and trains the tiny SentencePiece test tokenizers (also cached outside the repo);
 # 2. checks formatting and lints;
 # 3. builds once and runs every test (unit, integration, real-model, property tests, bench smoke runs);
-# 4. runs the server end to end with real clients (openai SDK, LiteLLM proxy) on the real Qwen GGUF.
+# 4. runs the server end to end with real clients (openai SDK, LiteLLM proxy) on the real Qwen GGUF;
+# 5. cross-builds the tests for aarch64 and runs them under qemu: the NEON kernels (on an x86-64
+#    Debian host as root; elsewhere scripts/test-aarch64.sh says why it skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +17,4 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked "$@"
 cargo build --locked --bin callm
 CALLM_BIN=target/debug/callm tests/e2e/run.sh
+scripts/test-aarch64.sh

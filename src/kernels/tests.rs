@@ -205,3 +205,17 @@ fn concurrent_forward_passes_share_the_pool() {
         }
     });
 }
+
+/// On aarch64 the NEON kernels are chosen, with `sdot` exactly where the CPU has it (a kernel
+/// using it on a CPU without it dies of an illegal instruction).
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_kernels_follow_the_cpu() {
+    let available = Isa::available();
+    assert!(available.contains(&Isa::Neon));
+    assert_eq!(
+        available.contains(&Isa::NeonDot),
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    );
+    assert!(super::isa() >= Isa::Neon && super::enabled());
+}

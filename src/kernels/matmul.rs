@@ -113,6 +113,30 @@ macro_rules! dispatch {
     }};
 }
 
+/// [`dispatch!`] to `$best` when `$use_best`, else to `$other`: the two kernels of one
+/// architecture (its better instruction set and the baseline one), over the K-quant codes
+/// (`k`) or the 32-value codes.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! pick {
+    ($use_best:expr, $best:ident, $other:ident, k, $p:ident, $args:tt) => {{
+        use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
+        let kind = k_code($p.kind);
+        pick!(@run $use_best, $best, $other, kind, [K_Q4K, K_Q5K], K_Q6K, $args)
+    }};
+    ($use_best:expr, $best:ident, $other:ident, blocks, $p:ident, $args:tt) => {{
+        use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+        let kind = kind_code($p.kind);
+        pick!(@run $use_best, $best, $other, kind, [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1], K_Q8_0, $args)
+    }};
+    (@run $use_best:expr, $best:ident, $other:ident, $kind:ident, $ks:tt, $last:ident, ($mt:expr, $($arg:expr),*)) => {
+        if $use_best {
+            dispatch!($best, $kind, $ks, $last, $mt, [1, 2, 3, 4, 5, 6, 7], 8, ($($arg),*))
+        } else {
+            dispatch!($other, $kind, $ks, $last, $mt, [1, 2, 3, 4, 5, 6, 7], 8, ($($arg),*))
+        }
+    };
+}
+
 /// # Safety
 /// As `x86::tile_vnni` (or `neon::tile_neon_dot`), with `isa` supported by this CPU.
 #[allow(clippy::too_many_arguments)]
@@ -132,118 +156,52 @@ unsafe fn tile_dispatch(
             tile_scalar_k(p, tile, a, t0, mt, dst, ldo, cols)
         }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni | Isa::Avx2 if p.kind.is_k() => {
-            use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
-            use super::x86_k::{tile_avx2_k, tile_vnni_k};
-            let kind = k_code(p.kind);
-            if isa == Isa::Avx512Vnni {
-                dispatch!(
-                    tile_vnni_k,
-                    kind,
-                    [K_Q4K, K_Q5K],
-                    K_Q6K,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
-                )
-            } else {
-                dispatch!(
-                    tile_avx2_k,
-                    kind,
-                    [K_Q4K, K_Q5K],
-                    K_Q6K,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
-                )
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni | Isa::Avx2 => {
-            use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
             use super::x86::{tile_avx2, tile_vnni};
-            let kind = kind_code(p.kind);
-            if isa == Isa::Avx512Vnni {
-                dispatch!(
+            use super::x86_k::{tile_avx2_k, tile_vnni_k};
+            let vnni = isa == Isa::Avx512Vnni;
+            if p.kind.is_k() {
+                pick!(
+                    vnni,
+                    tile_vnni_k,
+                    tile_avx2_k,
+                    k,
+                    p,
+                    (mt, p, tile, a, t0, dst, ldo, cols)
+                )
+            } else {
+                pick!(
+                    vnni,
                     tile_vnni,
-                    kind,
-                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
-                    K_Q8_0,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
-                )
-            } else {
-                dispatch!(
                     tile_avx2,
-                    kind,
-                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
-                    K_Q8_0,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
-                )
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::NeonDot | Isa::Neon if p.kind.is_k() => {
-            use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
-            use super::neon_k::{tile_neon_dot_k, tile_neon_k};
-            let kind = k_code(p.kind);
-            if isa == Isa::NeonDot {
-                dispatch!(
-                    tile_neon_dot_k,
-                    kind,
-                    [K_Q4K, K_Q5K],
-                    K_Q6K,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
-                )
-            } else {
-                dispatch!(
-                    tile_neon_k,
-                    kind,
-                    [K_Q4K, K_Q5K],
-                    K_Q6K,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
+                    blocks,
+                    p,
+                    (mt, p, tile, a, t0, dst, ldo, cols)
                 )
             }
         }
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot | Isa::Neon => {
-            use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
             use super::neon::{tile_neon, tile_neon_dot};
-            let kind = kind_code(p.kind);
-            if isa == Isa::NeonDot {
-                dispatch!(
-                    tile_neon_dot,
-                    kind,
-                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
-                    K_Q8_0,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
+            use super::neon_k::{tile_neon_dot_k, tile_neon_k};
+            let dot = isa == Isa::NeonDot;
+            if p.kind.is_k() {
+                pick!(
+                    dot,
+                    tile_neon_dot_k,
+                    tile_neon_k,
+                    k,
+                    p,
+                    (mt, p, tile, a, t0, dst, ldo, cols)
                 )
             } else {
-                dispatch!(
+                pick!(
+                    dot,
+                    tile_neon_dot,
                     tile_neon,
-                    kind,
-                    [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1],
-                    K_Q8_0,
-                    mt,
-                    [1, 2, 3, 4, 5, 6, 7],
-                    8,
-                    (p, tile, a, t0, dst, ldo, cols)
+                    blocks,
+                    p,
+                    (mt, p, tile, a, t0, dst, ldo, cols)
                 )
             }
         }

@@ -113,20 +113,21 @@ macro_rules! dispatch {
     }};
 }
 
-/// [`dispatch!`] to `$best` when `$use_best`, else to `$other`: the two kernels of one
-/// architecture (its better instruction set and the baseline one), over the K-quant codes
-/// (`k`) or the 32-value codes.
+/// The kernel of one architecture for `$p`'s kind through [`dispatch!`]: its K-quant pair
+/// (`k:`) or its 32-value pair (`blocks:`), the first of a pair when `$use_best` (the better
+/// instruction set), else the second (the baseline one).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 macro_rules! pick {
-    ($use_best:expr, $best:ident, $other:ident, k, $p:ident, $args:tt) => {{
-        use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
-        let kind = k_code($p.kind);
-        pick!(@run $use_best, $best, $other, kind, [K_Q4K, K_Q5K], K_Q6K, $args)
-    }};
-    ($use_best:expr, $best:ident, $other:ident, blocks, $p:ident, $args:tt) => {{
-        use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
-        let kind = kind_code($p.kind);
-        pick!(@run $use_best, $best, $other, kind, [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1], K_Q8_0, $args)
+    ($use_best:expr, k: ($kb:ident, $ko:ident), blocks: ($bb:ident, $bo:ident), $p:ident, $args:tt) => {{
+        if $p.kind.is_k() {
+            use super::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
+            let kind = k_code($p.kind);
+            pick!(@run $use_best, $kb, $ko, kind, [K_Q4K, K_Q5K], K_Q6K, $args)
+        } else {
+            use super::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+            let kind = kind_code($p.kind);
+            pick!(@run $use_best, $bb, $bo, kind, [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1], K_Q8_0, $args)
+        }
     }};
     (@run $use_best:expr, $best:ident, $other:ident, $kind:ident, $ks:tt, $last:ident, ($mt:expr, $($arg:expr),*)) => {
         if $use_best {
@@ -159,51 +160,25 @@ unsafe fn tile_dispatch(
         Isa::Avx512Vnni | Isa::Avx2 => {
             use super::x86::{tile_avx2, tile_vnni};
             use super::x86_k::{tile_avx2_k, tile_vnni_k};
-            let vnni = isa == Isa::Avx512Vnni;
-            if p.kind.is_k() {
-                pick!(
-                    vnni,
-                    tile_vnni_k,
-                    tile_avx2_k,
-                    k,
-                    p,
-                    (mt, p, tile, a, t0, dst, ldo, cols)
-                )
-            } else {
-                pick!(
-                    vnni,
-                    tile_vnni,
-                    tile_avx2,
-                    blocks,
-                    p,
-                    (mt, p, tile, a, t0, dst, ldo, cols)
-                )
-            }
+            pick!(
+                isa == Isa::Avx512Vnni,
+                k: (tile_vnni_k, tile_avx2_k),
+                blocks: (tile_vnni, tile_avx2),
+                p,
+                (mt, p, tile, a, t0, dst, ldo, cols)
+            )
         }
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot | Isa::Neon => {
             use super::neon::{tile_neon, tile_neon_dot};
             use super::neon_k::{tile_neon_dot_k, tile_neon_k};
-            let dot = isa == Isa::NeonDot;
-            if p.kind.is_k() {
-                pick!(
-                    dot,
-                    tile_neon_dot_k,
-                    tile_neon_k,
-                    k,
-                    p,
-                    (mt, p, tile, a, t0, dst, ldo, cols)
-                )
-            } else {
-                pick!(
-                    dot,
-                    tile_neon_dot,
-                    tile_neon,
-                    blocks,
-                    p,
-                    (mt, p, tile, a, t0, dst, ldo, cols)
-                )
-            }
+            pick!(
+                isa == Isa::NeonDot,
+                k: (tile_neon_dot_k, tile_neon_k),
+                blocks: (tile_neon_dot, tile_neon),
+                p,
+                (mt, p, tile, a, t0, dst, ldo, cols)
+            )
         }
         _ => tile_scalar(p, tile, a, t0, mt, dst, ldo, cols),
     }

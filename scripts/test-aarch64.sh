@@ -12,8 +12,9 @@
 #   3. the tiny-model goldens against transformers, and the real-GGUF numerics test on SmolLM2
 #      (Q4_1 through the NEON kernels), with -cpu max.
 #
-# Needs root (debootstrap, chroot, bind mounts) and the Debian package registry. Where the
-# environment cannot provide them, it says why and exits 0: the x86 tests have run. A failed
+# Needs root (debootstrap, chroot, bind mounts), the Debian package registry and ~5 GB of disk
+# (~3 GB once the chroot exists). Where the environment cannot provide them, it says why and
+# exits 0: the x86 tests have run. A failed
 # build or test exits non-zero.
 #
 # Chroot: $CALLM_AARCH64_ROOT, default ~/.cache/callm/aarch64-sid (outside the repo, reused).
@@ -34,6 +35,20 @@ skip() {
 [ "$(uname -m)" = x86_64 ] || skip "the host is $(uname -m); these tests cross-build from x86_64"
 [ "$(id -u)" = 0 ] || skip "debootstrap, chroot and bind mounts need root"
 command -v apt-get >/dev/null || skip "no apt-get: the chroot is built from Debian packages"
+
+# --- disk: the chroot takes ~1.7 GB, the aarch64 build ~2.5 GB --------------------------------
+free_mb() { # path: megabytes free on its filesystem (of the nearest existing parent)
+  local p="$1"
+  while [ ! -e "$p" ]; do p=$(dirname "$p"); done
+  df -Pm "$p" | awk 'NR == 2 { print $4 }'
+}
+need_mb=3000
+[ -f "$root/.callm-ready" ] || need_mb=$((need_mb + 2000))
+for p in "$root" "$repo/target"; do
+  have=$(free_mb "$p")
+  [ "$have" -ge "$need_mb" ] ||
+    skip "only $have MB free for $p, and the chroot and cross build need about $need_mb MB"
+done
 
 # --- the chroot (once) -------------------------------------------------------------------------
 if ! command -v debootstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null; then
@@ -62,6 +77,7 @@ if [ ! -f "$root/.callm-ready" ]; then
   DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq --no-install-recommends \
     rustc cargo libstd-rust-dev:arm64 gcc-aarch64-linux-gnu g++-aarch64-linux-gnu >/dev/null ||
     skip "cannot install the cross toolchain in the chroot"
+  chroot "$root" apt-get clean # the downloaded .deb files (~500 MB)
   rm "$root/.callm-partial"
   touch "$root/.callm-ready"
 fi
@@ -91,7 +107,7 @@ echo "aarch64: building the tests for $triple ($(chroot "$root" rustc --version)
 upper=$(echo "$triple" | tr 'a-z-' 'A-Z_')
 lower=$(echo "$triple" | tr '-' '_')
 chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root CARGO_HOME=/root/.cargo \
-  CARGO_TARGET_DIR="$repo/target/aarch64" \
+  CARGO_TARGET_DIR="$repo/target/aarch64" CARGO_INCREMENTAL=0 \
   "CARGO_TARGET_${upper}_LINKER=aarch64-linux-gnu-gcc" \
   "CC_${lower}=aarch64-linux-gnu-gcc" "CXX_${lower}=aarch64-linux-gnu-g++" \
   "AR_${lower}=aarch64-linux-gnu-ar" \

@@ -12,8 +12,8 @@
 #   3. the tiny-model goldens against transformers, and the real-GGUF numerics test on SmolLM2
 #      (Q4_1 through the NEON kernels), with -cpu max.
 #
-# Needs root (debootstrap, chroot, bind mounts), the Debian package registry and ~5 GB of disk
-# (~3 GB once the chroot exists). Where the environment cannot provide them, it says why and
+# Needs root (debootstrap, chroot, bind mounts), the Debian package registry and ~4 GB of disk
+# (~1.5 GB once the chroot exists). Where the environment cannot provide them, it says why and
 # exits 0: the x86 tests have run. A failed
 # build or test exits non-zero.
 #
@@ -36,14 +36,14 @@ skip() {
 [ "$(id -u)" = 0 ] || skip "debootstrap, chroot and bind mounts need root"
 command -v apt-get >/dev/null || skip "no apt-get: the chroot is built from Debian packages"
 
-# --- disk: the chroot takes ~1.7 GB, the aarch64 build ~2.5 GB --------------------------------
+# --- disk: the chroot takes ~1.7 GB (~2.2 GB while installing), the aarch64 build ~1.1 GB -----
 free_mb() { # path: megabytes free on its filesystem (of the nearest existing parent)
   local p="$1"
   while [ ! -e "$p" ]; do p=$(dirname "$p"); done
   df -Pm "$p" | awk 'NR == 2 { print $4 }'
 }
-need_mb=3000
-[ -f "$root/.callm-ready" ] || need_mb=$((need_mb + 2000))
+need_mb=1500
+[ -f "$root/.callm-ready" ] || need_mb=$((need_mb + 2500))
 for p in "$root" "$repo/target"; do
   have=$(free_mb "$p")
   [ "$have" -ge "$need_mb" ] ||

@@ -9,7 +9,9 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust from https:
 scripts/fetch-models.sh qwen
 model="${CALLM_MODELS_DIR:-$HOME/.cache/callm/models}/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 # The default (dev) profile compiles the dependencies -- candle's kernels -- fully optimised,
-# and shares its build with scripts/test.sh. `cargo build --release` works too.
+# and shares its build with scripts/test.sh (hence its incremental setting). `cargo build
+# --release` works too.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --locked --bin callm
 exec target/debug/callm generate --model "$model" --tools examples/weather_tools.json \
   --prompt "${1:-What is the weather like in Paris right now?}"

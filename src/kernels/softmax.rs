@@ -100,6 +100,29 @@ fn exp_shifted(v: &mut [f32], scale: f32, max: f32) -> f32 {
     }
 }
 
+/// Constants of the vector `exp` ([`exp8`], [`exp4`]): Cephes' `expf`, `2^k · e^r` with
+/// `|r| ≤ ln2/2`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod exp_c {
+    /// Inputs below this give 0 (`e^x` underflows f32).
+    pub const LO: f32 = -87.336_55;
+    /// Inputs are clamped here (softmax only passes values ≤ 0).
+    pub const HI: f32 = 88.376_26;
+    /// ln 2 in two parts, high and low, for an exact `r = x − k·ln 2`.
+    pub const LN2_HI: f32 = 0.693_359_4;
+    /// The low part of ln 2.
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    /// `P(r)` for `e^r ≈ 1 + r + r²·P(r)`, highest degree first (Horner).
+    pub const POLY: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+}
+
 /// AVX2 + FMA version of [`exp_shifted`], 8 values per step with [`exp8`].
 ///
 /// # Safety
@@ -145,26 +168,20 @@ unsafe fn exp_shifted_avx2(v: &mut [f32], scale: f32, max: f32) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn exp8(x: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256 {
     use core::arch::x86_64::*;
-    let lo = _mm256_set1_ps(-87.336_55);
+    let lo = _mm256_set1_ps(exp_c::LO);
     let underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.376_26));
+    let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(exp_c::HI));
     // k = round(x / ln 2); r = x − k·ln 2 in two parts.
     let k = _mm256_round_ps(
         _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
     );
-    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_359_4), x);
-    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(exp_c::LN2_HI), x);
+    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(exp_c::LN2_LO), r);
     // e^r ≈ 1 + r + r²·P(r).
-    let mut p = _mm256_set1_ps(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    let mut p = _mm256_set1_ps(exp_c::POLY[0]);
+    for c in &exp_c::POLY[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
     }
     let r2 = _mm256_mul_ps(r, r);
     let er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
@@ -215,23 +232,17 @@ unsafe fn exp_shifted_neon(v: &mut [f32], scale: f32, max: f32) -> f32 {
 #[target_feature(enable = "neon")]
 pub unsafe fn exp4(x: core::arch::aarch64::float32x4_t) -> core::arch::aarch64::float32x4_t {
     use core::arch::aarch64::*;
-    let lo = vdupq_n_f32(-87.336_55);
+    let lo = vdupq_n_f32(exp_c::LO);
     let underflow = vcltq_f32(x, lo);
-    let x = vminq_f32(vmaxq_f32(x, lo), vdupq_n_f32(88.376_26));
+    let x = vminq_f32(vmaxq_f32(x, lo), vdupq_n_f32(exp_c::HI));
     // k = round(x / ln 2); r = x − k·ln 2 in two parts.
     let k = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(std::f32::consts::LOG2_E)));
-    let r = vfmsq_f32(x, k, vdupq_n_f32(0.693_359_4));
-    let r = vfmsq_f32(r, k, vdupq_n_f32(-2.121_944_4e-4));
+    let r = vfmsq_f32(x, k, vdupq_n_f32(exp_c::LN2_HI));
+    let r = vfmsq_f32(r, k, vdupq_n_f32(exp_c::LN2_LO));
     // e^r ≈ 1 + r + r²·P(r).
-    let mut p = vdupq_n_f32(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ] {
-        p = vfmaq_f32(vdupq_n_f32(c), p, r);
+    let mut p = vdupq_n_f32(exp_c::POLY[0]);
+    for c in &exp_c::POLY[1..] {
+        p = vfmaq_f32(vdupq_n_f32(*c), p, r);
     }
     let er = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0));
     // 2^k through the exponent bits.

@@ -1,6 +1,7 @@
 //! Rendering speed of a typical tools prompt (Qwen2.5 template, two tools, a tool round trip).
 
 use callm::openai::ChatCompletionRequest;
+use callm::request::ChatRequest;
 use callm::template::{ModelTemplateInfo, PromptRenderer};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -9,8 +10,8 @@ const TEMPLATE: &str = r#"{%- if tools %}{{- '<|im_start|>system\n' }}{%- if mes
 {%- for message in messages %}{%- if message.role == "user" or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}{%- elif message.role == "assistant" %}{{- '<|im_start|>assistant' }}{%- for tool_call in message.tool_calls %}{{- '\n<tool_call>\n{"name": "' + tool_call.function.name + '", "arguments": ' + tool_call.function.arguments | tojson + '}\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\n' }}{%- elif message.role == "tool" %}{{- '<|im_start|>user\n<tool_response>\n' + message.content + '\n</tool_response><|im_end|>\n' }}{%- endif %}{%- endfor %}
 {%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"#;
 
-fn request() -> ChatCompletionRequest {
-    serde_json::from_value(serde_json::json!({
+fn request() -> ChatRequest {
+    let body: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
         "tools": [
             {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.",
              "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"},
@@ -27,7 +28,8 @@ fn request() -> ChatCompletionRequest {
             {"role": "user", "content": "And in Tokyo?"}
         ]
     }))
-    .expect("valid request")
+    .expect("valid request body");
+    ChatRequest::try_from(body).expect("valid request")
 }
 
 fn bench(c: &mut Criterion) {

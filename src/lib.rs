@@ -14,6 +14,8 @@ pub mod openai;
 pub mod parsers;
 pub mod paths;
 pub mod registry;
+pub mod request;
+pub mod runtime;
 pub mod server;
 pub mod template;
 pub mod tokenizer;

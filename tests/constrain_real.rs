@@ -5,10 +5,12 @@
 use std::sync::OnceLock;
 
 use callm::chat::{self, ChatFinish};
-use callm::engine::loaded::LoadOptions;
-use callm::engine::{CancelToken, LoadedModel};
+use callm::engine::CancelToken;
 use callm::openai::ChatCompletionRequest;
 use callm::registry::Registry;
+use callm::request::ChatRequest;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 use serde_json::{json, Value};
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
@@ -44,8 +46,8 @@ fn weather_tool() -> Value {
         }, "required": ["city"]}}}])
 }
 
-fn request(question: &str, tool_choice: Value) -> ChatCompletionRequest {
-    serde_json::from_value(json!({
+fn request(question: &str, tool_choice: Value) -> ChatRequest {
+    let body: ChatCompletionRequest = serde_json::from_value(json!({
         "model": "qwen",
         "messages": [{"role": "user", "content": question}],
         "tools": weather_tool(),
@@ -53,7 +55,8 @@ fn request(question: &str, tool_choice: Value) -> ChatCompletionRequest {
         "temperature": 0,
         "max_tokens": 96,
     }))
-    .unwrap()
+    .unwrap();
+    ChatRequest::try_from(body).unwrap()
 }
 
 #[test]
@@ -62,9 +65,9 @@ fn required_on_a_question_needing_no_tool_still_yields_a_valid_call() {
     let req = request("What is 2+2?", json!("required"));
     let out = chat::run(lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
     assert_eq!(out.finish, ChatFinish::ToolCalls, "{:?}", out.message);
-    let calls = out.message.tool_calls.unwrap();
-    assert_eq!(calls[0].function.name, "get_weather");
-    let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+    let calls = out.message.tool_calls;
+    assert_eq!(calls[0].name, "get_weather");
+    let args: Value = serde_json::from_str(&calls[0].arguments).unwrap();
     let schema = weather_tool()[0]["function"]["parameters"].clone();
     let validator = jsonschema::validator_for(&schema).unwrap();
     assert!(validator.is_valid(&args), "{args}");
@@ -75,7 +78,7 @@ fn auto_leaves_a_plain_answer_alone() {
     let Some(lm) = qwen() else { return };
     let req = request("Say hello in one short sentence.", json!("auto"));
     let out = chat::run(lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
-    assert!(out.message.tool_calls.is_none(), "{:?}", out.message);
+    assert!(out.message.tool_calls.is_empty(), "{:?}", out.message);
     assert!(
         !out.message.content.unwrap_or_default().trim().is_empty(),
         "no text"
@@ -90,12 +93,10 @@ fn auto_call_once_opened_is_valid() {
         json!("auto"),
     );
     let out = chat::run(lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
-    let calls = out
-        .message
-        .tool_calls
-        .unwrap_or_else(|| panic!("no call: {:?}", out.message.content));
-    assert_eq!(calls[0].function.name, "get_weather");
-    let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+    let calls = &out.message.tool_calls;
+    assert!(!calls.is_empty(), "no call: {:?}", out.message.content);
+    assert_eq!(calls[0].name, "get_weather");
+    let args: Value = serde_json::from_str(&calls[0].arguments).unwrap();
     assert!(
         args["city"].as_str().unwrap_or("").contains("Paris"),
         "{args}"

@@ -11,10 +11,12 @@
 use std::path::PathBuf;
 
 use callm::chat::{self, ChatFinish};
-use callm::engine::loaded::LoadOptions;
-use callm::engine::{CancelToken, LoadedModel};
+use callm::engine::CancelToken;
 use callm::openai::ChatCompletionRequest;
 use callm::registry::Registry;
+use callm::request::ChatRequest;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 use serde_json::{json, Value};
 
 /// (fixture architecture, family whose call format is used).
@@ -99,7 +101,7 @@ fn validate(schema: &Value, v: &Value) -> Result<(), String> {
     }
 }
 
-fn request(extra: Value, seed: u64) -> ChatCompletionRequest {
+fn request(extra: Value, seed: u64) -> ChatRequest {
     let mut req = json!({
         "model": "tiny",
         "messages": [{"role": "user", "content": "Weather in Oslo?"}],
@@ -109,10 +111,11 @@ fn request(extra: Value, seed: u64) -> ChatCompletionRequest {
     for (k, v) in extra.as_object().unwrap() {
         req[k] = v.clone();
     }
-    serde_json::from_value(req).unwrap()
+    let body: ChatCompletionRequest = serde_json::from_value(req).unwrap();
+    ChatRequest::try_from(body).unwrap()
 }
 
-fn run(lm: &LoadedModel, req: &ChatCompletionRequest) -> chat::ChatOutcome {
+fn run(lm: &LoadedModel, req: &ChatRequest) -> chat::ChatOutcome {
     chat::run(lm, req, 0, &CancelToken::new(), &mut |_| true).unwrap()
 }
 
@@ -124,18 +127,15 @@ fn valid_calls(family: &str, seed: u64, out: &chat::ChatOutcome) -> Vec<String> 
         "{family} seed {seed}: {:?}",
         out.message
     );
-    let calls = out.message.tool_calls.clone().unwrap_or_default();
+    let calls = out.message.tool_calls.clone();
     assert!(!calls.is_empty(), "{family} seed {seed}");
     for c in &calls {
-        let args: Value = serde_json::from_str(&c.function.arguments).unwrap();
-        if let Err(e) = validate(&schema_of(&c.function.name), &args) {
-            panic!(
-                "{family} seed {seed}: {} {args} invalid: {e}",
-                c.function.name
-            );
+        let args: Value = serde_json::from_str(&c.arguments).unwrap();
+        if let Err(e) = validate(&schema_of(&c.name), &args) {
+            panic!("{family} seed {seed}: {} {args} invalid: {e}", c.name);
         }
     }
-    calls.into_iter().map(|c| c.function.name).collect()
+    calls.into_iter().map(|c| c.name).collect()
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn bad_schemas_are_rejected_before_generation() {
         0,
     );
     let err = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap_err();
-    assert_eq!(err.status(), 400, "{err}");
+    assert!(matches!(err, chat::ChatError::Invalid { .. }), "{err}");
     assert!(
         err.to_string().contains("tools[0].function.parameters"),
         "{err}"

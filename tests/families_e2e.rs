@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use callm::engine::loaded::LoadOptions;
-use callm::engine::LoadedModel;
 use callm::openai::ChatCompletionRequest;
 use callm::registry::Registry;
+use callm::request::ChatRequest;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 use serde_json::{json, Value};
 
 const SCRIPT: &str = "scripts/gen-spm-fixtures.sh";
@@ -87,8 +88,8 @@ fn weather_tools() -> Value {
 }
 
 /// A two-turn tool conversation: question, the assistant's call, its result, a follow-up.
-fn tool_conversation() -> ChatCompletionRequest {
-    serde_json::from_value(json!({
+fn tool_conversation() -> ChatRequest {
+    let body: ChatCompletionRequest = serde_json::from_value(json!({
         "model": "m",
         "tools": weather_tools(),
         "messages": [
@@ -99,7 +100,8 @@ fn tool_conversation() -> ChatCompletionRequest {
             {"role": "user", "content": "And in Rome?"}
         ]
     }))
-    .unwrap()
+    .unwrap();
+    ChatRequest::try_from(body).unwrap()
 }
 
 #[test]
@@ -256,8 +258,8 @@ async fn chat_stream(client: &reqwest::Client, base: &str, body: &Value) -> Stri
 
 /// Serves `lm` on an ephemeral loopback port: base URL, served model id, shutdown handle.
 async fn serve(lm: LoadedModel) -> (String, String, tokio::sync::oneshot::Sender<()>) {
-    let backend = Arc::new(callm::chat::backend::EngineBackend::new(Arc::new(lm)));
-    let served = callm::server::ChatBackend::model_id(backend.as_ref()).to_string();
+    let backend = Arc::new(callm::chat::EngineBackend::new(Arc::new(lm)));
+    let served = callm::chat::ChatBackend::model_id(backend.as_ref()).to_string();
     let state = callm::server::AppState::new(backend, 2, 8, None);
     let app = callm::server::router(state, 1 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

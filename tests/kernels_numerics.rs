@@ -20,9 +20,9 @@
 //!
 //! (Own test binary: it toggles `CALLM_KERNELS`, `CALLM_KEEP_QUANT` and `CANDLE_DEQUANTIZE_ALL`.)
 
-use callm::engine::loaded::LoadOptions;
-use callm::engine::LoadedModel;
 use callm::registry::Registry;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 use candle_core::Tensor;
 
 fn top5_set(row: &[f32]) -> Vec<usize> {

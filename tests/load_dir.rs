@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use callm::engine::loaded::LoadOptions;
-use callm::engine::{CancelToken, LoadedModel, SamplingParams};
+use callm::engine::{CancelToken, SamplingParams};
 use callm::registry::Registry;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 
 fn checkpoint_dir(tag: &str, with_tokenizer: bool) -> PathBuf {
     let fx = callm::paths::fixtures_dir();

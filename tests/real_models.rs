@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use callm::engine::loaded::LoadOptions;
-use callm::engine::{CancelToken, LoadedModel, SamplingParams};
+use callm::engine::{CancelToken, SamplingParams};
 use callm::model::config::RopeScaling;
 use callm::registry::Registry;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";

@@ -223,6 +223,17 @@ async fn legacy_functions() {
             .map(|c| c["choices"][0]["finish_reason"].clone()),
         Some(json!("function_call"))
     );
+
+    // An empty `tools` list counts as none: the functions are offered and the answer is a
+    // legacy `function_call`, as without `tools`.
+    let mut empty_tools = body.clone();
+    empty_tools["tools"] = json!([]);
+    let (status, v) = s.post_json("/v1/chat/completions", &empty_tools).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "function_call");
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["tool_calls"], Value::Null);
+    assert_eq!(msg["function_call"]["name"], "get_weather");
 }
 
 #[tokio::test]

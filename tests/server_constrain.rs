@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use callm::chat::backend::EngineBackend;
-use callm::engine::loaded::LoadOptions;
-use callm::engine::LoadedModel;
+use callm::chat::EngineBackend;
 use callm::registry::Registry;
+use callm::runtime::LoadOptions;
+use callm::runtime::LoadedModel;
 use callm::server::{router, serve_on, AppState};
 use serde_json::{json, Value};
 

@@ -4,6 +4,7 @@
 use callm::cli::render::{render_to_string, RenderArgs};
 use callm::openai::ChatCompletionRequest;
 use callm::registry::Registry;
+use callm::request::ChatRequest;
 use callm::template::{ChatTemplate, ModelTemplateInfo, PromptRenderer, TemplateError};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -25,11 +26,12 @@ fn fixture_template(name: &str) -> String {
     std::fs::read_to_string(fixtures().join("templates").join(name)).unwrap()
 }
 
-fn req(v: serde_json::Value) -> ChatCompletionRequest {
-    serde_json::from_value(v).unwrap()
+fn req(v: serde_json::Value) -> ChatRequest {
+    let body: ChatCompletionRequest = serde_json::from_value(v).unwrap();
+    ChatRequest::try_from(body).unwrap()
 }
 
-fn parallel_history() -> ChatCompletionRequest {
+fn parallel_history() -> ChatRequest {
     req(json!({
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}],
         "messages": [
@@ -200,10 +202,7 @@ fn named_tool_use_template_is_picked_with_tools() {
         .with_named("tool_use", "tools:{{ tools|length }}");
     let r = PromptRenderer::new(info, None).unwrap();
     assert_eq!(r.render(&parallel_history()).unwrap().text, "tools:1");
-    assert_eq!(
-        r.render(&req(json!({"messages": []}))).unwrap().text,
-        "plain"
-    );
+    assert_eq!(r.render(&ChatRequest::default()).unwrap().text, "plain");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! control-token text from users, tools and tool results stays plain text.
 
 use callm::openai::ChatCompletionRequest;
+use callm::request::ChatRequest;
 use callm::template::encode::encode_with_protection;
 use callm::template::{encode_prompt, ModelTemplateInfo, PromptRenderer};
 use serde_json::json;
@@ -68,8 +69,8 @@ fn qwen() -> Model {
     )
 }
 
-fn conversation(user: &str, tool_desc: &str, result: &str) -> ChatCompletionRequest {
-    serde_json::from_value(json!({
+fn conversation(user: &str, tool_desc: &str, result: &str) -> ChatRequest {
+    let body: ChatCompletionRequest = serde_json::from_value(json!({
         "tools": [{"type": "function", "function": {"name": "lookup", "description": tool_desc,
             "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}],
         "messages": [
@@ -82,7 +83,8 @@ fn conversation(user: &str, tool_desc: &str, result: &str) -> ChatCompletionRequ
             {"role": "user", "content": "Thanks, and é 日本 😀?"}],
         "chat_template_kwargs": {"date_string": "26 Jul 2024"}
     }))
-    .unwrap()
+    .unwrap();
+    ChatRequest::try_from(body).unwrap()
 }
 
 fn plain_ids(m: &Model, text: &str) -> Vec<u32> {

@@ -3,6 +3,7 @@
 //! builders for the bundled ones.
 
 use callm::openai::ChatCompletionRequest;
+use callm::request::ChatRequest;
 use callm::template::{bundled_template, ModelTemplateInfo, PromptRenderer, TemplateError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ fn template_text(case: &Value) -> String {
     }
 }
 
-fn request(case: &Value) -> ChatCompletionRequest {
+fn request(case: &Value) -> ChatRequest {
     let conv = case["conversation"].as_str().unwrap();
     let text = std::fs::read_to_string(
         data_dir()
@@ -50,7 +51,7 @@ fn request(case: &Value) -> ChatCompletionRequest {
     for (k, v) in case["kwargs"].as_object().unwrap() {
         kwargs.insert(k.clone(), v.clone());
     }
-    req
+    ChatRequest::try_from(req).unwrap()
 }
 
 fn token(v: &Value) -> Option<String> {

@@ -1,13 +1,99 @@
-//! The engine as the server's [`ChatBackend`]: chat choices through the chat pipeline and
-//! raw completions straight through the tokenizer.
+//! The seam between front ends (the HTTP server, `callm chat`) and inference: the
+//! [`ChatBackend`] trait, and [`EngineBackend`], a loaded model behind it (chat choices
+//! through the chat pipeline, raw completions straight through the tokenizer).
 
 use std::sync::Arc;
 
-use super::engine_error;
-use super::{ChatError, ChatEvent, ChatFinish, ChatOutcome};
-use crate::engine::{CancelToken, FinishReason, LoadedModel};
-use crate::openai::{ChatCompletionRequest, CompletionRequest, Usage};
-use crate::server::backend::{ChatBackend, CompletionOutcome};
+use super::{engine_error, prepare::sampling_params};
+use super::{ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
+use crate::engine::{CancelToken, FinishReason};
+use crate::request::{ChatRequest, TextRequest};
+use crate::runtime::LoadedModel;
+
+/// The result of one raw completion choice (`/v1/completions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionOutcome {
+    /// The generated text (without the prompt; the front end handles `echo`).
+    pub text: String,
+    /// Why it ended ([`ChatFinish::Stop`] or [`ChatFinish::Length`]).
+    pub finish: ChatFinish,
+    /// Token counts.
+    pub usage: TokenUsage,
+}
+
+/// An inference engine that can serve chat and raw completions.
+///
+/// Front ends hand it domain requests (validated at their edge), check the model name, and
+/// run every call on a blocking thread (the server holds one of its `--max-concurrent`
+/// slots meanwhile).
+pub trait ChatBackend: Send + Sync + 'static {
+    /// The model id served (`--served-model-name` or the model's name).
+    fn model_id(&self) -> &str;
+
+    /// Runs one chat choice to the end. Blocking (CPU-bound): call it from tokio::task::spawn_blocking.
+    /// `choice` is the index among `n` choices (the backend derives per-choice seeds from it).
+    /// `on_event` gets streamed events; returning false cancels (client gone).
+    fn chat(
+        &self,
+        req: &ChatRequest,
+        choice: u32,
+        cancel: &CancelToken,
+        on_event: &mut dyn FnMut(ChatEvent) -> bool,
+    ) -> Result<ChatOutcome, ChatError>;
+
+    /// Raw completion of one of `req`'s prompts (no template); `on_text` streams text.
+    fn complete(
+        &self,
+        req: &TextRequest,
+        prompt: &str,
+        choice: u32,
+        cancel: &CancelToken,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<CompletionOutcome, ChatError>;
+}
+
+/// A backend served under another model id (`--served-model-name`).
+pub struct RenamedBackend {
+    inner: Arc<dyn ChatBackend>,
+    name: String,
+}
+
+impl RenamedBackend {
+    /// Serves `inner` as `name`.
+    pub fn new(inner: Arc<dyn ChatBackend>, name: impl Into<String>) -> Self {
+        RenamedBackend {
+            inner,
+            name: name.into(),
+        }
+    }
+}
+
+impl ChatBackend for RenamedBackend {
+    fn model_id(&self) -> &str {
+        &self.name
+    }
+
+    fn chat(
+        &self,
+        req: &ChatRequest,
+        choice: u32,
+        cancel: &CancelToken,
+        on_event: &mut dyn FnMut(ChatEvent) -> bool,
+    ) -> Result<ChatOutcome, ChatError> {
+        self.inner.chat(req, choice, cancel, on_event)
+    }
+
+    fn complete(
+        &self,
+        req: &TextRequest,
+        prompt: &str,
+        choice: u32,
+        cancel: &CancelToken,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<CompletionOutcome, ChatError> {
+        self.inner.complete(req, prompt, choice, cancel, on_text)
+    }
+}
 
 /// A loaded model served through the chat pipeline.
 pub struct EngineBackend {
@@ -33,7 +119,7 @@ impl ChatBackend for EngineBackend {
 
     fn chat(
         &self,
-        req: &ChatCompletionRequest,
+        req: &ChatRequest,
         choice: u32,
         cancel: &CancelToken,
         on_event: &mut dyn FnMut(ChatEvent) -> bool,
@@ -43,7 +129,7 @@ impl ChatBackend for EngineBackend {
 
     fn complete(
         &self,
-        req: &CompletionRequest,
+        req: &TextRequest,
         prompt: &str,
         choice: u32,
         cancel: &CancelToken,
@@ -55,23 +141,9 @@ impl ChatBackend for EngineBackend {
             .encode(prompt, lm.tokenizer.add_bos_token())
             .map_err(|e| ChatError::Internal(e.to_string()))?;
         let mut params = lm.default_params();
-        params.max_tokens = Some(req.max_tokens.unwrap_or(16).max(1) as usize);
-        params.sampling = super::prepare::sampling_params(
-            super::prepare::SamplingFields {
-                temperature: req.temperature,
-                top_p: req.top_p,
-                presence_penalty: req.presence_penalty,
-                frequency_penalty: req.frequency_penalty,
-                logit_bias: req.logit_bias.as_ref(),
-                seed: req.seed,
-            },
-            choice,
-        )?;
-        if let Some(stop) = &req.stop {
-            params
-                .stop_strings
-                .extend(stop.to_vec().into_iter().filter(|s| !s.is_empty()));
-        }
+        params.max_tokens = Some(req.max_tokens as usize);
+        params.sampling = sampling_params(&req.sampling, choice);
+        params.stop_strings.extend(req.stop.iter().cloned());
         let mut text = String::new();
         let stats = lm
             .generate(&ids, &params, cancel, &mut |ev| {
@@ -86,13 +158,10 @@ impl ChatBackend for EngineBackend {
             } else {
                 ChatFinish::Stop
             },
-            usage: Usage {
+            usage: TokenUsage {
                 prompt_tokens: stats.prompt_tokens as u32,
                 completion_tokens: stats.completion_tokens as u32,
-                total_tokens: (stats.prompt_tokens + stats.completion_tokens) as u32,
-                prompt_tokens_details: Some(crate::openai::PromptTokensDetails {
-                    cached_tokens: stats.cached_tokens as u32,
-                }),
+                cached_tokens: Some(stats.cached_tokens as u32),
             },
         })
     }

@@ -1,43 +1,46 @@
 //! The chat pipeline shared by `callm generate`, `callm chat` and the server:
-//! OpenAI request → prompt ids → generation → streamed events and parsed tool calls.
+//! domain request → prompt ids → generation → streamed events and parsed tool calls.
+//!
+//! Front ends reach it through the [`ChatBackend`] trait ([`backend`]) with a
+//! [`crate::request::ChatRequest`] they built at their edge, and get [`ChatEvent`]s and a
+//! [`ChatOutcome`] back; how those are written out (OpenAI chunks, legacy `function_call`,
+//! HTTP statuses) is the front end's business.
 
 pub mod backend;
 pub mod prepare;
 pub mod types;
 
-use crate::engine::{CancelToken, FinishReason, LoadedModel};
-use crate::openai::{AssistantMessage, ChatCompletionRequest, ParsedOutput, Usage};
+use crate::engine::{CancelToken, FinishReason};
+use crate::openai::ParsedOutput;
 use crate::parsers::{collect_events, StreamEvent};
+use crate::request::ChatRequest;
+use crate::runtime::LoadedModel;
 
+pub use backend::{ChatBackend, CompletionOutcome, EngineBackend, RenamedBackend};
 pub use prepare::{prepare, Prepared};
 pub use types::*;
 
 /// Renders and encodes the prompt of `req` for `lm` (tool-choice forcing included).
-pub fn prompt_ids(lm: &LoadedModel, req: &ChatCompletionRequest) -> Result<Vec<u32>, ChatError> {
+pub fn prompt_ids(lm: &LoadedModel, req: &ChatRequest) -> Result<Vec<u32>, ChatError> {
     Ok(prepare(lm, req, 0)?.prompt_ids)
 }
 
 /// Parses finished model output of a request with the family's parser chain.
-pub fn parse_output(
-    lm: &LoadedModel,
-    req: &ChatCompletionRequest,
-    text: &str,
-) -> Result<ParsedOutput, ChatError> {
-    let p = prepare::parse_plan(lm, req)?;
-    Ok(match p {
+pub fn parse_output(lm: &LoadedModel, req: &ChatRequest, text: &str) -> ParsedOutput {
+    match prepare::parse_plan(lm, req) {
         Some(opts) => lm.parsers.parse(text, &opts),
         None => ParsedOutput {
             content: Some(text.to_string()).filter(|t| !t.is_empty()),
             tool_calls: vec![],
         },
-    })
+    }
 }
 
 /// Runs one choice of a chat request to the end, streaming events to `on_event`
 /// (which returns `false` when the client is gone).
 pub fn run(
     lm: &LoadedModel,
-    req: &ChatCompletionRequest,
+    req: &ChatRequest,
     choice: u32,
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(ChatEvent) -> bool,
@@ -101,59 +104,50 @@ pub fn run(
         Some(s) => (s.prompt_tokens, s.completion_tokens, s.finish),
         None => (prep.prompt_ids.len(), 0, FinishReason::Cancelled),
     };
-    let has_calls = !parsed.tool_calls.is_empty();
-    let finish = if has_calls {
-        if prep.legacy_functions {
-            ChatFinish::FunctionCall
-        } else {
-            ChatFinish::ToolCalls
-        }
+    let finish = if !parsed.tool_calls.is_empty() {
+        ChatFinish::ToolCalls
     } else if engine_finish == FinishReason::Length && !stop_early {
         ChatFinish::Length
     } else {
         ChatFinish::Stop
     };
-    let mut message = AssistantMessage {
-        role: "assistant".into(),
+    let message = Answer {
         content: parsed.content,
-        tool_calls: None,
-        function_call: None,
+        tool_calls: parsed
+            .tool_calls
+            .into_iter()
+            .map(|c| Call {
+                id: c.id,
+                name: c.function.name,
+                arguments: c.function.arguments,
+            })
+            .collect(),
     };
-    if has_calls {
-        if prep.legacy_functions {
-            message.function_call = parsed.tool_calls.into_iter().next().map(|c| c.function);
-        } else {
-            message.tool_calls = Some(parsed.tool_calls);
-        }
-    }
     Ok(ChatOutcome {
         message,
         finish,
-        usage: Usage {
+        usage: TokenUsage {
             prompt_tokens: prompt_tokens as u32,
             completion_tokens: completion_tokens as u32,
-            total_tokens: (prompt_tokens + completion_tokens) as u32,
-            prompt_tokens_details: Some(crate::openai::PromptTokensDetails {
-                cached_tokens: cached_tokens as u32,
-            }),
+            cached_tokens: Some(cached_tokens as u32),
         },
         logprobs,
         cancelled: client_gone || (engine_finish == FinishReason::Cancelled && !stop_early),
     })
 }
 
-/// Maps engine errors to chat errors with the right HTTP meaning.
+/// Maps engine errors to chat errors (the engine's context check is the authoritative one).
 pub(crate) fn engine_error(e: crate::engine::EngineError) -> ChatError {
     use crate::engine::EngineError;
     match e {
         EngineError::ContextTooLong { prompt, context } => {
             ChatError::ContextLength { prompt, context }
         }
-        EngineError::InvalidParams(m) => ChatError::BadRequest {
+        EngineError::InvalidParams(m) => ChatError::Invalid {
             message: m,
             param: None,
         },
-        EngineError::EmptyPrompt => ChatError::bad("messages", "the prompt is empty"),
+        EngineError::EmptyPrompt => ChatError::invalid("messages", "the prompt is empty"),
         other => ChatError::Internal(other.to_string()),
     }
 }

@@ -1,7 +1,5 @@
 //! The contract between the chat pipeline and its front ends (server, `callm chat`):
-//! streamed events, the final outcome, and errors with their HTTP meaning.
-
-use crate::openai::{AssistantMessage, Usage};
+//! streamed events, the final outcome, and errors as data (kind and parameter).
 
 /// Something the pipeline produced while generating one choice.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,47 +50,79 @@ pub struct TopLogprob {
     pub bytes: Vec<u8>,
 }
 
-/// Why a choice ended, in OpenAI's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Why a choice ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatFinish {
     /// Natural end or stop sequence.
     Stop,
     /// Token limit.
     Length,
-    /// The answer is tool calls.
+    /// The answer is tool calls (written as a legacy `function_call` where the request
+    /// asked for one: that is the response writer's business).
     ToolCalls,
-    /// The answer is a legacy function call.
-    FunctionCall,
+}
+
+/// A call the model made, with its arguments as JSON text (the concatenation of the
+/// streamed [`ChatEvent::ToolCallArguments`] fragments).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Call {
+    /// The call id.
+    pub id: String,
+    /// The function name.
+    pub name: String,
+    /// The arguments object as JSON text.
+    pub arguments: String,
+}
+
+/// What the model answered: text and calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer {
+    /// Text outside the calls; `None` when there is none.
+    pub content: Option<String>,
+    /// The calls, in order (at most one where the request allows one).
+    pub tool_calls: Vec<Call>,
+}
+
+/// Token counts of one choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Prompt tokens reused from the prefix cache; `None` where the backend does not say.
+    pub cached_tokens: Option<u32>,
 }
 
 /// The complete result of one choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatOutcome {
-    /// The assistant message (content, tool_calls, legacy function_call).
-    pub message: AssistantMessage,
+    /// The answer.
+    pub message: Answer,
     /// Why it ended.
     pub finish: ChatFinish,
     /// Token counts.
-    pub usage: Usage,
+    pub usage: TokenUsage,
     /// Per-token log-probabilities, when requested.
     pub logprobs: Option<Vec<TokenLogprobs>>,
     /// Whether the client went away before the end.
     pub cancelled: bool,
 }
 
-/// Errors of the chat pipeline, with the HTTP status a server should answer.
+/// Errors of the chat pipeline, as data: what went wrong and which request field is at
+/// fault. The server maps them to statuses; `callm chat` prints them.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    /// The request is malformed or asks for something impossible (HTTP 400).
+    /// The request asks for something impossible: a bad field (from the edge), or one this
+    /// model cannot honour (a schema its grammar cannot express). A client error.
     #[error("{message}")]
-    BadRequest {
+    Invalid {
         /// Human-readable message.
         message: String,
         /// The offending parameter, if any.
         param: Option<String>,
     },
-    /// The prompt does not fit the context window (HTTP 400, code `context_length_exceeded`).
+    /// The prompt does not fit the context window (a client error about `messages`).
     #[error("this model's maximum context length is {context} tokens, but the prompt is {prompt} tokens (plus at least 1 token to generate)")]
     ContextLength {
         /// Prompt tokens.
@@ -100,28 +130,43 @@ pub enum ChatError {
         /// Context window.
         context: usize,
     },
-    /// The chat template raised or failed (HTTP 400).
+    /// The chat template raised or failed on the conversation (a client error about `messages`).
     #[error("chat template error: {0}")]
     Template(String),
-    /// Something failed inside the engine (HTTP 500).
+    /// Something failed inside the engine (not the client's fault).
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ChatError {
-    /// A 400 error about `param`.
-    pub fn bad(param: &str, message: impl Into<String>) -> Self {
-        ChatError::BadRequest {
+    /// An invalid-request error about `param`.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        ChatError::Invalid {
             message: message.into(),
             param: Some(param.to_string()),
         }
     }
 
-    /// The HTTP status code for this error.
-    pub fn status(&self) -> u16 {
+    /// Whether the client is at fault (everything but [`ChatError::Internal`]).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, ChatError::Internal(_))
+    }
+
+    /// The request field at fault, when there is one.
+    pub fn param(&self) -> Option<&str> {
         match self {
-            ChatError::Internal(_) => 500,
-            _ => 400,
+            ChatError::Invalid { param, .. } => param.as_deref(),
+            ChatError::ContextLength { .. } | ChatError::Template(_) => Some("messages"),
+            ChatError::Internal(_) => None,
+        }
+    }
+}
+
+impl From<crate::request::RequestError> for ChatError {
+    fn from(e: crate::request::RequestError) -> Self {
+        ChatError::Invalid {
+            message: e.message,
+            param: Some(e.param),
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::engine::loaded::LoadOptions;
 use crate::engine::SamplingParams;
+use crate::runtime::LoadOptions;
 
 /// Which model to load and where to run it.
 #[derive(clap::Args, Debug, Clone)]
@@ -74,13 +74,18 @@ pub struct SamplingArgs {
     pub seed: Option<u64>,
 }
 
+/// `--logit-bias TOKEN_ID=BIAS`, the bias in [-100, 100] (as in the API).
 fn parse_bias(s: &str) -> Result<(u32, f32), String> {
     let (a, b) = s
         .split_once('=')
         .ok_or_else(|| format!("expected TOKEN_ID=BIAS, got '{s}'"))?;
+    let bias: f32 = b.trim().parse().map_err(|e| format!("bias: {e}"))?;
+    if !(-100.0..=100.0).contains(&bias) {
+        return Err(format!("bias must be between -100 and 100, got {bias}"));
+    }
     Ok((
         a.trim().parse().map_err(|e| format!("token id: {e}"))?,
-        b.trim().parse().map_err(|e| format!("bias: {e}"))?,
+        bias,
     ))
 }
 

@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use crate::cli::args::ModelArgs;
 use crate::constrain::{Constraint, GrammarSpec};
-use crate::engine::LoadedModel;
 use crate::registry::Registry;
+use crate::runtime::LoadedModel;
 
 /// Arguments of `callm bench`.
 #[derive(clap::Args, Debug)]

@@ -2,7 +2,8 @@
 //! N-token prompt prefix (as tool schemas and chat history are shared between turns), the
 //! second one served from the prefix cache.
 
-use crate::engine::{CancelToken, GenerateParams, LoadedModel, SamplingParams};
+use crate::engine::{CancelToken, GenerateParams, SamplingParams};
+use crate::runtime::LoadedModel;
 
 /// Tokens after the shared prefix that differ between the two requests.
 const SUFFIX: usize = 16;

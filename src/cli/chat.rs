@@ -1,6 +1,8 @@
-//! `callm chat`: an interactive terminal chat on the server's request path. It keeps the
-//! history, streams the assistant's text, prints tool calls as JSON and asks the user for
-//! each tool's result. Works with piped (non-TTY) input, one line per answer.
+//! `callm chat`: an interactive terminal chat on the server's request path: each turn is an
+//! OpenAI chat request converted at the same edge as the server's (`crate::request::openai`)
+//! and run on a [`ChatBackend`]. It keeps the history, streams the assistant's text, prints
+//! tool calls as JSON and asks the user for each tool's result. Works with piped (non-TTY)
+//! input, one line per answer.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,14 +10,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::chat::ChatEvent;
+use crate::chat::{ChatBackend, ChatEvent};
 use crate::engine::CancelToken;
 use crate::openai::{
-    ChatCompletionRequest, ChatMessage, FunctionDefinition, MessageContent, NamedFunction,
-    NamedToolChoice, Tool, ToolChoice,
+    ChatCompletionRequest, ChatMessage, FunctionCall, FunctionDefinition, MessageContent,
+    NamedFunction, NamedToolChoice, Tool, ToolCall, ToolChoice,
 };
-use crate::server::validate::validate_chat;
-use crate::server::ChatBackend;
+use crate::request::ChatRequest;
 
 /// Most model turns in a row without a user message (tool call rounds).
 const MAX_TOOL_ROUNDS: usize = 8;
@@ -174,7 +175,7 @@ fn assistant_turns(
     interactive: bool,
 ) -> anyhow::Result<bool> {
     for round in 0..MAX_TOOL_ROUNDS {
-        let req = ChatCompletionRequest {
+        let body = ChatCompletionRequest {
             model: Some(backend.model_id().to_string()),
             messages: history.clone(),
             tools: tools.cloned(),
@@ -189,10 +190,13 @@ fn assistant_turns(
             stream: Some(true),
             ..Default::default()
         };
-        if let Err(e) = validate_chat(&req) {
-            writeln!(out, "error: {}", e.message)?;
-            return Ok(false);
-        }
+        let req = match ChatRequest::try_from(body) {
+            Ok(req) => req,
+            Err(e) => {
+                writeln!(out, "error: {}", e.message)?;
+                return Ok(false);
+            }
+        };
         if interactive {
             write!(out, "assistant> ")?;
         }
@@ -212,11 +216,22 @@ fn assistant_turns(
                 return Ok(false);
             }
         };
-        let mut msg = outcome.message;
+        let msg = outcome.message;
         if msg.content.as_deref().is_some_and(|c| !c.is_empty()) {
             writeln!(out)?;
         }
-        let calls = msg.tool_calls.take().unwrap_or_default();
+        let calls: Vec<ToolCall> = msg
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: c.name,
+                    arguments: c.arguments,
+                },
+            })
+            .collect();
         history.push(ChatMessage {
             role: "assistant".into(),
             content: msg.content.map(MessageContent::Text),

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::cli::args::{ModelArgs, SamplingArgs};
-use crate::engine::{CancelToken, LoadedModel};
+use crate::engine::CancelToken;
 use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool};
 use crate::registry::Registry;
+use crate::request::ChatRequest;
+use crate::runtime::LoadedModel;
 
 /// Arguments of `callm generate`.
 #[derive(clap::Args, Debug)]
@@ -53,19 +55,21 @@ pub fn run(args: &GenerateArgs, registry: &Registry) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut request = chat_request(args.system.as_deref(), &args.prompt, tools);
+    let mut body = chat_request(args.system.as_deref(), &args.prompt, tools);
     let schema = match &args.json_schema {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: expected a JSON Schema", p.display()))?;
-            request.response_format = Some(serde_json::json!({"type": "json_schema",
+            body.response_format = Some(serde_json::json!({"type": "json_schema",
                 "json_schema": {"name": "answer", "schema": v, "strict": true}}));
             Some(v)
         }
         None => None,
     };
+    // The same edge as the server's: the tools and schema are judged here.
+    let request = ChatRequest::try_from(body)?;
     let (prompt, constraint) = if args.raw {
         let constraint = match schema {
             Some(schema) => Some(lm.constraint_engine()?.compile(
@@ -99,7 +103,7 @@ pub fn run(args: &GenerateArgs, registry: &Registry) -> anyhow::Result<()> {
     })?;
     let _ = writeln!(stdout);
     if !args.raw {
-        let parsed = crate::chat::parse_output(&lm, &request, &text)?;
+        let parsed = crate::chat::parse_output(&lm, &request, &text);
         if !parsed.tool_calls.is_empty() {
             eprintln!(
                 "tool_calls: {}",

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::engine::LoadedModel;
 use crate::registry::Registry;
+use crate::runtime::LoadedModel;
 
 /// callm: run open function-calling models locally, with OpenAI-compatible tool calls.
 #[derive(Parser, Debug)]
@@ -105,8 +105,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::warn!(error = %e, "constrained decoding is unavailable for this model");
                 }
             });
-            let backend: Arc<dyn crate::server::ChatBackend> =
-                Arc::new(crate::chat::backend::EngineBackend::new(lm));
+            let backend: Arc<dyn crate::chat::ChatBackend> =
+                Arc::new(crate::chat::EngineBackend::new(lm));
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -114,7 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat(a) => {
             let lm = Arc::new(LoadedModel::load(&a.model.load_options(), &registry)?);
-            let backend = crate::chat::backend::EngineBackend::new(lm);
+            let backend = crate::chat::EngineBackend::new(lm);
             chat::run_chat(&backend, &a.chat)
         }
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::openai::ChatCompletionRequest;
 use crate::registry::{Family, ModelHints, Registry};
+use crate::request::ChatRequest;
 use crate::template::{encode_prompt, ModelTemplateInfo, PromptRenderer};
 
 /// Arguments of `callm render`.
@@ -103,11 +104,11 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
 fn render_gguf(
     args: &RenderArgs,
     registry: &Registry,
-    request: &ChatCompletionRequest,
+    request: &ChatRequest,
     path: &Path,
 ) -> anyhow::Result<String> {
     let gguf = crate::model::gguf::GgufFile::open(path, &candle_core::Device::Cpu)?;
-    let meta = crate::engine::loaded::gguf_meta(&gguf, path)?;
+    let meta = crate::runtime::gguf_meta(&gguf, path)?;
     let family = match &args.family {
         Some(name) => registry.require(name)?.clone(),
         None => {
@@ -133,7 +134,8 @@ fn render_gguf(
     Ok(format!("{}\n", serde_json::to_string(&ids)?))
 }
 
-fn read_request(path: &str) -> anyhow::Result<ChatCompletionRequest> {
+/// Reads a chat completion body and converts it at the OpenAI edge (judged as the server would).
+fn read_request(path: &str) -> anyhow::Result<ChatRequest> {
     let mut text = String::new();
     if path == "-" {
         std::io::stdin()
@@ -142,7 +144,9 @@ fn read_request(path: &str) -> anyhow::Result<ChatCompletionRequest> {
     } else {
         text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     }
-    serde_json::from_str(&text).with_context(|| format!("{path} is not a chat completion request"))
+    let body: ChatCompletionRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{path} is not a chat completion request"))?;
+    ChatRequest::try_from(body).with_context(|| format!("{path}: invalid chat completion request"))
 }
 
 fn detect_family(registry: &Registry, dir: &Path, info: &ModelTemplateInfo) -> Family {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::server::backend::RenamedBackend;
-use crate::server::{router, serve_on, AppState, ChatBackend};
+use crate::chat::{ChatBackend, RenamedBackend};
+use crate::server::{router, serve_on, AppState};
 
 /// How long open requests may take to finish after SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

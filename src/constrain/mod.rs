@@ -28,7 +28,6 @@ use toktrie::TokEnv;
 pub use grammar::{GrammarSpec, ToolMode};
 use tokenizer_env::CallmTokEnv;
 
-use crate::engine::LoadedModel;
 use crate::tokenizer::Tokenizer;
 
 /// Errors of grammar building and constrained generation.
@@ -277,18 +276,5 @@ impl EngineCache {
         build: impl FnOnce() -> Result<ConstraintEngine, ConstrainError>,
     ) -> Result<Arc<ConstraintEngine>, ConstrainError> {
         self.0.get_or_init(|| build().map(Arc::new)).clone()
-    }
-}
-
-impl LoadedModel {
-    /// This model's constrained-decoding engine (built on first use, then shared).
-    pub fn constraint_engine(&self) -> Result<Arc<ConstraintEngine>, ConstrainError> {
-        self.constraints.get(|| {
-            ConstraintEngine::new(
-                self.tokenizer.clone(),
-                self.model.config().vocab_size,
-                &self.stop_token_ids,
-            )
-        })
     }
 }

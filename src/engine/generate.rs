@@ -141,6 +141,8 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(EngineError::EmptyPrompt);
     }
+    // The request's context check is `Generator::generate`'s; this one only guards the
+    // capacity of a cache the caller brought.
     let context = cache.capacity();
     if prompt.len() >= context {
         return Err(EngineError::ContextTooLong {

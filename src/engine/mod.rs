@@ -1,15 +1,16 @@
-//! The generation engine: a loaded model with its tokenizer and family, the token loop
-//! shared by the CLI, the benchmark and the server, sampling and stop handling.
+//! The generation engine: the token loop shared by the CLI, the benchmark and the server
+//! ([`generate`]), one request's run over a model and its prefix cache ([`Generator`]),
+//! sampling, stop handling and the prefix cache. It takes a model and parameters; it knows
+//! nothing of APIs, chat templates or model families (`crate::runtime` bundles those).
 
 pub mod generate;
-pub mod loaded;
 pub mod prefix_cache;
-
 pub mod sampling;
+pub mod session;
 pub mod stop;
 
 pub use generate::{CancelToken, FinishReason, GenerateParams, GenerateStats, TokenEvent};
-pub use loaded::LoadedModel;
+pub use session::Generator;
 
 pub use sampling::{SamplingParams, TokenLogprob};
 

@@ -1,5 +1,6 @@
-//! `POST /v1/chat/completions`: validation, admission, the blocking job, and the answer
-//! (one JSON object or an SSE stream).
+//! `POST /v1/chat/completions`: the body becomes a domain request (the OpenAI edge,
+//! `crate::request::openai`), then admission, the blocking job, and the answer (one JSON
+//! object or an SSE stream).
 
 use std::sync::Arc;
 
@@ -7,28 +8,35 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::chat_shape::{completion_json, is_legacy, normalize, ChatAssembler, ChatMeta, ChatMsg};
+use super::chat_shape::{completion_json, total_usage, ChatAssembler, ChatMeta, ChatMsg};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::sse_response;
-use super::validate::{check_model, validate_chat};
-use super::{AppState, Tokens};
+use super::{check_model, AppState, Tokens};
 use crate::chat::ChatEvent;
 use crate::engine::CancelToken;
 use crate::openai::ChatCompletionRequest;
+use crate::request::ChatRequest;
 
 /// Handles a chat completion request.
 pub async fn chat_completions(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<ChatCompletionRequest>,
+    ApiJson(body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = state.backend.clone();
-    check_model(req.model.as_deref(), backend.model_id())?;
-    validate_chat(&req)?;
-    let n = req.n.unwrap_or(1);
-    let stream = req.stream.unwrap_or(false);
-    if let Some(user) = req.user.as_deref() {
+    check_model(body.model.as_deref(), backend.model_id())?;
+    // How the answer is delivered is this API's business, not the domain request's.
+    let stream = body.stream.unwrap_or(false);
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let user = body.user.clone();
+    let req = ChatRequest::try_from(body)?;
+    let n = req.limits.n;
+    if let Some(user) = user.as_deref() {
         tracing::info!(user, n, stream, "chat request");
     }
     let meta = ChatMeta {
@@ -36,14 +44,9 @@ pub async fn chat_completions(
         created: unix_now(),
         model: backend.model_id().to_string(),
         fingerprint: state.fingerprint.clone(),
-        legacy: is_legacy(&req),
+        legacy: req.legacy_function_call,
         n,
     };
-    let include_usage = req
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
     let slot = state.queue.acquire().await?;
     let cancel = CancelToken::new();
     let guard = CancelGuard(cancel.clone());
@@ -89,7 +92,7 @@ pub async fn chat_completions(
     while let Some(msg) = rx.recv().await {
         match msg {
             ChatMsg::Event(..) => {}
-            ChatMsg::Done(_, outcome) => outcomes.push(normalize(outcome, meta.legacy)),
+            ChatMsg::Done(_, outcome) => outcomes.push(outcome),
             ChatMsg::Failed(e) => return Err(e.into()),
         }
     }
@@ -98,7 +101,7 @@ pub async fn chat_completions(
         return Err(ApiError::internal("the generation ended unexpectedly"));
     }
     let body = completion_json(&meta, &outcomes);
-    let tokens = super::chat_shape::total_usage(outcomes.iter().map(|o| &o.usage));
+    let tokens = total_usage(outcomes.iter().map(|o| &o.usage));
     let mut resp = Json(body).into_response();
     resp.extensions_mut().insert(Tokens(tokens));
     Ok(resp)

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::sse::{Assembler, Emit};
-use crate::chat::{ChatError, ChatEvent, ChatFinish, ChatOutcome};
-use crate::openai::{AssistantMessage, ChatCompletionRequest, Usage};
+use crate::chat::{Answer, ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
+use crate::openai::{FunctionCall, PromptTokensDetails, ToolCall, Usage};
 
 /// A message from a running chat job.
 #[derive(Debug)]
@@ -30,95 +30,86 @@ pub struct ChatMeta {
     pub model: String,
     /// `system_fingerprint`.
     pub fingerprint: String,
-    /// Whether the request used legacy `functions` (and no `tools`).
+    /// Whether the answer is written as a legacy `function_call` (the request used `functions`).
     pub legacy: bool,
     /// Number of choices.
     pub n: u32,
 }
 
-/// Whether a request is a legacy `functions` request (answered with `function_call`).
-pub fn is_legacy(req: &ChatCompletionRequest) -> bool {
-    req.tools.is_none() && req.functions.as_ref().is_some_and(|f| !f.is_empty())
-}
-
 /// Sums usage over choices: the prompt counts once, completions add up.
-pub fn total_usage<'a>(usages: impl IntoIterator<Item = &'a Usage>) -> Usage {
-    let mut total = Usage::default();
+pub fn total_usage<'a>(usages: impl IntoIterator<Item = &'a TokenUsage>) -> TokenUsage {
+    let mut total = TokenUsage::default();
     let mut first = true;
     for u in usages {
         if first {
             total.prompt_tokens = u.prompt_tokens;
-            total.prompt_tokens_details = u.prompt_tokens_details;
+            total.cached_tokens = u.cached_tokens;
             first = false;
         }
         total.completion_tokens += u.completion_tokens;
     }
-    total.total_tokens = total.prompt_tokens + total.completion_tokens;
     total
 }
 
-fn finish_str(f: ChatFinish) -> &'static str {
+/// OpenAI's `usage` object (`prompt_tokens_details` where the backend counts cached tokens).
+pub fn usage_json(u: TokenUsage) -> Usage {
+    Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.prompt_tokens + u.completion_tokens,
+        prompt_tokens_details: u
+            .cached_tokens
+            .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
+    }
+}
+
+/// `finish_reason`: calls of a legacy request finish with `function_call`.
+fn finish_str(f: ChatFinish, legacy: bool) -> &'static str {
     match f {
         ChatFinish::Stop => "stop",
         ChatFinish::Length => "length",
+        ChatFinish::ToolCalls if legacy => "function_call",
         ChatFinish::ToolCalls => "tool_calls",
-        ChatFinish::FunctionCall => "function_call",
     }
 }
 
-/// Brings an outcome into the shape the request calls for: legacy requests get
-/// `function_call` (from the first tool call) and finish `function_call`; others never do.
-pub fn normalize(mut outcome: ChatOutcome, legacy: bool) -> ChatOutcome {
-    let msg = &mut outcome.message;
-    msg.role = "assistant".to_string();
-    if legacy {
-        if msg.function_call.is_none() {
-            msg.function_call = msg
-                .tool_calls
-                .as_ref()
-                .and_then(|c| c.first())
-                .map(|c| c.function.clone());
-        }
-        msg.tool_calls = None;
-        if msg.function_call.is_some() && outcome.finish == ChatFinish::ToolCalls {
-            outcome.finish = ChatFinish::FunctionCall;
-        }
-    } else {
-        if let Some(fc) = msg.function_call.take() {
-            if msg.tool_calls.is_none() {
-                msg.tool_calls = Some(vec![crate::openai::ToolCall {
-                    id: super::run::new_id("call_"),
-                    kind: "function".to_string(),
-                    function: fc,
-                }]);
-            }
-        }
-        if outcome.finish == ChatFinish::FunctionCall {
-            outcome.finish = ChatFinish::ToolCalls;
-        }
-    }
-    if msg.tool_calls.as_ref().is_some_and(|c| c.is_empty()) {
-        msg.tool_calls = None;
-    }
-    outcome
-}
-
-fn message_json(m: &AssistantMessage, legacy: bool) -> Value {
+/// The assistant message of an answer: `tool_calls`, or for legacy requests the first call
+/// as `function_call` (the one place the legacy shape is written). `content` and
+/// `tool_calls` are always present (null when absent): client code indexes them after
+/// dumping the SDK object.
+fn message_json(m: &Answer, legacy: bool) -> Value {
+    let function = |c: &crate::chat::Call| FunctionCall {
+        name: c.name.clone(),
+        arguments: c.arguments.clone(),
+    };
+    let tool_calls: Option<Vec<ToolCall>> = (!legacy && !m.tool_calls.is_empty()).then(|| {
+        m.tool_calls
+            .iter()
+            .map(|c| ToolCall {
+                id: c.id.clone(),
+                kind: "function".to_string(),
+                function: function(c),
+            })
+            .collect()
+    });
     let mut v = json!({
         "role": "assistant",
         "content": m.content,
         "refusal": null,
-        "tool_calls": m.tool_calls,
+        "tool_calls": tool_calls,
     });
     if legacy {
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("function_call".into(), json!(m.function_call));
+            obj.insert(
+                "function_call".into(),
+                json!(m.tool_calls.first().map(function)),
+            );
         }
     }
     v
 }
 
-/// The `chat.completion` object for normalized outcomes ordered by choice index.
+/// The `chat.completion` object for outcomes ordered by choice index.
 pub fn completion_json(meta: &ChatMeta, outcomes: &[ChatOutcome]) -> Value {
     let choices: Vec<Value> = outcomes
         .iter()
@@ -128,7 +119,7 @@ pub fn completion_json(meta: &ChatMeta, outcomes: &[ChatOutcome]) -> Value {
                 "index": i,
                 "message": message_json(&o.message, meta.legacy),
                 "logprobs": o.logprobs.as_ref().map(|c| json!({"content": c, "refusal": null})),
-                "finish_reason": finish_str(o.finish),
+                "finish_reason": finish_str(o.finish, meta.legacy),
             })
         })
         .collect();
@@ -138,7 +129,7 @@ pub fn completion_json(meta: &ChatMeta, outcomes: &[ChatOutcome]) -> Value {
         "created": meta.created,
         "model": meta.model,
         "choices": choices,
-        "usage": total_usage(outcomes.iter().map(|o| &o.usage)),
+        "usage": usage_json(total_usage(outcomes.iter().map(|o| &o.usage))),
         "system_fingerprint": meta.fingerprint,
     })
 }
@@ -149,7 +140,7 @@ pub struct ChatAssembler {
     meta: ChatMeta,
     include_usage: bool,
     started: Vec<bool>,
-    usages: Vec<Usage>,
+    usages: Vec<TokenUsage>,
     done: usize,
 }
 
@@ -167,7 +158,7 @@ impl ChatAssembler {
     }
 
     /// Total usage of the choices finished so far.
-    pub fn usage(&self) -> Usage {
+    pub fn usage(&self) -> TokenUsage {
         total_usage(&self.usages)
     }
 
@@ -256,10 +247,9 @@ impl Assembler for ChatAssembler {
                     };
                 }
                 self.start(index, &mut out);
-                let outcome = normalize(outcome, self.meta.legacy);
                 self.usages.push(outcome.usage);
                 self.done += 1;
-                let finish = finish_str(outcome.finish);
+                let finish = finish_str(outcome.finish, self.meta.legacy);
                 out.push(self.chunk(index, json!({}), Value::Null, Some(finish)));
                 Emit {
                     data: out,
@@ -297,7 +287,7 @@ impl Assembler for ChatAssembler {
                 "model": self.meta.model,
                 "system_fingerprint": self.meta.fingerprint,
                 "choices": [],
-                "usage": self.usage(),
+                "usage": usage_json(usage),
             });
             out.push(v.to_string());
         }

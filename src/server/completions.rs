@@ -7,17 +7,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::backend::CompletionOutcome;
-use super::chat_shape::total_usage;
+use super::chat_shape::{total_usage, usage_json};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::{sse_response, Assembler, Emit};
-use super::validate::{check_model, validate_completion};
-use super::{AppState, Tokens};
-use crate::chat::{ChatError, ChatFinish};
+use super::{check_model, AppState, Tokens};
+use crate::chat::{ChatError, ChatFinish, CompletionOutcome, TokenUsage};
 use crate::engine::CancelToken;
-use crate::openai::{CompletionRequest, Usage};
+use crate::openai::CompletionRequest;
+use crate::request::TextRequest;
 
 /// A message from a running completion job; `.0` is the choice index (prompt × n + choice).
 #[derive(Debug)]
@@ -49,15 +48,21 @@ fn finish_str(f: ChatFinish) -> &'static str {
 /// Handles a raw completion request.
 pub async fn completions(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<CompletionRequest>,
+    ApiJson(body): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = state.backend.clone();
-    check_model(req.model.as_deref(), backend.model_id())?;
-    let prompts = validate_completion(&req)?;
-    let n = req.n.unwrap_or(1);
-    let stream = req.stream.unwrap_or(false);
-    let echo = req.echo.unwrap_or(false);
-    if let Some(user) = req.user.as_deref() {
+    check_model(body.model.as_deref(), backend.model_id())?;
+    let stream = body.stream.unwrap_or(false);
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let user = body.user.clone();
+    let req = TextRequest::try_from(body)?;
+    let n = req.n;
+    let echo = req.echo;
+    if let Some(user) = user.as_deref() {
         tracing::info!(user, n, stream, "completion request");
     }
     let meta = Meta {
@@ -65,20 +70,14 @@ pub async fn completions(
         created: unix_now(),
         model: backend.model_id().to_string(),
         fingerprint: state.fingerprint.clone(),
-        total: prompts.len() as u32 * n,
+        total: req.prompts.len() as u32 * n,
     };
-    let include_usage = req
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
     let slot = state.queue.acquire().await?;
     let cancel = CancelToken::new();
     let guard = CancelGuard(cancel.clone());
     let req = Arc::new(req);
-    let job_prompts = prompts.clone();
     let mut rx = spawn_job(slot, cancel, move |cancel, tx| {
-        for (p, prompt) in job_prompts.iter().enumerate() {
+        for (p, prompt) in req.prompts.iter().enumerate() {
             for choice in 0..n {
                 if cancel.is_cancelled() {
                     return;
@@ -149,7 +148,7 @@ pub async fn completions(
         "created": meta.created,
         "model": meta.model,
         "choices": choices,
-        "usage": usage,
+        "usage": usage_json(usage),
         "system_fingerprint": meta.fingerprint,
     });
     let mut resp = Json(body).into_response();
@@ -158,28 +157,27 @@ pub async fn completions(
 }
 
 /// Usage over several prompts: each prompt's tokens count once, completions add up.
-fn prompt_once_usage<'a>(items: impl Iterator<Item = (u32, &'a Usage)>, n: u32) -> Usage {
+fn prompt_once_usage<'a>(items: impl Iterator<Item = (u32, &'a TokenUsage)>, n: u32) -> TokenUsage {
     let mut prompt = 0;
     let mut completions = Vec::new();
     for (i, u) in items {
         if i % n.max(1) == 0 {
             prompt += u.prompt_tokens;
         }
-        completions.push(Usage {
+        completions.push(TokenUsage {
             prompt_tokens: 0,
             ..*u
         });
     }
     let mut total = total_usage(&completions);
     total.prompt_tokens = prompt;
-    total.total_tokens = prompt + total.completion_tokens;
     total
 }
 
 struct CompletionAssembler {
     meta: Meta,
     include_usage: bool,
-    usages: Vec<(u32, Usage)>,
+    usages: Vec<(u32, TokenUsage)>,
     n: u32,
     done: u32,
 }
@@ -242,7 +240,7 @@ impl Assembler for CompletionAssembler {
                 "model": self.meta.model,
                 "system_fingerprint": self.meta.fingerprint,
                 "choices": [],
-                "usage": usage,
+                "usage": usage_json(usage),
             });
             out.push(v.to_string());
         }

@@ -6,6 +6,7 @@ use axum::Json;
 
 use crate::chat::ChatError;
 use crate::openai::{ErrorBody, ErrorResponse};
+use crate::request::RequestError;
 
 /// An error answered to the client with an HTTP status and an OpenAI error body.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,33 +146,31 @@ impl ApiError {
     }
 }
 
+impl From<RequestError> for ApiError {
+    /// A request the edge refused: 400, `invalid_value`, naming the parameter.
+    fn from(e: RequestError) -> Self {
+        ApiError::invalid(e.param, e.message)
+    }
+}
+
 impl From<ChatError> for ApiError {
+    /// The chat pipeline's error kinds as statuses: internal failures are 500, everything
+    /// else the client's (400), with the parameter the pipeline named.
     fn from(e: ChatError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = e.to_string();
-        match e {
-            ChatError::BadRequest { param, .. } => ApiError {
-                status,
-                message,
-                kind: "invalid_request_error",
-                param,
-                code: None,
-            },
-            ChatError::ContextLength { .. } => ApiError {
-                status,
-                message,
-                kind: "invalid_request_error",
-                param: Some("messages".to_string()),
-                code: Some("context_length_exceeded"),
-            },
-            ChatError::Template(_) => ApiError {
-                status,
-                message,
-                kind: "invalid_request_error",
-                param: Some("messages".to_string()),
-                code: Some("template_error"),
-            },
-            ChatError::Internal(_) => ApiError::internal(message),
+        let param = e.param().map(str::to_string);
+        let code = match &e {
+            ChatError::Invalid { .. } => None,
+            ChatError::ContextLength { .. } => Some("context_length_exceeded"),
+            ChatError::Template(_) => Some("template_error"),
+            ChatError::Internal(_) => return ApiError::internal(message),
+        };
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message,
+            kind: "invalid_request_error",
+            param,
+            code,
         }
     }
 }

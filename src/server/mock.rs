@@ -1,7 +1,9 @@
 //! A deterministic test double of the engine (used by the tests, `mock_server` and
 //! `callm chat` tests); not for production use.
 //!
-//! Behaviour, driven by the request:
+//! Built only with the `mock` cargo feature (off by default): installs never contain it.
+//!
+//! Behaviour, driven by the (domain) request:
 //! - Without tools (or with `tool_choice: "none"`), it answers `Hello! You said: <last user
 //!   text>` one word per token. With `temperature > 0` it answers random words instead,
 //!   reproducible when `seed` is set (the seed is mixed with the choice index).
@@ -20,13 +22,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 
-use super::backend::{ChatBackend, CompletionOutcome};
-use crate::chat::{ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenLogprobs, TopLogprob};
-use crate::engine::CancelToken;
-use crate::openai::{
-    AssistantMessage, ChatCompletionRequest, CompletionRequest, FunctionCall, FunctionDefinition,
-    ToolCall, ToolChoice, Usage,
+use crate::chat::{
+    Answer, Call, ChatBackend, ChatError, ChatEvent, ChatFinish, ChatOutcome, CompletionOutcome,
+    TokenLogprobs, TokenUsage, TopLogprob,
 };
+use crate::engine::CancelToken;
+use crate::request::{ChatRequest, Role, TextRequest, Tool, ToolChoice};
 
 const WORDS: [&str; 16] = [
     "sun", "rain", "cloud", "wind", "river", "stone", "light", "tree", "bird", "sea", "snow",
@@ -55,7 +56,8 @@ impl Drop for Active<'_> {
 /// What one mock turn produces before streaming.
 struct Plan {
     text: Vec<String>,
-    calls: Vec<FunctionCall>,
+    /// Function names and their arguments as JSON text.
+    calls: Vec<(String, String)>,
     fail_after: Option<usize>,
 }
 
@@ -165,7 +167,7 @@ fn example_value(name: &str, schema: &Value) -> Value {
     }
 }
 
-fn arguments_for(f: &FunctionDefinition) -> String {
+fn arguments_for(f: &Tool) -> String {
     let mut args = Map::new();
     if let Some(props) = f
         .parameters
@@ -180,41 +182,23 @@ fn arguments_for(f: &FunctionDefinition) -> String {
     Value::Object(args).to_string()
 }
 
-fn plan_chat(req: &ChatCompletionRequest, choice: u32) -> Result<Plan, ChatError> {
+fn plan_chat(req: &ChatRequest, choice: u32) -> Result<Plan, ChatError> {
     let last = req.messages.last();
     let user_text = req
         .messages
         .iter()
         .rev()
-        .find(|m| m.role == "user")
-        .and_then(|m| m.content.as_ref())
-        .map(|c| c.text())
+        .find(|m| m.role == Role::User)
+        .and_then(|m| m.content.clone())
         .unwrap_or_default();
     let (words, fail_after) = markers(&user_text)?;
-    let legacy = req.tools.is_none();
-    let defs: Vec<FunctionDefinition> = match (&req.tools, &req.functions) {
-        (Some(t), _) => t.iter().map(|t| t.function.clone()).collect(),
-        (None, Some(f)) => f.clone(),
-        _ => Vec::new(),
-    };
-    let mode = match (&req.tool_choice, &req.function_call) {
-        (Some(ToolChoice::Mode(m)), _) => m.clone(),
-        (Some(ToolChoice::Named(n)), _) => format!("name:{}", n.function.name),
-        (None, Some(Value::String(m))) if legacy => m.clone(),
-        (None, Some(Value::Object(o))) if legacy => {
-            format!(
-                "name:{}",
-                o.get("name").and_then(Value::as_str).unwrap_or("")
-            )
-        }
-        _ => "auto".to_string(),
-    };
-    let after_results = last.is_some_and(|m| m.role == "tool" || m.role == "function");
+    let defs = &req.tools;
+    let after_results = last.is_some_and(|m| m.role == Role::Tool);
     let mut calls = Vec::new();
-    if !defs.is_empty() && mode != "none" && !after_results {
+    if !defs.is_empty() && req.tool_choice != ToolChoice::None && !after_results {
         let lower = user_text.to_lowercase();
-        let picked: Vec<&FunctionDefinition> = if let Some(name) = mode.strip_prefix("name:") {
-            defs.iter().filter(|f| f.name == name).collect()
+        let picked: Vec<&Tool> = if let ToolChoice::Named(name) = &req.tool_choice {
+            defs.iter().filter(|f| &f.name == name).collect()
         } else {
             let matching: Vec<_> = defs
                 .iter()
@@ -224,18 +208,15 @@ fn plan_chat(req: &ChatCompletionRequest, choice: u32) -> Result<Plan, ChatError
                         .any(|w| w.len() > 3 && w != "get" && lower.contains(&w.to_lowercase()))
                 })
                 .collect();
-            if matching.is_empty() && mode == "required" {
+            if matching.is_empty() && req.tool_choice == ToolChoice::Required {
                 defs.iter().take(1).collect()
             } else {
                 matching
             }
         };
-        let single = legacy || req.parallel_tool_calls == Some(false);
+        let single = req.legacy_function_call || !req.limits.parallel_tool_calls;
         for f in picked.into_iter().take(if single { 1 } else { usize::MAX }) {
-            calls.push(FunctionCall {
-                name: f.name.clone(),
-                arguments: arguments_for(f),
-            });
+            calls.push((f.name.clone(), arguments_for(f)));
         }
     }
     let text = if !calls.is_empty() {
@@ -245,15 +226,15 @@ fn plan_chat(req: &ChatCompletionRequest, choice: u32) -> Result<Plan, ChatError
             .messages
             .iter()
             .rev()
-            .take_while(|m| m.role == "tool" || m.role == "function")
-            .filter_map(|m| m.content.as_ref().map(|c| c.text()))
+            .take_while(|m| m.role == Role::Tool)
+            .filter_map(|m| m.content.clone())
             .collect();
         words_of(&format!(
             "Based on the tool results: {}",
             results.join("; ")
         ))
-    } else if req.temperature.is_some_and(|t| t > 0.0) {
-        let mut w = random_words(req.seed, choice, words.unwrap_or(12));
+    } else if req.sampling.temperature.is_some_and(|t| t > 0.0) {
+        let mut w = random_words(req.sampling.seed, choice, words.unwrap_or(12));
         for (i, word) in w.iter_mut().enumerate() {
             if i > 0 {
                 word.insert(0, ' ');
@@ -301,12 +282,12 @@ fn logprob(token: &str, k: u32) -> TokenLogprobs {
     }
 }
 
-fn prompt_tokens(req: &ChatCompletionRequest) -> u32 {
+fn prompt_tokens(req: &ChatRequest) -> u32 {
     let words: usize = req
         .messages
         .iter()
         .filter_map(|m| m.content.as_ref())
-        .map(|c| c.text().split_whitespace().count())
+        .map(|c| c.split_whitespace().count())
         .sum();
     words as u32 + 3 * req.messages.len() as u32
 }
@@ -318,30 +299,23 @@ impl ChatBackend for MockBackend {
 
     fn chat(
         &self,
-        req: &ChatCompletionRequest,
+        req: &ChatRequest,
         choice: u32,
         cancel: &CancelToken,
         on_event: &mut dyn FnMut(ChatEvent) -> bool,
     ) -> Result<ChatOutcome, ChatError> {
         let _active = self.enter();
         let plan = plan_chat(req, choice)?;
-        let limit = req
-            .max_completion_tokens
-            .or(req.max_tokens)
-            .map(|m| m as usize);
-        let want_logprobs = req.logprobs == Some(true);
-        let k = req.top_logprobs.unwrap_or(0);
+        let limit = req.limits.max_tokens.map(|m| m as usize);
+        let k = u32::from(req.limits.logprobs.unwrap_or(0));
         let mut out = ChatOutcome {
-            message: AssistantMessage {
-                role: "assistant".into(),
-                ..Default::default()
-            },
+            message: Answer::default(),
             finish: ChatFinish::Stop,
-            usage: Usage {
+            usage: TokenUsage {
                 prompt_tokens: prompt_tokens(req),
                 ..Default::default()
             },
-            logprobs: want_logprobs.then(Vec::new),
+            logprobs: req.limits.logprobs.map(|_| Vec::new()),
             cancelled: false,
         };
         let mut emitted = 0usize;
@@ -368,7 +342,7 @@ impl ChatBackend for MockBackend {
             }
         }
         let mut calls = Vec::new();
-        'calls: for (index, f) in plan.calls.iter().enumerate() {
+        'calls: for (index, (name, arguments)) in plan.calls.iter().enumerate() {
             if out.cancelled {
                 break;
             }
@@ -383,14 +357,14 @@ impl ChatBackend for MockBackend {
             let start = ChatEvent::ToolCallStart {
                 index,
                 id: id.clone(),
-                name: f.name.clone(),
+                name: name.clone(),
             };
             if !self.tick(cancel) || !on_event(start) {
                 out.cancelled = true;
                 break;
             }
             emitted += 1;
-            let chars: Vec<char> = f.arguments.chars().collect();
+            let chars: Vec<char> = arguments.chars().collect();
             for piece in chars.chunks(6) {
                 let delta: String = piece.iter().collect();
                 fail_check(plan.fail_after, emitted)?;
@@ -400,36 +374,27 @@ impl ChatBackend for MockBackend {
                 }
                 emitted += 1;
             }
-            calls.push(ToolCall {
+            calls.push(Call {
                 id,
-                kind: "function".into(),
-                function: f.clone(),
+                name: name.clone(),
+                arguments: arguments.clone(),
             });
         }
         if out.cancelled {
             self.cancelled.fetch_add(1, Ordering::SeqCst);
         }
         if !calls.is_empty() && !out.cancelled {
-            out.finish = if req.tools.is_none() {
-                ChatFinish::FunctionCall
-            } else {
-                ChatFinish::ToolCalls
-            };
+            out.finish = ChatFinish::ToolCalls;
         }
-        if req.tools.is_none() && !calls.is_empty() {
-            out.message.function_call = calls.first().map(|c| c.function.clone());
-        } else if !calls.is_empty() {
-            out.message.tool_calls = Some(calls);
-        }
+        out.message.tool_calls = calls;
         out.message.content = (!text.is_empty()).then_some(text);
         out.usage.completion_tokens = emitted as u32;
-        out.usage.total_tokens = out.usage.prompt_tokens + out.usage.completion_tokens;
         Ok(out)
     }
 
     fn complete(
         &self,
-        req: &CompletionRequest,
+        req: &TextRequest,
         prompt: &str,
         choice: u32,
         cancel: &CancelToken,
@@ -437,19 +402,19 @@ impl ChatBackend for MockBackend {
     ) -> Result<CompletionOutcome, ChatError> {
         let _active = self.enter();
         let (words, fail_after) = markers(prompt)?;
-        let tokens = if req.temperature.is_some_and(|t| t > 0.0) {
-            random_words(req.seed, choice, words.unwrap_or(8))
+        let tokens = if req.sampling.temperature.is_some_and(|t| t > 0.0) {
+            random_words(req.sampling.seed, choice, words.unwrap_or(8))
                 .into_iter()
                 .map(|w| format!(" {w}"))
                 .collect()
         } else {
             words_of(&format!(" and then {} words", words.unwrap_or(3)))
         };
-        let limit = req.max_tokens.map(|m| m as usize);
+        let limit = Some(req.max_tokens as usize);
         let mut out = CompletionOutcome {
             text: String::new(),
             finish: ChatFinish::Stop,
-            usage: Usage {
+            usage: TokenUsage {
                 prompt_tokens: prompt.split_whitespace().count() as u32,
                 ..Default::default()
             },
@@ -469,7 +434,6 @@ impl ChatBackend for MockBackend {
             out.text.push_str(t);
             out.usage.completion_tokens += 1;
         }
-        out.usage.total_tokens = out.usage.prompt_tokens + out.usage.completion_tokens;
         Ok(out)
     }
 }

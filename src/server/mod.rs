@@ -1,34 +1,37 @@
 //! The OpenAI-compatible HTTP server: `/v1/chat/completions`, `/v1/completions`,
 //! `/v1/models` and `/health` (also without `/v1`), over any [`ChatBackend`].
 //!
+//! The only module that knows HTTP (status codes, axum, SSE). Handlers turn wire bodies
+//! into domain requests through the OpenAI edge (`crate::request::openai`), run them on a
+//! backend (`crate::chat`), and write the answers in OpenAI's shapes.
+//!
 //! One module per job: [`routes`] (router, fallbacks, logging), [`auth`], [`queue`]
-//! (admission), [`validate`], [`extract`] (JSON bodies), [`error`], [`run`] (blocking
-//! jobs and cancellation), [`sse`], [`chat`] and [`chat_shape`], [`completions`],
-//! and [`mock`], a deterministic test double of the engine.
+//! (admission), [`extract`] (JSON bodies), [`error`] (error kinds to statuses and OpenAI
+//! error bodies), [`run`] (blocking jobs and cancellation), [`sse`], [`chat`] and
+//! [`chat_shape`], [`completions`], and (with the `mock` feature) `mock`, a deterministic
+//! test double of the engine.
 
 pub mod auth;
-pub mod backend;
 pub mod chat;
 pub mod chat_shape;
 pub mod completions;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod queue;
 pub mod routes;
 pub mod run;
 pub mod sse;
-pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
 
-pub use backend::{ChatBackend, CompletionOutcome};
 pub use error::ApiError;
 pub use queue::Queue;
 pub use routes::router;
 
-use crate::openai::Usage;
+use crate::chat::{ChatBackend, TokenUsage};
 
 /// State shared by all handlers.
 #[derive(Clone)]
@@ -62,7 +65,16 @@ impl AppState {
 
 /// Token counts of a finished response, put into its extensions for the request log.
 #[derive(Debug, Clone, Copy)]
-pub struct Tokens(pub Usage);
+pub struct Tokens(pub TokenUsage);
+
+/// Checks that `requested` (when given) names the served model (404 otherwise).
+pub fn check_model(requested: Option<&str>, served: &str) -> Result<(), ApiError> {
+    match requested {
+        None => Ok(()),
+        Some(m) if m.is_empty() || m == served => Ok(()),
+        Some(m) => Err(ApiError::model_not_found(m)),
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains open connections.
 pub async fn serve_on(

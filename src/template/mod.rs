@@ -1,6 +1,6 @@
-//! Chat templates: OpenAI requests rendered into model prompts exactly as transformers'
-//! `apply_chat_template` would, and prompts encoded so that only template markup yields
-//! control tokens.
+//! Chat templates: chat requests (`crate::request`) rendered into model prompts exactly as
+//! transformers' `apply_chat_template` would, and prompts encoded so that only template
+//! markup yields control tokens.
 //!
 //! Typical use (server or CLI):
 //! ```ignore
@@ -32,7 +32,7 @@ pub use source::{bundled_template, ModelTemplateInfo};
 /// Renders a request for a family with the given template info (a one-shot convenience;
 /// servers keep a [`PromptRenderer`]).
 pub fn render_request(
-    req: &crate::openai::ChatCompletionRequest,
+    req: &crate::request::ChatRequest,
     family: Option<&crate::registry::Family>,
     info: ModelTemplateInfo,
 ) -> Result<RenderedPrompt, TemplateError> {

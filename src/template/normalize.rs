@@ -1,18 +1,14 @@
-//! OpenAI request -> the input chat templates expect (transformers' conversation format).
+//! Domain chat request -> the input chat templates expect (transformers' conversation format).
 //!
-//! Rules, applied in order:
-//! - `tools` (or legacy `functions`, wrapped as `{"type": "function", "function": ...}`);
-//!   an empty list counts as no tools.
-//! - Role `developer` becomes `system`; role `function` (legacy) becomes `tool`, answering the
-//!   preceding legacy `function_call`, which becomes a one-element `tool_calls`.
-//! - Content parts are joined into one string; missing content is `""`, except for assistant
-//!   messages with tool calls, where it stays `null` (templates test it for truthiness).
-//! - `tool_calls[].function.arguments` is parsed from its JSON text; empty text becomes `{}`;
-//!   text that is not JSON is kept as a string (templates that need a mapping then fail
-//!   with a render error, a client error) - never a panic.
+//! The request arrives complete (`crate::request`): roles mapped (`developer` is `system`,
+//! legacy `function` results are `tool`), legacy `functions` turned into tools, content
+//! parts joined, call arguments parsed, every call and every tool result with its id.
+//! Rules applied here, for the template:
+//! - Tools are written as `{"type": "function", "function": {...}}`; no tools is `None`.
+//! - Missing content is `""`, except for assistant messages with tool calls, where it stays
+//!   `null` (templates test it for truthiness).
 //! - Keys a message does not have are left out (`'tool_calls' in message` must be false for
-//!   plain messages), calls without id get `call_{message}_{index}`, tool results without
-//!   `tool_call_id` answer the oldest unanswered call of the last assistant message.
+//!   plain messages).
 //! - [`CallIdStyle::Alnum9`] (Mistral): ids that are not exactly 9 ASCII alphanumerics are
 //!   replaced by 9 base-62 digits of their FNV-1a hash, identically in the call and its
 //!   result, so the same history renders the same prompt in every turn.
@@ -24,10 +20,8 @@
 //!   consecutive.
 
 use serde_json::{json, Map, Value as Json};
-use std::collections::VecDeque;
 
-use super::error::TemplateError;
-use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool, ToolCall};
+use crate::request::{ChatRequest, Message, Role, Tool, ToolCall};
 
 /// How tool-call ids must look in the prompt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,16 +54,9 @@ pub struct TemplateInput {
 }
 
 /// Turns a request into template input.
-pub fn normalize_request(
-    req: &ChatCompletionRequest,
-    opts: &NormalizeOptions,
-) -> Result<TemplateInput, TemplateError> {
-    let tools = normalize_tools(req)?;
-    let mut messages = Vec::with_capacity(req.messages.len());
-    let mut pending: VecDeque<String> = VecDeque::new();
-    for (i, m) in req.messages.iter().enumerate() {
-        messages.push(normalize_message(i, m, &mut pending)?);
-    }
+pub fn normalize_request(req: &ChatRequest, opts: &NormalizeOptions) -> TemplateInput {
+    let tools = (!req.tools.is_empty()).then(|| req.tools.iter().map(tool_json).collect());
+    let mut messages: Vec<Json> = req.messages.iter().map(message_json).collect();
     if opts.call_ids == CallIdStyle::Alnum9 {
         for m in &mut messages {
             remap_ids(m);
@@ -85,107 +72,60 @@ pub fn normalize_request(
     if opts.split_parallel_calls {
         messages = split_parallel_calls(messages);
     }
-    Ok(TemplateInput { messages, tools })
+    TemplateInput { messages, tools }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Json, TemplateError> {
-    serde_json::to_value(v).map_err(|e| TemplateError::Request(e.to_string()))
-}
-
-fn normalize_tools(req: &ChatCompletionRequest) -> Result<Option<Vec<Json>>, TemplateError> {
-    let tools: Vec<Json> = match (&req.tools, &req.functions) {
-        (Some(t), _) if !t.is_empty() => t.iter().map(to_json).collect::<Result<_, _>>()?,
-        (_, Some(f)) if !f.is_empty() => f
-            .iter()
-            .map(|f| to_json(&Tool::function(f.clone())))
-            .collect::<Result<_, _>>()?,
-        _ => return Ok(None),
-    };
-    Ok(Some(tools))
-}
-
-fn content_json(m: &ChatMessage, has_calls: bool) -> Json {
-    match &m.content {
-        Some(MessageContent::Text(s)) => Json::String(s.clone()),
-        Some(parts) => Json::String(parts.text()),
-        None if has_calls => Json::Null,
-        None => Json::String(String::new()),
+/// A tool as transformers' templates read it (keys in OpenAI's order, absent ones left out).
+fn tool_json(t: &Tool) -> Json {
+    let mut f = Map::new();
+    f.insert("name".into(), Json::String(t.name.clone()));
+    if let Some(d) = &t.description {
+        f.insert("description".into(), Json::String(d.clone()));
     }
-}
-
-/// Parses call arguments: JSON text -> value, empty -> `{}`, anything else kept as text.
-pub fn parse_arguments(raw: &str) -> Json {
-    if raw.trim().is_empty() {
-        return Json::Object(Map::new());
+    if let Some(p) = &t.parameters {
+        f.insert("parameters".into(), p.clone());
     }
-    serde_json::from_str(raw).unwrap_or_else(|_| Json::String(raw.to_string()))
+    if let Some(s) = t.strict {
+        f.insert("strict".into(), Json::Bool(s));
+    }
+    json!({"type": "function", "function": f})
 }
 
-fn call_json(id: String, c: &ToolCall) -> Json {
+fn call_json(c: &ToolCall) -> Json {
     json!({
-        "id": id,
-        "type": if c.kind.is_empty() { "function" } else { c.kind.as_str() },
-        "function": {"name": c.function.name, "arguments": parse_arguments(&c.function.arguments)},
+        "id": c.id,
+        "type": "function",
+        "function": {"name": c.name, "arguments": c.arguments},
     })
 }
 
-fn normalize_message(
-    i: usize,
-    m: &ChatMessage,
-    pending: &mut VecDeque<String>,
-) -> Result<Json, TemplateError> {
+fn message_json(m: &Message) -> Json {
     let mut out = Map::new();
-    let role = match m.role.as_str() {
-        "developer" => "system",
-        "function" => "tool",
-        r => r,
+    let has_calls = !m.tool_calls.is_empty();
+    out.insert("role".into(), Json::String(m.role.as_str().to_string()));
+    let content = match &m.content {
+        Some(s) => Json::String(s.clone()),
+        None if has_calls => Json::Null,
+        None => Json::String(String::new()),
     };
-    let mut calls: Vec<Json> = Vec::new();
-    if role == "assistant" {
-        if let Some(tc) = &m.tool_calls {
-            for (k, c) in tc.iter().enumerate() {
-                let id = if c.id.is_empty() {
-                    format!("call_{i}_{k}")
-                } else {
-                    c.id.clone()
-                };
-                calls.push(call_json(id, c));
-            }
-        }
-        if let Some(fc) = &m.function_call {
-            let c = ToolCall {
-                id: format!("call_{i}_{}", calls.len()),
-                kind: "function".into(),
-                function: fc.clone(),
-            };
-            calls.push(call_json(c.id.clone(), &c));
-        }
-        if !calls.is_empty() {
-            *pending = calls
-                .iter()
-                .filter_map(|c| c["id"].as_str().map(str::to_string))
-                .collect();
-        }
+    out.insert("content".into(), content);
+    if let Some(r) = &m.reasoning_content {
+        out.insert("reasoning_content".into(), Json::String(r.clone()));
     }
-    out.insert("role".into(), Json::String(role.to_string()));
-    out.insert("content".into(), content_json(m, !calls.is_empty()));
     if let Some(name) = &m.name {
         out.insert("name".into(), Json::String(name.clone()));
     }
-    if !calls.is_empty() {
-        out.insert("tool_calls".into(), Json::Array(calls));
+    if has_calls {
+        out.insert(
+            "tool_calls".into(),
+            Json::Array(m.tool_calls.iter().map(call_json).collect()),
+        );
     }
-    if role == "tool" {
-        let id = match m.tool_call_id.as_deref().filter(|s| !s.is_empty()) {
-            Some(id) => {
-                pending.retain(|p| p != id);
-                id.to_string()
-            }
-            None => pending.pop_front().unwrap_or_else(|| format!("call_{i}_0")),
-        };
+    if m.role == Role::Tool {
+        let id = m.tool_call_id.clone().unwrap_or_default();
         out.insert("tool_call_id".into(), Json::String(id));
     }
-    Ok(Json::Object(out))
+    Json::Object(out)
 }
 
 /// A 9-character alphanumeric id: `id` itself when it has that shape, else a stable hash.
@@ -275,8 +215,9 @@ fn split_parallel_calls(messages: Vec<Json>) -> Vec<Json> {
 mod tests {
     use super::*;
 
-    fn req(v: Json) -> ChatCompletionRequest {
-        serde_json::from_value(v).unwrap()
+    fn req(v: Json) -> ChatRequest {
+        let wire: crate::openai::ChatCompletionRequest = serde_json::from_value(v).unwrap();
+        ChatRequest::try_from(wire).unwrap()
     }
 
     #[test]
@@ -293,7 +234,7 @@ mod tests {
             split_parallel_calls: true,
             ..Default::default()
         };
-        let out = normalize_request(&r, &opts).unwrap();
+        let out = normalize_request(&r, &opts);
         let m = &out.messages;
         assert_eq!(m[0]["content"], "ab");
         assert_eq!(m.len(), 5);
@@ -317,7 +258,7 @@ mod tests {
             {"role": "assistant", "function_call": {"name": "f", "arguments": ""}},
             {"role": "function", "name": "f", "content": "ok"}]}),
         );
-        let out = normalize_request(&r, &NormalizeOptions::default()).unwrap();
+        let out = normalize_request(&r, &NormalizeOptions::default());
         assert_eq!(out.tools.unwrap()[0]["function"]["name"], "f");
         assert_eq!(
             out.messages[1]["tool_calls"][0]["function"]["arguments"],

@@ -1,4 +1,4 @@
-//! Renders an OpenAI chat request into a model's prompt.
+//! Renders a chat request into a model's prompt.
 
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
@@ -8,8 +8,8 @@ use super::error::TemplateError;
 use super::normalize::{normalize_request, CallIdStyle, NormalizeOptions, TemplateInput};
 use super::protect::{Protector, RenderedPrompt};
 use super::source::ModelTemplateInfo;
-use crate::openai::ChatCompletionRequest;
 use crate::registry::Family;
+use crate::request::ChatRequest;
 
 /// Context variables a request's `chat_template_kwargs` cannot override.
 const RESERVED: &[&str] = &["messages", "tools", "add_generation_prompt"];
@@ -119,7 +119,7 @@ impl PromptRenderer {
     }
 
     /// Renders `req` with the generation prompt (the usual case).
-    pub fn render(&self, req: &ChatCompletionRequest) -> Result<RenderedPrompt, TemplateError> {
+    pub fn render(&self, req: &ChatRequest) -> Result<RenderedPrompt, TemplateError> {
         self.render_with(req, true)
     }
 
@@ -127,19 +127,19 @@ impl PromptRenderer {
     /// one call per assistant message.
     pub fn render_with(
         &self,
-        req: &ChatCompletionRequest,
+        req: &ChatRequest,
         add_generation_prompt: bool,
     ) -> Result<RenderedPrompt, TemplateError> {
-        let input = normalize_request(req, &self.options)?;
-        let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
-        match self.render_input(input, &kwargs, add_generation_prompt) {
+        let input = normalize_request(req, &self.options);
+        let kwargs = &req.template_kwargs;
+        match self.render_input(input, kwargs, add_generation_prompt) {
             Err(TemplateError::Raised(msg))
                 if !self.options.split_parallel_calls && has_parallel_calls(req) =>
             {
                 let mut opts = self.options.clone();
                 opts.split_parallel_calls = true;
-                let input = normalize_request(req, &opts)?;
-                self.render_input(input, &kwargs, add_generation_prompt)
+                let input = normalize_request(req, &opts);
+                self.render_input(input, kwargs, add_generation_prompt)
                     .map_err(|e| match e {
                         TemplateError::Raised(_) => TemplateError::Raised(msg),
                         other => other,
@@ -205,8 +205,6 @@ impl PromptRenderer {
     }
 }
 
-fn has_parallel_calls(req: &ChatCompletionRequest) -> bool {
-    req.messages
-        .iter()
-        .any(|m| m.tool_calls.as_ref().is_some_and(|c| c.len() > 1))
+fn has_parallel_calls(req: &ChatRequest) -> bool {
+    req.messages.iter().any(|m| m.tool_calls.len() > 1)
 }

@@ -1,5 +1,5 @@
-//! A model ready to serve: decoder, tokenizer, family, chat template and stop rules,
-//! loaded from any model source.
+//! Loading a [`LoadedModel`] from any model source: resolve the files, read weights,
+//! tokenizer and templates, detect the family, derive stops and the prompt renderer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,15 +8,14 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::Device;
 
-use super::generate::{self, CancelToken, Detokenize, GenerateParams, GenerateStats, TokenEvent};
-use super::prefix_cache::PrefixCache;
-use super::EngineError;
+use super::LoadedModel;
+use crate::engine::prefix_cache::PrefixCache;
 use crate::loader::{self, ModelFiles};
 use crate::model::{self, gguf::GgufFile, LanguageModel};
-use crate::parsers::{self, ParserChain};
-use crate::registry::{Family, ModelHints, Registry};
+use crate::parsers;
+use crate::registry::{ModelHints, Registry};
 use crate::template::{ModelTemplateInfo, PromptRenderer};
-use crate::tokenizer::{DecodeStream, Tokenizer};
+use crate::tokenizer::Tokenizer;
 
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
@@ -35,47 +34,6 @@ pub struct LoadOptions {
 
 /// Default cap on the allocated context when `--ctx` is not given.
 pub const DEFAULT_MAX_CONTEXT: usize = 8192;
-
-/// A loaded model with everything needed to turn requests into tokens and back.
-pub struct LoadedModel {
-    /// The name the model was loaded by.
-    pub name: String,
-    /// The model family (registry entry).
-    pub family: Family,
-    /// The decoder.
-    pub model: Arc<dyn LanguageModel>,
-    /// The tokenizer.
-    pub tokenizer: Arc<Tokenizer>,
-    /// The model's own chat template(s), if it has any.
-    pub template: ModelTemplateInfo,
-    /// The compiled prompt renderer (the family's bundled template or the model's own).
-    pub renderer: PromptRenderer,
-    /// The family's tool-call parser chain.
-    pub parsers: ParserChain,
-    /// Token ids that end generation.
-    pub stop_token_ids: Vec<u32>,
-    /// Strings that end generation (registry stops that are not single tokens).
-    pub stop_strings: Vec<String>,
-    /// Context window allocated per sequence.
-    pub context: usize,
-    /// The device the model runs on.
-    pub device: Device,
-    /// Seconds spent loading.
-    pub load_seconds: f64,
-    /// Key/value caches of recent sequences, reused for prompts that share their prefix.
-    pub prefix_cache: PrefixCache,
-    /// The constrained-decoding engine, built on first use (`constraint_engine()`).
-    pub constraints: crate::constrain::EngineCache,
-}
-
-impl std::fmt::Debug for LoadedModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedModel")
-            .field("name", &self.name)
-            .field("family", &self.family.name)
-            .finish()
-    }
-}
 
 impl LoadedModel {
     /// Resolves, downloads if needed, and loads a model.
@@ -185,84 +143,6 @@ impl LoadedModel {
             prefix_cache: PrefixCache::new(PrefixCache::budget_from_env()),
             constraints: Default::default(),
         })
-    }
-
-    /// Default generation parameters for this model (its stop tokens and strings).
-    pub fn default_params(&self) -> GenerateParams {
-        let vocab = self.tokenizer.vocab_size();
-        GenerateParams {
-            stop_token_ids: self.stop_token_ids.clone(),
-            stop_strings: self.stop_strings.clone(),
-            vocab_limit: (vocab < self.model.config().vocab_size).then_some(vocab),
-            ..Default::default()
-        }
-    }
-
-    /// Generates from prompt token ids with a fresh cache, sized to what the request can
-    /// use (prompt + `max_tokens`, at most the context window).
-    pub fn generate(
-        &self,
-        prompt: &[u32],
-        params: &GenerateParams,
-        cancel: &CancelToken,
-        on_token: &mut dyn FnMut(TokenEvent) -> bool,
-    ) -> Result<GenerateStats, EngineError> {
-        if prompt.len() >= self.context {
-            return Err(EngineError::ContextTooLong {
-                prompt: prompt.len(),
-                context: self.context,
-            });
-        }
-        let needed = match params.max_tokens {
-            Some(m) => prompt.len().saturating_add(m).saturating_add(1),
-            None => self.context,
-        };
-        let capacity = needed.min(self.context);
-        let mut cache = match self.prefix_cache.lookup(prompt, capacity)? {
-            Some(reused) => {
-                tracing::debug!(
-                    reused = reused.tokens,
-                    prompt = prompt.len(),
-                    "prefix cache hit"
-                );
-                reused.cache
-            }
-            None => self.model.new_cache(capacity)?,
-        };
-        let mut detok = StreamDetok(self.tokenizer.decode_stream(false));
-        let stats = generate::generate(
-            self.model.as_ref(),
-            &mut cache,
-            prompt,
-            params,
-            &mut detok,
-            cancel,
-            on_token,
-        )?;
-        if self.prefix_cache.enabled() {
-            let mut seq = Vec::with_capacity(prompt.len() + stats.output_ids.len());
-            seq.extend_from_slice(prompt);
-            seq.extend_from_slice(&stats.output_ids);
-            self.prefix_cache.insert(&seq, prompt.len(), cache);
-        }
-        Ok(stats)
-    }
-}
-
-struct StreamDetok<'a>(DecodeStream<'a>);
-
-impl Detokenize for StreamDetok<'_> {
-    fn push(&mut self, id: u32) -> Result<String, String> {
-        self.0
-            .push(id)
-            .map(|s| s.unwrap_or_default())
-            .map_err(|e| e.to_string())
-    }
-    fn finish(&mut self) -> Result<String, String> {
-        self.0
-            .flush()
-            .map(|s| s.unwrap_or_default())
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -186,6 +186,7 @@ pub fn sampling_params(s: &Sampling, choice: u32) -> SamplingParams {
     SamplingParams {
         temperature: s.temperature.unwrap_or(Sampling::DEFAULT_TEMPERATURE),
         top_p: s.top_p,
+        top_k: s.top_k as usize,
         presence_penalty: s.presence_penalty,
         frequency_penalty: s.frequency_penalty,
         logit_bias: s.logit_bias.clone(),

@@ -33,7 +33,7 @@ use crate::tokenizer::Tokenizer;
 /// Errors of grammar building and constrained generation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConstrainError {
-    /// A schema or tool in the request cannot be turned into a grammar (HTTP 400).
+    /// A schema or tool in the request cannot be turned into a grammar (a client error).
     #[error("{param}: {message}")]
     BadRequest {
         /// The offending request field, e.g. `tools[0].function.parameters`.
@@ -41,7 +41,7 @@ pub enum ConstrainError {
         /// What is wrong with it.
         message: String,
     },
-    /// The model's format has no grammar for this request (HTTP 400).
+    /// The model's format has no grammar for this request (a client error).
     #[error("{0}")]
     Unsupported(String),
     /// The constraint failed while generating (a bug or an unusable tokenizer).

@@ -7,6 +7,8 @@ pub struct Sampling {
     pub temperature: Option<f32>,
     /// Nucleus sampling mass in (0, 1].
     pub top_p: f32,
+    /// Keep only the `top_k` most likely tokens (0 = off; not an OpenAI field).
+    pub top_k: u32,
     /// Presence penalty in [-2, 2].
     pub presence_penalty: f32,
     /// Frequency penalty in [-2, 2].
@@ -22,6 +24,7 @@ impl Default for Sampling {
         Sampling {
             temperature: None,
             top_p: 1.0,
+            top_k: 0,
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             logit_bias: Vec::new(),

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::sse_response;
-use super::{check_model, AppState, Tokens};
+use super::{check_model, AppState, Delivery, Tokens};
 use crate::chat::ChatEvent;
 use crate::engine::CancelToken;
 use crate::openai::ChatCompletionRequest;
@@ -27,12 +27,10 @@ pub async fn chat_completions(
     let backend = state.backend.clone();
     check_model(body.model.as_deref(), backend.model_id())?;
     // How the answer is delivered is this API's business, not the domain request's.
-    let stream = body.stream.unwrap_or(false);
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let Delivery {
+        stream,
+        include_usage,
+    } = Delivery::of(body.stream, body.stream_options.as_ref());
     let user = body.user.clone();
     let req = ChatRequest::try_from(body)?;
     let n = req.limits.n;

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::{sse_response, Assembler, Emit};
-use super::{check_model, AppState, Tokens};
+use super::{check_model, AppState, Delivery, Tokens};
 use crate::chat::{ChatError, ChatFinish, CompletionOutcome, TokenUsage};
 use crate::engine::CancelToken;
 use crate::openai::CompletionRequest;
@@ -52,12 +52,10 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let backend = state.backend.clone();
     check_model(body.model.as_deref(), backend.model_id())?;
-    let stream = body.stream.unwrap_or(false);
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let Delivery {
+        stream,
+        include_usage,
+    } = Delivery::of(body.stream, body.stream_options.as_ref());
     let user = body.user.clone();
     let req = TextRequest::try_from(body)?;
     let n = req.n;

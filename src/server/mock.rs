@@ -214,7 +214,7 @@ fn plan_chat(req: &ChatRequest, choice: u32) -> Result<Plan, ChatError> {
                 matching
             }
         };
-        let single = req.legacy_function_call || !req.limits.parallel_tool_calls;
+        let single = req.single_call();
         for f in picked.into_iter().take(if single { 1 } else { usize::MAX }) {
             calls.push((f.name.clone(), arguments_for(f)));
         }
@@ -410,7 +410,7 @@ impl ChatBackend for MockBackend {
         } else {
             words_of(&format!(" and then {} words", words.unwrap_or(3)))
         };
-        let limit = Some(req.max_tokens as usize);
+        let limit = req.max_tokens as usize;
         let mut out = CompletionOutcome {
             text: String::new(),
             finish: ChatFinish::Stop,
@@ -423,7 +423,7 @@ impl ChatBackend for MockBackend {
             if fail_after.is_some_and(|f| i >= f) {
                 return Err(ChatError::Internal("mock engine failed mid-stream".into()));
             }
-            if limit.is_some_and(|l| i >= l) {
+            if i >= limit {
                 out.finish = ChatFinish::Length;
                 break;
             }

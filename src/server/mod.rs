@@ -67,6 +67,25 @@ impl AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct Tokens(pub TokenUsage);
 
+/// How an OpenAI answer is delivered: `stream` and `stream_options.include_usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Server-sent events instead of one JSON object.
+    pub stream: bool,
+    /// A last chunk with the usage (streams only).
+    pub include_usage: bool,
+}
+
+impl Delivery {
+    /// The delivery a body's `stream` and `stream_options` ask for.
+    pub fn of(stream: Option<bool>, options: Option<&crate::openai::StreamOptions>) -> Self {
+        Delivery {
+            stream: stream.unwrap_or(false),
+            include_usage: options.and_then(|o| o.include_usage).unwrap_or(false),
+        }
+    }
+}
+
 /// Checks that `requested` (when given) names the served model (404 otherwise).
 pub fn check_model(requested: Option<&str>, served: &str) -> Result<(), ApiError> {
     match requested {

@@ -8,7 +8,8 @@
 #   CALLM_E2E_VENV    the Python venv to create/reuse (default: $HOME/.cache/callm/e2e-venv)
 #   CALLM_E2E_SKIP_LITELLM=1  skip the LiteLLM part
 #   CALLM_E2E_EXTRA_ARGS      extra arguments for `callm serve` (e.g. --ctx 4096)
-# The mock server (target/debug/mock_server) works too: CALLM_BIN=target/debug/mock_server.
+# The mock server works too (`cargo build --features mock --bin mock_server`):
+# CALLM_BIN=target/debug/mock_server.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

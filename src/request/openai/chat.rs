@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
 
-use super::{at_least_one, SamplingFields};
+use super::{at_least_one, sampling_fields, SamplingFields};
 use crate::openai::{self as wire, ChatCompletionRequest, MessageContent};
 use crate::request::{
     ChatRequest, Limits, Message, RequestError, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
@@ -41,17 +41,7 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
         for (i, m) in req.messages.iter().enumerate() {
             check_message(i, m)?;
         }
-        let shared = SamplingFields {
-            n: req.n,
-            temperature: req.temperature,
-            top_p: req.top_p,
-            presence_penalty: req.presence_penalty,
-            frequency_penalty: req.frequency_penalty,
-            logit_bias: req.logit_bias.as_ref(),
-            seed: req.seed,
-            stop: req.stop.as_ref(),
-        }
-        .convert()?;
+        let shared = sampling_fields!(req).convert()?;
         at_least_one("max_tokens", req.max_tokens)?;
         at_least_one("max_completion_tokens", req.max_completion_tokens)?;
         let logprobs = logprobs(req.logprobs, req.top_logprobs)?;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{at_least_one, SamplingFields};
+use super::{at_least_one, sampling_fields, SamplingFields};
 use crate::openai::CompletionRequest;
 use crate::request::{Limits, RequestError, TextRequest};
 
@@ -14,17 +14,7 @@ impl TryFrom<CompletionRequest> for TextRequest {
 
     fn try_from(req: CompletionRequest) -> Result<Self, RequestError> {
         let prompts = prompts(&req.prompt)?;
-        let shared = SamplingFields {
-            n: req.n,
-            temperature: req.temperature,
-            top_p: req.top_p,
-            presence_penalty: req.presence_penalty,
-            frequency_penalty: req.frequency_penalty,
-            logit_bias: req.logit_bias.as_ref(),
-            seed: req.seed,
-            stop: req.stop.as_ref(),
-        }
-        .convert()?;
+        let shared = sampling_fields!(req).convert()?;
         at_least_one("max_tokens", req.max_tokens)?;
         let total = prompts.len() as u64 * u64::from(shared.n);
         if total > u64::from(Limits::MAX_N) {

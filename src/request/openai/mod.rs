@@ -20,6 +20,24 @@ use crate::openai::StopSpec;
 /// Most stop sequences per request (OpenAI's limit).
 pub const MAX_STOP: usize = 4;
 
+/// The sampling-related fields both OpenAI bodies share, read from a body that has them
+/// under their wire names.
+macro_rules! sampling_fields {
+    ($req:expr) => {
+        SamplingFields {
+            n: $req.n,
+            temperature: $req.temperature,
+            top_p: $req.top_p,
+            presence_penalty: $req.presence_penalty,
+            frequency_penalty: $req.frequency_penalty,
+            logit_bias: $req.logit_bias.as_ref(),
+            seed: $req.seed,
+            stop: $req.stop.as_ref(),
+        }
+    };
+}
+use sampling_fields;
+
 /// The sampling-related fields both OpenAI bodies share.
 struct SamplingFields<'a> {
     n: Option<u32>,
@@ -77,6 +95,7 @@ impl SamplingFields<'_> {
             sampling: Sampling {
                 temperature: self.temperature,
                 top_p: self.top_p.unwrap_or(1.0),
+                top_k: 0,
                 presence_penalty: self.presence_penalty.unwrap_or(0.0),
                 frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
                 logit_bias,

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{engine_error, prepare::sampling_params};
-use super::{ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
+use super::prepare::sampling_params;
+use super::types::{ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
 use crate::engine::{CancelToken, FinishReason};
 use crate::request::{ChatRequest, TextRequest};
 use crate::runtime::LoadedModel;
@@ -145,12 +145,10 @@ impl ChatBackend for EngineBackend {
         params.sampling = sampling_params(&req.sampling, choice);
         params.stop_strings.extend(req.stop.iter().cloned());
         let mut text = String::new();
-        let stats = lm
-            .generate(&ids, &params, cancel, &mut |ev| {
-                text.push_str(&ev.text);
-                ev.text.is_empty() || on_text(&ev.text)
-            })
-            .map_err(engine_error)?;
+        let stats = lm.generate(&ids, &params, cancel, &mut |ev| {
+            text.push_str(&ev.text);
+            ev.text.is_empty() || on_text(&ev.text)
+        })?;
         Ok(CompletionOutcome {
             text,
             finish: if stats.finish == FinishReason::Length {

@@ -92,7 +92,7 @@ pub fn run(
             }
             true
         });
-        Some(result.map_err(engine_error)?)
+        Some(result?)
     };
     if let Some(p) = parser.as_mut() {
         client_gone |= !sink.forward(p.finish(), on_event);
@@ -134,22 +134,6 @@ pub fn run(
         logprobs,
         cancelled: client_gone || (engine_finish == FinishReason::Cancelled && !stop_early),
     })
-}
-
-/// Maps engine errors to chat errors (the engine's context check is the authoritative one).
-pub(crate) fn engine_error(e: crate::engine::EngineError) -> ChatError {
-    use crate::engine::EngineError;
-    match e {
-        EngineError::ContextTooLong { prompt, context } => {
-            ChatError::ContextLength { prompt, context }
-        }
-        EngineError::InvalidParams(m) => ChatError::Invalid {
-            message: m,
-            param: None,
-        },
-        EngineError::EmptyPrompt => ChatError::invalid("messages", "the prompt is empty"),
-        other => ChatError::Internal(other.to_string()),
-    }
 }
 
 /// Collects parser events, forwards them to the front end as [`ChatEvent`]s, and drops

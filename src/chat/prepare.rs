@@ -3,7 +3,7 @@
 //! grammar and parse options. Only what needs the loaded model is judged here (template,
 //! grammar compilation); the request itself was judged at its edge (`crate::request`).
 
-use super::ChatError;
+use super::types::ChatError;
 use crate::constrain::{ConstrainError, Constraint, GrammarSpec, ToolMode};
 use crate::engine::{GenerateParams, SamplingParams};
 use crate::openai as wire;

@@ -171,6 +171,24 @@ impl From<crate::request::RequestError> for ChatError {
     }
 }
 
+impl From<crate::engine::EngineError> for ChatError {
+    /// Engine errors as chat errors (the engine's context check is the authoritative one).
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError;
+        match e {
+            EngineError::ContextTooLong { prompt, context } => {
+                ChatError::ContextLength { prompt, context }
+            }
+            EngineError::InvalidParams(m) => ChatError::Invalid {
+                message: m,
+                param: None,
+            },
+            EngineError::EmptyPrompt => ChatError::invalid("messages", "the prompt is empty"),
+            other => ChatError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// OpenAI-style log-probability entry for a sampled token.
 pub fn token_logprobs(
     tok: &crate::tokenizer::Tokenizer,

@@ -677,7 +677,7 @@ fn unknown_parser_lists_known_names() {
         err.contains("nope") && err.contains("hermes") && err.contains("json_fallback"),
         "{err}"
     );
-    assert!(parsers::chain(&[]).is_err());
+    assert!(parsers::chain::<&str>(&[]).is_err());
 }
 
 #[test]
@@ -695,4 +695,59 @@ fn no_tools_accepts_any_name_and_ids_are_deterministic() {
     let b = run(&["hermes"], text, None);
     assert_eq!(calls(&a), vec![call("anything", json!({"x": 1}))]);
     assert_eq!(a, b);
+}
+
+/// The call openings forced for a named `tool_choice` are how each format's documented output
+/// (`../shared/FORMATS.md`, copied here) begins, and the `required` opening begins it too.
+#[test]
+fn forced_openings_begin_the_documented_outputs() {
+    let documented: &[(&str, &str, &str)] = &[
+        (
+            "llama3_json",
+            "get_weather",
+            r#"{"name": "get_weather", "parameters": {"city": "Tokyo"}}"#,
+        ),
+        (
+            "pythonic",
+            "get_weather",
+            "[get_weather(city='Tokyo'), get_time(tz='JST')]",
+        ),
+        (
+            "mistral",
+            "get_weather",
+            r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Tokyo"}}, {...}]"#,
+        ),
+        (
+            "hermes",
+            "get_weather",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n</tool_call>",
+        ),
+        (
+            "gorilla",
+            "get_current_weather",
+            "get_current_weather(location='Boston, MA', unit='fahrenheit')",
+        ),
+        (
+            "glaive",
+            "send_email",
+            r#"<functioncall> {"name": "send_email", "arguments": '{"to": "a@b.c", "body": "hi"}'} <|endoftext|>"#,
+        ),
+        (
+            "nexusraven",
+            "get_weather_data",
+            "Call: get_weather_data(coordinates=get_coordinates_from_city(city_name='Seattle'))<bot_end>",
+        ),
+        (
+            "chatglm3",
+            "get_stock",
+            "get_stock\n```python\ntool_call(symbol='10111', unit=\"celsius\")\n```",
+        ),
+    ];
+    for (format, name, output) in documented {
+        let def = parsers::get(format).expect("known format").def();
+        let named = def.named_opening(name);
+        assert!(output.starts_with(&named), "{format}: {named:?}");
+        let required = def.required_opening();
+        assert!(output.starts_with(&required), "{format}: {required:?}");
+    }
 }

@@ -158,13 +158,8 @@ pub fn prepare(
     })?;
     let format = response_format(req)?;
     let forced = match &choice_mode {
-        Choice::Required => lm.family.call_prefix.clone().unwrap_or_default(),
-        Choice::Named(n) => lm
-            .family
-            .named_call_prefix
-            .as_ref()
-            .map(|p| p.replace("{name}", n))
-            .unwrap_or_default(),
+        Choice::Required => lm.parsers.format().def().required_opening(),
+        Choice::Named(n) => lm.parsers.format().def().named_opening(n),
         _ if format == Format::JsonObject => "{".to_string(),
         _ => String::new(),
     };
@@ -301,12 +296,7 @@ fn constraint(
 ) -> Result<Option<Constraint>, ChatError> {
     let tool_spec = |mode| {
         tools.map(|t| GrammarSpec::Tools {
-            format: lm
-                .parsers
-                .names()
-                .first()
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            format: lm.parsers.format(),
             tools: t.to_vec(),
             mode,
             parallel: max_calls.is_none(),

@@ -163,7 +163,7 @@ impl ConstraintEngine {
                         }
                     }
                     let one = GrammarSpec::Tools {
-                        format: format.clone(),
+                        format: *format,
                         tools: vec![t.clone()],
                         mode: ToolMode::Required,
                         parallel: false,

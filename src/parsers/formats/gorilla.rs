@@ -6,18 +6,18 @@
 //! are all Python literals; anything else is content.
 
 use super::pythonic::call_list;
-use super::scan::{marker_at, py_call_at, skip_ws, MarkerAt, Read};
-use super::{ScanCx, Step, ToolParser};
+use crate::parsers::scan::{marker_at, py_call_at, skip_ws, MarkerAt, Read};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, ScanCx, Step, ToolFormat};
 
 const MARKER: &str = "<<function>>";
 
-/// The Gorilla parser.
+/// The Gorilla format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gorilla;
 
-impl ToolParser for Gorilla {
-    fn name(&self) -> &'static str {
-        "gorilla"
+impl ToolFormat for Gorilla {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Python).with_bare(CallList::new("", MARKER, ""))
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

@@ -6,20 +6,20 @@
 //! are named after its declared parameters when `h` is a declared tool, else `_0`, `_1`...).
 //! A call list at the very start of the output is read even without `Call:`.
 
-use super::scan::{marker_at, py_call_at, skip_blank, skip_ws, MarkerAt, Read};
-use super::{RawCall, ScanCx, Step, ToolParser};
+use crate::parsers::scan::{marker_at, py_call_at, skip_blank, skip_ws, MarkerAt, Read};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
 const CALL: &str = "Call:";
 const BOT_END: &str = "<bot_end>";
 const THOUGHT: &str = "Thought:";
 
-/// The NexusRaven parser.
+/// The NexusRaven format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NexusRaven;
 
-impl ToolParser for NexusRaven {
-    fn name(&self) -> &'static str {
-        "nexusraven"
+impl ToolFormat for NexusRaven {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Python).with_marker(CALL, CallList::new(" ", "; ", ""))
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
@@ -57,12 +57,12 @@ impl ToolParser for NexusRaven {
                 return step;
             }
         }
-        super::scan::content_until_trigger(cx, pos, &[CALL, BOT_END, THOUGHT], b"")
+        crate::parsers::scan::content_until_trigger(cx, pos, &[CALL, BOT_END, THOUGHT], b"")
     }
 }
 
 fn pylit_ident(text: &str, pos: usize) -> bool {
-    super::pylit::ident_len(text, pos) > 0
+    crate::parsers::pylit::ident_len(text, pos) > 0
 }
 
 /// `f(...); g(...)` at `i`, up to the first thing that is not `;` and another call.

@@ -751,3 +751,77 @@ fn forced_openings_begin_the_documented_outputs() {
         assert!(output.starts_with(&required), "{format}: {required:?}");
     }
 }
+
+/// Runs the chain of a registry family.
+fn run_family(family: &str, text: &str, tools: Option<Vec<Tool>>) -> ParsedOutput {
+    let reg = callm::registry::Registry::builtin();
+    let f = reg.require(family).expect("family");
+    run(
+        &f.parsers.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        text,
+        tools,
+    )
+}
+
+/// End-of-turn markers and the role label a model writes itself (FORMATS.md: Mistral's `</s>`,
+/// Llama's `<|eom_id|>`/`<|eot_id|>`, Glaive's `ASSISTANT:` and `<|endoftext|>`, NexusRaven's
+/// `<bot_end>`, Qwen's `<|im_end|>`, Gorilla's `<|EOT|>`) are neither content nor arguments.
+#[test]
+fn end_markers_and_role_labels_never_reach_content_or_arguments() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (
+            "mistral-7b-instruct-v0.3",
+            r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Tokyo"}}]</s>"#,
+            None,
+        ),
+        ("mistral-7b-instruct-v0.3", "It is sunny.</s>", Some("It is sunny.")),
+        (
+            "llama-3.1",
+            r#"<|python_tag|>{"name": "get_weather", "parameters": {"city": "Tokyo"}}<|eom_id|>"#,
+            None,
+        ),
+        ("llama-3.1", "It is sunny.<|eot_id|>", Some("It is sunny.")),
+        (
+            "llama-3.2",
+            "[get_weather(city='Tokyo')]<|eom_id|>",
+            None,
+        ),
+        (
+            "glaive-function-calling-v1",
+            r#"ASSISTANT: <functioncall> {"name": "get_weather", "arguments": '{"city": "Tokyo"}'} <|endoftext|>"#,
+            None,
+        ),
+        (
+            "glaive-function-calling-v1",
+            "ASSISTANT: It is sunny in ASSISTANT: mode.<|endoftext|>",
+            Some("It is sunny in ASSISTANT: mode."),
+        ),
+        (
+            "nexusraven-v2",
+            "Call: get_weather(city='Tokyo')<bot_end>",
+            None,
+        ),
+        (
+            "qwen2.5",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n<|im_end|>",
+            None,
+        ),
+        ("qwen2.5", "It is sunny.<|im_end|>", Some("It is sunny.")),
+        (
+            "gorilla-openfunctions-v2",
+            "get_weather(city='Tokyo')<|EOT|>",
+            None,
+        ),
+    ];
+    for (family, text, content) in cases {
+        let out = run_family(family, text, Some(weather_tools()));
+        assert_eq!(out.content.as_deref(), *content, "{family}: {text:?}");
+        if content.is_none() {
+            assert_eq!(
+                calls(&out),
+                vec![call("get_weather", json!({"city": "Tokyo"}))],
+                "{family}: {text:?}"
+            );
+        }
+    }
+}

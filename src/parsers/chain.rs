@@ -3,7 +3,7 @@
 use crate::openai::ParsedOutput;
 
 use super::{collect_events, get, id_style_of, Format, IdStyle, ParseOptions, ParserError};
-use super::{ScanCx, Step, StreamParser};
+use super::{markers::MarkerFilter, ScanCx, Step, StreamParser};
 
 /// Several formats tried in order: at each position the first that finds a call wins;
 /// an earlier format that still waits for text makes the chain wait.
@@ -41,6 +41,21 @@ impl ParserChain {
     /// The chain's own format (its first): the one the grammar and openings come from.
     pub fn format(&self) -> Format {
         self.formats[0]
+    }
+
+    /// The filter of the end markers and leading labels of the chain's formats.
+    pub fn marker_filter(&self) -> MarkerFilter {
+        let mut ends: Vec<&'static str> = Vec::new();
+        let mut labels: Vec<&'static str> = Vec::new();
+        for f in &self.formats {
+            ends.extend(f.def().end_markers());
+            labels.extend(f.def().leading_labels());
+        }
+        ends.sort_unstable();
+        ends.dedup();
+        labels.sort_unstable();
+        labels.dedup();
+        MarkerFilter::new(ends, labels)
     }
 
     /// The id shape used when the options name none.

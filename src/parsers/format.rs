@@ -25,6 +25,17 @@ pub trait ToolFormat: Send + Sync + std::fmt::Debug {
         IdStyle::OpenAi
     }
 
+    /// End-of-turn markers this format's models write: dropped wherever they appear, before
+    /// scanning (see `markers`).
+    fn end_markers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Role labels this format's models write at the very start of an answer: dropped there.
+    fn leading_labels(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Text forced at the start of the answer for `tool_choice: "required"` (may be empty).
     fn required_opening(&self) -> String {
         self.grammar().required_opening()

@@ -19,6 +19,7 @@
 //! `{"__call__": "NAME", "arguments": {...}}` (see [`pylit`]).
 //!
 //! Shared machinery: `chain` (a family's formats tried in order), `stream` (the loop),
+//! `markers` (end markers and leading role labels dropped before scanning),
 //! `scan` (marker, JSON and call readers), `pylit`/`pylit_json` (Python literals),
 //! `validate` (declared names, schema coercion), `ids` (call ids).
 
@@ -26,6 +27,7 @@ pub mod chain;
 pub mod format;
 pub mod formats;
 pub mod ids;
+pub mod markers;
 pub mod pylit;
 pub mod pylit_json;
 pub mod scan;

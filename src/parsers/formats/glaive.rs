@@ -2,6 +2,7 @@
 //!
 //! The arguments may be a single-quoted string holding JSON (which is not JSON as a whole
 //! and may contain unescaped `'` inside the inner JSON strings), a JSON string, or an object.
+//! The `ASSISTANT:` label the model writes itself at the start and `<|endoftext|>` are dropped.
 
 use serde_json::{Map, Value};
 
@@ -19,6 +20,14 @@ impl ToolFormat for Glaive {
         CallGrammar::new(CallSyntax::Json("arguments"))
             .with_marker(MARKER, CallList::new(" ", "", ""))
             .single_call()
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["<|endoftext|>"]
+    }
+
+    fn leading_labels(&self) -> &'static [&'static str] {
+        &["ASSISTANT:"]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

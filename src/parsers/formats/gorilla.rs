@@ -3,7 +3,7 @@
 //! separated by `<<function>>` or as a list `[f(a=1), g(b='x')]`.
 //!
 //! A call is a (dotted) name directly followed by `(` at a word boundary, whose arguments
-//! are all Python literals; anything else is content.
+//! are all Python literals; anything else is content. The end marker `<|EOT|>` is dropped.
 
 use super::pythonic::call_list;
 use crate::parsers::scan::{marker_at, py_call_at, skip_ws, MarkerAt, Read};
@@ -18,6 +18,10 @@ pub struct Gorilla;
 impl ToolFormat for Gorilla {
     fn grammar(&self) -> CallGrammar {
         CallGrammar::new(CallSyntax::Python).with_bare(CallList::new("", MARKER, ""))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["<|EOT|>"]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

@@ -4,6 +4,7 @@
 //! A block may hold several JSON call objects (or an array); a block left open at the end
 //! of the output is still read (drift). With the request's tools known, bare JSON calls
 //! (no tags, possibly in a ```` ```json ```` fence) naming a declared tool are calls too.
+//! The end marker `<|im_end|>` is dropped.
 
 use crate::parsers::scan::{
     bare_json_at, calls_in_value, content_until_trigger, json_at, marker_at, skip_ws, MarkerAt,
@@ -23,6 +24,10 @@ impl ToolFormat for Hermes {
         CallGrammar::new(CallSyntax::Json("arguments"))
             .with_marker(OPEN, CallList::new("\n", "", "\n</tool_call>"))
             .repeat_blocks("\n")
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["<|im_end|>"]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

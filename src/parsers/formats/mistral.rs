@@ -2,6 +2,7 @@
 //!
 //! Also accepted: a single object after the marker, and the newer
 //! `[TOOL_CALLS]name[ARGS]{...}` form. Call ids for Mistral models are 9 alphanumerics.
+//! The end marker `</s>` is dropped.
 
 use crate::parsers::scan::{
     content_until_trigger, json_at, json_calls_after_marker, marker_at, skip_ws, AfterMarker,
@@ -22,6 +23,10 @@ impl ToolFormat for Mistral {
     fn grammar(&self) -> CallGrammar {
         CallGrammar::new(CallSyntax::Json("arguments"))
             .with_marker(MARKER, CallList::new(" [", ", ", "]"))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["</s>"]
     }
 
     fn id_style(&self) -> IdStyle {

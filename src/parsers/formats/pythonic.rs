@@ -3,8 +3,9 @@
 //!
 //! Arguments are Python literals read by [`crate::parsers::pylit`]; positional arguments are named
 //! after the declared tool's parameters.
+//! Llama's end markers `<|eot_id|>` and `<|eom_id|>` are dropped.
 
-use super::llama3_json::{with_separator, PYTHON_TAG};
+use super::llama3_json::{with_separator, LLAMA_END, PYTHON_TAG};
 use crate::parsers::scan::{content_until_trigger, marker_at, py_call_at, skip_ws, MarkerAt, Read};
 use crate::parsers::{pylit, CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
@@ -17,6 +18,10 @@ impl ToolFormat for Pythonic {
         CallGrammar::new(CallSyntax::Python)
             .with_marker(PYTHON_TAG, CallList::new("[", ", ", "]"))
             .with_bare(CallList::new("[", ", ", "]"))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        LLAMA_END
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

@@ -825,3 +825,20 @@ fn end_markers_and_role_labels_never_reach_content_or_arguments() {
         }
     }
 }
+/// Gorilla's list form (FORMATS.md: `[f(a=1), g(b='x')]`) is calls only, no bracket content.
+#[test]
+fn gorilla_call_list_leaves_no_brackets() {
+    let out = run(
+        &["gorilla"],
+        "[get_weather(city='Tokyo'), get_time(tz='JST')]",
+        Some(weather_tools()),
+    );
+    assert_eq!(out.content, None);
+    assert_eq!(
+        calls(&out),
+        vec![
+            call("get_weather", json!({"city": "Tokyo"})),
+            call("get_time", json!({"tz": "JST"}))
+        ]
+    );
+}

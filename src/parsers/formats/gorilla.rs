@@ -51,7 +51,7 @@ impl ToolFormat for Gorilla {
             MarkerAt::Maybe => return Step::NeedMore,
             MarkerAt::No => {}
         }
-        if starts_word(cx.text, pos) {
+        if b[pos] == b'[' || starts_word(cx.text, pos) {
             if let Some(step) = candidate(cx, pos) {
                 return step;
             }

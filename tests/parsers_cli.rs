@@ -82,3 +82,33 @@ fn registry_typos_are_named_before_anything_loads() {
         );
     }
 }
+
+/// `callm parse` gives each call a fresh id on every run, as a server response does.
+#[test]
+fn parse_ids_differ_between_runs() {
+    use std::io::Write as _;
+    let run = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callm"))
+            .args(["parse", "--format", "mistral-7b-instruct-v0.3"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run callm");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(br#"[TOOL_CALLS] [{"name": "f", "arguments": {"a": 1}}]"#)
+            .expect("write");
+        let out = child.wait_with_output().expect("output");
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let id = v["tool_calls"][0]["id"].as_str().expect("id").to_string();
+        assert!(
+            id.len() == 9 && id.bytes().all(|c| c.is_ascii_alphanumeric()),
+            "{id}"
+        );
+        id
+    };
+    assert_ne!(run(), run());
+}

@@ -92,16 +92,17 @@ pub fn parse_plan(
     let choice = tool_choice(req, legacy)?;
     Ok(match (tools, choice) {
         (None, _) | (_, Choice::None) => None,
-        (Some(tools), _) => Some(parse_options(lm, tools, None)),
+        (Some(tools), _) => Some(parse_options(lm, tools)),
     })
 }
 
-/// Parse options for the request's tools in the family's id style.
-fn parse_options(lm: &LoadedModel, tools: Vec<Tool>, id_seed: Option<u64>) -> ParseOptions {
+/// Parse options for the request's tools in the family's id style. Call ids are never
+/// seeded from the request: they must stay unique across requests that share a seed.
+fn parse_options(lm: &LoadedModel, tools: Vec<Tool>) -> ParseOptions {
     ParseOptions {
         tools: Some(tools),
         id_style: Some(lm.parsers.id_style()),
-        id_seed,
+        id_seed: None,
     }
 }
 
@@ -215,11 +216,7 @@ pub fn prepare(
     params.top_logprobs = top_logprobs;
     let parse = match (&tools, &choice_mode) {
         (None, _) | (_, Choice::None) => None,
-        (Some(t), _) => Some(parse_options(
-            lm,
-            t.clone(),
-            req.seed.map(|s| s.wrapping_add(choice as u64)),
-        )),
+        (Some(t), _) => Some(parse_options(lm, t.clone())),
     };
     let max_calls = match (&choice_mode, req.parallel_tool_calls, legacy) {
         (Choice::Named(_), _, _) | (_, Some(false), _) | (_, _, true) => Some(1),

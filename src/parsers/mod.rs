@@ -67,7 +67,8 @@ pub struct ParseOptions {
     pub tools: Option<Vec<Tool>>,
     /// Id shape; `None` uses the chain's default (Mistral's 9 alphanumerics when the chain has `mistral`).
     pub id_style: Option<IdStyle>,
-    /// Seed of the id generator, for reproducible ids; `None` is random.
+    /// Seed of the id generator, for reproducible ids in tests and tools; `None` is random.
+    /// Never set it from a request (its `seed`): ids must be unique across requests.
     pub id_seed: Option<u64>,
 }
 

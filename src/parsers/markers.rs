@@ -5,8 +5,8 @@
 //! content nor arguments.
 //!
 //! The filter is chunking-invariant: what it passes on for any split of a text, concatenated,
-//! is what it passes on for the whole text. It holds back at most a possible marker's prefix
-//! at the end (and, while a label may still come, the leading whitespace).
+//! is what it passes on for the whole text. It holds back at most a possible marker's or
+//! label's prefix at the end.
 
 /// Removes end markers anywhere and role labels at the start of an output.
 #[derive(Debug, Clone, Default)]
@@ -82,8 +82,9 @@ impl MarkerFilter {
                 out.push_str(&buf[i..j]);
                 i = j + l.len();
             } else if !eof && self.labels.iter().any(|l| l.starts_with(rest)) {
-                // Whitespace only, or a label's beginning: wait for more.
-                return i;
+                // Nothing yet, or a label's beginning: pass the whitespace, wait for more.
+                out.push_str(&buf[i..j]);
+                return j;
             } else {
                 self.started = true;
             }

@@ -54,7 +54,8 @@ impl ToolFormat for NexusRaven {
             MarkerAt::Yes | MarkerAt::Maybe => return Step::NeedMore,
             MarkerAt::No => {}
         }
-        if text[..pos].trim().is_empty() && pylit_ident(text, pos) {
+        // The identifier test first: it is cheap, the prefix test reads all text before `pos`.
+        if pylit_ident(text, pos) && text[..pos].trim().is_empty() {
             if let Some(step) = calls(cx, pos) {
                 return step;
             }

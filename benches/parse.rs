@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(*name, |b| b.iter(|| chain.parse(black_box(text), &opts)));
     }
     let text = prose();
-    let chain = parsers::chain(&["hermes".into(), "json_fallback".into()]).expect("chain");
+    let chain = parsers::chain(&["hermes", "json_fallback"]).expect("chain");
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.bench_function("prose_hermes_chain", |b| {
         b.iter(|| chain.parse(black_box(&text), &opts))

@@ -1,10 +1,16 @@
-//! The model-family registry (`models.toml`): architecture, template, parsers, stops, roles.
+//! The model-family registry (`models.toml`): architecture, template, tool-call formats,
+//! stops, roles.
 //!
 //! The registry is compiled into the binary; `CALLM_MODELS_TOML` may point at another
-//! file to extend or override it without rebuilding.
+//! file to extend or override it without rebuilding. Architectures and formats are typed
+//! ([`Arch`], [`Format`]): a name callm does not know is an error naming the family when the
+//! registry is read, before any model loads.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::path::Path;
+
+use crate::model::config::Arch;
+use crate::parsers::{id_style_of, Format, IdStyle};
 
 /// The registry shipped with callm.
 pub const BUILTIN_MODELS_TOML: &str = include_str!("../models.toml");
@@ -12,14 +18,23 @@ pub const BUILTIN_MODELS_TOML: &str = include_str!("../models.toml");
 /// Errors reading the registry or looking a family up.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The TOML text is malformed or misses a field.
-    #[error("invalid model registry {origin}: {source}")]
+    /// The TOML text is malformed, misses a field or names an unknown architecture or format.
+    #[error("invalid model registry {origin}{}: {error}", in_family(family))]
     Parse {
         /// Where the text came from.
         origin: String,
-        /// The TOML error.
-        #[source]
-        source: toml::de::Error,
+        /// The name of the family entry at fault, when one is.
+        family: Option<String>,
+        /// The TOML error (with the line; part of this error's message, not a separate cause).
+        error: Box<toml::de::Error>,
+    },
+    /// A family lists no tool-call format.
+    #[error("invalid model registry {origin}: family \"{family}\" lists no tool-call format in `parsers`")]
+    NoFormat {
+        /// Where the text came from.
+        origin: String,
+        /// The family.
+        family: String,
     },
     /// The registry file could not be read.
     #[error("cannot read model registry {path}: {source}")]
@@ -41,6 +56,14 @@ pub enum RegistryError {
     /// Two entries share a name.
     #[error("model registry names family '{0}' twice")]
     Duplicate(String),
+}
+
+/// ` (family "NAME")` for an error message, or nothing.
+fn in_family(family: &Option<String>) -> String {
+    family
+        .as_ref()
+        .map(|f| format!(" (family \"{f}\")"))
+        .unwrap_or_default()
 }
 
 /// Where a family's chat template comes from.
@@ -73,8 +96,9 @@ pub struct Detect {
 pub struct Family {
     /// Registry name.
     pub name: String,
-    /// Decoder architecture: llama, mistral, qwen2, mpt, chatglm.
-    pub architecture: String,
+    /// Decoder architecture, by its registry name (`llama`, `mistral`, `qwen2`, ...).
+    #[serde(deserialize_with = "arch_by_name")]
+    pub architecture: Arch,
     /// Default Hugging Face repo with safetensors weights.
     pub hf_repo: String,
     /// Default Hugging Face repo holding a GGUF file.
@@ -85,19 +109,14 @@ pub struct Family {
     pub gguf_file: Option<String>,
     /// `"model"` or `"file:NAME.jinja"`.
     pub template: String,
-    /// Output parsers, tried in order.
-    pub parsers: Vec<String>,
+    /// Tool-call output formats, tried in order; the first is the family's own (its grammar
+    /// and forced call openings).
+    pub parsers: Vec<Format>,
     /// Stop strings besides the model's eos ids.
     #[serde(default)]
     pub stop: Vec<String>,
     /// Role name tool results take in the prompt.
     pub tool_role: String,
-    /// Text that opens a tool call (forced for `tool_choice: "required"`).
-    #[serde(default)]
-    pub call_prefix: Option<String>,
-    /// Text that opens a call of `{name}` (forced for a named `tool_choice`).
-    #[serde(default)]
-    pub named_call_prefix: Option<String>,
     /// Special tokens the family's reference tokenizer appends after the vocabulary of its
     /// SentencePiece `tokenizer.model`, in id order (used when there is no tokenizer.json).
     #[serde(default)]
@@ -108,6 +127,16 @@ pub struct Family {
 }
 
 impl Family {
+    /// The family's own tool-call format (the first it lists).
+    pub fn format(&self) -> Option<Format> {
+        self.parsers.first().copied()
+    }
+
+    /// The shape of the call ids this family's formats need.
+    pub fn id_style(&self) -> IdStyle {
+        id_style_of(&self.parsers)
+    }
+
     /// Where this family's chat template comes from.
     pub fn template_source(&self) -> TemplateSource {
         match self.template.strip_prefix("file:") {
@@ -117,10 +146,37 @@ impl Family {
     }
 }
 
+/// An architecture by its registry name: exactly the name [`Arch::name`] gives it.
+fn arch_by_name<'de, D: Deserializer<'de>>(d: D) -> Result<Arch, D::Error> {
+    let name = String::deserialize(d)?;
+    Arch::from_name(&name)
+        .filter(|a| a.name() == name)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown architecture \"{name}\": not a decoder callm implements \
+                 (the registry names them in lower case, e.g. \"llama\", \"qwen2\")"
+            ))
+        })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistryFile {
     family: Vec<Family>,
+}
+
+/// The name (or, nameless, the position) of the first `[[family]]` entry of `text` that
+/// does not deserialize on its own.
+fn failing_family(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let entries = table.get("family")?.as_array()?;
+    entries.iter().enumerate().find_map(|(i, entry)| {
+        let bad = entry.clone().try_into::<Family>().is_err();
+        bad.then(|| match entry.get("name").and_then(|n| n.as_str()) {
+            Some(name) => name.to_string(),
+            None => format!("#{}", i + 1),
+        })
+    })
 }
 
 /// What is known about a model when guessing its family.
@@ -143,15 +199,22 @@ pub struct Registry {
 impl Registry {
     /// Parses a registry from TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, RegistryError> {
-        let file: RegistryFile = toml::from_str(text).map_err(|source| RegistryError::Parse {
+        let file: RegistryFile = toml::from_str(text).map_err(|error| RegistryError::Parse {
             origin: origin.to_string(),
-            source,
+            family: failing_family(text),
+            error: Box::new(error),
         })?;
         let mut seen = std::collections::HashSet::new();
         for f in &file.family {
             if !seen.insert(f.name.clone()) {
                 return Err(RegistryError::Duplicate(f.name.clone()));
             }
+        }
+        if let Some(f) = file.family.iter().find(|f| f.parsers.is_empty()) {
+            return Err(RegistryError::NoFormat {
+                origin: origin.to_string(),
+                family: f.name.clone(),
+            });
         }
         Ok(Registry {
             families: file.family,
@@ -341,5 +404,96 @@ mod tests {
             Registry::from_toml(&dup, "x"),
             Err(RegistryError::Duplicate(_))
         ));
+    }
+
+    /// A registry of one family built from `generic`'s entry with one line changed.
+    fn one_family(line: &str, value: &str) -> String {
+        let mut out = String::from("[[family]]\nname = \"my-model\"\n");
+        for l in [
+            "architecture = \"llama\"",
+            "hf_repo = \"a/b\"",
+            "template = \"model\"",
+            "parsers = [\"hermes\", \"json_fallback\"]",
+            "tool_role = \"tool\"",
+        ] {
+            if l.starts_with(line) {
+                out.push_str(&format!("{line} = {value}\n"));
+            } else {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn typed_names_parse() {
+        let r = Registry::from_toml(&one_family("parsers", "[\"mistral\"]"), "x").expect("valid");
+        let f = r.require("my-model").expect("family");
+        assert_eq!(f.architecture, Arch::Llama);
+        assert_eq!(f.parsers, vec![Format::Mistral]);
+        assert_eq!(f.id_style(), IdStyle::Mistral9);
+        let builtin = Registry::builtin();
+        assert_eq!(
+            builtin.require("qwen2.5").unwrap().architecture,
+            Arch::Qwen2
+        );
+        assert_eq!(
+            builtin
+                .require("glaive-function-calling-v1")
+                .unwrap()
+                .architecture,
+            Arch::Mpt
+        );
+    }
+
+    #[test]
+    fn unknown_format_is_an_error_naming_family_and_value() {
+        let text = one_family("parsers", "[\"hermes\", \"json_fallbak\"]");
+        let err = Registry::from_toml(&text, "my.toml")
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "my.toml",
+            "my-model",
+            "json_fallbak",
+            "json_fallback",
+            "line",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_architecture_is_an_error_naming_family_and_value() {
+        for bad in ["\"lama\"", "\"LlamaForCausalLM\"", "\"Llama\""] {
+            let err = Registry::from_toml(&one_family("architecture", bad), "my.toml")
+                .unwrap_err()
+                .to_string();
+            let value = bad.trim_matches('"');
+            assert!(
+                err.contains("my-model") && err.contains(value) && err.contains("architecture"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_family_needs_a_format() {
+        let err = Registry::from_toml(&one_family("parsers", "[]"), "my.toml").unwrap_err();
+        assert!(matches!(err, RegistryError::NoFormat { ref family, .. } if family == "my-model"));
+    }
+
+    #[test]
+    fn a_later_bad_entry_is_named() {
+        let text = format!(
+            "{BUILTIN_MODELS_TOML}\n{}",
+            one_family("architecture", "\"qwen9\"")
+        );
+        let err = Registry::from_toml(&text, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("(family \"my-model\")") && err.contains("qwen9"),
+            "{err}"
+        );
     }
 }

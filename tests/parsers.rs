@@ -677,7 +677,7 @@ fn unknown_parser_lists_known_names() {
         err.contains("nope") && err.contains("hermes") && err.contains("json_fallback"),
         "{err}"
     );
-    assert!(parsers::chain(&[]).is_err());
+    assert!(parsers::chain::<&str>(&[]).is_err());
 }
 
 #[test]
@@ -695,4 +695,150 @@ fn no_tools_accepts_any_name_and_ids_are_deterministic() {
     let b = run(&["hermes"], text, None);
     assert_eq!(calls(&a), vec![call("anything", json!({"x": 1}))]);
     assert_eq!(a, b);
+}
+
+/// The call openings forced for a named `tool_choice` are how each format's documented output
+/// (`../shared/FORMATS.md`, copied here) begins, and the `required` opening begins it too.
+#[test]
+fn forced_openings_begin_the_documented_outputs() {
+    let documented: &[(&str, &str, &str)] = &[
+        (
+            "llama3_json",
+            "get_weather",
+            r#"{"name": "get_weather", "parameters": {"city": "Tokyo"}}"#,
+        ),
+        (
+            "pythonic",
+            "get_weather",
+            "[get_weather(city='Tokyo'), get_time(tz='JST')]",
+        ),
+        (
+            "mistral",
+            "get_weather",
+            r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Tokyo"}}, {...}]"#,
+        ),
+        (
+            "hermes",
+            "get_weather",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n</tool_call>",
+        ),
+        (
+            "gorilla",
+            "get_current_weather",
+            "get_current_weather(location='Boston, MA', unit='fahrenheit')",
+        ),
+        (
+            "glaive",
+            "send_email",
+            r#"<functioncall> {"name": "send_email", "arguments": '{"to": "a@b.c", "body": "hi"}'} <|endoftext|>"#,
+        ),
+        (
+            "nexusraven",
+            "get_weather_data",
+            "Call: get_weather_data(coordinates=get_coordinates_from_city(city_name='Seattle'))<bot_end>",
+        ),
+        (
+            "chatglm3",
+            "get_stock",
+            "get_stock\n```python\ntool_call(symbol='10111', unit=\"celsius\")\n```",
+        ),
+    ];
+    for (format, name, output) in documented {
+        let def = parsers::get(format).expect("known format").def();
+        let named = def.named_opening(name);
+        assert!(output.starts_with(&named), "{format}: {named:?}");
+        let required = def.required_opening();
+        assert!(output.starts_with(&required), "{format}: {required:?}");
+    }
+}
+
+/// Runs the chain of a registry family.
+fn run_family(family: &str, text: &str, tools: Option<Vec<Tool>>) -> ParsedOutput {
+    let reg = callm::registry::Registry::builtin();
+    let f = reg.require(family).expect("family");
+    run(
+        &f.parsers.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        text,
+        tools,
+    )
+}
+
+/// End-of-turn markers and the role label a model writes itself (FORMATS.md: Mistral's `</s>`,
+/// Llama's `<|eom_id|>`/`<|eot_id|>`, Glaive's `ASSISTANT:` and `<|endoftext|>`, NexusRaven's
+/// `<bot_end>`, Qwen's `<|im_end|>`, Gorilla's `<|EOT|>`) are neither content nor arguments.
+#[test]
+fn end_markers_and_role_labels_never_reach_content_or_arguments() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (
+            "mistral-7b-instruct-v0.3",
+            r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Tokyo"}}]</s>"#,
+            None,
+        ),
+        ("mistral-7b-instruct-v0.3", "It is sunny.</s>", Some("It is sunny.")),
+        (
+            "llama-3.1",
+            r#"<|python_tag|>{"name": "get_weather", "parameters": {"city": "Tokyo"}}<|eom_id|>"#,
+            None,
+        ),
+        ("llama-3.1", "It is sunny.<|eot_id|>", Some("It is sunny.")),
+        (
+            "llama-3.2",
+            "[get_weather(city='Tokyo')]<|eom_id|>",
+            None,
+        ),
+        (
+            "glaive-function-calling-v1",
+            r#"ASSISTANT: <functioncall> {"name": "get_weather", "arguments": '{"city": "Tokyo"}'} <|endoftext|>"#,
+            None,
+        ),
+        (
+            "glaive-function-calling-v1",
+            "ASSISTANT: It is sunny in ASSISTANT: mode.<|endoftext|>",
+            Some("It is sunny in ASSISTANT: mode."),
+        ),
+        (
+            "nexusraven-v2",
+            "Call: get_weather(city='Tokyo')<bot_end>",
+            None,
+        ),
+        (
+            "qwen2.5",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n<|im_end|>",
+            None,
+        ),
+        ("qwen2.5", "It is sunny.<|im_end|>", Some("It is sunny.")),
+        (
+            "gorilla-openfunctions-v2",
+            "get_weather(city='Tokyo')<|EOT|>",
+            None,
+        ),
+    ];
+    for (family, text, content) in cases {
+        let out = run_family(family, text, Some(weather_tools()));
+        assert_eq!(out.content.as_deref(), *content, "{family}: {text:?}");
+        if content.is_none() {
+            assert_eq!(
+                calls(&out),
+                vec![call("get_weather", json!({"city": "Tokyo"}))],
+                "{family}: {text:?}"
+            );
+        }
+    }
+}
+/// Gorilla's list form (FORMATS.md: `[f(a=1), g(b='x')]`) is calls only, no bracket content.
+#[test]
+fn gorilla_call_list_leaves_no_brackets() {
+    let out = run(
+        &["gorilla"],
+        "[get_weather(city='Tokyo'), get_time(tz='JST')]",
+        Some(weather_tools()),
+    );
+    assert_eq!(out.content, None);
+    assert_eq!(
+        calls(&out),
+        vec![
+            call("get_weather", json!({"city": "Tokyo"})),
+            call("get_time", json!({"tz": "JST"}))
+        ]
+    );
 }

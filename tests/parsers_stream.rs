@@ -58,6 +58,14 @@ const SAMPLES: &[&str] = &[
     "\nJust an answer with {braces} and [brackets] and (parens).",
     "Text with a partial <tool_ and [TOOL_ and <|python_ta and ``` fence",
     "f(a='''tri\nple''', b=r'\\d+', c=b\"x\\x41\", d=0x1F, e=1_000, g=-3.5e2, h=(1,), i={1, 2})",
+    // End markers and role labels (FORMATS.md), also inside unclosed calls.
+    r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Tokyo"}}]</s>"#,
+    "<|python_tag|>{\"name\": \"get_time\", \"parameters\": {\"tz\": \"JST\"}}<|eom_id|>",
+    "[get_weather(city='Tokyo'), get_time(tz='JST')]<|eot_id|>",
+    "  ASSISTANT: It is sunny. ASSISTANT: really.<|endoftext|>",
+    "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n<|im_end|>",
+    "get_weather(city='Tokyo')<|EOT|>",
+    "Sure.</s> [TOOL_CALLS]get_time[ARGS]{\"tz\": \"<|eom_id|>\"}",
 ];
 
 fn opts(with_tools: bool) -> ParseOptions {
@@ -156,6 +164,15 @@ const TOKENS: &[&str] = &[
     "<<function>>",
     "Call:",
     "<bot_end>",
+    "</s>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|EOT|>",
+    "ASSISTANT:",
+    "<|eom_",
+    "</",
     "Thought:",
     "```",
     "```json\n",
@@ -289,6 +306,16 @@ fn pathological() -> Vec<String> {
         format!("f(\"{}", "x".repeat(mb)),
         "<tool_call>".repeat(50_000),
         "\\u".repeat(100_000),
+        // A megabyte of nesting, and of unterminated markers and labels.
+        "[".repeat(mb),
+        format!("[get_weather({}", "[".repeat(mb)),
+        "<|eom_id".repeat(mb / 8),
+        "</s".repeat(mb / 3),
+        "<bot_end".repeat(mb / 8),
+        "<|im_end".repeat(mb / 8),
+        format!("{}ASSISTAN", " ".repeat(mb)),
+        "ASSISTANT:".repeat(mb / 10),
+        format!("<tool_call>{}", "<|im_end|>[".repeat(mb / 11)),
     ]
 }
 
@@ -312,22 +339,29 @@ fn pathological_inputs_are_fast_and_safe() {
 
 #[test]
 fn pathological_inputs_stream_in_small_chunks() {
+    let mut formats: Vec<ParserChain> = parsers::names()
+        .iter()
+        .map(|n| ParserChain::single(n).expect("known"))
+        .collect();
+    formats
+        .push(parsers::chain(&["hermes".to_string(), "json_fallback".to_string()]).expect("chain"));
     for text in pathological() {
-        let chain =
-            parsers::chain(&["hermes".to_string(), "json_fallback".to_string()]).expect("chain");
-        let t = Instant::now();
-        let mut s = chain.stream(opts(true));
-        let mut events = Vec::new();
-        for piece in text.as_bytes().chunks(64) {
-            events.extend(s.push(std::str::from_utf8(piece).expect("ascii")));
+        for chain in &formats {
+            let t = Instant::now();
+            let mut s = chain.stream(opts(true));
+            let mut events = Vec::new();
+            for piece in text.as_bytes().chunks(64) {
+                events.extend(s.push(std::str::from_utf8(piece).expect("ascii")));
+            }
+            events.extend(s.finish());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{:?} took {:?} on {:?}...",
+                chain.names(),
+                t.elapsed(),
+                &text[..20]
+            );
+            assert_eq!(collect_events(&events), chain.parse(&text, &opts(true)));
         }
-        events.extend(s.finish());
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "took {:?} on {:?}...",
-            t.elapsed(),
-            &text[..20]
-        );
-        assert_eq!(collect_events(&events), chain.parse(&text, &opts(true)));
     }
 }

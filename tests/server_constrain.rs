@@ -181,4 +181,25 @@ async fn response_formats_and_schema_errors() {
         &schema(),
         calls[0]["function"]["arguments"].as_str().unwrap(),
     );
+
+    // Call ids are unique across requests whatever their seed: the same seed twice samples
+    // the same call, under two different ids (a conversation's history never repeats one).
+    let named = json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "pick"}}, "n": 2});
+    let mut ids = Vec::new();
+    let mut arguments = Vec::new();
+    for _ in 0..2 {
+        let (status, text) = post(&base, body(named.clone())).await;
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let first = &v["choices"][0]["message"]["tool_calls"][0];
+        arguments.push(first["function"]["arguments"].clone());
+        for choice in v["choices"].as_array().unwrap() {
+            let id = choice["message"]["tool_calls"][0]["id"].as_str().unwrap();
+            assert!(id.starts_with("call_") && id.len() == 29, "{id}");
+            ids.push(id.to_string());
+        }
+    }
+    assert_eq!(arguments[0], arguments[1], "the seed reproduces the call");
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "repeated ids: {ids:?}");
 }

@@ -36,7 +36,7 @@ fn parses_calls(req: &ChatRequest) -> bool {
 
 /// Parse options for a request, or `None` when its output is plain text.
 pub fn parse_plan(lm: &LoadedModel, req: &ChatRequest) -> Option<ParseOptions> {
-    parses_calls(req).then(|| parse_options(lm, &req.tools, None))
+    parses_calls(req).then(|| parse_options(lm, &req.tools))
 }
 
 /// The request's tools as the tool-format layer (parsers, grammars) reads them.
@@ -54,12 +54,13 @@ fn wire_tools(tools: &[Tool]) -> Vec<wire::Tool> {
         .collect()
 }
 
-/// Parse options for the request's tools in the family's id style.
-fn parse_options(lm: &LoadedModel, tools: &[Tool], id_seed: Option<u64>) -> ParseOptions {
+/// Parse options for the request's tools in the family's id style. Call ids are never
+/// seeded from the request: they must stay unique across requests that share a seed.
+fn parse_options(lm: &LoadedModel, tools: &[Tool]) -> ParseOptions {
     ParseOptions {
         tools: Some(wire_tools(tools)),
         id_style: Some(lm.parsers.id_style()),
-        id_seed,
+        id_seed: None,
     }
 }
 
@@ -84,13 +85,8 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
         }
     })?;
     let forced = match &req.tool_choice {
-        ToolChoice::Required => lm.family.call_prefix.clone().unwrap_or_default(),
-        ToolChoice::Named(n) => lm
-            .family
-            .named_call_prefix
-            .as_ref()
-            .map(|p| p.replace("{name}", n))
-            .unwrap_or_default(),
+        ToolChoice::Required => lm.parsers.format().def().required_opening(),
+        ToolChoice::Named(n) => lm.parsers.format().def().named_opening(n),
         _ if req.response_format == ResponseFormat::JsonObject => "{".to_string(),
         _ => String::new(),
     };
@@ -106,8 +102,7 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
     params.stop_strings.extend(req.stop.iter().cloned());
     let top_logprobs = req.limits.logprobs.map(usize::from);
     params.top_logprobs = top_logprobs;
-    let parse =
-        parses_calls(req).then(|| parse_options(lm, &req.tools, req.sampling.seed_for(choice)));
+    let parse = parses_calls(req).then(|| parse_options(lm, &req.tools));
     let max_calls = req.single_call().then_some(1);
     params.constraint = constraint(lm, req, max_calls, &forced)?;
     Ok(Prepared {
@@ -131,12 +126,7 @@ fn constraint(
     let tools = &req.tools;
     let tool_spec = |mode| {
         (!tools.is_empty()).then(|| GrammarSpec::Tools {
-            format: lm
-                .parsers
-                .names()
-                .first()
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            format: lm.parsers.format(),
             tools: wire_tools(tools),
             mode,
             parallel: max_calls.is_none(),

@@ -18,7 +18,7 @@ pub fn run(args: &ModelsArgs, registry: &Registry) -> anyhow::Result<()> {
             .iter()
             .map(|f| {
                 serde_json::json!({
-                    "name": f.name, "architecture": f.architecture, "hf_repo": f.hf_repo,
+                    "name": f.name, "architecture": f.architecture.name(), "hf_repo": f.hf_repo,
                     "gguf_repo": f.gguf_repo, "gguf_file": f.gguf_file, "template": f.template,
                     "parsers": f.parsers, "stop": f.stop, "tool_role": f.tool_role,
                 })
@@ -44,10 +44,14 @@ pub fn run(args: &ModelsArgs, registry: &Registry) -> anyhow::Result<()> {
         println!(
             "{:<28} {:<8} {:<38} {:<36} {}",
             f.name,
-            f.architecture,
+            f.architecture.name(),
             weights,
             f.template,
-            f.parsers.join(",")
+            f.parsers
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! `callm parse`: runs tool-call parsers on model output read from stdin and prints
-//! `{"content": ..., "tool_calls": [...]}` as JSON (ids are deterministic, seed 0).
+//! `{"content": ..., "tool_calls": [...]}` as JSON (call ids are random, as in a response).
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<()> {
     let opts = ParseOptions {
         tools,
         id_style: None,
-        id_seed: Some(0),
+        id_seed: None,
     };
     let out = match args.stream_chunks {
         Some(n) => parse_streaming(&chain, &text, opts, n),

@@ -1,11 +1,11 @@
 //! Lark grammars (llguidance's dialect) for what a request allows the model to write: tool
 //! calls in the family's own syntax, or a JSON document.
 //!
-//! Each parser format has one call syntax: JSON objects (`llama3_json`, `mistral`, `hermes`,
-//! `glaive`, `json_fallback`) or Python calls (`pythonic`, `gorilla`, `nexusraven`,
-//! `chatglm3`), wrapped the way that format's parser reads them. The grammar always describes
-//! the whole answer, including any text the prompt forced (`call_prefix`), which is fed to
-//! the matcher before generation starts.
+//! Each format describes its calls in a [`CallGrammar`] (in its own file under
+//! `parsers/formats/`): the call syntax (JSON objects or Python calls), the marker and the
+//! delimiters around them. This module turns that description into lark. The grammar always
+//! describes the whole answer, including any text the prompt forced (the format's call
+//! opening), which is fed to the matcher before generation starts.
 //!
 //! `auto` mode lets the model write freely; its grammar switches on at the format's marker
 //! (a `lazy` lark rule ends the free text at the first marker) or, for formats with bare
@@ -14,9 +14,10 @@
 use serde_json::Value;
 
 use super::pycall;
-use super::schema::{arguments_schema, embed, json_str, lit};
+use super::schema::{arguments_schema, embed, lit};
 use super::ConstrainError;
 use crate::openai::Tool;
+use crate::parsers::{CallGrammar, CallSyntax, Format};
 
 /// Which calls a tool grammar allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +35,8 @@ pub enum ToolMode {
 pub enum GrammarSpec {
     /// Tool calls in a parser format's syntax.
     Tools {
-        /// The parser format (`hermes`, `pythonic`, ...).
-        format: String,
+        /// The tool-call format (its first format, for a family's chain).
+        format: Format,
         /// The request's tools.
         tools: Vec<Tool>,
         /// Which calls are allowed.
@@ -52,117 +53,6 @@ pub enum GrammarSpec {
         /// `strict: true`: unknown keywords are errors rather than ignored.
         strict: bool,
     },
-}
-
-/// How a call is written: JSON object with this arguments key, or a Python call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallSyntax {
-    Json(&'static str),
-    Python,
-    Glm,
-}
-
-/// The layout of one parser format.
-struct Layout {
-    call: CallSyntax,
-    /// Marker that opens calls anywhere in the text.
-    marker: Option<&'static str>,
-    /// Text between the marker and the first call, between calls, and after the last.
-    open: &'static str,
-    sep: &'static str,
-    close: &'static str,
-    /// Several calls repeat the whole marker block, separated by this (hermes).
-    repeat_block: Option<&'static str>,
-    /// Calls may stand bare at the start of the answer (with this open/sep/close).
-    bare: Option<(&'static str, &'static str, &'static str)>,
-    /// `required`/named write the marker form (else the bare form).
-    required_marker: bool,
-    /// The format has only one call per answer.
-    single: bool,
-}
-
-fn layout(format: &str) -> Result<Layout, ConstrainError> {
-    let base = Layout {
-        call: CallSyntax::Json("arguments"),
-        marker: None,
-        open: "",
-        sep: "",
-        close: "",
-        repeat_block: None,
-        bare: None,
-        required_marker: true,
-        single: false,
-    };
-    Ok(match format {
-        "hermes" => Layout {
-            marker: Some("<tool_call>"),
-            open: "\n",
-            close: "\n</tool_call>",
-            repeat_block: Some("\n"),
-            ..base
-        },
-        "mistral" => Layout {
-            marker: Some("[TOOL_CALLS]"),
-            open: " [",
-            sep: ", ",
-            close: "]",
-            ..base
-        },
-        "glaive" => Layout {
-            marker: Some("<functioncall>"),
-            open: " ",
-            single: true,
-            ..base
-        },
-        "llama3_json" => Layout {
-            call: CallSyntax::Json("parameters"),
-            marker: Some("<|python_tag|>"),
-            sep: "; ",
-            bare: Some(("", "; ", "")),
-            required_marker: false,
-            ..base
-        },
-        "json_fallback" => Layout {
-            bare: Some(("[", ", ", "]")),
-            required_marker: false,
-            ..base
-        },
-        "pythonic" => Layout {
-            call: CallSyntax::Python,
-            marker: Some("<|python_tag|>"),
-            open: "[",
-            sep: ", ",
-            close: "]",
-            bare: Some(("[", ", ", "]")),
-            required_marker: false,
-            ..base
-        },
-        "gorilla" => Layout {
-            call: CallSyntax::Python,
-            bare: Some(("", "<<function>>", "")),
-            required_marker: false,
-            ..base
-        },
-        "nexusraven" => Layout {
-            call: CallSyntax::Python,
-            marker: Some("Call:"),
-            open: " ",
-            sep: "; ",
-            ..base
-        },
-        "chatglm3" => Layout {
-            call: CallSyntax::Glm,
-            bare: Some(("", "", "")),
-            required_marker: false,
-            single: true,
-            ..base
-        },
-        other => {
-            return Err(ConstrainError::Unsupported(format!(
-                "no call grammar for the tool-call format \"{other}\""
-            )))
-        }
-    })
 }
 
 /// Builds the lark grammar for `spec`; `marker` turns marker text into a lark element (a
@@ -187,18 +77,18 @@ pub fn lark(spec: &GrammarSpec, marker: &dyn Fn(&str) -> String) -> Result<Strin
             tools,
             mode,
             parallel,
-        } => tools_lark(format, tools, mode, *parallel, marker),
+        } => tools_lark(*format, tools, mode, *parallel, marker),
     }
 }
 
 fn tools_lark(
-    format: &str,
+    format: Format,
     tools: &[Tool],
     mode: &ToolMode,
     parallel: bool,
     marker: &dyn Fn(&str) -> String,
 ) -> Result<String, ConstrainError> {
-    let l = layout(format)?;
+    let l = format.def().grammar();
     let mut g = String::new();
     // One rule per tool: `call_i`; `call` is their union.
     let chosen: Vec<(usize, &Tool)> = match mode {
@@ -218,33 +108,17 @@ fn tools_lark(
         let lenient = t.function.strict != Some(true);
         let args = arguments_schema(t.function.parameters.as_ref(), &param)?;
         let name = &t.function.name;
+        let head = lit(&l.call.head(name));
+        let tail = lit(l.call.tail());
         match l.call {
-            CallSyntax::Json(key) => {
-                let head = format!("{{\"name\": {}, \"{key}\": ", json_str(name));
-                g.push_str(&format!(
-                    "call_{i}: {} args_{i} \"}}\"\nargs_{i}: {}\n",
-                    lit(&head),
-                    embed(&args, lenient)
-                ));
-            }
-            CallSyntax::Python | CallSyntax::Glm => {
+            CallSyntax::Json(_) => g.push_str(&format!(
+                "call_{i}: {head} args_{i} {tail}\nargs_{i}: {}\n",
+                embed(&args, lenient)
+            )),
+            CallSyntax::Python | CallSyntax::GlmFence => {
                 pycall::check_name(name, *i)?;
                 let kwargs = pycall::kwargs_rules(&mut g, *i, &args, lenient, &param)?;
-                let head = if l.call == CallSyntax::Glm {
-                    format!("{name}\n```python\ntool_call(")
-                } else {
-                    format!("{name}(")
-                };
-                let tail = if l.call == CallSyntax::Glm {
-                    ")\n```"
-                } else {
-                    ")"
-                };
-                g.push_str(&format!(
-                    "call_{i}: {} {kwargs} {}\n",
-                    lit(&head),
-                    lit(tail)
-                ));
+                g.push_str(&format!("call_{i}: {head} {kwargs} {tail}\n"));
             }
         }
         alts.push(format!("call_{i}"));
@@ -268,10 +142,13 @@ fn tools_lark(
         parts.join(" ")
     };
     // `block`: marker + calls (one marker block); `bare`: calls standing alone.
-    let block = l
-        .marker
-        .map(|m| format!("block: {} {}\n", marker(m), list(l.open, l.sep, l.close)));
-    let bare = l.bare.map(|(o, s, c)| format!("bare: {}\n", list(o, s, c)));
+    let block = l.marker.map(|m| {
+        let calls = list(l.list.open, l.list.sep, l.list.close);
+        format!("block: {} {calls}\n", marker(m))
+    });
+    let bare = l
+        .bare
+        .map(|b| format!("bare: {}\n", list(b.open, b.sep, b.close)));
     if let Some(b) = &block {
         g.push_str(b);
     }
@@ -284,11 +161,15 @@ fn tools_lark(
     };
     match mode {
         ToolMode::Required | ToolMode::Named(_) => {
-            if l.required_marker || l.bare.is_none() {
+            if l.forced_in_marker_form() {
                 blocks(&mut g);
                 g.push_str("start: blocks\n");
-            } else {
+            } else if l.bare.is_some() {
                 g.push_str("start: bare\n");
+            } else {
+                return Err(ConstrainError::Unsupported(format!(
+                    "the tool-call format \"{format}\" describes neither a call marker nor bare calls"
+                )));
             }
         }
         ToolMode::Auto => {
@@ -301,7 +182,7 @@ fn tools_lark(
                 None => "TEXT",
             };
             let mut starts = Vec::new();
-            if l.bare.is_some() && l.call == CallSyntax::Glm {
+            if l.bare.is_some() && l.call == CallSyntax::GlmFence {
                 starts.push("bare".to_string());
             } else if l.bare.is_some() {
                 g.push_str("LEAD_WS: /[ \\t\\r\\n]+/\n");
@@ -317,7 +198,7 @@ fn tools_lark(
                     let mref = marker(m);
                     g.push_str(&format!("pre0{lazy}: {first_text} {mref}\n"));
                     g.push_str(&format!("pre{lazy}: TEXT {mref}\n"));
-                    let body = list(l.open, l.sep, l.close);
+                    let body = list(l.list.open, l.list.sep, l.list.close);
                     g.push_str(&format!("after0: pre0 {body}\n"));
                     g.push_str(&format!("after: pre {body}\n"));
                     let rest = if parallel && !l.single {
@@ -343,8 +224,8 @@ fn is_token_ref(e: &str) -> bool {
 
 /// A regex (for `~/.../`) matching the start of a bare call, which free text in `auto`
 /// mode may not begin with.
-fn bare_start_regex(l: &Layout, tools: &[Tool]) -> Option<String> {
-    let (open, _, _) = l.bare?;
+fn bare_start_regex(l: &CallGrammar, tools: &[Tool]) -> Option<String> {
+    let open = l.bare?.open;
     let names = || {
         tools
             .iter()
@@ -356,7 +237,7 @@ fn bare_start_regex(l: &Layout, tools: &[Tool]) -> Option<String> {
         (CallSyntax::Json(_), "") => r"[ \t\r\n]*\{".to_string(),
         (_, o) if !o.is_empty() => format!(r"[ \t\r\n]*{}", regex_escape(o)),
         (CallSyntax::Python, _) => format!(r"[ \t\r\n]*({})\(", names()),
-        (CallSyntax::Glm, _) => format!(r"({})\n", names()),
+        (CallSyntax::GlmFence, _) => format!(r"({})\n", names()),
         (CallSyntax::Json(_), _) => return None,
     })
 }

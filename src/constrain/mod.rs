@@ -162,7 +162,7 @@ impl ConstraintEngine {
                         }
                     }
                     let one = GrammarSpec::Tools {
-                        format: format.clone(),
+                        format: *format,
                         tools: vec![t.clone()],
                         mode: ToolMode::Required,
                         parallel: false,

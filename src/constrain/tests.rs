@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::testing::{byte_tokenizer, random_walk};
 use super::{ConstraintEngine, GrammarSpec, ToolMode};
 use crate::openai::{FunctionDefinition, Tool};
-use crate::parsers::{self, ParseOptions};
+use crate::parsers::{self, Format, ParseOptions};
 use crate::tokenizer::Tokenizer;
 
 const VOCAB: usize = 512;
@@ -74,7 +74,7 @@ fn engine() -> (Arc<Tokenizer>, ConstraintEngine) {
 
 fn spec(format: &str, mode: ToolMode, parallel: bool) -> GrammarSpec {
     GrammarSpec::Tools {
-        format: format.into(),
+        format: parsers::get(format).unwrap(),
         tools: tools(),
         mode,
         parallel,
@@ -178,21 +178,30 @@ fn single_call_when_not_parallel() {
     }
 }
 
-/// Each family's forced `call_prefix` / `named_call_prefix` fits its format's grammar.
+/// Every format's forced `required` / named openings fit its own grammar, and a named call
+/// the grammar then completes parses, with the opening, as exactly that call.
 #[test]
-fn registry_prefixes_fit_the_grammars() {
-    let (_, e) = engine();
-    let reg = crate::registry::Registry::builtin();
-    for fam in reg.families() {
-        let format = &fam.parsers[0];
-        if let Some(p) = &fam.call_prefix {
-            e.compile(&spec(format, ToolMode::Required, true), p)
-                .unwrap_or_else(|err| panic!("{}: {err}", fam.name));
-        }
-        if let Some(p) = &fam.named_call_prefix {
-            let p = p.replace("{name}", "book");
-            e.compile(&spec(format, ToolMode::Named("book".into()), true), &p)
-                .unwrap_or_else(|err| panic!("{}: {err}", fam.name));
+fn forced_openings_fit_the_grammars() {
+    let (tok, e) = engine();
+    for format in Format::ALL {
+        let def = format.def();
+        e.compile(
+            &spec(format.name(), ToolMode::Required, true),
+            &def.required_opening(),
+        )
+        .unwrap_or_else(|err| panic!("{format}: {err}"));
+        let named = def.named_opening("book");
+        let c = e
+            .compile(
+                &spec(format.name(), ToolMode::Named("book".into()), true),
+                &named,
+            )
+            .unwrap_or_else(|err| panic!("{format}: {err}"));
+        for seed in 0..5 {
+            let (ids, ended) = random_walk(&c, VOCAB, &[EOS], seed, 3000).unwrap();
+            let text = format!("{named}{}", tok.decode(&ids, false).unwrap());
+            assert!(ended, "{format}: {text:?}");
+            assert_eq!(check_calls(format.name(), &text), vec!["book"], "{text:?}");
         }
     }
 }
@@ -334,7 +343,7 @@ fn bad_schemas_are_client_errors_naming_the_parameter() {
     let err = e
         .compile(
             &GrammarSpec::Tools {
-                format: "hermes".into(),
+                format: Format::Hermes,
                 tools: ts,
                 mode: ToolMode::Required,
                 parallel: true,

@@ -1,12 +1,14 @@
-//! Tool-call output parsers: turn what a model wrote into OpenAI's uniform
+//! Tool-call output formats and their parsers: turn what a model wrote into OpenAI's uniform
 //! `{content, tool_calls}` shape, one-shot or while the text streams in.
 //!
-//! Each output format is one [`ToolParser`] (one file each), found by name with [`get`];
-//! a family's list of names becomes a [`ParserChain`] with [`chain`]. A parser is a
-//! *scanner*: asked what the text at a position is, it answers with a [`Step`] (so much
-//! content, a call segment, or "need more text"). The same scanning loop
-//! ([`StreamParser`]) serves streaming and one-shot parsing, so both agree exactly as long
-//! as every scanner only decides what later text cannot change.
+//! A format is one [`ToolFormat`] (one file each in `formats/`, listed once in
+//! `formats/mod.rs`): its scanner, its call grammar description (for `constrain`), its
+//! forced call openings and its id style. [`Format`] names them; `models.toml` lists a
+//! family's formats, which become a [`ParserChain`] ([`chain`]). A scanner, asked what the
+//! text at a position is, answers with a [`Step`] (so much content, a call segment, or
+//! "need more text"). The same scanning loop ([`StreamParser`]) serves streaming and one-shot
+//! parsing, so both agree exactly as long as every scanner only decides what later text
+//! cannot change.
 //!
 //! Parsed calls are checked against the request's tools ([`ParseOptions::tools`]):
 //! undeclared functions stay in the content (with a warning) and argument values are
@@ -15,37 +17,38 @@
 //!
 //! Nested calls (NexusRaven, Python formats): an argument that is itself a call becomes
 //! `{"__call__": "NAME", "arguments": {...}}` (see [`pylit`]).
+//!
+//! Shared machinery: `chain` (a family's formats tried in order), `stream` (the loop),
+//! `markers` (end markers and leading role labels dropped before scanning),
+//! `scan` (marker, JSON and call readers), `pylit`/`pylit_json` (Python literals),
+//! `validate` (declared names, schema coercion), `ids` (call ids).
 
-pub mod chatglm3;
-pub mod glaive;
-pub mod gorilla;
-pub mod hermes;
+pub mod chain;
+pub mod format;
+pub mod formats;
 pub mod ids;
-pub mod json_fallback;
-pub mod llama3_json;
-pub mod mistral;
-pub mod nexusraven;
+pub mod markers;
 pub mod pylit;
 pub mod pylit_json;
-pub mod pythonic;
 pub mod scan;
 pub mod stream;
 pub mod validate;
-
-use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::openai::{ParsedOutput, Tool};
 
+pub use chain::ParserChain;
+pub use format::{CallGrammar, CallList, CallSyntax, ToolFormat};
+pub use formats::Format;
 pub use ids::{IdGen, IdStyle};
 pub use stream::{collect_events, StreamEvent, StreamParser};
 
 /// Errors of parser lookup.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParserError {
-    /// No parser of that name.
-    #[error("unknown tool-call parser '{name}'; known parsers: {known}")]
+    /// No format of that name.
+    #[error("unknown tool-call format '{name}'; known formats: {known}")]
     Unknown {
         /// The requested name.
         name: String,
@@ -53,7 +56,7 @@ pub enum ParserError {
         known: String,
     },
     /// An empty chain was requested.
-    #[error("an empty list of tool-call parsers was given")]
+    #[error("an empty list of tool-call formats was given")]
     Empty,
 }
 
@@ -64,7 +67,8 @@ pub struct ParseOptions {
     pub tools: Option<Vec<Tool>>,
     /// Id shape; `None` uses the chain's default (Mistral's 9 alphanumerics when the chain has `mistral`).
     pub id_style: Option<IdStyle>,
-    /// Seed of the id generator, for reproducible ids; `None` is random.
+    /// Seed of the id generator, for reproducible ids in tests and tools; `None` is random.
+    /// Never set it from a request (its `seed`): ids must be unique across requests.
     pub id_seed: Option<u64>,
 }
 
@@ -120,170 +124,46 @@ impl ScanCx<'_> {
     }
 }
 
-/// One output format: a scanner deciding, position by position, what the text is.
-pub trait ToolParser: Send + Sync + std::fmt::Debug {
-    /// The registry name of the format (as in `models.toml` `parsers = [...]`).
-    fn name(&self) -> &'static str;
-
-    /// The id shape this format's models need.
-    fn id_style(&self) -> IdStyle {
-        IdStyle::OpenAi
-    }
-
-    /// Decides what the text at byte `pos` (a char boundary, `pos < text.len()`) is.
-    fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step;
+/// Names of all formats, in list order.
+pub fn names() -> Vec<&'static str> {
+    Format::ALL.iter().map(|f| f.name()).collect()
 }
 
-/// Names of all parsers, in a stable order.
-pub const PARSER_NAMES: &[&str] = &[
-    "llama3_json",
-    "pythonic",
-    "mistral",
-    "hermes",
-    "glaive",
-    "gorilla",
-    "nexusraven",
-    "chatglm3",
-    "json_fallback",
-];
-
-/// Names of all parsers.
-pub fn names() -> &'static [&'static str] {
-    PARSER_NAMES
+/// The format called `name`, or an error listing the known names.
+pub fn get(name: &str) -> Result<Format, ParserError> {
+    Format::from_name(name).ok_or_else(|| ParserError::Unknown {
+        name: name.trim().to_string(),
+        known: Format::known(),
+    })
 }
 
-/// The parser called `name`, or an error listing the known names.
-pub fn get(name: &str) -> Result<Arc<dyn ToolParser>, ParserError> {
-    let p: Arc<dyn ToolParser> = match name.trim() {
-        "llama3_json" => Arc::new(llama3_json::Llama3Json),
-        "pythonic" => Arc::new(pythonic::Pythonic),
-        "mistral" => Arc::new(mistral::Mistral),
-        "hermes" => Arc::new(hermes::Hermes),
-        "glaive" => Arc::new(glaive::Glaive),
-        "gorilla" => Arc::new(gorilla::Gorilla),
-        "nexusraven" => Arc::new(nexusraven::NexusRaven),
-        "chatglm3" => Arc::new(chatglm3::ChatGlm3),
-        "json_fallback" => Arc::new(json_fallback::JsonFallback),
-        other => {
-            return Err(ParserError::Unknown {
-                name: other.to_string(),
-                known: PARSER_NAMES.join(", "),
-            })
-        }
-    };
-    Ok(p)
-}
-
-/// Builds the chain of parsers named by `names`, tried in order at each position.
-pub fn chain(names: &[String]) -> Result<ParserChain, ParserError> {
-    if names.is_empty() {
-        return Err(ParserError::Empty);
-    }
-    let parsers = names
+/// Builds the chain of the formats named by `names` (names or [`Format`]s), tried in order
+/// at each position.
+pub fn chain<N: AsRef<str>>(names: &[N]) -> Result<ParserChain, ParserError> {
+    let formats = names
         .iter()
-        .map(|n| get(n))
+        .map(|n| get(n.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ParserChain { parsers })
+    ParserChain::new(formats)
 }
 
 /// Parses `text` one-shot with the chain named by `names`.
-pub fn parse(
-    names: &[String],
+pub fn parse<N: AsRef<str>>(
+    names: &[N],
     text: &str,
     opts: &ParseOptions,
 ) -> Result<ParsedOutput, ParserError> {
     Ok(chain(names)?.parse(text, opts))
 }
 
-/// Several parsers tried in order: at each position the first that finds a call wins;
-/// an earlier parser that still waits for text makes the chain wait.
-#[derive(Debug, Clone)]
-pub struct ParserChain {
-    parsers: Vec<Arc<dyn ToolParser>>,
-}
-
-impl ParserChain {
-    /// A chain of one parser.
-    pub fn single(name: &str) -> Result<Self, ParserError> {
-        Ok(ParserChain {
-            parsers: vec![get(name)?],
-        })
-    }
-
-    /// The names of the parsers in the chain.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.parsers.iter().map(|p| p.name()).collect()
-    }
-
-    /// The id shape used when the options name none.
-    pub fn id_style(&self) -> IdStyle {
-        if self
-            .parsers
-            .iter()
-            .any(|p| p.id_style() == IdStyle::Mistral9)
-        {
-            IdStyle::Mistral9
-        } else {
-            IdStyle::OpenAi
-        }
-    }
-
-    /// Parses a complete output.
-    pub fn parse(&self, text: &str, opts: &ParseOptions) -> ParsedOutput {
-        let mut s = self.stream(opts.clone());
-        let mut events = s.push(text);
-        events.extend(s.finish());
-        collect_events(&events)
-    }
-
-    /// A streaming parser for one output.
-    pub fn stream(&self, opts: ParseOptions) -> StreamParser {
-        StreamParser::new(self.clone(), opts)
-    }
-
-    /// How many parsers the chain holds.
-    pub fn len(&self) -> usize {
-        self.parsers.len()
-    }
-
-    /// Whether the chain is empty (never true for a chain built by [`chain`]).
-    pub fn is_empty(&self) -> bool {
-        self.parsers.is_empty()
-    }
-
-    /// The combined decision of the chain at `pos`.
-    ///
-    /// `until[i]` remembers how far parser `i` has promised content: it is not asked again
-    /// before that position (this keeps chains linear when one parser sees far ahead).
-    pub fn scan(&self, cx: &ScanCx<'_>, pos: usize, until: &mut [usize]) -> Step {
-        let rest = cx.text.len() - pos;
-        let mut content = rest;
-        for (i, p) in self.parsers.iter().enumerate() {
-            if let Some(&u) = until.get(i) {
-                if u > pos {
-                    content = content.min(u - pos);
-                    continue;
-                }
-            }
-            match p.scan(cx, pos) {
-                Step::Calls { len, calls } if len > 0 => {
-                    return Step::Calls {
-                        len: len.min(rest),
-                        calls,
-                    }
-                }
-                Step::Calls { .. } => content = content.min(1),
-                Step::NeedMore if !cx.eof => return Step::NeedMore,
-                Step::NeedMore => {}
-                Step::Content(n) => {
-                    let n = n.clamp(1, rest);
-                    if let Some(u) = until.get_mut(i) {
-                        *u = pos + n;
-                    }
-                    content = content.min(n);
-                }
-            }
-        }
-        Step::Content(content)
+/// The id shape of a list of formats: Mistral's 9 alphanumerics when one of them needs it.
+pub fn id_style_of(formats: &[Format]) -> IdStyle {
+    if formats
+        .iter()
+        .any(|f| f.def().id_style() == IdStyle::Mistral9)
+    {
+        IdStyle::Mistral9
+    } else {
+        IdStyle::OpenAi
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::openai::{FunctionCall, ParsedOutput, ToolCall};
 
+use super::markers::MarkerFilter;
 use super::validate::{self, Verdict};
 use super::{IdGen, ParseOptions, ParserChain, ScanCx, Step};
 
@@ -79,6 +80,8 @@ pub struct StreamParser {
     chain: ParserChain,
     opts: ParseOptions,
     ids: IdGen,
+    markers: MarkerFilter,
+    /// The filtered text received so far.
     text: String,
     pos: usize,
     scanned_len: usize,
@@ -96,6 +99,7 @@ impl StreamParser {
         let ids = IdGen::new(style, opts.id_seed);
         let n = chain.len();
         StreamParser {
+            markers: chain.marker_filter(),
             chain,
             opts,
             ids,
@@ -116,7 +120,11 @@ impl StreamParser {
         if self.finished || chunk.is_empty() {
             return out;
         }
-        self.text.push_str(chunk);
+        let chunk = self.markers.push(chunk, false);
+        if chunk.is_empty() {
+            return out;
+        }
+        self.text.push_str(&chunk);
         let pending = self.text.len() - self.pos;
         if pending >= RESCAN_FREE && self.text.len() < self.scanned_len + pending / 4 {
             return out;
@@ -131,13 +139,16 @@ impl StreamParser {
         if self.finished {
             return out;
         }
+        let tail = self.markers.push("", true);
+        self.text.push_str(&tail);
         self.run(true, &mut out);
         self.finished = true;
         self.pending_ws.clear();
         out
     }
 
-    /// The text received so far.
+    /// The text received so far, end markers and leading labels dropped (the tail of a
+    /// possible marker may still be held back).
     pub fn text(&self) -> &str {
         &self.text
     }

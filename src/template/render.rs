@@ -32,8 +32,8 @@ fn mentions_role(src: &str, role: &str) -> bool {
 /// The normalization a template needs, from its text and the family.
 pub fn options_for(template: &str, family: Option<&Family>) -> NormalizeOptions {
     let mut opts = NormalizeOptions::default();
-    let name = family.map(|f| f.name.as_str()).unwrap_or("");
-    if template.contains("length != 9") || name.starts_with("mistral") {
+    let mistral_ids = family.is_some_and(|f| f.id_style() == crate::parsers::IdStyle::Mistral9);
+    if template.contains("length != 9") || mistral_ids {
         opts.call_ids = CallIdStyle::Alnum9;
     }
     if template.contains("only supports single tool-calls") {

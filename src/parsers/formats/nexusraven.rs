@@ -1,68 +1,71 @@
 //! `nexusraven`: `Call: f(a=1); g(b=h(c='x'))<bot_end>` (NexusRaven-V2), then an optional
-//! `Thought: ...` which is dropped (as is any `<bot_end>` token).
+//! `Thought: ...` which is dropped (as is any `<bot_end>` token, an end marker of the format).
 //!
 //! Calls are separated by `;`. An argument that is itself a call is kept, without loss, as
 //! `{"__call__": "h", "arguments": {"c": "x"}}` (positional arguments of the nested call
 //! are named after its declared parameters when `h` is a declared tool, else `_0`, `_1`...).
 //! A call list at the very start of the output is read even without `Call:`.
 
-use super::scan::{marker_at, py_call_at, skip_blank, skip_ws, MarkerAt, Read};
-use super::{RawCall, ScanCx, Step, ToolParser};
+use crate::parsers::scan::{marker_at, py_call_at, skip_blank, skip_ws, MarkerAt, Read};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
 const CALL: &str = "Call:";
 const BOT_END: &str = "<bot_end>";
 const THOUGHT: &str = "Thought:";
 
-/// The NexusRaven parser.
+/// The NexusRaven format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NexusRaven;
 
-impl ToolParser for NexusRaven {
-    fn name(&self) -> &'static str {
-        "nexusraven"
+impl ToolFormat for NexusRaven {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Python).with_marker(CALL, CallList::new(" ", "; ", ""))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &[BOT_END]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
         let text = cx.text;
-        for (marker, kind) in [(CALL, 0), (BOT_END, 1), (THOUGHT, 2)] {
-            match marker_at(cx, pos, marker) {
-                MarkerAt::Yes if kind == 0 => {
-                    return match calls(cx, skip_ws(text, pos + CALL.len())) {
-                        Some(Step::Calls { len, calls }) => Step::Calls {
-                            len: len + skip_ws(text, pos + CALL.len()) - pos,
-                            calls,
-                        },
-                        Some(step) => step,
-                        None => Step::Content(CALL.len()),
-                    };
-                }
-                MarkerAt::Yes if kind == 1 => {
-                    return Step::Calls {
-                        len: BOT_END.len(),
-                        calls: vec![],
-                    }
-                }
-                MarkerAt::Yes if cx.eof => {
-                    return Step::Calls {
-                        len: text.len() - pos,
-                        calls: vec![],
-                    }
-                }
-                MarkerAt::Yes | MarkerAt::Maybe => return Step::NeedMore,
-                MarkerAt::No => {}
+        match marker_at(cx, pos, CALL) {
+            MarkerAt::Yes => {
+                let start = skip_ws(text, pos + CALL.len());
+                return match calls(cx, start) {
+                    Some(Step::Calls { len, calls }) => Step::Calls {
+                        len: len + start - pos,
+                        calls,
+                    },
+                    Some(step) => step,
+                    None => Step::Content(CALL.len()),
+                };
             }
+            MarkerAt::Maybe => return Step::NeedMore,
+            MarkerAt::No => {}
         }
-        if text[..pos].trim().is_empty() && pylit_ident(text, pos) {
+        // The thought after the calls is dropped, to the end of the output.
+        match marker_at(cx, pos, THOUGHT) {
+            MarkerAt::Yes if cx.eof => {
+                return Step::Calls {
+                    len: text.len() - pos,
+                    calls: vec![],
+                }
+            }
+            MarkerAt::Yes | MarkerAt::Maybe => return Step::NeedMore,
+            MarkerAt::No => {}
+        }
+        // The identifier test first: it is cheap, the prefix test reads all text before `pos`.
+        if pylit_ident(text, pos) && text[..pos].trim().is_empty() {
             if let Some(step) = calls(cx, pos) {
                 return step;
             }
         }
-        super::scan::content_until_trigger(cx, pos, &[CALL, BOT_END, THOUGHT], b"")
+        crate::parsers::scan::content_until_trigger(cx, pos, &[CALL, THOUGHT], b"")
     }
 }
 
 fn pylit_ident(text: &str, pos: usize) -> bool {
-    super::pylit::ident_len(text, pos) > 0
+    crate::parsers::pylit::ident_len(text, pos) > 0
 }
 
 /// `f(...); g(...)` at `i`, up to the first thing that is not `;` and another call.

@@ -7,20 +7,22 @@
 
 use serde_json::Value;
 
-use super::pylit;
-use super::scan::{content_until_trigger, marker_at, skip_blank, skip_ws, MarkerAt, Read};
-use super::{RawCall, ScanCx, Step, ToolParser};
+use crate::parsers::pylit;
+use crate::parsers::scan::{content_until_trigger, marker_at, skip_blank, skip_ws, MarkerAt, Read};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
 const ASSISTANT: &str = "<|assistant|>";
 const FENCE: &str = "```";
 
-/// The ChatGLM3 parser.
+/// The ChatGLM3 format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChatGlm3;
 
-impl ToolParser for ChatGlm3 {
-    fn name(&self) -> &'static str {
-        "chatglm3"
+impl ToolFormat for ChatGlm3 {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::GlmFence)
+            .with_bare(CallList::new("", "", ""))
+            .single_call()
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
@@ -84,7 +86,7 @@ fn tool_block(cx: &ScanCx<'_>, pos: usize) -> Read<RawCall> {
     if c == text.len() {
         return more;
     }
-    let (call, end) = match super::scan::read(cx, pylit::parse_call_at(text, c, cx.eof)) {
+    let (call, end) = match crate::parsers::scan::read(cx, pylit::parse_call_at(text, c, cx.eof)) {
         Read::Done(call, end) => (call, end),
         Read::More => return Read::More,
         Read::Bad | Read::Deep(_) => return Read::Bad,

@@ -2,23 +2,31 @@
 //!
 //! Also accepted: a single object after the marker, and the newer
 //! `[TOOL_CALLS]name[ARGS]{...}` form. Call ids for Mistral models are 9 alphanumerics.
+//! The end marker `</s>` is dropped.
 
-use super::scan::{
+use crate::parsers::scan::{
     content_until_trigger, json_at, json_calls_after_marker, marker_at, skip_ws, AfterMarker,
     MarkerAt, Read,
 };
-use super::{pylit, IdStyle, RawCall, ScanCx, Step, ToolParser};
+use crate::parsers::{
+    pylit, CallGrammar, CallList, CallSyntax, IdStyle, RawCall, ScanCx, Step, ToolFormat,
+};
 
 const MARKER: &str = "[TOOL_CALLS]";
 const ARGS: &str = "[ARGS]";
 
-/// The Mistral parser.
+/// The Mistral format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mistral;
 
-impl ToolParser for Mistral {
-    fn name(&self) -> &'static str {
-        "mistral"
+impl ToolFormat for Mistral {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Json("arguments"))
+            .with_marker(MARKER, CallList::new(" [", ", ", "]"))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["</s>"]
     }
 
     fn id_style(&self) -> IdStyle {

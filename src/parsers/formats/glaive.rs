@@ -2,21 +2,32 @@
 //!
 //! The arguments may be a single-quoted string holding JSON (which is not JSON as a whole
 //! and may contain unescaped `'` inside the inner JSON strings), a JSON string, or an object.
+//! The `ASSISTANT:` label the model writes itself at the start and `<|endoftext|>` are dropped.
 
 use serde_json::{Map, Value};
 
-use super::scan::{content_until_trigger, json_at, marker_at, skip_ws, MarkerAt, Read};
-use super::{RawCall, ScanCx, Step, ToolParser};
+use crate::parsers::scan::{content_until_trigger, json_at, marker_at, skip_ws, MarkerAt, Read};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
 const MARKER: &str = "<functioncall>";
 
-/// The Glaive parser.
+/// The Glaive format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Glaive;
 
-impl ToolParser for Glaive {
-    fn name(&self) -> &'static str {
-        "glaive"
+impl ToolFormat for Glaive {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Json("arguments"))
+            .with_marker(MARKER, CallList::new(" ", "", ""))
+            .single_call()
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["<|endoftext|>"]
+    }
+
+    fn leading_labels(&self) -> &'static [&'static str] {
+        &["ASSISTANT:"]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
@@ -42,7 +53,7 @@ fn after_marker(cx: &ScanCx<'_>, pos: usize) -> Step {
         Read::Done(m, end) => {
             let raw = &text[i..end];
             let v = Value::Object(m);
-            match super::scan::call_from_value(&v, false) {
+            match crate::parsers::scan::call_from_value(&v, false) {
                 Some((name, arguments)) => {
                     let calls = vec![RawCall {
                         name,

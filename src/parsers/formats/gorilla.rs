@@ -3,21 +3,25 @@
 //! separated by `<<function>>` or as a list `[f(a=1), g(b='x')]`.
 //!
 //! A call is a (dotted) name directly followed by `(` at a word boundary, whose arguments
-//! are all Python literals; anything else is content.
+//! are all Python literals; anything else is content. The end marker `<|EOT|>` is dropped.
 
 use super::pythonic::call_list;
-use super::scan::{marker_at, py_call_at, skip_ws, MarkerAt, Read};
-use super::{ScanCx, Step, ToolParser};
+use crate::parsers::scan::{marker_at, py_call_at, skip_ws, MarkerAt, Read};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, ScanCx, Step, ToolFormat};
 
 const MARKER: &str = "<<function>>";
 
-/// The Gorilla parser.
+/// The Gorilla format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gorilla;
 
-impl ToolParser for Gorilla {
-    fn name(&self) -> &'static str {
-        "gorilla"
+impl ToolFormat for Gorilla {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Python).with_bare(CallList::new("", MARKER, ""))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["<|EOT|>"]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {
@@ -47,7 +51,7 @@ impl ToolParser for Gorilla {
             MarkerAt::Maybe => return Step::NeedMore,
             MarkerAt::No => {}
         }
-        if starts_word(cx.text, pos) {
+        if b[pos] == b'[' || starts_word(cx.text, pos) {
             if let Some(step) = candidate(cx, pos) {
                 return step;
             }

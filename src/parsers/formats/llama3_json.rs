@@ -3,24 +3,35 @@
 //!
 //! After `<|python_tag|>` the built-in tool form `brave_search.call(query="...")` is read as a
 //! call of `brave_search` (any `NAME.call(...)`), and a plain Python call `f(a=1)` as a call
-//! of `f`. A `;` right after a call belongs to it (it is not content).
+//! of `f`. A `;` right after a call belongs to it (it is not content). The end markers
+//! `<|eot_id|>` and `<|eom_id|>` are dropped.
 
-use super::scan::{
+use crate::parsers::scan::{
     bare_json_at, content_until_trigger, json_calls_after_marker, marker_at, py_call_at, skip_ws,
     AfterMarker, MarkerAt, Read, BARE_BYTES, FENCE,
 };
-use super::{ScanCx, Step, ToolParser};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, ScanCx, Step, ToolFormat};
 
 /// The `<|python_tag|>` control token.
 pub const PYTHON_TAG: &str = "<|python_tag|>";
 
-/// The Llama 3 JSON parser.
+/// Llama 3's end-of-turn tokens: `<|eom_id|>` after a call that awaits its result, else
+/// `<|eot_id|>`.
+pub const LLAMA_END: &[&str] = &["<|eot_id|>", "<|eom_id|>"];
+
+/// The Llama 3 JSON format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Llama3Json;
 
-impl ToolParser for Llama3Json {
-    fn name(&self) -> &'static str {
-        "llama3_json"
+impl ToolFormat for Llama3Json {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Json("parameters"))
+            .with_marker(PYTHON_TAG, CallList::new("", "; ", ""))
+            .with_bare(CallList::new("", "; ", ""))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        LLAMA_END
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

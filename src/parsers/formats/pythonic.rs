@@ -1,20 +1,27 @@
 //! `pythonic`: a Python list of calls `[f(a=1), g(b='x')]` (Llama 3.2 / 3.3), also after
 //! `<|python_tag|>`, where a bare call `f(a=1)` (several separated by `;`) is accepted too.
 //!
-//! Arguments are Python literals read by [`super::pylit`]; positional arguments are named
+//! Arguments are Python literals read by [`crate::parsers::pylit`]; positional arguments are named
 //! after the declared tool's parameters.
+//! Llama's end markers `<|eot_id|>` and `<|eom_id|>` are dropped.
 
-use super::llama3_json::{with_separator, PYTHON_TAG};
-use super::scan::{content_until_trigger, marker_at, py_call_at, skip_ws, MarkerAt, Read};
-use super::{pylit, RawCall, ScanCx, Step, ToolParser};
+use super::llama3_json::{with_separator, LLAMA_END, PYTHON_TAG};
+use crate::parsers::scan::{content_until_trigger, marker_at, py_call_at, skip_ws, MarkerAt, Read};
+use crate::parsers::{pylit, CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
-/// The pythonic-list parser.
+/// The pythonic-list format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pythonic;
 
-impl ToolParser for Pythonic {
-    fn name(&self) -> &'static str {
-        "pythonic"
+impl ToolFormat for Pythonic {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Python)
+            .with_marker(PYTHON_TAG, CallList::new("[", ", ", "]"))
+            .with_bare(CallList::new("[", ", ", "]"))
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        LLAMA_END
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

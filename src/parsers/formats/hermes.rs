@@ -4,23 +4,30 @@
 //! A block may hold several JSON call objects (or an array); a block left open at the end
 //! of the output is still read (drift). With the request's tools known, bare JSON calls
 //! (no tags, possibly in a ```` ```json ```` fence) naming a declared tool are calls too.
+//! The end marker `<|im_end|>` is dropped.
 
-use super::scan::{
+use crate::parsers::scan::{
     bare_json_at, calls_in_value, content_until_trigger, json_at, marker_at, skip_ws, MarkerAt,
     Read, BARE_BYTES, FENCE,
 };
-use super::{RawCall, ScanCx, Step, ToolParser};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, RawCall, ScanCx, Step, ToolFormat};
 
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
 
-/// The Hermes / Qwen2.5 parser.
+/// The Hermes / Qwen2.5 format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hermes;
 
-impl ToolParser for Hermes {
-    fn name(&self) -> &'static str {
-        "hermes"
+impl ToolFormat for Hermes {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Json("arguments"))
+            .with_marker(OPEN, CallList::new("\n", "", "\n</tool_call>"))
+            .repeat_blocks("\n")
+    }
+
+    fn end_markers(&self) -> &'static [&'static str] {
+        &["<|im_end|>"]
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

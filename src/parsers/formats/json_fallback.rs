@@ -4,16 +4,16 @@
 //! For models that drift from their trained format. Text starting with `{`, `[` or a fence
 //! is held back while streaming until it is known to be a call or not.
 
-use super::scan::{bare_json_at, content_until_trigger, BARE_BYTES, FENCE};
-use super::{ScanCx, Step, ToolParser};
+use crate::parsers::scan::{bare_json_at, content_until_trigger, BARE_BYTES, FENCE};
+use crate::parsers::{CallGrammar, CallList, CallSyntax, ScanCx, Step, ToolFormat};
 
-/// The bare-JSON fallback parser.
+/// The bare-JSON fallback format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonFallback;
 
-impl ToolParser for JsonFallback {
-    fn name(&self) -> &'static str {
-        "json_fallback"
+impl ToolFormat for JsonFallback {
+    fn grammar(&self) -> CallGrammar {
+        CallGrammar::new(CallSyntax::Json("arguments")).with_bare(CallList::new("[", ", ", "]"))
     }
 
     fn scan(&self, cx: &ScanCx<'_>, pos: usize) -> Step {

@@ -11,22 +11,12 @@ use callm::template::{encode_prompt, ModelTemplateInfo, PromptRenderer};
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use tokenizers::Tokenizer;
 
-fn fixtures() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLM_FIXTURES") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = root.join("../shared/fixtures");
-    if near.is_dir() {
-        near
-    } else {
-        root.join("../../shared/fixtures")
-    }
-}
+#[path = "template_support/mod.rs"]
+mod template_support;
+use template_support::fixtures;
 
 struct Model {
     tok: Tokenizer,

@@ -1,4 +1,6 @@
-//! Rendering speed of a typical tools prompt (Qwen2.5 template, two tools, a tool round trip).
+//! Rendering speed of a typical tools prompt (Qwen2.5 template, two tools, a tool round trip),
+//! and the worst cases of hostile templates: how long a render runs before it stops at its
+//! budget (`callm::template::limits`), which bounds how long a server slot stays busy.
 
 use callm::openai::ChatCompletionRequest;
 use callm::request::ChatRequest;
@@ -49,5 +51,53 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// Hostile templates that use up the whole fuel (or the output cap) in different ways.
+const HOSTILE: &[(&str, &str)] = &[
+    (
+        "nested_loops",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    ),
+    (
+        "string_doubling",
+        "{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    ),
+    (
+        "exponential_macro",
+        "{% macro f(n) %}{% if n < 60 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}",
+    ),
+    (
+        "contains_in_lazy_sequence",
+        "{{ 'x' in ([[1] * 10000] * 100000000) }}",
+    ),
+    ("tojson_of_lazy_sequence", "{{ ([1] * 100000000) | tojson }}"),
+    ("print_lazy_sequence", "{{ [1] * 100000000 }}"),
+    (
+        "sort_in_loop",
+        "{% for i in range(100000) %}{{ (messages | sort(attribute='content')) | length }}{% endfor %}",
+    ),
+    (
+        "output_flood",
+        "{% for i in range(100000) %}{% for j in range(1000) %}{{ messages[1].content }}{% endfor %}{% endfor %}",
+    ),
+];
+
+fn bench_hostile(c: &mut Criterion) {
+    let req = request();
+    let mut group = c.benchmark_group("hostile_at_fuel_limit");
+    group.sample_size(10);
+    for (name, template) in HOSTILE {
+        let info = ModelTemplateInfo::from_template(*template, None, Some("</s>".into()));
+        let renderer = PromptRenderer::new(info, None).expect("template compiles");
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                renderer
+                    .render(black_box(&req))
+                    .expect_err("stops at a limit")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_hostile);
 criterion_main!(benches);

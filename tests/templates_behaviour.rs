@@ -7,20 +7,10 @@ use callm::registry::Registry;
 use callm::request::ChatRequest;
 use callm::template::{ChatTemplate, ModelTemplateInfo, PromptRenderer, TemplateError};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 
-fn fixtures() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLM_FIXTURES") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = root.join("../shared/fixtures");
-    if near.is_dir() {
-        near
-    } else {
-        root.join("../../shared/fixtures")
-    }
-}
+#[path = "template_support/mod.rs"]
+mod template_support;
+use template_support::fixtures;
 
 fn fixture_template(name: &str) -> String {
     std::fs::read_to_string(fixtures().join("templates").join(name)).unwrap()

@@ -6,21 +6,11 @@ use callm::request::ChatRequest;
 use callm::template::encode::encode_with_protection;
 use callm::template::{encode_prompt, ModelTemplateInfo, PromptRenderer};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use tokenizers::{AddedToken, Tokenizer};
 
-fn fixtures() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLM_FIXTURES") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = root.join("../shared/fixtures");
-    if near.is_dir() {
-        near
-    } else {
-        root.join("../../shared/fixtures")
-    }
-}
+#[path = "template_support/mod.rs"]
+mod template_support;
+use template_support::fixtures;
 
 struct Model {
     tok: Tokenizer,

@@ -8,24 +8,15 @@ use callm::template::{bundled_template, ModelTemplateInfo, PromptRenderer, Templ
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+#[path = "template_support/mod.rs"]
+mod template_support;
+use template_support::fixtures;
+
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/templates")
 }
 
 /// `CALLM_FIXTURES`, else `../shared/fixtures` (or `../../shared/fixtures`) from the crate.
-fn fixtures() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLM_FIXTURES") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = root.join("../shared/fixtures");
-    if near.is_dir() {
-        near
-    } else {
-        root.join("../../shared/fixtures")
-    }
-}
-
 fn template_text(case: &Value) -> String {
     let name = case["template"].as_str().unwrap();
     match case["source"].as_str().unwrap() {

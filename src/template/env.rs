@@ -12,12 +12,20 @@
 //! - `py_stub`: a function definition as a Python stub with a docstring (NexusRaven).
 //!
 //! Printed values follow Python's `str()`: `None`, `True`/`False`, `{'k': 'v'}`.
+//!
+//! Every render runs on a budget ([`super::limits`]): minijinja's fuel, a recursion limit,
+//! and callm's filters, formatter and Python methods check the budget before they build text.
 
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State};
 use std::fmt::Write;
 
-use super::pyjson::{dumps, py_float_repr, py_repr, DumpOptions};
+use super::bounded::{indent, text_of, unknown_method};
+use super::limits::{
+    charge_serialized, ensure_bytes, over_budget, serialized_budget, MAX_INDENT, MAX_RECURSION,
+    RENDER_FUEL,
+};
+use super::pyjson::{dumps, py_float_repr, py_repr_within, DumpOptions};
 use super::pystub::{py_call, py_stub};
 
 /// The name under which a compiled chat template is stored in its environment.
@@ -38,25 +46,42 @@ pub fn build_environment(source: String) -> Result<Environment<'static>, Error> 
         .build()?;
     env.set_syntax(syntax);
     env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_fuel(Some(RENDER_FUEL));
+    env.set_recursion_limit(MAX_RECURSION);
+    env.set_unknown_method_callback(unknown_method);
     env.set_formatter(python_formatter);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", tojson);
-    env.add_filter("py_repr", |v: &Value| py_repr(v));
+    env.add_filter("indent", indent);
+    env.add_filter("py_repr", |state: &State, v: &Value| {
+        let text = py_repr_within(v, serialized_budget(state))?;
+        charge_serialized(state, text.len())?;
+        Ok::<_, Error>(text)
+    });
     env.add_filter("py_call", py_call);
     env.add_filter("py_stub", py_stub);
     env.add_template_owned(TEMPLATE_NAME, source)?;
     Ok(env)
 }
 
-fn raise_exception(message: String) -> Result<Value, Error> {
+fn raise_exception(state: &State, message: &Value) -> Result<Value, Error> {
+    let message = text_of(state, message)?.into_owned();
     Err(Error::new(ErrorKind::InvalidOperation, message.clone())
         .with_source(RaisedByTemplate(message)))
 }
 
-fn strftime_now(format: String) -> Result<Value, Error> {
+/// Longest text one strftime directive writes (`%c`: "Sun Jul  8 00:34:60 2001" and the like).
+const STRFTIME_EXPANSION: usize = 32;
+
+fn strftime_now(state: &State, format: &Value) -> Result<Value, Error> {
     use chrono::format::{Item, StrftimeItems};
+    let format = text_of(state, format)?;
+    ensure_bytes(
+        state,
+        format.len().saturating_mul(STRFTIME_EXPANSION),
+        "strftime_now",
+    )?;
     let items: Vec<Item<'_>> = StrftimeItems::new(&format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
         return Err(Error::new(
@@ -75,8 +100,10 @@ fn strftime_now(format: String) -> Result<Value, Error> {
     Ok(Value::from(out))
 }
 
-/// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
+/// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`,
+/// with `indent` at most [`MAX_INDENT`] and the output within the render's budget.
 fn tojson(
+    state: &State,
     value: &Value,
     ensure_ascii: Option<Value>,
     indent: Option<Value>,
@@ -92,7 +119,14 @@ fn tojson(
     let indent = match kwargs.get::<Option<Value>>("indent")?.or(indent) {
         Some(v) if v.is_none() || v.is_undefined() => None,
         Some(v) if v.kind() == ValueKind::String => {
-            Some(v.as_str().unwrap_or_default().to_string())
+            let s = v.as_str().unwrap_or_default();
+            if s.chars().count() > MAX_INDENT {
+                return Err(over_budget(format!(
+                    "tojson indent string of {} characters is over the limit of {MAX_INDENT}",
+                    s.chars().count()
+                )));
+            }
+            Some(s.to_string())
         }
         Some(v) => {
             let n = v.as_i64().ok_or_else(|| {
@@ -101,7 +135,14 @@ fn tojson(
                     "tojson indent must be an integer",
                 )
             })?;
-            Some(" ".repeat(n.max(0) as usize))
+            // Python treats a negative indent as 0 (newlines, no spaces).
+            let n = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+            if n > MAX_INDENT {
+                return Err(over_budget(format!(
+                    "tojson indent {n} is over the limit of {MAX_INDENT}"
+                )));
+            }
+            Some(" ".repeat(n))
         }
         None => None,
     };
@@ -129,7 +170,10 @@ fn tojson(
     }
     opts.sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     kwargs.assert_all_used()?;
-    Ok(Value::from(dumps(value, &opts)?))
+    opts.max_bytes = serialized_budget(state);
+    let text = dumps(value, &opts)?;
+    charge_serialized(state, text.len())?;
+    Ok(Value::from(text))
 }
 
 /// Prints values as Python's `str()` does.
@@ -141,7 +185,10 @@ fn python_formatter(out: &mut Output, state: &mut State, value: &Value) -> Resul
             Ok(f) => py_float_repr(f, false),
             Err(_) => value.to_string(),
         },
-        ValueKind::Map | ValueKind::Seq => py_repr(value)?,
+        // The engine charges the fuel of what is written; the budget caps it beforehand.
+        ValueKind::Map | ValueKind::Seq | ValueKind::Iterable => {
+            py_repr_within(value, serialized_budget(state))?
+        }
         _ => return minijinja::escape_formatter(out, state, value),
     };
     out.write_str(&text)

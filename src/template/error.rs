@@ -9,6 +9,10 @@ pub enum TemplateError {
     /// Rendering failed for another reason (a value the template cannot handle).
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// Rendering passed a limit of [`super::limits`] (fuel, prompt size, an argument's size):
+    /// a hostile template, or a conversation too large for any context.
+    #[error("chat template stopped at a render limit: {0}")]
+    Limit(String),
     /// The request cannot be turned into template input.
     #[error("invalid chat request: {0}")]
     Request(String),
@@ -45,7 +49,10 @@ impl TemplateError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            TemplateError::Raised(_) | TemplateError::Render(_) | TemplateError::Request(_)
+            TemplateError::Raised(_)
+                | TemplateError::Render(_)
+                | TemplateError::Limit(_)
+                | TemplateError::Request(_)
         )
     }
 

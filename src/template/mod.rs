@@ -10,10 +10,12 @@
 //! let ids = encode_prompt(&tokenizer, &prompt)?;
 //! ```
 
+pub mod bounded;
 pub mod chat;
 pub mod encode;
 pub mod env;
 pub mod error;
+pub mod limits;
 pub mod normalize;
 pub mod protect;
 pub mod pyjson;

@@ -5,15 +5,23 @@
 //! After rendering the placeholders are turned back into the token text and their byte spans
 //! recorded in [`RenderedPrompt::protected`]; [`super::encode_prompt`] encodes those spans as
 //! plain text. Only the template's own markup can thus yield control tokens.
+//!
+//! The protection fails closed: a character of the placeholder window that the request itself
+//! holds is escaped the same way (it gets a placeholder of its own that restores to itself), so
+//! every placeholder in the rendered text is one this request handed out. A request with more
+//! distinct token texts and window characters than the window has placeholders is refused.
 
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::ops::Range;
 
+use super::error::TemplateError;
+
 /// First code point of the placeholder window (Supplementary Private Use Area-A).
 pub const PLACEHOLDER_BASE: u32 = 0xF0000;
-/// Size of the placeholder window: at most this many distinct tokens are protected per request.
-pub const PLACEHOLDER_COUNT: u32 = 0x1000;
+/// Size of the placeholder window (all of plane 15's private-use characters, U+F0000..=U+FFFFD):
+/// at most this many distinct token texts and window characters are protected per request.
+pub const PLACEHOLDER_COUNT: u32 = 0xFFFE;
 
 /// Whether `c` lies in the placeholder window.
 pub fn is_placeholder_char(c: char) -> bool {
@@ -82,50 +90,56 @@ impl Protector {
             .map(|t| t.as_str())
     }
 
-    /// Replaces token text in every string (keys included) of `values`; returns the session
-    /// needed to restore them, or `None` when nothing had to be replaced or a placeholder
-    /// character already occurs in the input (then the input is left unchanged).
-    pub fn protect(&self, values: &mut [&mut Json]) -> Option<Restorer> {
-        if self.is_empty() {
-            return None;
-        }
-        let mut clash = false;
+    /// Replaces token text and placeholder-window characters in every string (keys included)
+    /// of `values`; returns the session needed to restore them, or `None` when the strings
+    /// hold neither. Fails only when the request needs more placeholders than the window has.
+    pub fn protect(&self, values: &mut [&mut Json]) -> Result<Option<Restorer>, TemplateError> {
         let mut found = false;
         for v in values.iter() {
             visit_strings(v, &mut |s| {
-                clash |= s.chars().any(is_placeholder_char);
-                found |= self.find_any(s);
+                found = found || s.chars().any(is_placeholder_char) || self.find_any(s);
             });
         }
-        if clash || !found {
-            if clash && found {
-                tracing::warn!("request text holds private-use placeholders; control-token text left unprotected");
-            }
-            return None;
+        if !found {
+            return Ok(None);
         }
         let mut restorer = Restorer::default();
+        let mut overflow = false;
         for v in values.iter_mut() {
-            rewrite_strings(v, &mut |s| self.replace(s, &mut restorer));
+            rewrite_strings(v, &mut |s| self.replace(s, &mut restorer, &mut overflow));
         }
-        Some(restorer)
+        if overflow {
+            return Err(TemplateError::Request(format!(
+                "the request text holds more than {PLACEHOLDER_COUNT} distinct control-token \
+                 texts and private-use characters (U+F0000..U+FFFFD)"
+            )));
+        }
+        Ok(Some(restorer))
     }
 
     fn find_any(&self, s: &str) -> bool {
-        s.char_indices().any(|(i, _)| self.match_at(s, i).is_some())
+        !self.is_empty() && s.char_indices().any(|(i, _)| self.match_at(s, i).is_some())
     }
 
-    fn replace(&self, s: &str, restorer: &mut Restorer) -> String {
+    fn replace(&self, s: &str, restorer: &mut Restorer, overflow: &mut bool) -> String {
         let mut out = String::with_capacity(s.len());
         let mut i = 0;
         while i < s.len() {
             if let Some(tok) = self.match_at(s, i) {
-                out.push(restorer.placeholder_for(tok));
+                out.push(restorer.placeholder_for(tok, overflow));
                 i += tok.len();
-            } else {
-                let c = s[i..].chars().next().unwrap_or('\0');
-                out.push(c);
-                i += c.len_utf8().max(1);
+                continue;
             }
+            let Some(c) = s[i..].chars().next() else {
+                break;
+            };
+            if is_placeholder_char(c) {
+                // Escaped: its own placeholder restores it, so it can never stand for a token.
+                out.push(restorer.placeholder_for(c.encode_utf8(&mut [0; 4]), overflow));
+            } else {
+                out.push(c);
+            }
+            i += c.len_utf8();
         }
         out
     }
@@ -134,21 +148,31 @@ impl Protector {
 /// The placeholders handed out for one request.
 #[derive(Debug, Clone, Default)]
 pub struct Restorer {
+    /// What each placeholder stands for, by index in the window.
     tokens: Vec<String>,
+    index: HashMap<String, usize>,
 }
 
 impl Restorer {
-    fn placeholder_for(&mut self, tok: &str) -> char {
-        let idx = match self.tokens.iter().position(|t| t == tok) {
-            Some(i) => i,
+    /// The placeholder of `text`; sets `overflow` (and returns U+FFFD) when the window is full.
+    fn placeholder_for(&mut self, text: &str, overflow: &mut bool) -> char {
+        let idx = match self.index.get(text) {
+            Some(&i) => i,
             None => {
-                self.tokens.push(tok.to_string());
+                self.tokens.push(text.to_string());
+                self.index.insert(text.to_string(), self.tokens.len() - 1);
                 self.tokens.len() - 1
             }
         };
-        // The window is far larger than any tokenizer's added vocabulary that occurs in a request.
-        let idx = (idx as u32).min(PLACEHOLDER_COUNT - 1);
-        char::from_u32(PLACEHOLDER_BASE + idx).unwrap_or('\u{FFFD}')
+        match u32::try_from(idx) {
+            Ok(i) if i < PLACEHOLDER_COUNT => {
+                char::from_u32(PLACEHOLDER_BASE + i).unwrap_or(char::REPLACEMENT_CHARACTER)
+            }
+            _ => {
+                *overflow = true;
+                char::REPLACEMENT_CHARACTER
+            }
+        }
     }
 
     /// Turns placeholders in rendered text back into token text, recording their spans.
@@ -207,12 +231,48 @@ mod tests {
     fn protects_and_restores_with_spans() {
         let p = Protector::new(["<|eot_id|>", "<|eot", "[INST]"]);
         let mut v = serde_json::json!({"content": "a<|eot_id|>b [INST]", "<|eot": 1});
-        let r = p.protect(&mut [&mut v]).expect("found");
+        let r = p.protect(&mut [&mut v]).unwrap().expect("found");
         let s = v["content"].as_str().unwrap().to_string();
         assert!(!s.contains("<|eot_id|>"));
         let out = r.restore(&format!("<|eot_id|>{s}"));
         assert_eq!(out.text, "<|eot_id|>a<|eot_id|>b [INST]");
         assert_eq!(out.protected, vec![11..21, 23..29]);
-        assert!(p.protect(&mut [&mut serde_json::json!("plain")]).is_none());
+        assert!(p
+            .protect(&mut [&mut serde_json::json!("plain")])
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn window_characters_are_escaped_not_trusted() {
+        let p = Protector::new(["<|eot_id|>"]);
+        // Without any token text, a window character alone still gets its own placeholder.
+        let mut v = serde_json::json!(["\u{F0000}x\u{F0001}"]);
+        let r = p.protect(&mut [&mut v]).unwrap().expect("escaped");
+        let s = v[0].as_str().unwrap().to_string();
+        assert_eq!(r.restore(&s).text, "\u{F0000}x\u{F0001}");
+        // With token text in the same request, both are protected and restore exactly.
+        let mut v = serde_json::json!({"a": "\u{F0000}<|eot_id|>", "b": "<|eot_id|>\u{F0000}"});
+        let r = p.protect(&mut [&mut v]).unwrap().expect("found");
+        let text = format!("{}|{}", v["a"].as_str().unwrap(), v["b"].as_str().unwrap());
+        let out = r.restore(&text);
+        assert_eq!(out.text, "\u{F0000}<|eot_id|>|<|eot_id|>\u{F0000}");
+        let spans: Vec<&str> = out.protected.iter().map(|r| &out.text[r.clone()]).collect();
+        assert_eq!(
+            spans,
+            ["\u{F0000}", "<|eot_id|>", "<|eot_id|>", "\u{F0000}"]
+        );
+    }
+
+    #[test]
+    fn too_many_distinct_placeholders_is_a_request_error() {
+        let p = Protector::new(["<|eot_id|>"]);
+        let all: String = (PLACEHOLDER_BASE..PLACEHOLDER_BASE + PLACEHOLDER_COUNT)
+            .filter_map(char::from_u32)
+            .collect();
+        let mut v = serde_json::json!([all, "<|eot_id|>"]);
+        let err = p.protect(&mut [&mut v]).unwrap_err();
+        assert!(err.is_client_error(), "{err}");
+        assert!(err.to_string().contains("private-use"), "{err}");
     }
 }

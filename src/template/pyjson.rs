@@ -4,11 +4,16 @@
 //! separators=separators, sort_keys=sort_keys)`: default separators `", "` / `": "` without
 //! indent, `","` / `": "` with it; key order kept; no HTML escaping. minijinja's own `tojson`
 //! is compact and HTML-escapes, so callm registers this one instead.
+//!
+//! Both writers stop with an "out of fuel" error as soon as their output passes a byte limit
+//! (templates pass what their remaining fuel pays for, see [`super::limits`]), and walk
+//! sequences lazily: a lazily repeated list of 10^8 items costs nothing until it is written.
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 use std::fmt::Write;
 
+use super::limits::over_budget;
 use super::protect::is_placeholder_char;
 
 /// Options of a `json.dumps` call.
@@ -24,6 +29,8 @@ pub struct DumpOptions {
     pub key_sep: String,
     /// Sort object keys.
     pub sort_keys: bool,
+    /// Fail once the output passes this many bytes.
+    pub max_bytes: usize,
 }
 
 impl DumpOptions {
@@ -40,6 +47,7 @@ impl DumpOptions {
             item_sep: if indent.is_some() { "," } else { ", " }.to_string(),
             key_sep: ": ".to_string(),
             sort_keys: false,
+            max_bytes: usize::MAX,
         }
     }
 }
@@ -49,6 +57,16 @@ pub fn dumps(value: &Value, opts: &DumpOptions) -> Result<String, Error> {
     let mut out = String::new();
     write_value(&mut out, value, opts, 0)?;
     Ok(out)
+}
+
+/// Fails once an output of `len` bytes is longer than `max`.
+fn check_len(len: usize, max: usize) -> Result<(), Error> {
+    if len > max {
+        return Err(over_budget(format!(
+            "serialized value passes the {max} bytes left to this render"
+        )));
+    }
+    Ok(())
 }
 
 fn write_value(out: &mut String, v: &Value, opts: &DumpOptions, level: usize) -> Result<(), Error> {
@@ -62,17 +80,14 @@ fn write_value(out: &mut String, v: &Value, opts: &DumpOptions, level: usize) ->
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_number(out, v, true),
-        ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), opts.ensure_ascii),
-        ValueKind::Bytes => write_json_str(
+        ValueKind::String => write_json_str_within(out, v.as_str().unwrap_or_default(), opts)?,
+        ValueKind::Bytes => write_json_str_within(
             out,
             &String::from_utf8_lossy(v.as_bytes().unwrap_or_default()),
-            opts.ensure_ascii,
-        ),
+            opts,
+        )?,
         ValueKind::Map => write_map(out, v, opts, level)?,
-        ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = v.try_iter()?.collect();
-            write_seq(out, &items, opts, level)?;
-        }
+        ValueKind::Seq | ValueKind::Iterable => write_seq(out, v, opts, level)?,
         _ => {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
@@ -92,34 +107,34 @@ fn newline(out: &mut String, opts: &DumpOptions, level: usize) {
     }
 }
 
-fn write_seq(
-    out: &mut String,
-    items: &[Value],
-    opts: &DumpOptions,
-    level: usize,
-) -> Result<(), Error> {
-    if items.is_empty() {
-        out.push_str("[]");
-        return Ok(());
-    }
+fn write_seq(out: &mut String, v: &Value, opts: &DumpOptions, level: usize) -> Result<(), Error> {
     out.push('[');
-    for (i, item) in items.iter().enumerate() {
+    let mut empty = true;
+    for (i, item) in v.try_iter()?.enumerate() {
         if i > 0 {
             out.push_str(&opts.item_sep);
         }
         newline(out, opts, level + 1);
-        write_value(out, item, opts, level + 1)?;
+        write_value(out, &item, opts, level + 1)?;
+        check_len(out.len(), opts.max_bytes)?;
+        empty = false;
     }
-    newline(out, opts, level);
+    if !empty {
+        newline(out, opts, level);
+    }
     out.push(']');
     Ok(())
 }
 
 fn write_map(out: &mut String, v: &Value, opts: &DumpOptions, level: usize) -> Result<(), Error> {
     let mut entries = Vec::new();
+    let mut key_bytes = out.len();
     for key in v.try_iter()? {
         let val = v.get_item(&key)?;
-        entries.push((key_string(&key)?, val));
+        let key = key_string(&key)?;
+        key_bytes = key_bytes.saturating_add(key.len());
+        check_len(key_bytes, opts.max_bytes)?;
+        entries.push((key, val));
     }
     if opts.sort_keys {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -134,9 +149,10 @@ fn write_map(out: &mut String, v: &Value, opts: &DumpOptions, level: usize) -> R
             out.push_str(&opts.item_sep);
         }
         newline(out, opts, level + 1);
-        write_json_str(out, k, opts.ensure_ascii);
+        write_json_str_within(out, k, opts)?;
         out.push_str(&opts.key_sep);
         write_value(out, val, opts, level + 1)?;
+        check_len(out.len(), opts.max_bytes)?;
     }
     newline(out, opts, level);
     out.push('}');
@@ -229,8 +245,19 @@ pub fn py_float_repr(f: f64, json: bool) -> String {
 
 /// Writes a JSON string literal with Python's escaping rules.
 pub fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
+    let opts = DumpOptions::python(ensure_ascii, None);
+    // Cannot fail: there is no byte limit.
+    let _ = write_json_str_within(out, s, &opts);
+}
+
+/// [`write_json_str`] that fails once `out` passes `opts.max_bytes`.
+fn write_json_str_within(out: &mut String, s: &str, opts: &DumpOptions) -> Result<(), Error> {
+    let ensure_ascii = opts.ensure_ascii;
+    check_len(out.len().saturating_add(s.len()), opts.max_bytes)?;
     out.push('"');
     for c in s.chars() {
+        // Escapes can make the text up to 6 times longer than `s`: check as it grows.
+        check_len(out.len(), opts.max_bytes)?;
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -253,30 +280,39 @@ pub fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
         }
     }
     out.push('"');
+    Ok(())
 }
 
 /// Python's `repr()` of a value: `'str'`, `True`, `None`, `[1, 2]`, `{'k': 'v'}`.
 pub fn py_repr(v: &Value) -> Result<String, Error> {
+    py_repr_within(v, usize::MAX)
+}
+
+/// [`py_repr`] that fails once the text passes `max_bytes`.
+pub fn py_repr_within(v: &Value, max_bytes: usize) -> Result<String, Error> {
     let mut out = String::new();
-    write_repr(&mut out, v)?;
+    write_repr(&mut out, v, max_bytes)?;
     Ok(out)
 }
 
-fn write_repr(out: &mut String, v: &Value) -> Result<(), Error> {
+fn write_repr(out: &mut String, v: &Value, max: usize) -> Result<(), Error> {
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("None"),
         ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
         ValueKind::Number => write_number(out, v, false),
-        ValueKind::String => write_py_str(out, v.as_str().unwrap_or_default()),
+        ValueKind::String => {
+            write_py_str_within(out, v.as_str().unwrap_or_default(), max)?;
+        }
         ValueKind::Map => {
             out.push('{');
             for (i, key) in v.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_repr(out, &key)?;
+                write_repr(out, &key, max)?;
                 out.push_str(": ");
-                write_repr(out, &v.get_item(&key)?)?;
+                write_repr(out, &v.get_item(&key)?, max)?;
+                check_len(out.len(), max)?;
             }
             out.push('}');
         }
@@ -286,7 +322,8 @@ fn write_repr(out: &mut String, v: &Value) -> Result<(), Error> {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_repr(out, &item)?;
+                write_repr(out, &item, max)?;
+                check_len(out.len(), max)?;
             }
             out.push(']');
         }
@@ -299,6 +336,13 @@ fn write_repr(out: &mut String, v: &Value) -> Result<(), Error> {
 
 /// Python's string repr: single quotes unless the text has `'` and no `"`.
 pub fn write_py_str(out: &mut String, s: &str) {
+    // Cannot fail: there is no byte limit.
+    let _ = write_py_str_within(out, s, usize::MAX);
+}
+
+/// [`write_py_str`] that fails once `out` passes `max` bytes.
+fn write_py_str_within(out: &mut String, s: &str, max: usize) -> Result<(), Error> {
+    check_len(out.len().saturating_add(s.len()), max)?;
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
@@ -306,6 +350,8 @@ pub fn write_py_str(out: &mut String, s: &str) {
     };
     out.push(quote);
     for c in s.chars() {
+        // Escapes can make the text up to 4 times longer than `s`: check as it grows.
+        check_len(out.len(), max)?;
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
@@ -322,6 +368,7 @@ pub fn write_py_str(out: &mut String, s: &str) {
         }
     }
     out.push(quote);
+    Ok(())
 }
 
 #[cfg(test)]

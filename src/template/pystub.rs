@@ -20,13 +20,22 @@
 //! in the docstring and no annotation in the signature.
 
 use minijinja::value::{Value, ValueKind};
-use minijinja::{Error, ErrorKind};
+use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
-use super::pyjson::{py_repr, write_py_str};
+use super::limits::{charge_serialized, serialized_budget};
+use super::pyjson::{dumps, py_repr, py_repr_within, write_py_str, DumpOptions};
 
-/// `{name, arguments}` (or an OpenAI tool call holding `function`) as `name(a='x', b=1)`.
-pub fn py_call(call: &Value) -> Result<String, Error> {
+/// `{name, arguments}` (or an OpenAI tool call holding `function`) as `name(a='x', b=1)`,
+/// within the render's budget.
+pub fn py_call(state: &State, call: &Value) -> Result<String, Error> {
+    let text = py_call_within(call, serialized_budget(state))?;
+    charge_serialized(state, text.len())?;
+    Ok(text)
+}
+
+/// [`py_call`] whose text may have at most `max_bytes` (checked as it grows).
+pub fn py_call_within(call: &Value, max_bytes: usize) -> Result<String, Error> {
     let call = match call.get_attr("function") {
         Ok(f) if !f.is_undefined() && !f.is_none() => f,
         _ => call.clone(),
@@ -42,20 +51,33 @@ pub fn py_call(call: &Value) -> Result<String, Error> {
                 }
                 out.push_str(key.as_str().unwrap_or_default());
                 out.push('=');
-                out.push_str(&py_repr(&args.get_item(&key)?)?);
+                let left = max_bytes.saturating_sub(out.len());
+                out.push_str(&py_repr_within(&args.get_item(&key)?, left)?);
             }
         }
         ValueKind::Undefined | ValueKind::None => {}
         // Arguments that were not a JSON object are written as they came.
-        _ => out.push_str(&args.to_string()),
+        ValueKind::String => out.push_str(args.as_str().unwrap_or_default()),
+        _ => out.push_str(&py_repr_within(&args, max_bytes.saturating_sub(out.len()))?),
     }
     out.push(')');
     Ok(out)
 }
 
-/// A function definition (or an OpenAI tool holding `function`) as a Python stub.
-pub fn py_stub(def: &Value) -> Result<String, Error> {
-    let json: Json = serde_json::to_value(def)
+/// A function definition (or an OpenAI tool holding `function`) as a Python stub, within the
+/// render's budget.
+pub fn py_stub(state: &State, def: &Value) -> Result<String, Error> {
+    let stub = py_stub_within(def, serialized_budget(state))?;
+    charge_serialized(state, stub.len())?;
+    Ok(stub)
+}
+
+/// [`py_stub`] of a definition whose JSON has at most `max_bytes`.
+pub fn py_stub_within(def: &Value, max_bytes: usize) -> Result<String, Error> {
+    let mut opts = DumpOptions::python(false, None);
+    opts.max_bytes = max_bytes;
+    let text = dumps(def, &opts)?;
+    let json: Json = serde_json::from_str(&text)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("py_stub: {e}")))?;
     let f = json
         .get("function")
@@ -213,7 +235,7 @@ mod tests {
                 "city": {"type": "string", "description": "The city name."},
                 "days": {"type": "array", "items": {"type": "integer"}}
             }, "required": ["city"]}}});
-        let s = py_stub(&crate::template::env::to_value(&f)).unwrap();
+        let s = py_stub_within(&crate::template::env::to_value(&f), usize::MAX).unwrap();
         assert_eq!(
             s,
             "def get_weather(city: str, unit: str = None, days: list[int] = None):\n    \"\"\"\n    Current weather of a city.\n\n    Args:\n    city (str): The city name.\n    unit (str, optional): Temperature unit. Choices: 'celsius', 'fahrenheit'.\n    days (list[int], optional):\n    \"\"\""
@@ -224,7 +246,7 @@ mod tests {
     fn call_in_python_syntax() {
         let c = serde_json::json!({"function": {"name": "f", "arguments": {"a": "it's", "b": [1, true, null]}}});
         assert_eq!(
-            py_call(&crate::template::env::to_value(&c)).unwrap(),
+            py_call_within(&crate::template::env::to_value(&c), usize::MAX).unwrap(),
             "f(a=\"it's\", b=[1, True, None])"
         );
     }

@@ -175,7 +175,7 @@ impl PromptRenderer {
         );
         let restorer = self
             .protector
-            .protect(&mut [&mut messages, &mut tools, &mut extra]);
+            .protect(&mut [&mut messages, &mut tools, &mut extra])?;
 
         let mut ctx = Map::new();
         if let Json::Object(extra) = extra {

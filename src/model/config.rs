@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::options::{self, ArchOptions};
 use super::ModelError;
 
 /// Decoder architectures callm implements.
@@ -15,19 +16,42 @@ pub enum Arch {
     Mistral,
     /// Qwen2 / Qwen2.5 (q/k/v biases).
     Qwen2,
+    /// Qwen3 dense (per-head q/k RMSNorm before rope, no biases).
+    Qwen3,
+    /// Qwen3-MoE (Qwen3 attention, routed SwiGLU experts).
+    Qwen3Moe,
+    /// Gemma 3 text (sandwich norms, `1 + w` norms, interleaved sliding-window layers, GeGLU).
+    Gemma3,
+    /// Phi-3 / Phi-4-mini (fused q/k/v and gate/up, partial rotary).
+    Phi3,
+    /// Granite 3.x (embedding, attention, residual and logit multipliers).
+    Granite,
+    /// SmolLM3 (layers without rope).
+    SmolLm3,
     /// ChatGLM2/3 (fused q/k/v with bias, MQA groups, rotary on half of each head).
     ChatGlm,
     /// MPT (replit-code, Glaive function-calling): LayerNorm, ALiBi, GELU MLP.
     Mpt,
 }
 
+/// The architecture names callm loads, for error messages.
+pub const SUPPORTED_ARCHS: &str =
+    "llama, mistral, qwen2, qwen3, qwen3_moe, gemma3, phi3, granite, smollm3, chatglm, mpt";
+
 impl Arch {
-    /// Parses an architecture name (`model_type`, GGUF `general.architecture`).
+    /// Parses an architecture name (`model_type`, a class in `architectures`, GGUF
+    /// `general.architecture`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "llama" | "llamaforcausallm" | "codellama" | "deepseek" | "smollm" => Some(Arch::Llama),
             "mistral" | "mistralforcausallm" => Some(Arch::Mistral),
             "qwen2" | "qwen2forcausallm" => Some(Arch::Qwen2),
+            "qwen3" | "qwen3forcausallm" => Some(Arch::Qwen3),
+            "qwen3_moe" | "qwen3moe" | "qwen3moeforcausallm" => Some(Arch::Qwen3Moe),
+            "gemma3" | "gemma3_text" | "gemma3forcausallm" => Some(Arch::Gemma3),
+            "phi3" | "phi3forcausallm" => Some(Arch::Phi3),
+            "granite" | "graniteforcausallm" => Some(Arch::Granite),
+            "smollm3" | "smollm3forcausallm" => Some(Arch::SmolLm3),
             "chatglm" | "chatglmmodel" | "chatglmforconditionalgeneration" => Some(Arch::ChatGlm),
             "mpt" | "mptforcausallm" => Some(Arch::Mpt),
             _ => None,
@@ -40,6 +64,12 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3_moe",
+            Arch::Gemma3 => "gemma3",
+            Arch::Phi3 => "phi3",
+            Arch::Granite => "granite",
+            Arch::SmolLm3 => "smollm3",
             Arch::ChatGlm => "chatglm",
             Arch::Mpt => "mpt",
         }
@@ -118,6 +148,16 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token ids.
     pub eos_token_ids: Vec<u32>,
+    /// What the decoder does beyond the Llama layout (norms, multipliers, per-layer
+    /// windows and rope, experts).
+    pub opts: ArchOptions,
+}
+
+/// Unscaled rotary inverse frequencies `theta^(-2i/d)` for `d` rotary dimensions.
+fn inv_freq(theta: f64, d: usize) -> Vec<f64> {
+    (0..d / 2)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / d as f64))
+        .collect()
 }
 
 /// An unsigned integer field of a JSON object.
@@ -173,7 +213,7 @@ impl ModelConfig {
             .and_then(|a| a.iter().filter_map(Value::as_str).find_map(Arch::from_name));
         let arch = Arch::from_name(model_type).or(from_archs).ok_or_else(|| {
             err(format!(
-                "unsupported architecture (model_type \"{model_type}\"); supported: llama, mistral, qwen2, chatglm, mpt"
+                "unsupported architecture (model_type \"{model_type}\"); supported: {SUPPORTED_ARCHS}"
             ))
         })?;
         let hidden_size = need("hidden_size")?;
@@ -187,13 +227,15 @@ impl ModelConfig {
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(err(format!("num_attention_heads {num_heads} is not a multiple of num_key_value_heads {num_kv_heads}")));
         }
-        // Rope: transformers 5 nests theta and scaling in `rope_parameters`; Hub checkpoints
-        // use top-level `rope_theta` and `rope_scaling`.
+        // Rope: transformers 5 nests theta and scaling in `rope_parameters` (Gemma 3: one set
+        // per layer type, the global one under "full_attention"); Hub checkpoints use top-level
+        // `rope_theta` and `rope_scaling`.
         let params = v.get("rope_parameters").filter(|p| p.is_object());
+        let params = params.map(|p| p.get("full_attention").unwrap_or(p));
         let scaling = params.or_else(|| v.get("rope_scaling").filter(|p| p.is_object()));
         let default_theta = match arch {
-            Arch::Qwen2 | Arch::Mistral => 1e6,
-            Arch::Llama | Arch::ChatGlm | Arch::Mpt => 1e4,
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Mistral | Arch::Gemma3 => 1e6,
+            _ => 1e4,
         };
         let rope_theta = params
             .and_then(|p| get_f64(p, "rope_theta"))
@@ -229,14 +271,31 @@ impl ModelConfig {
             Some(false) => None,
             _ => get_usize(v, "sliding_window"),
         };
+        let num_layers = need("num_hidden_layers")?;
+        let head_dim = get_usize(v, "head_dim").unwrap_or(match arch {
+            Arch::Gemma3 => 256,
+            _ => hidden_size / num_heads,
+        });
+        // Phi-3: rope on the first `partial_rotary_factor` of each head.
+        let partial = params
+            .and_then(|p| get_f64(p, "partial_rotary_factor"))
+            .or_else(|| get_f64(v, "partial_rotary_factor"))
+            .unwrap_or(1.0);
+        let rotary_dim = (head_dim as f64 * partial).round() as usize;
+        if rotary_dim == 0 || rotary_dim > head_dim || !rotary_dim.is_multiple_of(2) {
+            return Err(err(format!(
+                "partial_rotary_factor {partial} gives {rotary_dim} rotary dimensions of {head_dim}"
+            )));
+        }
+        let opts = options::from_hf(v, arch, num_layers, hidden_size).map_err(err)?;
         Ok(ModelConfig {
             arch,
             hidden_size,
             intermediate_size: need("intermediate_size")?,
-            num_layers: need("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
-            head_dim: get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads),
+            head_dim,
             vocab_size: need("vocab_size")?,
             rms_norm_eps: get_f64(v, "rms_norm_eps").unwrap_or(1e-6),
             rope_theta,
@@ -245,14 +304,14 @@ impl ModelConfig {
             tie_word_embeddings: v
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
-                .unwrap_or(false),
+                .unwrap_or(arch == Arch::Gemma3),
             qkv_bias: arch == Arch::Qwen2
                 || v.get("attention_bias")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
             sliding_window,
             rope_interleaved: false,
-            rotary_dim: get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads),
+            rotary_dim,
             final_norm: true,
             mpt: None,
             bos_token_id: v
@@ -260,15 +319,33 @@ impl ModelConfig {
                 .and_then(Value::as_u64)
                 .map(|x| x as u32),
             eos_token_ids: token_ids(v.get("eos_token_id")),
+            opts,
         })
+    }
+
+    /// Keys a layer sees at most, itself included (`usize::MAX`: no window).
+    pub fn layer_window(&self, layer: usize) -> usize {
+        match self.sliding_window {
+            Some(w) if w > 0 && self.opts.is_sliding(layer) => w,
+            _ => usize::MAX,
+        }
+    }
+
+    /// Rotary inverse frequencies of the sliding-window layers when they have their own base
+    /// (Gemma 3's local layers: that base, no scaling); `None` when every layer shares one.
+    pub fn local_rope_inv_freq(&self) -> Option<Vec<f32>> {
+        let theta = self.opts.local_rope_theta?;
+        Some(
+            inv_freq(theta, self.rotary_dim)
+                .iter()
+                .map(|&f| f as f32)
+                .collect(),
+        )
     }
 
     /// Rotary inverse frequencies, one per pair of head dimensions, with scaling applied.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let d = self.rotary_dim;
-        let base: Vec<f64> = (0..d / 2)
-            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
-            .collect();
+        let base = inv_freq(self.rope_theta, self.rotary_dim);
         match &self.rope_scaling {
             RopeScaling::None | RopeScaling::Linear(_) => base.iter().map(|&f| f as f32).collect(),
             RopeScaling::Factors(fs) => base
@@ -312,50 +389,95 @@ impl ModelConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn both_key_styles_agree() {
-        let dir = crate::paths::fixtures_dir().join("tiny-models/llama3");
-        let a = ModelConfig::from_hf_json(
-            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
-            "a",
-        )
-        .unwrap();
-        let b = ModelConfig::from_hf_json(
-            &std::fs::read_to_string(dir.join("config_legacy.json")).unwrap(),
-            "b",
-        )
-        .unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.rope_theta, 5e5);
-        assert!(matches!(a.rope_scaling, RopeScaling::Llama3(_)));
+    fn fixture_config(arch: &str, file: &str) -> ModelConfig {
+        let dir = crate::paths::fixtures_dir().join("tiny-models").join(arch);
+        ModelConfig::from_hf_json(&std::fs::read_to_string(dir.join(file)).unwrap(), file).unwrap()
     }
 
     #[test]
-    fn llama3_inv_freq_matches_transformers() {
-        // golden.json "position_encoding.rope_inv_freq", computed by transformers.
-        let dir = crate::paths::fixtures_dir().join("tiny-models/llama3");
+    fn both_key_styles_agree() {
+        let a = fixture_config("llama3", "config.json");
+        assert_eq!(a, fixture_config("llama3", "config_legacy.json"));
+        assert_eq!(a.rope_theta, 5e5);
+        assert!(matches!(a.rope_scaling, RopeScaling::Llama3(_)));
+        // The newer architectures: per-layer types, expert counts, partial rotary and the
+        // multipliers sit under different keys in the two files.
+        for arch in ["qwen3", "qwen3_moe", "gemma3", "phi3", "granite", "smollm3"] {
+            let a = fixture_config(arch, "config.json");
+            assert_eq!(a, fixture_config(arch, "config_legacy.json"), "{arch}");
+        }
+    }
+
+    #[test]
+    fn new_arch_settings_read_from_config() {
+        // The fixture README's table of settings that matter.
+        let g = fixture_config("gemma3", "config.json");
+        assert_eq!((g.rope_theta, g.opts.local_rope_theta), (1e6, Some(1e4)));
+        assert_eq!((g.layer_window(0), g.layer_window(1)), (16, usize::MAX));
+        assert_eq!(g.opts.embedding_scale, Some(8.0));
+        assert_eq!(g.opts.attention_scale, Some(0.25));
+        assert!(g.tie_word_embeddings && g.opts.sandwich_norms && g.opts.qk_norm);
+        let m = fixture_config("qwen3_moe", "config.json");
+        let moe = m.opts.moe.unwrap();
+        assert_eq!(
+            (moe.num_experts, moe.top_k, moe.expert_intermediate_size),
+            (4, 2, 64)
+        );
+        assert!(moe.norm_topk_prob);
+        let p = fixture_config("phi3", "config.json");
+        assert_eq!(p.rotary_dim, 12);
+        let s = fixture_config("smollm3", "config.json");
+        assert!(s.opts.uses_rope(0) && !s.opts.uses_rope(1));
+        let r = fixture_config("granite", "config.json");
+        assert_eq!(
+            (
+                r.opts.embedding_scale,
+                r.opts.residual_scale,
+                r.opts.logits_divisor
+            ),
+            (Some(12.0), Some(0.22), Some(8.0))
+        );
+        assert_eq!(r.opts.attention_scale, Some(0.0625));
+    }
+
+    fn golden_freqs(arch: &str, key: &str) -> Vec<f64> {
+        let dir = crate::paths::fixtures_dir().join("tiny-models").join(arch);
         let golden: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap())
                 .unwrap();
-        let want: Vec<f64> = golden["position_encoding"]["rope_inv_freq"]
+        golden["position_encoding"][key]
             .as_array()
             .unwrap()
             .iter()
             .map(|x| x.as_f64().unwrap())
-            .collect();
-        let c = ModelConfig::from_hf_json(
-            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
-            "c",
-        )
-        .unwrap();
-        let got = c.rope_inv_freq();
+            .collect()
+    }
+
+    fn assert_freqs(got: &[f32], want: &[f64]) {
         assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
+        for (g, w) in got.iter().zip(want) {
             assert!(
                 ((*g as f64) - w).abs() <= 1e-6 * w.abs().max(1e-6),
                 "{g} vs {w}"
             );
         }
+    }
+
+    #[test]
+    fn partial_and_local_rope_frequencies_match_transformers() {
+        let p = fixture_config("phi3", "config_legacy.json");
+        assert_freqs(&p.rope_inv_freq(), &golden_freqs("phi3", "rope_inv_freq"));
+        let g = fixture_config("gemma3", "config_legacy.json");
+        assert_freqs(&g.rope_inv_freq(), &golden_freqs("gemma3", "rope_inv_freq"));
+        let local = g.local_rope_inv_freq().unwrap();
+        assert_freqs(&local, &golden_freqs("gemma3", "rope_inv_freq_local"));
+    }
+
+    #[test]
+    fn llama3_inv_freq_matches_transformers() {
+        // golden.json "position_encoding.rope_inv_freq", computed by transformers.
+        let c = fixture_config("llama3", "config.json");
+        assert_freqs(&c.rope_inv_freq(), &golden_freqs("llama3", "rope_inv_freq"));
     }
 
     #[test]

@@ -1,33 +1,34 @@
-//! The Llama-family decoder (Llama 1-3.x, Mistral, Qwen2, DeepSeek, CodeLlama, SmolLM, and
-//! ChatGLM2/3 with its fused projections and half-head rotary): one implementation for dense
-//! safetensors and quantized GGUF weights.
+//! The Llama-family decoder: one implementation for dense safetensors and quantized GGUF
+//! weights, covering Llama 1-3.x, Mistral, Qwen2, DeepSeek, CodeLlama, SmolLM, ChatGLM2/3
+//! (fused projections, half-head rotary) and, through [`super::options::ArchOptions`], Qwen3
+//! (q/k norms), Qwen3-MoE (routed experts), Gemma 3 (sandwich norms, interleaved sliding-window
+//! layers with their own rope base, GeGLU, scaled embeddings), Phi-3 (fused projections,
+//! partial rotary), Granite (multipliers) and SmolLM3 (layers without rope).
+//!
+//! Attention is in [`super::attention`], the MLPs and experts in [`super::mlp`].
 
 use candle_core::{DType, Device, Tensor};
 
+use super::attention::{causal_mask, Attention, AttnInputs, AttnSettings, QkvProj};
 use super::config::{Arch, ModelConfig};
 use super::kv_cache::KvCache;
+use super::mlp::{Experts, GateUpProj, GatedMlp, Mlp};
 use super::weights::{Embedding, LayerWeight as LW, Linear, Weight, WeightSource};
 use super::ModelError;
 
-/// The attention input projections: separate, or one fused `[q; k; v]` matrix.
-enum QkvProj {
-    Separate { q: Linear, k: Linear, v: Linear },
-    Fused(Linear),
-}
-
-/// The MLP input projections: separate gate and up, or one fused `[gate; up]` matrix.
-enum GateUpProj {
-    Separate { gate: Linear, up: Linear },
-    Fused(Linear),
-}
-
 struct Layer {
     attn_norm: Tensor,
-    qkv: QkvProj,
-    o: Linear,
+    attn: Attention,
+    post_attn_norm: Option<Tensor>,
     mlp_norm: Tensor,
-    gate_up: GateUpProj,
-    down: Linear,
+    mlp: Mlp,
+    post_mlp_norm: Option<Tensor>,
+}
+
+/// Rotary cos/sin tables `[max_positions, rotary_dim / 2]`.
+struct RopeTable {
+    cos: Tensor,
+    sin: Tensor,
 }
 
 /// A loaded Llama-family decoder.
@@ -37,10 +38,187 @@ pub struct Decoder {
     layers: Vec<Layer>,
     norm: Option<Tensor>,
     lm_head: Linear,
-    cos: Tensor,
-    sin: Tensor,
+    /// The global table first, then the sliding layers' own (Gemma 3) if any.
+    ropes: Vec<RopeTable>,
+    attn: AttnSettings,
     device: Device,
     dtype: DType,
+}
+
+/// Reads the weights of one decoder from a source, in its naming.
+struct Loader<'a> {
+    cfg: &'a ModelConfig,
+    src: &'a mut dyn WeightSource,
+    dtype: DType,
+}
+
+impl Loader<'_> {
+    fn name(&self, w: Weight) -> String {
+        w.name(self.cfg.arch, self.src.naming())
+    }
+
+    fn layer(&self, i: usize, w: LW) -> String {
+        self.name(Weight::Layer(i, w))
+    }
+
+    /// A norm weight of `len`, with the configured offset added (Gemma's `1 + w`).
+    fn norm(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {
+        let t = self.src.vector(name, len)?;
+        let offset = self.cfg.opts.norm_weight_offset;
+        let t = if offset != 0.0 {
+            t.affine(1.0, offset as f64)?
+        } else {
+            t
+        };
+        Ok(t.to_dtype(self.dtype)?)
+    }
+
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
+        self.src.linear(name, out, inp, false)
+    }
+
+    fn attention(&mut self, i: usize) -> Result<Attention, ModelError> {
+        let c = self.cfg;
+        let (h, q_out, kv_out) = (
+            c.hidden_size,
+            c.num_heads * c.head_dim,
+            c.num_kv_heads * c.head_dim,
+        );
+        let bias = c.qkv_bias;
+        let fused = c.arch == Arch::ChatGlm
+            || (c.arch == Arch::Phi3 && self.src.contains(&self.layer(i, LW::Qkv)));
+        let qkv = if fused {
+            let name = self.layer(i, LW::Qkv);
+            QkvProj::Fused(self.src.linear(&name, q_out + 2 * kv_out, h, bias)?)
+        } else {
+            let (qn, kn, vn) = (
+                self.layer(i, LW::Q),
+                self.layer(i, LW::K),
+                self.layer(i, LW::V),
+            );
+            QkvProj::Separate {
+                q: self.src.linear(&qn, q_out, h, bias)?,
+                k: self.src.linear(&kn, kv_out, h, bias)?,
+                v: self.src.linear(&vn, kv_out, h, bias)?,
+            }
+        };
+        let (q_norm, k_norm) = if c.opts.qk_norm {
+            let (qn, kn) = (self.layer(i, LW::QNorm), self.layer(i, LW::KNorm));
+            (
+                Some(self.norm(&qn, c.head_dim)?),
+                Some(self.norm(&kn, c.head_dim)?),
+            )
+        } else {
+            (None, None)
+        };
+        let local = c.opts.local_rope_theta.is_some() && c.opts.is_sliding(i);
+        let o = self.layer(i, LW::O);
+        Ok(Attention {
+            qkv,
+            q_norm,
+            k_norm,
+            o: self.linear(&o, h, q_out)?,
+            window: c.layer_window(i),
+            rope: c.opts.uses_rope(i).then_some(usize::from(local)),
+        })
+    }
+
+    fn gated(
+        &mut self,
+        gate: &str,
+        up: &str,
+        down: &str,
+        ff: usize,
+    ) -> Result<GatedMlp, ModelError> {
+        let h = self.cfg.hidden_size;
+        Ok(GatedMlp {
+            gate_up: GateUpProj::Separate {
+                gate: self.linear(gate, ff, h)?,
+                up: self.linear(up, ff, h)?,
+            },
+            down: self.linear(down, h, ff)?,
+            width: ff,
+        })
+    }
+
+    fn mlp(&mut self, i: usize) -> Result<Mlp, ModelError> {
+        let c = self.cfg;
+        let (h, ff) = (c.hidden_size, c.intermediate_size);
+        if let (true, Some(moe)) = (c.opts.is_sparse(i), &c.opts.moe) {
+            let (e, eff) = (moe.num_experts, moe.expert_intermediate_size);
+            let router = self.layer(i, LW::Router);
+            let router = self.linear(&router, e, h)?;
+            let stacked = self.layer(i, LW::ExpertsGate);
+            let experts = if self.src.contains(&stacked) {
+                let (up, down) = (self.layer(i, LW::ExpertsUp), self.layer(i, LW::ExpertsDown));
+                let gates = self.src.stacked_linears(&stacked, e, eff, h)?;
+                let ups = self.src.stacked_linears(&up, e, eff, h)?;
+                let downs = self.src.stacked_linears(&down, e, h, eff)?;
+                gates
+                    .into_iter()
+                    .zip(ups)
+                    .zip(downs)
+                    .map(|((gate, up), down)| GatedMlp {
+                        gate_up: GateUpProj::Separate { gate, up },
+                        down,
+                        width: eff,
+                    })
+                    .collect()
+            } else {
+                (0..e)
+                    .map(|x| {
+                        let g = self.layer(i, LW::ExpertGate(x));
+                        let u = self.layer(i, LW::ExpertUp(x));
+                        let d = self.layer(i, LW::ExpertDown(x));
+                        self.gated(&g, &u, &d, eff)
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            return Ok(Mlp::Experts(Experts {
+                router,
+                experts,
+                top_k: moe.top_k,
+                norm_topk_prob: moe.norm_topk_prob,
+            }));
+        }
+        let (down, fused) = (
+            self.layer(i, LW::Down),
+            matches!(c.arch, Arch::ChatGlm | Arch::Phi3),
+        );
+        if fused {
+            let gu = self.layer(i, LW::GateUp);
+            return Ok(Mlp::Dense(GatedMlp {
+                gate_up: GateUpProj::Fused(self.linear(&gu, 2 * ff, h)?),
+                down: self.linear(&down, h, ff)?,
+                width: ff,
+            }));
+        }
+        let (gate, up) = (self.layer(i, LW::Gate), self.layer(i, LW::Up));
+        Ok(Mlp::Dense(self.gated(&gate, &up, &down, ff)?))
+    }
+
+    fn layer_weights(&mut self, i: usize) -> Result<Layer, ModelError> {
+        let h = self.cfg.hidden_size;
+        let sandwich = self.cfg.opts.sandwich_norms;
+        let optional_norm = |this: &mut Self, w: LW| -> Result<Option<Tensor>, ModelError> {
+            if sandwich {
+                let name = this.layer(i, w);
+                Ok(Some(this.norm(&name, h)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let attn_norm = self.layer(i, LW::AttnNorm);
+        let mlp_norm = self.layer(i, LW::MlpNorm);
+        Ok(Layer {
+            attn_norm: self.norm(&attn_norm, h)?,
+            attn: self.attention(i)?,
+            post_attn_norm: optional_norm(self, LW::PostAttnNorm)?,
+            mlp_norm: self.norm(&mlp_norm, h)?,
+            mlp: self.mlp(i)?,
+            post_mlp_norm: optional_norm(self, LW::PostMlpNorm)?,
+        })
+    }
 }
 
 impl Decoder {
@@ -52,61 +230,59 @@ impl Decoder {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let h = cfg.hidden_size;
-        let q_out = cfg.num_heads * cfg.head_dim;
-        let kv_out = cfg.num_kv_heads * cfg.head_dim;
-        let ff = cfg.intermediate_size;
-        let naming = src.naming();
-        let name = |w: Weight| w.name(cfg.arch, naming);
-        let fused = cfg.arch == Arch::ChatGlm;
-        let embed = src.embedding(&name(Weight::Embed), cfg.vocab_size, h)?;
-        let mut layers = Vec::with_capacity(cfg.num_layers);
-        for i in 0..cfg.num_layers {
-            let w = |lw| name(Weight::Layer(i, lw));
-            let qkv = if fused {
-                QkvProj::Fused(src.linear(&w(LW::Qkv), q_out + 2 * kv_out, h, cfg.qkv_bias)?)
-            } else {
-                QkvProj::Separate {
-                    q: src.linear(&w(LW::Q), q_out, h, cfg.qkv_bias)?,
-                    k: src.linear(&w(LW::K), kv_out, h, cfg.qkv_bias)?,
-                    v: src.linear(&w(LW::V), kv_out, h, cfg.qkv_bias)?,
-                }
-            };
-            let gate_up = if fused {
-                GateUpProj::Fused(src.linear(&w(LW::GateUp), 2 * ff, h, false)?)
-            } else {
-                GateUpProj::Separate {
-                    gate: src.linear(&w(LW::Gate), ff, h, false)?,
-                    up: src.linear(&w(LW::Up), ff, h, false)?,
-                }
-            };
-            layers.push(Layer {
-                attn_norm: to_dtype(src.vector(&w(LW::AttnNorm), h)?, dtype)?,
-                qkv,
-                o: src.linear(&w(LW::O), h, q_out, false)?,
-                mlp_norm: to_dtype(src.vector(&w(LW::MlpNorm), h)?, dtype)?,
-                gate_up,
-                down: src.linear(&w(LW::Down), h, ff, false)?,
-            });
-        }
+        let mut l = Loader {
+            cfg: &cfg,
+            src,
+            dtype,
+        };
+        let embed = l.src.embedding(&l.name(Weight::Embed), cfg.vocab_size, h)?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| l.layer_weights(i))
+            .collect::<Result<Vec<_>, _>>()?;
         let norm = if cfg.final_norm {
-            Some(to_dtype(src.vector(&name(Weight::FinalNorm), h)?, dtype)?)
+            let name = l.name(Weight::FinalNorm);
+            Some(l.norm(&name, h)?)
         } else {
             None
         };
-        let lm_head = if cfg.tie_word_embeddings || !src.contains(&name(Weight::LmHead)) {
-            embed.as_linear().map_err(ModelError::Candle)?
+        let head = l.name(Weight::LmHead);
+        let lm_head = if cfg.tie_word_embeddings || !l.src.contains(&head) {
+            embed.as_linear()?
         } else {
-            src.linear(&name(Weight::LmHead), cfg.vocab_size, h, false)?
+            l.linear(&head, cfg.vocab_size, h)?
         };
-        let (cos, sin) = rope_tables(&cfg, dtype, device).map_err(ModelError::Candle)?;
+        let mut ropes = vec![rope_table(
+            &cfg.rope_inv_freq(),
+            cfg.rope_position_scale(),
+            &cfg,
+            dtype,
+            device,
+        )?];
+        if let Some(local) = cfg.local_rope_inv_freq() {
+            ropes.push(rope_table(&local, 1.0, &cfg, dtype, device)?);
+        }
+        let attn = AttnSettings {
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+            rotary_dim: cfg.rotary_dim,
+            interleaved: cfg.rope_interleaved,
+            scale: cfg
+                .opts
+                .attention_scale
+                .unwrap_or(1.0 / (cfg.head_dim as f64).sqrt()),
+            softcap: cfg.opts.attn_logit_softcap,
+            eps: cfg.rms_norm_eps as f32,
+            fused: device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention(),
+        };
         Ok(Decoder {
             cfg,
             embed,
             layers,
             norm,
             lm_head,
-            cos,
-            sin,
+            ropes,
+            attn,
             device: device.clone(),
             dtype,
         })
@@ -134,29 +310,28 @@ impl Decoder {
         let pos = cache.start_of(n)?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.forward(&ids, self.dtype)?; // [n, h]
-        let cos = self.cos.narrow(0, pos, n)?;
-        let sin = self.sin.narrow(0, pos, n)?;
-        let mask = if n > 1 && !self.fused_attention() {
-            Some(self.causal_mask(pos, n)?)
-        } else {
-            None
-        };
+        let o = &self.cfg.opts;
+        if let Some(s) = o.embedding_scale {
+            x = (x * s as f64)?;
+        }
+        let inputs = self.inputs(pos, n)?;
         let eps = self.cfg.rms_norm_eps as f32;
+        let norm = |t: &Tensor, w: &Option<Tensor>| match w {
+            Some(w) => candle_nn::ops::rms_norm(t, w, eps),
+            None => Ok(t.clone()),
+        };
+        // The residual stream: `x + scale * branch`.
+        let add = |x: Tensor, branch: Tensor| match o.residual_scale {
+            Some(s) => x + (branch * s as f64)?,
+            None => x + branch,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let attn = self.attention(i, layer, &h, &cos, &sin, mask.as_ref(), cache)?;
-            x = (x + attn)?;
+            let a = layer.attn.forward(&self.attn, &inputs, i, &h, cache)?;
+            x = add(x, norm(&a, &layer.post_attn_norm)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)?;
-            let (g, u) = match &layer.gate_up {
-                GateUpProj::Separate { gate, up } => (gate.forward(&h)?, up.forward(&h)?),
-                GateUpProj::Fused(gu) => {
-                    let y = gu.forward(&h)?;
-                    let ff = self.cfg.intermediate_size;
-                    (y.narrow(1, 0, ff)?, y.narrow(1, ff, ff)?)
-                }
-            };
-            let g = candle_nn::ops::silu(&g)?;
-            x = (x + layer.down.forward(&(g * u)?)?)?;
+            let m = layer.mlp.forward(&h, o.activation)?;
+            x = add(x, norm(&m, &layer.post_mlp_norm)?)?;
         }
         cache.advance(n);
         let x = if all_positions {
@@ -164,156 +339,62 @@ impl Decoder {
         } else {
             x.narrow(0, n - 1, 1)?
         };
-        let x = match &self.norm {
-            Some(norm) => candle_nn::ops::rms_norm(&x, norm, eps)?,
-            None => x,
-        };
-        self.lm_head.forward(&x)?.to_dtype(DType::F32)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        layer_idx: usize,
-        l: &Layer,
-        h: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
-    ) -> candle_core::Result<Tensor> {
-        let c = &self.cfg;
-        let n = h.dim(0)?;
-        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let rep = nh / nkv;
-        // [n, heads*hd] -> [1, heads, n, hd]
-        let shape =
-            |t: Tensor, heads: usize| t.reshape((1, n, heads, hd))?.transpose(1, 2)?.contiguous();
-        let (q, k, v) = match &l.qkv {
-            QkvProj::Separate { q, k, v } => (q.forward(h)?, k.forward(h)?, v.forward(h)?),
-            QkvProj::Fused(qkv) => {
-                let y = qkv.forward(h)?;
-                let (q_out, kv_out) = (nh * hd, nkv * hd);
-                (
-                    y.narrow(1, 0, q_out)?,
-                    y.narrow(1, q_out, kv_out)?,
-                    y.narrow(1, q_out + kv_out, kv_out)?,
-                )
-            }
-        };
-        let q = self.rotary(&shape(q, nh)?, cos, sin)?;
-        let k = self.rotary(&shape(k, nkv)?, cos, sin)?;
-        let v = shape(v, nkv)?;
-        let (k_all, v_all) = cache.append(layer_idx, &k.squeeze(0)?, &v.squeeze(0)?)?; // [nkv, L, hd]
-                                                                                       // Query head j uses kv head j / rep: group the rep query heads of each kv head.
-        let q = q.reshape((nkv, rep * n, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let window = c.sliding_window.unwrap_or(usize::MAX);
-        let out = if n == 1 && self.fused_attention() {
-            let op = crate::kernels::attention::CausalAttention {
-                rep,
-                scale: scale as f32,
-                window,
-            };
-            q.apply_op3_no_bwd(&k_all, &v_all, &op)?
-        } else if self.fused_attention() {
-            // Prefill: candle's batched matmuls, with scale, mask and softmax fused between.
-            let op = crate::kernels::softmax::CausalSoftmax {
-                rep,
-                scale: scale as f32,
-                window,
-            };
-            let probs = q.matmul(&k_all.t()?)?; // [nkv, rep*n, L], a fresh tensor
-            probs.inplace_op1(&op)?;
-            probs.matmul(&v_all)?
-        } else {
-            let total = k_all.dim(1)?;
-            let scores = (q.matmul(&k_all.t()?)? * scale)?; // [nkv, rep*n, L]
-            let scores = match mask {
-                Some(m) => scores
-                    .reshape((nkv, rep, n, total))?
-                    .broadcast_add(m)?
-                    .reshape((nkv, rep * n, total))?,
-                None => scores,
-            };
-            let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-                .to_dtype(self.dtype)?;
-            probs.matmul(&v_all)?
-        }; // [nkv, rep*n, hd]
-        let out = out
-            .reshape((nh, n, hd))?
-            .transpose(0, 1)?
-            .reshape((n, nh * hd))?;
-        l.o.forward(&out)
-    }
-
-    /// Whether attention runs on callm's CPU kernels (f32 activations on the CPU): the fused
-    /// kernel for single-token (decode) steps; for prefill, candle's batched matmuls (faster for
-    /// many query rows) around a fused scale + mask + softmax.
-    fn fused_attention(&self) -> bool {
-        self.device.is_cpu() && self.dtype == DType::F32 && crate::kernels::fused_attention()
-    }
-
-    /// Rotary encoding of `x` `[1, heads, n, hd]` on its first `rotary_dim` dimensions.
-    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-        let rope = |t: &Tensor| {
-            if self.cfg.rope_interleaved {
-                candle_nn::rotary_emb::rope_i(t, cos, sin)
-            } else {
-                candle_nn::rotary_emb::rope(t, cos, sin)
-            }
-        };
-        let (rd, hd) = (self.cfg.rotary_dim, self.cfg.head_dim);
-        if rd >= hd {
-            return rope(x);
+        let x = norm(&x, &self.norm)?;
+        let mut logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
+        if let Some(d) = o.logits_divisor {
+            logits = (logits / d as f64)?;
         }
-        let rotated = rope(&x.narrow(3, 0, rd)?.contiguous()?)?;
-        Tensor::cat(&[&rotated, &x.narrow(3, rd, hd - rd)?], 3)?.contiguous()
+        if let Some(cap) = o.final_logit_softcap {
+            logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
+        }
+        Ok(logits)
     }
 
-    /// Additive mask `[n, pos + n]`: 0 where a query may attend, -inf elsewhere.
-    fn causal_mask(&self, pos: usize, n: usize) -> candle_core::Result<Tensor> {
-        let total = pos + n;
-        let window = self.cfg.sliding_window.unwrap_or(usize::MAX);
-        let mut m = vec![0f32; n * total];
-        for i in 0..n {
-            let qpos = pos + i;
-            for j in 0..total {
-                if j > qpos || qpos - j >= window {
-                    m[i * total + j] = f32::NEG_INFINITY;
+    /// The rotary rows and (plain path) masks of a call at `pos` with `n` tokens.
+    fn inputs(&self, pos: usize, n: usize) -> candle_core::Result<AttnInputs> {
+        let ropes = self
+            .ropes
+            .iter()
+            .map(|r| Ok((r.cos.narrow(0, pos, n)?, r.sin.narrow(0, pos, n)?)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut masks: Vec<(usize, Tensor)> = vec![];
+        if !self.attn.fused || self.attn.softcap.is_some() {
+            for layer in &self.layers {
+                let w = layer.attn.window;
+                // One token sees every cached key unless the window cuts some off.
+                let needed = n > 1 || w < pos + n;
+                if needed && !masks.iter().any(|(x, _)| *x == w) {
+                    masks.push((w, causal_mask(pos, n, w, self.dtype, &self.device)?));
                 }
             }
         }
-        Tensor::from_vec(m, (n, total), &self.device)?.to_dtype(self.dtype)
+        Ok(AttnInputs { ropes, masks })
     }
 }
 
-fn to_dtype(t: Tensor, dtype: DType) -> Result<Tensor, ModelError> {
-    t.to_dtype(dtype).map_err(ModelError::Candle)
-}
-
-/// Cos/sin tables `[max_positions, head_dim / 2]`.
-fn rope_tables(
+/// Cos/sin tables `[max_positions, inv_freq.len()]`; positions are divided by `scale`.
+fn rope_table(
+    inv: &[f32],
+    scale: f64,
     cfg: &ModelConfig,
     dtype: DType,
     device: &Device,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let inv: Vec<f32> = cfg.rope_inv_freq();
+) -> candle_core::Result<RopeTable> {
     let half = inv.len();
     let max = cfg.max_position_embeddings;
-    let scale = cfg.rope_position_scale();
     let mut cos = Vec::with_capacity(max * half);
     let mut sin = Vec::with_capacity(max * half);
     for p in 0..max {
         let p = p as f64 / scale;
-        for &f in &inv {
+        for &f in inv {
             // Angles in f32 like transformers (inv_freq f32 times position f32).
             let a = (p as f32) * f;
             cos.push(a.cos());
             sin.push(a.sin());
         }
     }
-    let cos = Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?;
-    let sin = Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?;
-    Ok((cos, sin))
+    Ok(RopeTable {
+        cos: Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?,
+        sin: Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?,
+    })
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::{DType, Device};
 
-use super::config::{Arch, ModelConfig, RopeScaling};
+use super::config::{Arch, ModelConfig, RopeScaling, SUPPORTED_ARCHS};
+use super::gguf_arch;
 use super::mpt::MptSettings;
 use super::weights::GgufSource;
 use super::{LanguageModel, ModelError};
@@ -99,11 +100,13 @@ impl GgufSource {
     }
 }
 
-fn md<'a>(c: &'a gguf_file::Content, key: &str) -> Option<&'a Value> {
+/// A metadata value.
+pub(super) fn md<'a>(c: &'a gguf_file::Content, key: &str) -> Option<&'a Value> {
     c.metadata.get(key)
 }
 
-fn md_usize(c: &gguf_file::Content, key: &str) -> Option<usize> {
+/// A metadata integer.
+pub(super) fn md_usize(c: &gguf_file::Content, key: &str) -> Option<usize> {
     let v = md(c, key)?;
     v.to_u32()
         .map(|x| x as usize)
@@ -112,7 +115,8 @@ fn md_usize(c: &gguf_file::Content, key: &str) -> Option<usize> {
         .ok()
 }
 
-fn md_f64(c: &gguf_file::Content, key: &str) -> Option<f64> {
+/// A metadata number.
+pub(super) fn md_f64(c: &gguf_file::Content, key: &str) -> Option<f64> {
     let v = md(c, key)?;
     v.to_f32().map(|x| x as f64).or_else(|_| v.to_f64()).ok()
 }
@@ -129,7 +133,7 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         .clone();
     let arch = Arch::from_name(&arch_name).ok_or_else(|| {
         err(format!(
-            "unsupported GGUF architecture \"{arch_name}\"; supported: llama, mistral, qwen2, chatglm, mpt"
+            "unsupported GGUF architecture \"{arch_name}\"; supported: {SUPPORTED_ARCHS}"
         ))
     })?;
     let key = |k: &str| format!("{arch_name}.{k}");
@@ -151,7 +155,7 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         .map(|t| t.shape.dims()[0])
         .ok_or_else(|| err("GGUF file has no token_embd.weight".into()))?;
     let rope_theta = md_f64(c, &key("rope.freq_base")).unwrap_or(match arch {
-        Arch::Qwen2 => 1e6,
+        Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3 => 1e6,
         _ => 1e4,
     });
     let rope_scaling = match (
@@ -182,11 +186,30 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
     let eos = md_usize(c, "tokenizer.ggml.eos_token_id")
         .map(|x| vec![x as u32])
         .unwrap_or_default();
+    let num_layers = need("block_count")?;
+    let dims = gguf_arch::Dims {
+        num_layers,
+        hidden_size,
+        num_heads,
+    };
+    let opts = gguf_arch::options(c, arch, &arch_name, &dims).map_err(err)?;
+    // A mixture-of-experts file may have no dense MLP at all.
+    let intermediate_size = match (&opts.moe, md_usize(c, &key("feed_forward_length"))) {
+        (_, Some(ff)) => ff,
+        (Some(_), None) => 0,
+        (None, None) => need("feed_forward_length")?,
+    };
+    let sliding_window = match arch {
+        Arch::Gemma3 | Arch::Phi3 => {
+            md_usize(c, &key("attention.sliding_window")).filter(|&w| w > 0)
+        }
+        _ => None,
+    };
     Ok(ModelConfig {
         arch,
         hidden_size,
-        intermediate_size: need("feed_forward_length")?,
-        num_layers: need("block_count")?,
+        intermediate_size,
+        num_layers,
         num_heads,
         num_kv_heads,
         head_dim,
@@ -197,13 +220,13 @@ pub fn config_from_gguf(c: &gguf_file::Content, origin: &str) -> Result<ModelCon
         max_position_embeddings: md_usize(c, &key("context_length")).unwrap_or(4096),
         tie_word_embeddings: false,
         qkv_bias: false,
-        sliding_window: None,
-        // llama.cpp permutes llama q/k weights for interleaved rope; qwen2 keeps HF's rotate-half.
-        rope_interleaved: arch != Arch::Qwen2,
+        sliding_window,
+        rope_interleaved: gguf_arch::rope_interleaved(arch),
         rotary_dim,
         final_norm: true,
         mpt,
         bos_token_id: md_usize(c, "tokenizer.ggml.bos_token_id").map(|x| x as u32),
         eos_token_ids: eos,
+        opts,
     })
 }

@@ -1,18 +1,23 @@
 //! Model architectures and weight loading.
 //!
 //! One decoder implementation ([`decoder::Decoder`]) covers the Llama family (Llama 3.x,
-//! Mistral, Qwen2, DeepSeek/Gorilla, CodeLlama/NexusRaven, SmolLM) and ChatGLM2/3; [`mpt::Mpt`]
-//! covers MPT (replit-code, Glaive). Both load dense safetensors (or PyTorch `.bin`) and
+//! Mistral, Qwen2, DeepSeek/Gorilla, CodeLlama/NexusRaven, SmolLM), ChatGLM2/3 and, through
+//! per-architecture options ([`options::ArchOptions`]), Qwen3, Qwen3-MoE, Gemma 3, Phi-3,
+//! Granite and SmolLM3; [`mpt::Mpt`] covers MPT (replit-code, Glaive). Both load dense safetensors (or PyTorch `.bin`) and
 //! quantized GGUF weights; [`LanguageModel`] is the interface the engine drives and
 //! [`load_model`] picks the implementation by [`Arch`].
 
+mod attention;
 pub mod chatglm;
 pub mod config;
 pub mod decoder;
 pub mod gguf;
+mod gguf_arch;
 pub mod kv_cache;
+mod mlp;
 pub mod mpt;
 pub mod names;
+pub mod options;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -105,9 +110,16 @@ pub fn load_model(
 ) -> Result<Box<dyn LanguageModel>, ModelError> {
     Ok(match cfg.arch {
         Arch::Mpt => Box::new(mpt::Mpt::load(cfg, src, dtype, device)?),
-        Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::ChatGlm => {
-            Box::new(Decoder::load(cfg, src, dtype, device)?)
-        }
+        Arch::Llama
+        | Arch::Mistral
+        | Arch::Qwen2
+        | Arch::Qwen3
+        | Arch::Qwen3Moe
+        | Arch::Gemma3
+        | Arch::Phi3
+        | Arch::Granite
+        | Arch::SmolLm3
+        | Arch::ChatGlm => Box::new(Decoder::load(cfg, src, dtype, device)?),
     })
 }
 

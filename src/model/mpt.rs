@@ -128,6 +128,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
             .and_then(Value::as_u64)
             .map(|x| x as u32),
         eos_token_ids: token_ids(v.get("eos_token_id")),
+        opts: Default::default(),
     })
 }
 

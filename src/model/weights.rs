@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
@@ -103,6 +104,16 @@ pub trait WeightSource {
         vocab: usize,
         hidden: usize,
     ) -> Result<Embedding, ModelError>;
+    /// `experts` projections of shape `[out, in]` stored as one tensor `[experts, out, in]`
+    /// (llama.cpp's `ffn_*_exps`), one [`Linear`] per expert so that a token reads only the
+    /// weights of the experts it is routed to.
+    fn stacked_linears(
+        &mut self,
+        name: &str,
+        experts: usize,
+        out: usize,
+        inp: usize,
+    ) -> Result<Vec<Linear>, ModelError>;
 }
 
 /// Dense weights from one or more `.safetensors` files (memory-mapped) or PyTorch `.bin`
@@ -259,6 +270,22 @@ impl WeightSource for SafetensorsSource {
     ) -> Result<Embedding, ModelError> {
         Ok(Embedding::Dense(self.get(name, &[vocab, hidden])?))
     }
+
+    fn stacked_linears(
+        &mut self,
+        name: &str,
+        experts: usize,
+        out: usize,
+        inp: usize,
+    ) -> Result<Vec<Linear>, ModelError> {
+        let all = self.get(name, &[experts, out, inp])?;
+        (0..experts)
+            .map(|e| {
+                let w = all.get(e).map_err(ModelError::Candle)?;
+                Ok(Linear::Dense(candle_nn::Linear::new(w, None)))
+            })
+            .collect()
+    }
 }
 
 /// Quantized weights from a GGUF file.
@@ -371,6 +398,40 @@ impl WeightSource for GgufSource {
             ),
             _ => Embedding::Quant(Arc::new(q)),
         })
+    }
+
+    fn stacked_linears(
+        &mut self,
+        name: &str,
+        experts: usize,
+        out: usize,
+        inp: usize,
+    ) -> Result<Vec<Linear>, ModelError> {
+        let path = self.path.clone();
+        let werr = |e: candle_core::Error| ModelError::Weights {
+            file: path.clone(),
+            msg: format!("tensor \"{name}\": {e}"),
+        };
+        let all = self.qtensor(name, &[experts, out, inp])?;
+        let dtype = all.dtype();
+        let data = all.data().map_err(werr)?;
+        // Each expert's `[out, in]` slice is whole blocks (rows are block-aligned), stored one
+        // expert after another.
+        let per_expert = data.len() / experts.max(1);
+        if per_expert * experts != data.len() {
+            return Err(werr(candle_core::Error::Msg(format!(
+                "{} bytes do not split into {experts} experts",
+                data.len()
+            ))));
+        }
+        data.chunks_exact(per_expert)
+            .map(|bytes| {
+                let q = qtensor_from_ggml(dtype, bytes, vec![out, inp], &self.device)
+                    .and_then(|q| requantize_for_cpu(q, &self.device))
+                    .map_err(werr)?;
+                quant_linear(Arc::new(q), None).map_err(werr)
+            })
+            .collect()
     }
 }
 

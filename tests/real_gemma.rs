@@ -22,9 +22,9 @@
 
 use std::path::PathBuf;
 
-use callm::engine::loaded::LoadOptions;
-use callm::engine::{CancelToken, LoadedModel, SamplingParams};
+use callm::engine::{CancelToken, SamplingParams};
 use callm::registry::Registry;
+use callm::runtime::{LoadOptions, LoadedModel};
 use serde_json::Value;
 
 const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";

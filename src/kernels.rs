@@ -1,5 +1,6 @@
 //! callm's CPU kernels, from the `callm-kernels` workspace crate (`crates/callm-kernels`: packed
-//! quantized matmul, fused attention and softmax), and callm's setting for them,
+//! quantized matmul, row-invariant dense matmul, batched attention and rotary encoding), and
+//! callm's setting for them,
 //! `CALLM_KERNELS`. The crate is its own package so that the dev profile (tests,
 //! `scripts/quickstart.sh`) compiles it fully optimised; it knows nothing of callm.
 //!
@@ -8,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-pub use callm_kernels::{attention, softmax, BlockKind, Isa, PackedLinear};
+pub use callm_kernels::{attention, rope, BlockKind, DenseLinear, Isa, PackedLinear};
 
 /// Whether `CALLM_KERNELS` is set to `value` now.
 fn setting_is(value: &str) -> bool {
@@ -38,9 +39,9 @@ pub fn enabled() -> bool {
     isa() > Isa::Scalar && !setting_is("off")
 }
 
-/// Whether the fused CPU attention ([`attention`]) replaces candle's score/mask/softmax/matmul
-/// sequence for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
-/// measurements). Read once.
+/// Whether callm's CPU attention ([`attention`]) and dense matmul ([`DenseLinear`]) replace
+/// candle's ops for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
+/// measurements; results are then not batch-invariant). Read once.
 pub fn fused_attention() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {

@@ -1,16 +1,20 @@
-//! The decoder's self-attention: projections (separate or fused q/k/v), optional per-head
-//! q/k norms, rotary encoding (full, partial or none per layer, with the layer's own table),
-//! and causal attention over the key/value cache, optionally within a sliding window.
+//! The decoder's self-attention over a batch of sequences: projections (separate or fused
+//! q/k/v) and optional per-head q/k norms for all rows together, then rotary encoding at each
+//! row's own position and causal attention of each sequence over its own cache, optionally
+//! within a sliding window.
 //!
-//! On the CPU with f32 activations, single-token steps run callm's fused attention kernel and
-//! prefill runs candle's batched matmuls around a fused scale + mask + softmax
-//! ([`crate::kernels`]); elsewhere (and where scores are soft-capped) the plain path builds
-//! the mask and softmax from candle ops.
+//! On the CPU with f32 activations every row goes through callm's attention kernel
+//! ([`crate::kernels::attention`]): one algorithm for prefill and decode whose result for a
+//! row does not depend on the other rows, so batching, chunking and prefix reuse never change a
+//! number. Elsewhere (GPUs, other dtypes, `CALLM_KERNELS=off`) each sequence runs the plain
+//! path of candle ops (scores, additive mask, softmax, values), which is not batch-invariant.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
-use super::kv_cache::KvCache;
+use super::batch::{to_f32_vec, BatchItem, Rows};
 use super::weights::Linear;
+use crate::kernels::attention::{attend, AttnParams, SeqKv};
+use crate::kernels::rope::Rope;
 
 /// The attention input projections: separate, or one fused `[q; k; v]` matrix.
 pub(super) enum QkvProj {
@@ -35,17 +39,23 @@ pub(super) struct AttnSettings {
     pub softcap: Option<f32>,
     /// Epsilon of the q/k norms.
     pub eps: f32,
-    /// Whether attention runs on callm's CPU kernels.
+    /// Whether attention runs on callm's CPU kernel (f32 on the CPU).
     pub fused: bool,
 }
 
-/// Per-call inputs shared by the layers: the rotary tables' rows for these positions, and
-/// the additive masks of the plain path.
-pub(super) struct AttnInputs {
-    /// `(cos, sin)` rows `[n, rotary_dim / 2]` for these positions, one pair per table.
-    pub ropes: Vec<(Tensor, Tensor)>,
-    /// Additive masks `[n, pos + n]` by window, for the plain path of a multi-token call.
-    pub masks: Vec<(usize, Tensor)>,
+/// Rotary cos/sin tables, `rotary_dim / 2` values per position (f32, on the host).
+pub(super) struct RopeTable {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+/// What a call's layers share: its rows and the rotary tables.
+pub(super) struct Ctx<'a> {
+    pub rows: &'a Rows,
+    /// The global table first, then the sliding layers' own (Gemma 3) if any.
+    pub ropes: &'a [RopeTable],
+    pub dtype: DType,
+    pub device: &'a Device,
 }
 
 /// One layer's attention.
@@ -61,19 +71,18 @@ pub(super) struct Attention {
 }
 
 impl Attention {
-    /// Attention of `h` `[n, hidden]` over the cache of layer `layer_idx` (which it extends);
-    /// output `[n, hidden]`.
+    /// Attention of `h` `[rows, hidden]` (all sequences' rows) over each sequence's cache of
+    /// layer `layer` (which it extends); output `[rows, hidden]`.
     pub fn forward(
         &self,
         s: &AttnSettings,
-        inp: &AttnInputs,
-        layer_idx: usize,
+        ctx: &Ctx<'_>,
+        layer: usize,
         h: &Tensor,
-        cache: &mut KvCache,
+        items: &mut [BatchItem<'_>],
     ) -> candle_core::Result<Tensor> {
-        let n = h.dim(0)?;
+        let t = h.dim(0)?;
         let (nh, nkv, hd) = (s.heads, s.kv_heads, s.head_dim);
-        let rep = nh / nkv;
         let (q, k, v) = match &self.qkv {
             QkvProj::Separate { q, k, v } => (q.forward(h)?, k.forward(h)?, v.forward(h)?),
             QkvProj::Fused(qkv) => {
@@ -86,68 +95,186 @@ impl Attention {
                 )
             }
         };
-        // [n, heads*hd] -> [1, heads, n, hd], with the per-head norm over hd first.
-        let heads = |t: Tensor, count: usize, norm: &Option<Tensor>| {
-            let t = t.reshape((n, count, hd))?;
-            let t = match norm {
-                Some(w) => candle_nn::ops::rms_norm(&t.contiguous()?, w, s.eps)?,
-                None => t,
-            };
-            t.reshape((1, n, count, hd))?.transpose(1, 2)?.contiguous()
+        // The per-head norms over `hd`, rows kept token-major: `[rows, heads * hd]`.
+        let norm = |x: Tensor, count: usize, w: &Option<Tensor>| match w {
+            Some(w) => {
+                candle_nn::ops::rms_norm(&x.reshape((t, count, hd))?.contiguous()?, w, s.eps)?
+                    .reshape((t, count * hd))
+            }
+            None => Ok(x),
         };
-        let mut q = heads(q, nh, &self.q_norm)?;
-        let mut k = heads(k, nkv, &self.k_norm)?;
-        if let Some((cos, sin)) = self.rope.and_then(|r| inp.ropes.get(r)) {
-            q = rotary(s, &q, cos, sin)?;
-            k = rotary(s, &k, cos, sin)?;
-        }
-        let v = heads(v, nkv, &None)?;
-        let (k_all, v_all) = cache.append(layer_idx, &k.squeeze(0)?, &v.squeeze(0)?)?; // [nkv, L, hd]
-                                                                                       // Query head j uses kv head j / rep: group the rep query heads of each kv head.
-        let q = q.reshape((nkv, rep * n, hd))?;
-        let window = self.window;
-        let out = if s.fused && s.softcap.is_none() && n == 1 {
-            let op = crate::kernels::attention::CausalAttention {
-                rep,
+        let q = norm(q, nh, &self.q_norm)?;
+        let k = norm(k, nkv, &self.k_norm)?;
+        let table = self.rope.and_then(|r| ctx.ropes.get(r));
+        let out = if s.fused && items.iter().all(|it| it.cache.is_blocks()) {
+            let rope = table.map(|tb| Rope {
+                heads: 0,
+                head_dim: hd,
+                rotary_dim: s.rotary_dim,
+                interleaved: s.interleaved,
+                cos: &tb.cos,
+                sin: &tb.sin,
+            });
+            let params = AttnParams {
+                heads: nh,
+                kv_heads: nkv,
+                head_dim: hd,
                 scale: s.scale as f32,
-                window,
+                window: self.window,
+                softcap: s.softcap,
+                alibi: None,
             };
-            q.apply_op3_no_bwd(&k_all, &v_all, &op)?
-        } else if s.fused && s.softcap.is_none() {
-            // Prefill: candle's batched matmuls, with scale, mask and softmax fused between.
-            let op = crate::kernels::softmax::CausalSoftmax {
-                rep,
-                scale: s.scale as f32,
-                window,
-            };
-            let probs = q.matmul(&k_all.t()?)?; // [nkv, rep*n, L], a fresh tensor
-            probs.inplace_op1(&op)?;
-            probs.matmul(&v_all)?
+            let out = attend_fused(&params, rope, ctx.rows, layer, items, &q, &k, &v)?;
+            Tensor::from_vec(out, (t, nh * hd), ctx.device)?.to_dtype(ctx.dtype)?
         } else {
-            let total = k_all.dim(1)?;
-            let scores = (q.matmul(&k_all.t()?)? * s.scale)?; // [nkv, rep*n, L]
-            let scores = match s.softcap {
-                Some(cap) => ((scores / cap as f64)?.tanh()? * cap as f64)?,
-                None => scores,
-            };
-            let mask = inp.masks.iter().find(|(w, _)| *w == window).map(|(_, m)| m);
-            let scores = match mask {
-                Some(m) => scores
-                    .reshape((nkv, rep, n, total))?
-                    .broadcast_add(m)?
-                    .reshape((nkv, rep * n, total))?,
-                None => scores,
-            };
-            let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-                .to_dtype(q.dtype())?;
-            probs.matmul(&v_all)?
-        }; // [nkv, rep*n, hd]
-        let out = out
-            .reshape((nh, n, hd))?
-            .transpose(0, 1)?
-            .reshape((n, nh * hd))?;
+            let mut outs = Vec::with_capacity(items.len());
+            for (it, span) in items.iter_mut().zip(&ctx.rows.spans) {
+                let (q, k, v) = (
+                    q.narrow(0, span.row0, span.n)?,
+                    k.narrow(0, span.row0, span.n)?,
+                    v.narrow(0, span.row0, span.n)?,
+                );
+                outs.push(self.plain(s, ctx, table, layer, span.pos, &q, &k, &v, it.cache)?);
+            }
+            Tensor::cat(&outs, 0)?
+        };
         self.o.forward(&out)
     }
+
+    /// The plain path for one sequence: `q`, `k`, `v` `[n, heads * hd]` at positions
+    /// `pos..pos + n`; output `[n, heads * hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn plain(
+        &self,
+        s: &AttnSettings,
+        ctx: &Ctx<'_>,
+        table: Option<&RopeTable>,
+        layer: usize,
+        pos: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cache: &mut super::KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let (nh, nkv, hd) = (s.heads, s.kv_heads, s.head_dim);
+        let n = q.dim(0)?;
+        let heads =
+            |t: &Tensor, count: usize| t.reshape((1, n, count, hd))?.transpose(1, 2)?.contiguous();
+        let (mut q, mut k, v) = (heads(q, nh)?, heads(k, nkv)?, heads(v, nkv)?);
+        if let Some(tb) = table {
+            let half = s.rotary_dim / 2;
+            let rows = |t: &[f32]| -> candle_core::Result<Tensor> {
+                let Some(r) = t.get(pos * half..(pos + n) * half) else {
+                    candle_core::bail!("rope: positions beyond the table");
+                };
+                Tensor::from_slice(r, (n, half), ctx.device)?.to_dtype(ctx.dtype)
+            };
+            let (cos, sin) = (rows(&tb.cos)?, rows(&tb.sin)?);
+            q = rotary(s, &q, &cos, &sin)?;
+            k = rotary(s, &k, &cos, &sin)?;
+        }
+        let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
+        let total = k_all.dim(1)?;
+        let mask = (n > 1 || self.window < total)
+            .then(|| causal_mask(pos, n, self.window, ctx.dtype, ctx.device))
+            .transpose()?;
+        let out = attend_plain(
+            &q,
+            &k_all,
+            &v_all,
+            s.scale,
+            s.softcap,
+            mask.as_ref(),
+            nh / nkv,
+        )?;
+        out.reshape((nh, n, hd))?
+            .transpose(0, 1)?
+            .reshape((n, nh * hd))
+    }
+}
+
+/// The fused CPU path of one layer for a batch: `q` `[rows, heads * hd]`, `k` and `v`
+/// `[rows, kv_heads * hd]`; rotary encoding at each row's position (when `rope`), the keys and
+/// values written into each sequence's cache, then [`attend`]. Returns `[rows, heads * hd]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attend_fused(
+    p: &AttnParams<'_>,
+    rope: Option<Rope<'_>>,
+    rows: &Rows,
+    layer: usize,
+    items: &mut [BatchItem<'_>],
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+) -> candle_core::Result<Vec<f32>> {
+    let (mut qv, mut kv, vv) = (to_f32_vec(q)?, to_f32_vec(k)?, to_f32_vec(v)?);
+    if let Some(r) = rope {
+        Rope {
+            heads: p.heads,
+            ..r
+        }
+        .apply(&mut qv, &rows.positions)?;
+        Rope {
+            heads: p.kv_heads,
+            ..r
+        }
+        .apply(&mut kv, &rows.positions)?;
+    }
+    let w = p.kv_heads * p.head_dim;
+    for (it, span) in items.iter_mut().zip(&rows.spans) {
+        let (a, b) = (span.row0 * w, (span.row0 + span.n) * w);
+        it.cache
+            .write_rows(layer, span.pos, span.n, &kv[a..b], &vv[a..b], w)?;
+    }
+    let mut seqs = Vec::with_capacity(items.len());
+    for (it, span) in items.iter().zip(&rows.spans) {
+        let Some(view) = it.cache.block_view(layer) else {
+            candle_core::bail!("attention: a cache is not in the kernel's layouts");
+        };
+        seqs.push(SeqKv {
+            row0: span.row0,
+            n: span.n,
+            pos: span.pos,
+            k: view.k,
+            v: view.v,
+        });
+    }
+    let mut out = vec![0f32; qv.len()];
+    attend(p, &qv, &seqs, &mut out)?;
+    Ok(out)
+}
+
+/// Attention from candle ops: `q` `[1, heads, n, hd]`, `k_all` and `v_all`
+/// `[kv_heads, L, hd]`, an additive `bias` broadcastable to `[kv_heads, rep, n, L]` (the causal
+/// mask, ALiBi); output `[kv_heads, rep * n, hd]`.
+pub(super) fn attend_plain(
+    q: &Tensor,
+    k_all: &Tensor,
+    v_all: &Tensor,
+    scale: f64,
+    softcap: Option<f32>,
+    bias: Option<&Tensor>,
+    rep: usize,
+) -> candle_core::Result<Tensor> {
+    let (nkv, total, hd) = k_all.dims3()?;
+    let n = q.dim(2)?;
+    // Query head j uses kv head j / rep: group the rep query heads of each kv head.
+    let q = q.reshape((nkv, rep * n, hd))?;
+    let scores = (q.matmul(&k_all.t()?)? * scale)?; // [nkv, rep*n, L]
+    let scores = match softcap {
+        Some(cap) => ((scores / cap as f64)?.tanh()? * cap as f64)?,
+        None => scores,
+    };
+    let scores = match bias {
+        Some(b) => scores
+            .reshape((nkv, rep, n, total))?
+            .broadcast_add(b)?
+            .reshape((nkv, rep * n, total))?,
+        None => scores,
+    };
+    let probs =
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
+    probs.matmul(v_all)
 }
 
 /// Rotary encoding of `x` `[1, heads, n, hd]` on its first `rotary_dim` dimensions.
@@ -174,7 +301,7 @@ pub(super) fn causal_mask(
     n: usize,
     window: usize,
     dtype: DType,
-    device: &candle_core::Device,
+    device: &Device,
 ) -> candle_core::Result<Tensor> {
     let total = pos + n;
     let mut m = vec![0f32; n * total];

@@ -9,7 +9,8 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::attention::{causal_mask, Attention, AttnInputs, AttnSettings, QkvProj};
+use super::attention::{Attention, AttnSettings, Ctx, QkvProj, RopeTable};
+use super::batch::{select_rows, BatchItem, Rows};
 use super::config::{Arch, ModelConfig};
 use super::kv_cache::KvCache;
 use super::mlp::{Experts, GateUpProj, GatedMlp, Mlp};
@@ -23,12 +24,6 @@ struct Layer {
     mlp_norm: Tensor,
     mlp: Mlp,
     post_mlp_norm: Option<Tensor>,
-}
-
-/// Rotary cos/sin tables `[max_positions, rotary_dim / 2]`.
-struct RopeTable {
-    cos: Tensor,
-    sin: Tensor,
 }
 
 /// A loaded Llama-family decoder.
@@ -255,11 +250,9 @@ impl Decoder {
             &cfg.rope_inv_freq(),
             cfg.rope_position_scale(),
             &cfg,
-            dtype,
-            device,
-        )?];
+        )];
         if let Some(local) = cfg.local_rope_inv_freq() {
-            ropes.push(rope_table(&local, 1.0, &cfg, dtype, device)?);
+            ropes.push(rope_table(&local, 1.0, &cfg));
         }
         let attn = AttnSettings {
             heads: cfg.num_heads,
@@ -293,28 +286,35 @@ impl Decoder {
         &self.cfg
     }
 
-    /// A new, empty cache for `capacity` positions (at most the model's context).
+    /// A new, empty cache for `capacity` positions (at most the model's context), in the
+    /// layouts of callm's attention kernel when it runs.
     pub fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
-        KvCache::for_model(&self.cfg, capacity, self.dtype, &self.device)
+        KvCache::for_model(
+            &self.cfg,
+            capacity,
+            self.dtype,
+            &self.device,
+            self.attn.fused,
+        )
     }
 
-    /// Runs `tokens` after what `cache` holds; returns logits `[n, vocab]` for every new
-    /// position when `all_positions`, else `[1, vocab]` for the last one. Logits are f32.
-    pub fn forward(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_positions: bool,
-    ) -> candle_core::Result<Tensor> {
-        let n = tokens.len();
-        let pos = cache.start_of(n)?;
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embed.forward(&ids, self.dtype)?; // [n, h]
+    /// One forward pass over a batch of sequences (see [`super::batch`]): each item's tokens
+    /// run after what its cache holds; returns the logits the items asked for, in item order,
+    /// `[rows, vocab]` f32.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> candle_core::Result<Tensor> {
+        let rows = Rows::new(items)?;
+        let ids = rows.ids_tensor(&self.device)?;
+        let mut x = self.embed.forward(&ids, self.dtype)?; // [rows, h]
         let o = &self.cfg.opts;
         if let Some(s) = o.embedding_scale {
             x = (x * s as f64)?;
         }
-        let inputs = self.inputs(pos, n)?;
+        let ctx = Ctx {
+            rows: &rows,
+            ropes: &self.ropes,
+            dtype: self.dtype,
+            device: &self.device,
+        };
         let eps = self.cfg.rms_norm_eps as f32;
         let norm = |t: &Tensor, w: &Option<Tensor>| match w {
             Some(w) => candle_nn::ops::rms_norm(t, w, eps),
@@ -327,18 +327,18 @@ impl Decoder {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let a = layer.attn.forward(&self.attn, &inputs, i, &h, cache)?;
+            let a = layer.attn.forward(&self.attn, &ctx, i, &h, items)?;
             x = add(x, norm(&a, &layer.post_attn_norm)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)?;
             let m = layer.mlp.forward(&h, o.activation)?;
             x = add(x, norm(&m, &layer.post_mlp_norm)?)?;
         }
-        cache.advance(n);
-        let x = if all_positions {
-            x
-        } else {
-            x.narrow(0, n - 1, 1)?
-        };
+        rows.advance(items);
+        let x = select_rows(&x, &rows.logit_rows(items))?;
+        let vocab = self.cfg.vocab_size;
+        if x.dim(0)? == 0 {
+            return Tensor::zeros((0, vocab), DType::F32, &self.device);
+        }
         let x = norm(&x, &self.norm)?;
         let mut logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         if let Some(d) = o.logits_divisor {
@@ -349,37 +349,10 @@ impl Decoder {
         }
         Ok(logits)
     }
-
-    /// The rotary rows and (plain path) masks of a call at `pos` with `n` tokens.
-    fn inputs(&self, pos: usize, n: usize) -> candle_core::Result<AttnInputs> {
-        let ropes = self
-            .ropes
-            .iter()
-            .map(|r| Ok((r.cos.narrow(0, pos, n)?, r.sin.narrow(0, pos, n)?)))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let mut masks: Vec<(usize, Tensor)> = vec![];
-        if !self.attn.fused || self.attn.softcap.is_some() {
-            for layer in &self.layers {
-                let w = layer.attn.window;
-                // One token sees every cached key unless the window cuts some off.
-                let needed = n > 1 || w < pos + n;
-                if needed && !masks.iter().any(|(x, _)| *x == w) {
-                    masks.push((w, causal_mask(pos, n, w, self.dtype, &self.device)?));
-                }
-            }
-        }
-        Ok(AttnInputs { ropes, masks })
-    }
 }
 
 /// Cos/sin tables `[max_positions, inv_freq.len()]`; positions are divided by `scale`.
-fn rope_table(
-    inv: &[f32],
-    scale: f64,
-    cfg: &ModelConfig,
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<RopeTable> {
+fn rope_table(inv: &[f32], scale: f64, cfg: &ModelConfig) -> RopeTable {
     let half = inv.len();
     let max = cfg.max_position_embeddings;
     let mut cos = Vec::with_capacity(max * half);
@@ -393,8 +366,5 @@ fn rope_table(
             sin.push(a.sin());
         }
     }
-    Ok(RopeTable {
-        cos: Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?,
-        sin: Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?,
-    })
+    RopeTable { cos, sin }
 }

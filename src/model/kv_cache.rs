@@ -1,24 +1,61 @@
-//! A preallocated key/value cache: one buffer per layer, written in place, no per-token concat.
+//! One sequence's key/value cache. On the CPU with f32 activations it holds the layouts of
+//! callm's attention kernel (`kernels::attention`: keys in transposed blocks of 32 positions,
+//! values by position), allocated as the sequence grows, in whole blocks, up to its capacity;
+//! elsewhere, preallocated `[kv_heads, capacity, head_dim]` tensors per layer written in place.
 
 use candle_core::{DType, Device, Tensor};
 
-/// Keys and values of one layer: `[kv_heads, capacity, head_dim]` each.
+use crate::kernels::attention::{key_block_floats, store_keys, store_values, KEY_BLOCK};
+
+/// Keys and values of one layer as tensors: `[kv_heads, capacity, head_dim]` each.
 #[derive(Debug, Clone)]
 struct LayerKv {
     k: Tensor,
     v: Tensor,
 }
 
+/// Keys and values of one layer in the kernel's layouts, for `alloc` positions.
+#[derive(Debug, Clone, Default)]
+struct BlockLayer {
+    /// `[block][kv_head][head_dim][32]`.
+    k: Vec<f32>,
+    /// `[position][kv_head][head_dim]`.
+    v: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+enum Store {
+    /// The CPU kernel's layouts, `alloc` positions allocated (a multiple of the key block).
+    Blocks {
+        layers: Vec<BlockLayer>,
+        kv_heads: usize,
+        head_dim: usize,
+        alloc: usize,
+    },
+    /// Preallocated tensors (other devices and dtypes).
+    Tensors(Vec<LayerKv>),
+}
+
 /// The attention state of one sequence.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    layers: Vec<LayerKv>,
+    store: Store,
     len: usize,
     capacity: usize,
+    /// Bytes one position takes over all layers.
+    position_bytes: usize,
+}
+
+/// Keys and values of one layer in the CPU kernel's layouts (see `kernels::attention`).
+pub struct BlockView<'a> {
+    /// Keys, `[block][kv_head][head_dim][32]`.
+    pub k: &'a [f32],
+    /// Values, `[position][kv_head][head_dim]`.
+    pub v: &'a [f32],
 }
 
 impl KvCache {
-    /// Allocates room for `capacity` positions.
+    /// Preallocated tensors for `capacity` positions (any device and dtype).
     pub fn new(
         num_layers: usize,
         kv_heads: usize,
@@ -35,27 +72,60 @@ impl KvCache {
             });
         }
         Ok(KvCache {
-            layers,
+            store: Store::Tensors(layers),
             len: 0,
             capacity,
+            position_bytes: num_layers * 2 * kv_heads * head_dim * dtype.size_in_bytes(),
         })
     }
 
-    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its context).
+    /// An empty cache in the CPU attention kernel's layouts (f32), for up to `capacity`
+    /// positions; memory is allocated as positions are added.
+    pub fn new_blocks(
+        num_layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+    ) -> Self {
+        KvCache {
+            store: Store::Blocks {
+                layers: vec![BlockLayer::default(); num_layers],
+                kv_heads,
+                head_dim,
+                alloc: 0,
+            },
+            len: 0,
+            capacity,
+            position_bytes: num_layers * 2 * kv_heads * head_dim * 4,
+        }
+    }
+
+    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its context):
+    /// the kernel's layouts when `blocks`, else tensors of `dtype` on `device`.
     pub fn for_model(
         cfg: &super::ModelConfig,
         capacity: usize,
         dtype: DType,
         device: &Device,
+        blocks: bool,
     ) -> candle_core::Result<Self> {
-        Self::new(
-            cfg.num_layers,
-            cfg.num_kv_heads,
-            cfg.head_dim,
-            capacity.min(cfg.max_position_embeddings),
-            dtype,
-            device,
-        )
+        let capacity = capacity.min(cfg.max_position_embeddings);
+        let (l, kvh, hd) = (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim);
+        if blocks {
+            Ok(Self::new_blocks(l, kvh, hd, capacity))
+        } else {
+            Self::new(l, kvh, hd, capacity, dtype, device)
+        }
+    }
+
+    /// Bytes of keys and values one position takes over all layers.
+    pub fn position_bytes(&self) -> usize {
+        self.position_bytes
+    }
+
+    /// Whether the cache holds the CPU kernel's layouts ([`KvCache::block_view`]).
+    pub fn is_blocks(&self) -> bool {
+        matches!(self.store, Store::Blocks { .. })
     }
 
     /// Checks that `n` more tokens (at least one) fit; returns the position they start at.
@@ -93,8 +163,80 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
+    /// Makes room for `n` more positions (the kernel's layouts grow in whole key blocks, at
+    /// least doubling, up to the capacity); a no-op for tensor caches.
+    pub fn reserve(&mut self, n: usize) -> candle_core::Result<()> {
+        let need = self.start_of(n)? + n;
+        let cap = self.capacity;
+        if let Store::Blocks {
+            layers,
+            kv_heads,
+            head_dim,
+            alloc,
+        } = &mut self.store
+        {
+            if need > *alloc {
+                let grown = need.max(alloc.saturating_mul(2)).min(cap.max(need));
+                let blocks = grown.div_ceil(KEY_BLOCK);
+                let (kf, vf) = (
+                    key_block_floats(*kv_heads, *head_dim),
+                    KEY_BLOCK * *kv_heads * *head_dim,
+                );
+                for l in layers.iter_mut() {
+                    l.k.resize(blocks * kf, 0.0);
+                    l.v.resize(blocks * vf, 0.0);
+                }
+                *alloc = blocks * KEY_BLOCK;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the keys and values of positions `pos..pos + rows` of `layer` (kernel layouts;
+    /// [`KvCache::reserve`] first): `k` and `v` hold `rows` rows of `kv_heads * head_dim`
+    /// values, one every `stride` values.
+    pub fn write_rows(
+        &mut self,
+        layer: usize,
+        pos: usize,
+        rows: usize,
+        k: &[f32],
+        v: &[f32],
+        stride: usize,
+    ) -> candle_core::Result<()> {
+        let Store::Blocks {
+            layers,
+            kv_heads,
+            head_dim,
+            alloc,
+        } = &mut self.store
+        else {
+            candle_core::bail!("kv cache: not in the kernel's layouts");
+        };
+        let Some(l) = layers.get_mut(layer) else {
+            candle_core::bail!("kv cache: no layer {layer}");
+        };
+        if pos + rows > *alloc
+            || !store_keys(&mut l.k, *kv_heads, *head_dim, pos, k, rows, stride)
+            || !store_values(&mut l.v, *kv_heads, *head_dim, pos, v, rows, stride)
+        {
+            candle_core::bail!("kv cache: {rows} rows at {pos} do not fit {alloc} positions");
+        }
+        Ok(())
+    }
+
+    /// The keys and values of `layer` in the kernel's layouts (`None` for tensor caches).
+    pub fn block_view(&self, layer: usize) -> Option<BlockView<'_>> {
+        match &self.store {
+            Store::Blocks { layers, .. } => {
+                layers.get(layer).map(|l| BlockView { k: &l.k, v: &l.v })
+            }
+            Store::Tensors(_) => None,
+        }
+    }
+
     /// Writes `k`, `v` (`[kv_heads, n, head_dim]`) of `layer` at the current end and returns
-    /// views of all cached keys and values, `[kv_heads, len + n, head_dim]`.
+    /// views of all cached keys and values, `[kv_heads, len + n, head_dim]` (tensor caches).
     ///
     /// The length only advances in [`KvCache::advance`], after every layer has appended.
     pub fn append(
@@ -103,6 +245,9 @@ impl KvCache {
         k: &Tensor,
         v: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor)> {
+        let Store::Tensors(layers) = &self.store else {
+            candle_core::bail!("kv cache: not a tensor cache");
+        };
         let n = k.dim(1)?;
         if self.len + n > self.capacity {
             candle_core::bail!(
@@ -111,7 +256,7 @@ impl KvCache {
                 self.capacity
             );
         }
-        let l = &self.layers[layer];
+        let l = &layers[layer];
         l.k.slice_set(&k.contiguous()?, 1, self.len)?;
         l.v.slice_set(&v.contiguous()?, 1, self.len)?;
         Ok((
@@ -125,34 +270,100 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Bytes the cache's buffers occupy (its full capacity, not only the used part).
+    /// Bytes the cache's buffers occupy now (tensor caches: their full capacity).
     pub fn size_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| (l.k.elem_count() + l.v.elem_count()) * l.k.dtype().size_in_bytes())
-            .sum()
+        match &self.store {
+            Store::Blocks { alloc, .. } => alloc * self.position_bytes,
+            Store::Tensors(layers) => layers
+                .iter()
+                .map(|l| (l.k.elem_count() + l.v.elem_count()) * l.k.dtype().size_in_bytes())
+                .sum(),
+        }
     }
 
     /// A new cache with room for `capacity` positions holding a copy of this one's first
     /// `n` positions (`n` is capped at what is cached and at `capacity`).
     pub fn copy_prefix(&self, n: usize, capacity: usize) -> candle_core::Result<KvCache> {
         let n = n.min(self.len).min(capacity);
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            let (heads, _, hd) = l.k.dims3()?;
-            let (dtype, device) = (l.k.dtype(), l.k.device());
-            let k = Tensor::zeros((heads, capacity, hd), dtype, device)?;
-            let v = Tensor::zeros((heads, capacity, hd), dtype, device)?;
-            if n > 0 {
-                k.slice_set(&l.k.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
-                v.slice_set(&l.v.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+        let store = match &self.store {
+            Store::Blocks {
+                layers,
+                kv_heads,
+                head_dim,
+                ..
+            } => {
+                let blocks = n.div_ceil(KEY_BLOCK);
+                let (kf, vf) = (
+                    key_block_floats(*kv_heads, *head_dim),
+                    KEY_BLOCK * kv_heads * head_dim,
+                );
+                Store::Blocks {
+                    layers: layers
+                        .iter()
+                        .map(|l| BlockLayer {
+                            k: l.k[..blocks * kf].to_vec(),
+                            v: l.v[..blocks * vf].to_vec(),
+                        })
+                        .collect(),
+                    kv_heads: *kv_heads,
+                    head_dim: *head_dim,
+                    alloc: blocks * KEY_BLOCK,
+                }
             }
-            layers.push(LayerKv { k, v });
-        }
+            Store::Tensors(layers) => {
+                let mut out = Vec::with_capacity(layers.len());
+                for l in layers {
+                    let (heads, _, hd) = l.k.dims3()?;
+                    let (dtype, device) = (l.k.dtype(), l.k.device());
+                    let k = Tensor::zeros((heads, capacity, hd), dtype, device)?;
+                    let v = Tensor::zeros((heads, capacity, hd), dtype, device)?;
+                    if n > 0 {
+                        k.slice_set(&l.k.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+                        v.slice_set(&l.v.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+                    }
+                    out.push(LayerKv { k, v });
+                }
+                Store::Tensors(out)
+            }
+        };
         Ok(KvCache {
-            layers,
+            store,
             len: n,
             capacity,
+            position_bytes: self.position_bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_caches_grow_in_blocks_and_copy_their_prefix() {
+        let mut c = KvCache::new_blocks(2, 1, 4, 100);
+        assert_eq!(c.size_bytes(), 0);
+        c.reserve(5).unwrap();
+        assert_eq!(c.size_bytes(), KEY_BLOCK * c.position_bytes());
+        let rows: Vec<f32> = (0..5 * 4).map(|i| i as f32).collect();
+        for layer in 0..2 {
+            c.write_rows(layer, 0, 5, &rows, &rows, 4).unwrap();
+        }
+        c.advance(5);
+        // Growth doubles, up to the capacity.
+        c.reserve(40).unwrap();
+        assert_eq!(c.size_bytes(), 64 * c.position_bytes());
+        c.reserve(95).unwrap();
+        assert_eq!(c.size_bytes(), 128 * c.position_bytes());
+        assert!(c.reserve(96).is_err());
+        let p = c.copy_prefix(3, 50).unwrap();
+        assert_eq!((p.len(), p.capacity()), (3, 50));
+        let v = p.block_view(1).unwrap();
+        assert_eq!(&v.v[..12], &rows[..12]);
+        // Key of position 2, dimension 3: block 0, lane 2, row 3.
+        assert_eq!(v.k[3 * KEY_BLOCK + 2], rows[2 * 4 + 3]);
+        // Writing past what was reserved is an error, not a panic.
+        let mut fresh = KvCache::new_blocks(1, 1, 4, 10);
+        assert!(fresh.write_rows(0, 0, 1, &rows, &rows, 4).is_err());
     }
 }

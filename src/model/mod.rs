@@ -8,6 +8,7 @@
 //! [`load_model`] picks the implementation by [`Arch`].
 
 mod attention;
+pub mod batch;
 pub mod chatglm;
 pub mod config;
 pub mod decoder;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+pub use batch::{BatchItem, Logits};
 pub use config::{Arch, ModelConfig};
 pub use decoder::Decoder;
 pub use kv_cache::KvCache;
@@ -53,18 +55,37 @@ pub enum ModelError {
 }
 
 /// A causal language model the engine can drive.
+///
+/// One forward pass takes a batch of sequences ([`BatchItem`]: new tokens and the sequence's
+/// own cache); a single sequence is the batch of one ([`LanguageModel::forward`]). On the CPU
+/// with f32 activations a sequence's logits are the same bit for bit whatever else shares the
+/// pass and however its prompt was split into passes (see [`batch`]).
 pub trait LanguageModel: Send + Sync {
     /// The model's configuration.
     fn config(&self) -> &ModelConfig;
     /// A new, empty cache for `capacity` positions.
     fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache>;
+    /// Runs each item's tokens after what its cache holds, all in one pass; returns the logits
+    /// the items asked for ([`Logits`]), in item order, `[rows, vocab]` f32.
+    fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> candle_core::Result<Tensor>;
     /// Runs `tokens` after the cached ones; logits `[n, vocab]` (all positions) or `[1, vocab]`.
     fn forward(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         all_positions: bool,
-    ) -> candle_core::Result<Tensor>;
+    ) -> candle_core::Result<Tensor> {
+        let logits = if all_positions {
+            Logits::All
+        } else {
+            Logits::Last
+        };
+        self.forward_batch(&mut [BatchItem {
+            tokens,
+            cache,
+            logits,
+        }])
+    }
 }
 
 impl LanguageModel for Decoder {
@@ -74,13 +95,8 @@ impl LanguageModel for Decoder {
     fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
         Decoder::new_cache(self, capacity)
     }
-    fn forward(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_positions: bool,
-    ) -> candle_core::Result<Tensor> {
-        crate::device::on_pool(|| Decoder::forward(self, tokens, cache, all_positions))
+    fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> candle_core::Result<Tensor> {
+        crate::device::on_pool(|| Decoder::forward_batch(self, items))
     }
 }
 
@@ -91,13 +107,8 @@ impl LanguageModel for mpt::Mpt {
     fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
         mpt::Mpt::new_cache(self, capacity)
     }
-    fn forward(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_positions: bool,
-    ) -> candle_core::Result<Tensor> {
-        crate::device::on_pool(|| mpt::Mpt::forward(self, tokens, cache, all_positions))
+    fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> candle_core::Result<Tensor> {
+        crate::device::on_pool(|| mpt::Mpt::forward_batch(self, items))
     }
 }
 

@@ -5,11 +5,14 @@
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
+use super::attention::{attend_fused, attend_plain};
+use super::batch::{select_rows, BatchItem, Rows, Span};
 use super::config::{get_usize, token_ids, Arch, ModelConfig, RopeScaling};
 use super::kv_cache::KvCache;
 use super::names::Naming;
 use super::weights::{Embedding, Linear, WeightSource};
 use super::ModelError;
+use crate::kernels::attention::AttnParams;
 
 /// Settings only MPT checkpoints have.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +208,8 @@ pub struct Mpt {
     norm_f: Norm,
     lm_head: Linear,
     slopes: Option<Vec<f32>>,
+    /// Whether attention runs on callm's CPU kernel (f32 on the CPU).
+    fused: bool,
     device: Device,
     dtype: DType,
 }
@@ -280,6 +285,7 @@ impl Mpt {
             norm_f,
             lm_head,
             slopes,
+            fused: device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention(),
             device: device.clone(),
             dtype,
         })
@@ -290,40 +296,33 @@ impl Mpt {
         &self.cfg
     }
 
-    /// A new, empty cache for `capacity` positions (at most the model's context).
+    /// A new, empty cache for `capacity` positions (at most the model's context), in the
+    /// layouts of callm's attention kernel when it runs.
     pub fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
-        KvCache::for_model(&self.cfg, capacity, self.dtype, &self.device)
+        KvCache::for_model(&self.cfg, capacity, self.dtype, &self.device, self.fused)
     }
 
-    /// Runs `tokens` after what `cache` holds; logits `[n, vocab]` (all positions) or
-    /// `[1, vocab]` (the last), f32.
-    pub fn forward(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_positions: bool,
-    ) -> candle_core::Result<Tensor> {
-        let n = tokens.len();
-        let pos = cache.start_of(n)?;
-        let ids = Tensor::new(tokens, &self.device)?;
+    /// One forward pass over a batch of sequences (see [`super::batch`]); returns the logits
+    /// the items asked for, in item order, `[rows, vocab]` f32.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> candle_core::Result<Tensor> {
+        let rows = Rows::new(items)?;
+        let ids = rows.ids_tensor(&self.device)?;
         let mut x = self.wte.forward(&ids, self.dtype)?;
         if let Some(wpe) = &self.wpe {
-            x = (x + wpe.narrow(0, pos, n)?)?;
+            x = (x + wpe.index_select(&rows.positions_tensor(&self.device)?, 0)?)?;
         }
-        let bias = self.attention_bias(pos, n)?; // [heads, n, L]
         let eps = self.cfg.rms_norm_eps;
         for (i, b) in self.blocks.iter().enumerate() {
             let a = b.norm_1.forward(&x, eps)?;
-            x = (x + self.attention(i, b, &a, &bias, cache)?)?;
+            x = (x + self.attention(i, b, &a, &rows, items)?)?;
             let m = b.norm_2.forward(&x, eps)?;
             x = (x + b.down.forward(&b.up.forward(&m)?.gelu_erf()?)?)?;
         }
-        cache.advance(n);
-        let x = if all_positions {
-            x
-        } else {
-            x.narrow(0, n - 1, 1)?
-        };
+        rows.advance(items);
+        let x = select_rows(&x, &rows.logit_rows(items))?;
+        if x.dim(0)? == 0 {
+            return Tensor::zeros((0, self.cfg.vocab_size), DType::F32, &self.device);
+        }
         let x = self.norm_f.forward(&x, eps)?;
         let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         match self.settings.logit_scale {
@@ -332,8 +331,14 @@ impl Mpt {
         }
     }
 
-    /// Causal mask plus ALiBi, `[heads, n, pos + n]`: `slope_h * (k - q)` where query `q` may
-    /// see key `k`, -inf elsewhere.
+    fn scale(&self) -> f64 {
+        self.settings
+            .softmax_scale
+            .unwrap_or(1.0 / (self.cfg.head_dim as f64).sqrt())
+    }
+
+    /// Causal mask plus ALiBi for one sequence, `[heads, n, pos + n]`: `slope_h * (k - q)`
+    /// where query `q` may see key `k`, -inf elsewhere.
     fn attention_bias(&self, pos: usize, n: usize) -> candle_core::Result<Tensor> {
         let total = pos + n;
         let heads = self.cfg.num_heads;
@@ -360,41 +365,71 @@ impl Mpt {
         layer: usize,
         b: &Block,
         x: &Tensor,
-        bias: &Tensor,
-        cache: &mut KvCache,
+        rows: &Rows,
+        items: &mut [BatchItem<'_>],
     ) -> candle_core::Result<Tensor> {
         let c = &self.cfg;
-        let n = x.dim(0)?;
+        let t = x.dim(0)?;
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let rep = nh / nkv;
         let mut qkv = b.wqkv.forward(x)?;
         if let Some(clip) = self.settings.clip_qkv {
             qkv = qkv.clamp(-clip, clip)?;
         }
-        let shape = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
-            t.reshape((n, heads, hd))?.transpose(0, 1)?.contiguous()
+        let q = qkv.narrow(1, 0, nh * hd)?;
+        let k = qkv.narrow(1, nh * hd, nkv * hd)?;
+        let v = qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?;
+        let out = if self.fused && items.iter().all(|it| it.cache.is_blocks()) {
+            let params = AttnParams {
+                heads: nh,
+                kv_heads: nkv,
+                head_dim: hd,
+                scale: self.scale() as f32,
+                window: usize::MAX,
+                softcap: None,
+                alibi: self.slopes.as_deref(),
+            };
+            let out = attend_fused(&params, None, rows, layer, items, &q, &k, &v)?;
+            Tensor::from_vec(out, (t, nh * hd), &self.device)?.to_dtype(self.dtype)?
+        } else {
+            let mut outs = Vec::with_capacity(items.len());
+            for (it, span) in items.iter_mut().zip(&rows.spans) {
+                outs.push(self.plain(layer, span, &q, &k, &v, it.cache)?);
+            }
+            Tensor::cat(&outs, 0)?
         };
-        let q = shape(qkv.narrow(1, 0, nh * hd)?, nh)?;
-        let k = shape(qkv.narrow(1, nh * hd, nkv * hd)?, nkv)?;
-        let v = shape(qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?, nkv)?;
+        b.out_proj.forward(&out)
+    }
+
+    /// The plain path (candle ops) for one sequence's rows; output `[n, heads * hd]`.
+    fn plain(
+        &self,
+        layer: usize,
+        span: &Span,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cache: &mut KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.cfg;
+        let (nh, nkv, hd, n) = (c.num_heads, c.num_kv_heads, c.head_dim, span.n);
+        let shape = |t: &Tensor, heads: usize| -> candle_core::Result<Tensor> {
+            t.narrow(0, span.row0, n)?
+                .reshape((n, heads, hd))?
+                .transpose(0, 1)?
+                .contiguous()
+        };
+        let (q, k, v) = (shape(q, nh)?, shape(k, nkv)?, shape(v, nkv)?);
         let (k_all, v_all) = cache.append(layer, &k, &v)?; // [nkv, L, hd]
         let total = k_all.dim(1)?;
-        let scale = self
-            .settings
-            .softmax_scale
-            .unwrap_or(1.0 / (hd as f64).sqrt());
-        let q = q.reshape((nkv, rep * n, hd))?;
-        let scores = (q.matmul(&k_all.t()?)? * scale)?.reshape((nh, n, total))?;
-        let scores = (scores + bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-            .to_dtype(self.dtype)?
-            .reshape((nkv, rep * n, total))?;
-        let out = probs.matmul(&v_all)?; // [nkv, rep*n, hd]
-        let out = out
-            .reshape((nh, n, hd))?
+        let rep = nh / nkv;
+        let bias = self
+            .attention_bias(span.pos, n)?
+            .reshape((nkv, rep, n, total))?;
+        let q = q.unsqueeze(0)?;
+        let out = attend_plain(&q, &k_all, &v_all, self.scale(), None, Some(&bias), rep)?;
+        out.reshape((nh, n, hd))?
             .transpose(0, 1)?
-            .reshape((n, nh * hd))?;
-        b.out_proj.forward(&out)
+            .reshape((n, nh * hd))
     }
 }
 

@@ -10,13 +10,15 @@ use candle_core::{DType, Device, Module, Tensor};
 
 pub use super::names::{LayerWeight, Naming, Weight};
 use super::ModelError;
-use crate::kernels::{self, PackedLinear};
+use crate::kernels::{self, DenseLinear, PackedLinear};
 
 /// A linear projection `y = x W^T (+ b)`, dense or quantized.
 #[derive(Debug, Clone)]
 pub enum Linear {
-    /// Dense weights `[out, in]`.
+    /// Dense weights `[out, in]` (candle's matmul: GPUs, other dtypes, `CALLM_KERNELS=off`).
     Dense(candle_nn::Linear),
+    /// Dense f32 weights repacked for callm's row-invariant CPU kernel, with an optional bias.
+    DenseCpu(DenseLinear, Option<Tensor>),
     /// Quantized weights with an optional dense bias (candle's kernels).
     Quant(QMatMul, Option<Tensor>),
     /// Quantized weights repacked for callm's CPU kernels, with an optional dense bias.
@@ -28,6 +30,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Linear::Dense(l) => l.forward(x),
+            Linear::DenseCpu(w, b) => add_bias(w.forward(x)?, b.as_ref()),
             Linear::Quant(w, b) => add_bias(w.forward(x)?, b.as_ref()),
             Linear::Packed(w, b) => add_bias(w.forward(x)?, b.as_ref()),
         }
@@ -42,14 +45,34 @@ fn add_bias(y: Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
 }
 
 /// A quantized projection on `device`: callm's packed CPU kernels when they handle the block
-/// type here, else candle's `QMatMul`.
+/// type here, callm's dense kernel for f32/f16/bf16 tensors on the CPU (candle would
+/// dequantize them for its own dense matmul), else candle's `QMatMul`.
 fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Linear> {
     if q.device().is_cpu() && kernels::enabled() {
         if let Some(p) = PackedLinear::from_qtensor(&q) {
             return Ok(Linear::Packed(p, bias));
         }
     }
+    if q.device().is_cpu()
+        && kernels::fused_attention()
+        && matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+    {
+        if let Some(d) = DenseLinear::from_tensor(&q.dequantize(&Device::Cpu)?) {
+            return Ok(Linear::DenseCpu(d, bias));
+        }
+    }
     Ok(Linear::Quant(QMatMul::from_arc(q)?, bias))
+}
+
+/// A dense projection: callm's row-invariant kernel for f32 weights on the CPU (unless
+/// `CALLM_KERNELS=off`), else candle's `Linear`.
+pub fn dense_linear(w: Tensor, b: Option<Tensor>) -> Linear {
+    if w.device().is_cpu() && w.dtype() == DType::F32 && kernels::fused_attention() {
+        if let Some(d) = DenseLinear::from_tensor(&w) {
+            return Linear::DenseCpu(d, b);
+        }
+    }
+    Linear::Dense(candle_nn::Linear::new(w, b))
 }
 
 /// A token-embedding table, dense or quantized.
@@ -73,7 +96,7 @@ impl Embedding {
     /// The same table used as an output projection (tied embeddings).
     pub fn as_linear(&self) -> candle_core::Result<Linear> {
         Ok(match self {
-            Embedding::Dense(t) => Linear::Dense(candle_nn::Linear::new(t.clone(), None)),
+            Embedding::Dense(t) => dense_linear(t.clone(), None),
             Embedding::Quant(q) => quant_linear(q.clone(), None)?,
         })
     }
@@ -255,7 +278,7 @@ impl WeightSource for SafetensorsSource {
         } else {
             None
         };
-        Ok(Linear::Dense(candle_nn::Linear::new(weight, b)))
+        Ok(dense_linear(weight, b))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {
@@ -282,7 +305,7 @@ impl WeightSource for SafetensorsSource {
         (0..experts)
             .map(|e| {
                 let w = all.get(e).map_err(ModelError::Candle)?;
-                Ok(Linear::Dense(candle_nn::Linear::new(w, None)))
+                Ok(dense_linear(w, None))
             })
             .collect()
     }

@@ -1,486 +1,640 @@
-//! Fused causal attention on the CPU (f32), behind candle's [`CustomOp3`] interface: scores,
-//! mask, softmax and the weighted sum of values in one pass over the cached keys and values,
-//! with an online (flash-style) softmax over blocks of [`KEY_BLOCK`] keys, instead of the
-//! `[heads, n, L]` score tensor, mask tensor and two matmuls of the plain path.
+//! Causal attention on the CPU (f32) for a batch of sequences, each over its own key/value
+//! cache: one algorithm for every query row, prefill and decode alike, whose result for a row
+//! does not depend on the other rows of the call.
 //!
-//! The decoder uses it for single-token steps (decode), where it saves the small ops' overhead
-//! (~8% of a SmolLM2 token on one thread). For prefill, candle's batched matmuls stay: their
-//! microkernels compute many query rows' scores faster than this kernel's row-by-row dots
-//! (measured: pp1024 at about half the speed with this kernel).
+//! A flash-attention-style pass: for each row, the visible keys are taken in blocks of
+//! [`KEY_BLOCK`] that sit on absolute positions (`[0, 32)`, `[32, 64)`, ...), with an online
+//! softmax (running maximum and sum) across blocks. Within a block, a row's 32 scores are
+//! computed with a fixed sequence of fused multiply-adds over the head dimension, the keys it
+//! may not see are set to −∞ (never used in arithmetic), their exponentials and sum follow a
+//! fixed order, and the weighted sum of values runs over exactly the keys the row sees, in
+//! position order. None of this depends on which other rows, heads or sequences share the call,
+//! nor on how a prompt was split into calls, so a sequence's numbers are the same alone, in any
+//! batch, chunked any way, or resumed from a cache that another call filled.
 //!
-//! Each query row is computed on its own, in the same operations whatever else is in the call
-//! (key blocks sit on absolute positions), so a row's output does not depend on how a prompt
-//! was split into chunks. Rows of the same kv head are taken [`ROWS`] at a time so each key and
-//! value is loaded once for all of them; blocks of rows run on rayon's pool.
+//! Keys are stored transposed in blocks, `[block][kv_head][head_dim][32]` ([`store_keys`]), so a
+//! row's 32 scores are vector multiply-adds over the head dimension with no horizontal sums;
+//! values are stored by position, `[position][kv_head][head_dim]` ([`store_values`]). Rows of
+//! the same kv head are grouped (several positions of a prompt, the query heads of a GQA
+//! group) so that each key block is read from memory once for all of them; groups run on
+//! rayon's pool.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-/// Keys per online-softmax step.
-pub(crate) const KEY_BLOCK: usize = 32;
-/// Query rows sharing each key and value load.
-const ROWS: usize = 4;
+use crate::Isa;
 
-/// Causal (optionally sliding-window) attention of `q` `[kv_heads, rep * n, hd]` (the `rep`
-/// query heads of each kv head, each with `n` positions) over `k`, `v` `[kv_heads, L, hd]`,
-/// where the `n` queries are the last `n` of the `L` positions. Output: the shape of `q`.
+/// Keys per online-softmax step; key blocks start at multiples of it.
+pub const KEY_BLOCK: usize = 32;
+/// Query rows per work item (they share each key block's loads).
+const ROWS: usize = 16;
+
+/// What every row of a call shares.
 #[derive(Debug, Clone, Copy)]
-pub struct CausalAttention {
-    /// Query heads per kv head.
-    pub rep: usize,
-    /// Score scale (`1/sqrt(hd)` usually).
+pub struct AttnParams<'a> {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (`heads` is a multiple of it; query head `h` uses kv head
+    /// `h / (heads / kv_heads)`).
+    pub kv_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// Score scale (`1/sqrt(head_dim)` usually).
     pub scale: f32,
     /// Keys a query sees at most, itself included (`usize::MAX`: no window).
     pub window: usize,
+    /// Scores become `cap * tanh(score / cap)` (after the scale).
+    pub softcap: Option<f32>,
+    /// ALiBi: per query head, a slope; `slope * (key_pos - query_pos)` is added to the
+    /// (scaled, capped) scores.
+    pub alibi: Option<&'a [f32]>,
 }
 
-/// Where one tensor's values sit in its storage: `[heads, rows, hd]` with a contiguous last
-/// dimension.
-#[derive(Clone, Copy)]
-struct View {
-    start: usize,
-    head_stride: usize,
-    row_stride: usize,
+/// One sequence of a call: its rows of `q` and `out`, and its cache of the layer.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqKv<'a> {
+    /// First row (token) of this sequence in `q` and `out`.
+    pub row0: usize,
+    /// Rows (new tokens) of this sequence.
+    pub n: usize,
+    /// Absolute position of row `row0`: the rows are positions `pos..pos + n`, and the cache
+    /// already holds their keys and values (written before the call) after those of the
+    /// `pos` earlier positions.
+    pub pos: usize,
+    /// Keys, `[block][kv_head][head_dim][KEY_BLOCK]`, at least `ceil((pos + n) / 32)` blocks.
+    pub k: &'a [f32],
+    /// Values, `[position][kv_head][head_dim]`, at least `pos + n` positions.
+    pub v: &'a [f32],
 }
 
-fn view(l: &Layout, what: &str) -> candle_core::Result<(View, [usize; 3])> {
-    let dims: [usize; 3] = l
-        .shape()
-        .dims()
-        .try_into()
-        .map_err(|_| candle_core::Error::Msg(format!("attention: {what} must be 3-d")))?;
-    let st = l.stride();
-    if dims[2] > 1 && st[2] != 1 {
-        candle_core::bail!("attention: {what} needs a contiguous last dimension");
-    }
-    Ok((
-        View {
-            start: l.start_offset(),
-            head_stride: st[0],
-            row_stride: st[1],
-        },
-        dims,
-    ))
+/// Floats one key block holds for all kv heads (the unit the key storage grows by).
+pub fn key_block_floats(kv_heads: usize, head_dim: usize) -> usize {
+    kv_heads * head_dim * KEY_BLOCK
 }
 
-fn f32s<'a>(s: &'a CpuStorage, what: &str) -> candle_core::Result<&'a [f32]> {
-    match s {
-        CpuStorage::F32(v) => Ok(v),
-        _ => candle_core::bail!("attention: {what} must be f32"),
-    }
-}
-
-impl CustomOp3 for CausalAttention {
-    fn name(&self) -> &'static str {
-        "callm-causal-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (qv, [heads, rows, hd]) = view(l1, "q")?;
-        let (kv, [kh, len, khd]) = view(l2, "k")?;
-        let (vv, vdims) = view(l3, "v")?;
-        if kh != heads || khd != hd || vdims != [kh, len, khd] || self.rep == 0 {
-            candle_core::bail!(
-                "attention: shapes q {:?} k {:?} v {vdims:?} do not match",
-                [heads, rows, hd],
-                [kh, len, khd]
-            );
-        }
-        if !rows.is_multiple_of(self.rep) || rows / self.rep > len {
-            candle_core::bail!(
-                "attention: {rows} query rows for {} heads and {len} keys",
-                self.rep
-            );
-        }
-        let (q, k, v) = (f32s(s1, "q")?, f32s(s2, "k")?, f32s(s3, "v")?);
-        if heads == 0 || rows == 0 || hd == 0 {
-            return Ok((CpuStorage::F32(vec![]), l1.shape().clone()));
-        }
-        let need =
-            |w: View, r: usize| w.start + (heads - 1) * w.head_stride + (r - 1) * w.row_stride + hd;
-        if q.len() < need(qv, rows) || k.len() < need(kv, len) || v.len() < need(vv, len) {
-            candle_core::bail!("attention: storage shorter than its layout");
-        }
-        let n = rows / self.rep;
-        let job = Job {
-            op: *self,
-            q,
-            k,
-            v,
-            qv,
-            kv,
-            vv,
-            hd,
-            rows,
-            n,
-            len,
-        };
-        let mut out = vec![0f32; heads * rows * hd];
-        // Each block of up to ROWS rows of a head writes its own part of `out`.
-        out.par_chunks_mut(rows * hd)
-            .enumerate()
-            .flat_map(|(h, head)| {
-                head.par_chunks_mut(ROWS * hd)
-                    .enumerate()
-                    .map(move |(b, dst)| (h, b * ROWS, dst))
-            })
-            .for_each(|(h, r0, dst)| job.rows(h, r0, dst));
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// One call's inputs.
-struct Job<'a> {
-    op: CausalAttention,
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    qv: View,
-    kv: View,
-    vv: View,
-    hd: usize,
+/// Writes the keys of positions `pos0..pos0 + rows` into blocked storage `dst`; `src` holds
+/// `rows` rows of `kv_heads * head_dim` values, one every `stride` values. `false` (nothing
+/// written) when `dst` or `src` is too short.
+pub fn store_keys(
+    dst: &mut [f32],
+    kv_heads: usize,
+    head_dim: usize,
+    pos0: usize,
+    src: &[f32],
     rows: usize,
-    n: usize,
-    len: usize,
+    stride: usize,
+) -> bool {
+    let width = kv_heads * head_dim;
+    let end_block = (pos0 + rows).div_ceil(KEY_BLOCK);
+    if rows == 0 {
+        return true;
+    }
+    if stride < width
+        || src.len() < (rows - 1) * stride + width
+        || dst.len() < end_block * key_block_floats(kv_heads, head_dim)
+    {
+        return false;
+    }
+    for t in 0..rows {
+        let p = pos0 + t;
+        let (b, lane) = (p / KEY_BLOCK, p % KEY_BLOCK);
+        let row = &src[t * stride..t * stride + width];
+        for g in 0..kv_heads {
+            let base = (b * kv_heads + g) * head_dim * KEY_BLOCK + lane;
+            for d in 0..head_dim {
+                dst[base + d * KEY_BLOCK] = row[g * head_dim + d];
+            }
+        }
+    }
+    true
+}
+
+/// Writes the values of positions `pos0..pos0 + rows` into `dst` (`[position][kv_head][head_dim]`);
+/// `src` as for [`store_keys`]. `false` (nothing written) when a slice is too short.
+pub fn store_values(
+    dst: &mut [f32],
+    kv_heads: usize,
+    head_dim: usize,
+    pos0: usize,
+    src: &[f32],
+    rows: usize,
+    stride: usize,
+) -> bool {
+    let width = kv_heads * head_dim;
+    if rows == 0 {
+        return true;
+    }
+    if stride < width
+        || src.len() < (rows - 1) * stride + width
+        || dst.len() < (pos0 + rows) * width
+    {
+        return false;
+    }
+    for t in 0..rows {
+        dst[(pos0 + t) * width..(pos0 + t + 1) * width]
+            .copy_from_slice(&src[t * stride..t * stride + width]);
+    }
+    true
+}
+
+/// Attention of every sequence's rows: `q` and `out` hold rows of `heads * head_dim` values
+/// (token-major, query head `h` at `h * head_dim`), the sequences' rows are disjoint, and each
+/// row attends causally (within the window) to its own sequence's cache. Rows of `out` that
+/// no sequence names are left as they are.
+pub fn attend(
+    p: &AttnParams<'_>,
+    q: &[f32],
+    seqs: &[SeqKv<'_>],
+    out: &mut [f32],
+) -> candle_core::Result<()> {
+    attend_with(crate::isa(), p, q, seqs, out)
+}
+
+/// [`attend`] with the kernels of `isa` (which this CPU must execute: `Isa::available`).
+pub(crate) fn attend_with(
+    isa: Isa,
+    p: &AttnParams<'_>,
+    q: &[f32],
+    seqs: &[SeqKv<'_>],
+    out: &mut [f32],
+) -> candle_core::Result<()> {
+    if !Isa::available().contains(&isa) {
+        candle_core::bail!("attention: {isa:?} does not run here");
+    }
+    let (heads, kvh, hd) = (p.heads, p.kv_heads, p.head_dim);
+    if heads == 0 || kvh == 0 || hd == 0 || !heads.is_multiple_of(kvh) {
+        candle_core::bail!("attention: {heads} heads for {kvh} kv heads of {hd} values");
+    }
+    let width = heads * hd;
+    if q.len() != out.len() || !q.len().is_multiple_of(width) {
+        candle_core::bail!("attention: q and out must be whole rows of {width} values");
+    }
+    if p.alibi.is_some_and(|a| a.len() != heads) {
+        candle_core::bail!("attention: one ALiBi slope per query head");
+    }
+    let total = q.len() / width;
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(seqs.len());
+    for s in seqs {
+        let end = s.pos + s.n;
+        if s.row0 + s.n > total
+            || s.k.len() < end.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)
+            || s.v.len() < end * kvh * hd
+        {
+            candle_core::bail!("attention: a sequence's rows or cache are out of bounds");
+        }
+        if s.n > 0 {
+            spans.push((s.row0, s.row0 + s.n));
+        }
+    }
+    // Disjoint rows: each output is written by one work item only.
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+        candle_core::bail!("attention: sequences share rows");
+    }
+    let rep = heads / kvh;
+    let (pos_per_item, heads_per_item) = if rep <= ROWS {
+        ((ROWS / rep).max(1), rep)
+    } else {
+        (1, ROWS)
+    };
+    let mut items = Vec::new();
+    for (si, s) in seqs.iter().enumerate() {
+        for g in 0..kvh {
+            for i0 in (0..s.n).step_by(pos_per_item) {
+                for h0 in (0..rep).step_by(heads_per_item) {
+                    items.push(Item {
+                        seq: si,
+                        g,
+                        i0,
+                        ni: pos_per_item.min(s.n - i0),
+                        h0,
+                        nh: heads_per_item.min(rep - h0),
+                    });
+                }
+            }
+        }
+    }
+    let job = Job {
+        p: *p,
+        isa,
+        q,
+        seqs,
+        out: OutPtr(out.as_mut_ptr()),
+        rep,
+    };
+    // Decode of one sequence has few items: the pool is worth waking only for real work.
+    if items.len() <= 1 {
+        items.iter().for_each(|it| job.run(it));
+    } else {
+        items.par_iter().for_each(|it| job.run(it));
+    }
+    Ok(())
+}
+
+/// Positions `i0..i0 + ni` of sequence `seq`, query heads `h0..h0 + nh` of kv head `g`'s group.
+struct Item {
+    seq: usize,
+    g: usize,
+    i0: usize,
+    ni: usize,
+    h0: usize,
+    nh: usize,
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: work items write disjoint rows x heads of the output (checked in `attend`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for OutPtr {}
+
+struct Job<'a> {
+    p: AttnParams<'a>,
+    isa: Isa,
+    q: &'a [f32],
+    seqs: &'a [SeqKv<'a>],
+    out: OutPtr,
+    rep: usize,
+}
+
+/// One row's running state.
+#[derive(Clone, Copy)]
+struct Row {
+    /// Offset of its query (and output) in `q` (`out`).
+    at: usize,
+    /// Its position and its first visible key.
+    qpos: usize,
+    lo: usize,
+    /// Running maximum and sum of the online softmax.
+    m: f32,
+    l: f32,
+    slope: f32,
 }
 
 impl Job<'_> {
-    /// Rows `r0..r0 + dst.len() / hd` of kv head `h`, written to `dst`.
-    fn rows(&self, h: usize, r0: usize, dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::isa().has_avx2() {
-                // SAFETY: the selected instruction set includes AVX2 and FMA (detected at run
-                // time).
-                unsafe { self.rows_avx2(h, r0, dst) };
-                return;
+    fn run(&self, it: &Item) {
+        let (p, s) = (&self.p, &self.seqs[it.seq]);
+        let (hd, kvh) = (p.head_dim, p.kv_heads);
+        let width = p.heads * hd;
+        let mut rows = [Row {
+            at: 0,
+            qpos: 0,
+            lo: 0,
+            m: f32::NEG_INFINITY,
+            l: 0.0,
+            slope: 0.0,
+        }; ROWS];
+        let mut nr = 0;
+        for i in it.i0..it.i0 + it.ni {
+            for j in it.h0..it.h0 + it.nh {
+                let h = it.g * self.rep + j;
+                let qpos = s.pos + i;
+                rows[nr] = Row {
+                    at: (s.row0 + i) * width + h * hd,
+                    qpos,
+                    lo: (qpos + 1).saturating_sub(p.window),
+                    m: f32::NEG_INFINITY,
+                    l: 0.0,
+                    slope: p.alibi.map_or(0.0, |a| a[h]),
+                };
+                nr += 1;
             }
         }
-        self.rows_generic(h, r0, dst)
-    }
-
-    /// [`Job::rows_generic`] compiled for AVX2 (its loops vectorize there).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn rows_avx2(&self, h: usize, r0: usize, dst: &mut [f32]) {
-        self.rows_generic(h, r0, dst)
-    }
-
-    #[inline(always)]
-    fn rows_generic(&self, h: usize, r0: usize, dst: &mut [f32]) {
-        let hd = self.hd;
-        let nr = dst.len() / hd;
-        debug_assert!(nr <= ROWS && r0 + nr <= self.rows);
-        let first = self.len - self.n;
-        // Per row: its query, absolute position, first visible key, running max and sum.
-        let mut qpos = [0usize; ROWS];
-        let mut lo = [0usize; ROWS];
-        let mut max = [f32::NEG_INFINITY; ROWS];
-        let mut sum = [0f32; ROWS];
-        let mut scores = [[0f32; KEY_BLOCK]; ROWS];
-        let q_of = |r: usize| {
-            let at = self.qv.start + h * self.qv.head_stride + r * self.qv.row_stride;
-            &self.q[at..at + hd]
-        };
-        for i in 0..nr {
-            qpos[i] = first + (r0 + i) % self.n;
-            lo[i] = (qpos[i] + 1).saturating_sub(self.op.window);
+        let rows = &mut rows[..nr];
+        for r in rows.iter() {
+            // SAFETY: the row's `hd` outputs are this item's alone (`attend` checked that
+            // sequences' rows are disjoint and in bounds; items split heads and positions).
+            unsafe { std::ptr::write_bytes(self.out.0.add(r.at), 0, hd) };
         }
-        // `dst` starts zeroed (a fresh output buffer).
-        let key = |j: usize| {
-            let at = self.kv.start + h * self.kv.head_stride + j * self.kv.row_stride;
-            &self.k[at..at + hd]
-        };
-        let val = |j: usize| {
-            let at = self.vv.start + h * self.vv.head_stride + j * self.vv.row_stride;
-            &self.v[at..at + hd]
-        };
-        let (min_lo, max_pos) = (
-            lo[..nr].iter().copied().min().unwrap_or(0),
-            qpos[..nr].iter().copied().max().unwrap_or(0),
-        );
-        let mut j0 = min_lo / KEY_BLOCK * KEY_BLOCK;
-        while j0 <= max_pos {
-            let j1 = (j0 + KEY_BLOCK).min(max_pos + 1);
-            // Scores of the block; keys a row may not see stay at -inf.
-            for (i, s) in scores[..nr].iter_mut().enumerate() {
-                s.fill(f32::NEG_INFINITY);
-                let q = q_of(r0 + i);
-                for j in j0.max(lo[i])..j1.min(qpos[i] + 1) {
-                    s[j - j0] = dot(q, key(j)) * self.op.scale;
+        let first = rows.iter().map(|r| r.lo).min().unwrap_or(0) / KEY_BLOCK;
+        let last = rows.iter().map(|r| r.qpos).max().unwrap_or(0) / KEY_BLOCK;
+        let kb_len = hd * KEY_BLOCK;
+        let plain = p.softcap.is_none() && p.alibi.is_none();
+        let mut sc = [[0f32; KEY_BLOCK]; ROWS];
+        // Per visible row of a block: its index, its visible lanes and its correction.
+        let mut vis = [(0usize, 0usize, 0usize, 0f32); ROWS];
+        for b in first..=last {
+            let j0 = b * KEY_BLOCK;
+            let kb = &s.k[(b * kvh + it.g) * kb_len..][..kb_len];
+            let mut nv = 0;
+            for (i, r) in rows.iter().enumerate() {
+                if r.qpos >= j0 && r.lo < j0 + KEY_BLOCK {
+                    let (a, e) = (r.lo.max(j0) - j0, (r.qpos + 1).min(j0 + KEY_BLOCK) - j0);
+                    vis[nv] = (i, a, e, 0.0);
+                    nv += 1;
                 }
             }
-            for i in 0..nr {
-                let s = &mut scores[i][..j1 - j0];
-                let bmax = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if bmax == f32::NEG_INFINITY {
-                    // Nothing visible in this block: probabilities 0, state unchanged.
-                    s.fill(0.0);
+            // Scores, up to four rows sharing each key load.
+            let mut i = 0;
+            while i < nv {
+                let g = group_len(nv - i);
+                let mut at = [0usize; 4];
+                for (x, v) in at.iter_mut().zip(&vis[i..i + g]) {
+                    *x = rows[v.0].at;
+                }
+                scores_group(self.isa, self.q, &at[..g], hd, kb, &mut sc[i..i + g]);
+                i += g;
+            }
+            // The online softmax, row by row.
+            for (si, v) in vis[..nv].iter_mut().enumerate() {
+                let r = &mut rows[v.0];
+                let sc = &mut sc[si];
+                let (a, e) = (v.1, v.2);
+                let mb = if plain {
+                    scale_mask_max(self.isa, sc, a, e, p.scale)
+                } else {
+                    let mut mb = f32::NEG_INFINITY;
+                    for (l, x) in sc.iter_mut().enumerate() {
+                        if l < a || l >= e {
+                            *x = f32::NEG_INFINITY;
+                            continue;
+                        }
+                        let mut y = *x * p.scale;
+                        if let Some(cap) = p.softcap {
+                            y = cap * (y / cap).tanh();
+                        }
+                        if p.alibi.is_some() {
+                            y += r.slope * ((j0 + l) as f32 - r.qpos as f32);
+                        }
+                        *x = y;
+                        mb = mb.max(y);
+                    }
+                    mb
+                };
+                if mb == f32::NEG_INFINITY || mb.is_nan() {
+                    // Nothing usable: probabilities 0, state and output unchanged.
+                    sc.fill(0.0);
+                    v.3 = 1.0;
                     continue;
                 }
-                let m = max[i].max(bmax);
-                let correction = (max[i] - m).exp();
-                max[i] = m;
-                let mut bsum = 0f32;
-                for p in s.iter_mut() {
-                    *p = (*p - m).exp();
-                    bsum += *p;
-                }
-                sum[i] = sum[i] * correction + bsum;
-                if correction != 1.0 {
-                    for o in &mut dst[i * hd..(i + 1) * hd] {
-                        *o *= correction;
-                    }
-                }
+                let m = r.m.max(mb);
+                // exp(0) is exactly 1: skipping the call changes nothing.
+                let corr = if m == r.m { 1.0 } else { (r.m - m).exp() };
+                let sum = exp_block(self.isa, sc, m);
+                r.l = r.l * corr + sum;
+                r.m = m;
+                v.3 = corr;
             }
-            // out[i] += Σ_j p[i][j] · v[j], 8 dimensions at a time held in a register across
-            // the block's keys.
-            for i in 0..nr {
-                let ps = &scores[i][..j1 - j0];
-                let row = &mut dst[i * hd..(i + 1) * hd];
-                let mut c = 0;
-                while c + 8 <= hd {
-                    let mut acc = [0f32; 8];
-                    acc.copy_from_slice(&row[c..c + 8]);
-                    for (jj, &p) in ps.iter().enumerate() {
-                        let vj = &val(j0 + jj)[c..c + 8];
-                        for l in 0..8 {
-                            acc[l] += p * vj[l];
-                        }
-                    }
-                    row[c..c + 8].copy_from_slice(&acc);
-                    c += 8;
+            // Values, up to four rows with the same visible keys sharing each value load.
+            let vb = &s.v[(j0 * kvh + it.g) * hd..];
+            let mut i = 0;
+            while i < nv {
+                let mut g = 1;
+                while g < group_len(nv - i) && vis[i + g].1 == vis[i].1 && vis[i + g].2 == vis[i].2
+                {
+                    g += 1;
                 }
-                for (d, o) in row.iter_mut().enumerate().skip(c) {
-                    for (jj, &p) in ps.iter().enumerate() {
-                        *o += p * val(j0 + jj)[d];
-                    }
+                let g = group_len(g);
+                let mut out = [std::ptr::null_mut(); 4];
+                let mut corr = [0f32; 4];
+                for k in 0..g {
+                    // SAFETY: the row's offset is inside `out` (checked in `attend`).
+                    out[k] = unsafe { self.out.0.add(rows[vis[i + k].0].at) };
+                    corr[k] = vis[i + k].3;
                 }
+                let (a, e) = (vis[i].1, vis[i].2);
+                // SAFETY: each row's `hd` outputs are this item's alone (see above); keys
+                // `j0 + a .. j0 + e` are below `pos + n`, inside `s.v` (checked in `attend`).
+                unsafe {
+                    pv_group(
+                        self.isa,
+                        &out[..g],
+                        &corr[..g],
+                        &sc[i..i + g],
+                        a,
+                        e,
+                        vb,
+                        kvh * hd,
+                        hd,
+                    )
+                };
+                i += g;
             }
-            j0 += KEY_BLOCK;
         }
-        for i in 0..nr {
-            let inv = if sum[i] > 0.0 { 1.0 / sum[i] } else { 0.0 };
-            for o in &mut dst[i * hd..(i + 1) * hd] {
-                *o *= inv;
+        for r in rows.iter() {
+            let inv = if r.l > 0.0 { 1.0 / r.l } else { 0.0 };
+            // SAFETY: as above.
+            let o = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r.at), hd) };
+            for x in o {
+                *x *= inv;
             }
         }
     }
 }
 
-/// Dot product in 8 interleaved partial sums (vectorizes to one 8-lane register).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+/// Rows handled together by [`scores_group`] and [`pv_group`] out of `left`: 4, 2 or 1.
+fn group_len(left: usize) -> usize {
+    match left {
+        0 => 0,
+        1 => 1,
+        2 | 3 => 2,
+        _ => 4,
+    }
+}
+
+/// The 32 dot products of each query row (`q[at..at + hd]` for each offset, 1, 2 or 4 rows)
+/// with a key block (`[hd][32]`), unscaled; a row's numbers do not depend on the others.
+fn scores_group(
+    isa: Isa,
+    q: &[f32],
+    ats: &[usize],
+    hd: usize,
+    kb: &[f32],
+    out: &mut [[f32; KEY_BLOCK]],
+) {
+    debug_assert!(kb.len() == hd * KEY_BLOCK && out.len() == ats.len());
+    debug_assert!(ats.iter().all(|&a| a + hd <= q.len()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::arch::x86::attn::{scores_avx2, scores_avx512};
+        let qp = q.as_ptr();
+        macro_rules! group {
+            ($f:ident, $r:literal) => {{
+                let mut qs = [qp; $r];
+                let mut ss = [std::ptr::null_mut(); $r];
+                for (k, (a, o)) in ats.iter().zip(out.iter_mut()).enumerate() {
+                    // SAFETY: `a + hd <= q.len()` (the callers' offsets are rows of `q`).
+                    qs[k] = unsafe { qp.add(*a) };
+                    ss[k] = o.as_mut_ptr();
+                }
+                // SAFETY: the instruction set was checked when it was selected; each query
+                // holds `hd` values, `kb` holds `hd` rows of 32 keys, each output 32 floats.
+                unsafe { $f::<$r>(qs, hd, kb.as_ptr(), ss) }
+            }};
+        }
+        match (isa, ats.len()) {
+            (Isa::Avx512Vnni, 4) => return group!(scores_avx512, 4),
+            (Isa::Avx512Vnni, 2) => return group!(scores_avx512, 2),
+            (Isa::Avx512Vnni, 1) => return group!(scores_avx512, 1),
+            (Isa::Avx2, 1) => return group!(scores_avx2, 1),
+            (Isa::Avx512Vnni | Isa::Avx2, _) => {
+                for (a, o) in ats.iter().zip(out.iter_mut()) {
+                    scores_group(isa, q, &[*a], hd, kb, std::slice::from_mut(o));
+                }
+                return;
+            }
+            _ => {}
         }
     }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
+    let _ = isa;
+    for (a, o) in ats.iter().zip(out.iter_mut()) {
+        scores_portable(&q[*a..*a + hd], kb, o);
     }
-    let s4 = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+}
+
+/// The definition every version follows per key: two partial sums, of the even and of the odd
+/// dimensions, each one fused multiply-add per dimension in order, then added.
+pub(crate) fn scores_portable(q: &[f32], kb: &[f32], s: &mut [f32; KEY_BLOCK]) {
+    let mut acc = [[0f32; KEY_BLOCK]; 2];
+    for (d, (&qd, k)) in q.iter().zip(kb.chunks_exact(KEY_BLOCK)).enumerate() {
+        let a = &mut acc[d % 2];
+        for l in 0..KEY_BLOCK {
+            a[l] = qd.mul_add(k[l], a[l]);
+        }
+    }
+    for l in 0..KEY_BLOCK {
+        s[l] = acc[0][l] + acc[1][l];
+    }
+}
+
+/// `s[l] ← s[l] · scale` for the visible lanes `a..e`, −∞ for the others; returns their maximum
+/// (−∞ when none).
+#[inline]
+fn scale_mask_max(isa: Isa, s: &mut [f32; KEY_BLOCK], a: usize, e: usize, scale: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx512Vnni {
+            // SAFETY: the instruction set was checked when it was selected.
+            return unsafe { crate::arch::x86::attn::scale_mask_max_avx512(s, a, e, scale) };
+        }
+    }
+    let _ = isa;
+    let mut mb = f32::NEG_INFINITY;
+    for (l, x) in s.iter_mut().enumerate() {
+        if l < a || l >= e {
+            *x = f32::NEG_INFINITY;
+        } else {
+            *x *= scale;
+            mb = mb.max(*x);
+        }
+    }
+    mb
+}
+
+/// `s ← exp(s − m)` for the 32 scores (−∞ gives 0); returns their sum, in a fixed order.
+#[inline]
+fn exp_block(isa: Isa, s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx512Vnni {
+            // SAFETY: AVX-512 F is part of the selected instruction set.
+            return unsafe { crate::arch::x86::attn::exp_block_avx512(s, m) };
+        }
+        if isa.has_avx2() {
+            // SAFETY: AVX2 and FMA are part of the selected instruction set.
+            return unsafe { crate::arch::x86::attn::exp_block_avx2(s, m) };
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let _ = isa;
+        // SAFETY: NEON is part of every aarch64 target Rust builds for.
+        return unsafe { crate::arch::arm::exp::exp_block_neon(s, m) };
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = isa;
+        let mut sum = 0f32;
+        for x in s.iter_mut() {
+            *x = (*x - m).exp();
+            sum += *x;
+        }
+        sum
+    }
+}
+
+/// For each row `k` (1, 2 or 4): `o_k ← o_k · corr_k + Σ_{l ∈ a..e} p_k[l] · v[l]` over its
+/// `hd` values, where `v[l]` is the row `l * vs` values into `v`; a row's numbers do not depend
+/// on the others.
+///
+/// # Safety
+/// Each `out[k]` must point to `hd` writable floats no other thread touches; `v` must hold rows
+/// `a..e` (`(e - 1) * vs + hd` values).
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_group(
+    isa: Isa,
+    out: &[*mut f32],
+    corr: &[f32],
+    p: &[[f32; KEY_BLOCK]],
+    a: usize,
+    e: usize,
+    v: &[f32],
+    vs: usize,
+    hd: usize,
+) {
+    debug_assert!(e >= 1 && v.len() >= (e - 1) * vs + hd);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::arch::x86::attn::{pv_avx2, pv_avx512};
+        macro_rules! group {
+            ($f:ident, $r:literal) => {{
+                let o: [*mut f32; $r] = std::array::from_fn(|k| out[k]);
+                let c: [f32; $r] = std::array::from_fn(|k| corr[k]);
+                let pp: [&[f32; KEY_BLOCK]; $r] = std::array::from_fn(|k| &p[k]);
+                // SAFETY: the instruction set was checked when it was selected; the caller's
+                // contract.
+                unsafe { $f::<$r>(o, c, pp, a, e, v.as_ptr(), vs, hd) }
+            }};
+        }
+        match (isa, out.len()) {
+            (Isa::Avx512Vnni, 4) => return group!(pv_avx512, 4),
+            (Isa::Avx512Vnni, 2) => return group!(pv_avx512, 2),
+            (Isa::Avx512Vnni, 1) => return group!(pv_avx512, 1),
+            (Isa::Avx512Vnni, _) => {
+                for k in 0..out.len() {
+                    let o = [out[k]];
+                    // SAFETY: as above, one row at a time.
+                    unsafe { pv_avx512::<1>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
+                }
+                return;
+            }
+            (Isa::Avx2, _) => {
+                for k in 0..out.len() {
+                    let o = [out[k]];
+                    // SAFETY: as above, one row at a time.
+                    unsafe { pv_avx2::<1>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+    let _ = isa;
+    for k in 0..out.len() {
+        // SAFETY: the caller's contract.
+        let o = unsafe { std::slice::from_raw_parts_mut(out[k], hd) };
+        pv_portable(o, corr[k], &p[k], a, e, v, vs);
+    }
+}
+
+/// The definition every version follows per value: one running sum from `o · corr`, one fused
+/// multiply-add per visible key in position order.
+pub(crate) fn pv_portable(
+    o: &mut [f32],
+    corr: f32,
+    p: &[f32; KEY_BLOCK],
+    a: usize,
+    e: usize,
+    v: &[f32],
+    vs: usize,
+) {
+    for (d, od) in o.iter_mut().enumerate() {
+        let mut acc = *od * corr;
+        for (l, &pl) in p.iter().enumerate().take(e).skip(a) {
+            acc = pl.mul_add(v[l * vs + d], acc);
+        }
+        *od = acc;
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Tensor};
-    use rand::{Rng, SeedableRng};
-
-    /// Plain attention in f64: every score, the mask, a two-pass softmax.
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        heads: usize,
-        rep: usize,
-        n: usize,
-        len: usize,
-        hd: usize,
-        window: usize,
-        scale: f32,
-    ) -> Vec<f32> {
-        let rows = rep * n;
-        let mut out = vec![0f32; heads * rows * hd];
-        for h in 0..heads {
-            for r in 0..rows {
-                let qp = len - n + r % n;
-                let qr = &q[(h * rows + r) * hd..][..hd];
-                let vis: Vec<usize> = (0..len).filter(|&j| j <= qp && qp - j < window).collect();
-                let s: Vec<f64> = vis
-                    .iter()
-                    .map(|&j| {
-                        let kr = &k[(h * len + j) * hd..][..hd];
-                        qr.iter()
-                            .zip(kr)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                            * scale as f64
-                    })
-                    .collect();
-                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for d in 0..hd {
-                    let acc: f64 = vis
-                        .iter()
-                        .zip(&e)
-                        .map(|(&j, p)| p * v[(h * len + j) * hd + d] as f64)
-                        .sum();
-                    out[(h * rows + r) * hd + d] = (acc / z) as f32;
-                }
-            }
-        }
-        out
-    }
-
-    fn rand_vec(len: usize, rng: &mut impl Rng) -> Vec<f32> {
-        (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect()
-    }
-
-    #[test]
-    fn matches_plain_attention() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
-        let dev = Device::Cpu;
-        // (heads, rep, n, len, hd, window)
-        for &(heads, rep, n, len, hd, window) in &[
-            (1, 1, 1, 1, 8, usize::MAX),
-            (2, 3, 1, 70, 64, usize::MAX),
-            (3, 2, 5, 5, 16, usize::MAX),
-            (2, 4, 37, 100, 20, usize::MAX),
-            (1, 2, 64, 200, 64, 50),
-            (2, 1, 3, 40, 12, 1),
-        ] {
-            let rows = rep * n;
-            let q = rand_vec(heads * rows * hd, &mut rng);
-            let k = rand_vec(heads * len * hd, &mut rng);
-            let v = rand_vec(heads * len * hd, &mut rng);
-            let scale = 1.0 / (hd as f32).sqrt();
-            let want = reference(&q, &k, &v, heads, rep, n, len, hd, window, scale);
-            // Keys and values as a cache view: a narrowed, larger buffer.
-            let cap = len + 7;
-            let mut kb = vec![0f32; heads * cap * hd];
-            let mut vb = vec![0f32; heads * cap * hd];
-            for h in 0..heads {
-                kb[h * cap * hd..][..len * hd].copy_from_slice(&k[h * len * hd..][..len * hd]);
-                vb[h * cap * hd..][..len * hd].copy_from_slice(&v[h * len * hd..][..len * hd]);
-            }
-            let kt = Tensor::from_vec(kb, (heads, cap, hd), &dev)
-                .unwrap()
-                .narrow(1, 0, len)
-                .unwrap();
-            let vt = Tensor::from_vec(vb, (heads, cap, hd), &dev)
-                .unwrap()
-                .narrow(1, 0, len)
-                .unwrap();
-            let qt = Tensor::from_vec(q, (heads, rows, hd), &dev).unwrap();
-            let op = CausalAttention { rep, scale, window };
-            let got: Vec<f32> = qt
-                .apply_op3_no_bwd(&kt, &vt, &op)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "{heads},{rep},{n},{len},{hd},{window} at {i}: {g} vs {w}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn rows_do_not_depend_on_the_chunking() {
-        // The last 8 positions computed in one call equal the same positions computed as
-        // 8 one-token calls over growing prefixes.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
-        let dev = Device::Cpu;
-        let (heads, rep, len, hd) = (2, 2, 90, 32);
-        let n = 8;
-        let q = rand_vec(heads * rep * n * hd, &mut rng);
-        let k =
-            Tensor::from_vec(rand_vec(heads * len * hd, &mut rng), (heads, len, hd), &dev).unwrap();
-        let v =
-            Tensor::from_vec(rand_vec(heads * len * hd, &mut rng), (heads, len, hd), &dev).unwrap();
-        let op = CausalAttention {
-            rep,
-            scale: 0.17,
-            window: usize::MAX,
-        };
-        let qt = Tensor::from_vec(q.clone(), (heads, rep * n, hd), &dev).unwrap();
-        let all = qt.apply_op3_no_bwd(&k, &v, &op).unwrap();
-        for i in 0..n {
-            let one: Vec<f32> = (0..heads * rep)
-                .flat_map(|hr| q[(hr * n + i) * hd..][..hd].to_vec())
-                .collect();
-            let l = len - n + i + 1;
-            let qt = Tensor::from_vec(one, (heads, rep, hd), &dev).unwrap();
-            let got = qt
-                .apply_op3_no_bwd(
-                    &k.narrow(1, 0, l).unwrap(),
-                    &v.narrow(1, 0, l).unwrap(),
-                    &op,
-                )
-                .unwrap();
-            for h in 0..heads {
-                for r in 0..rep {
-                    let a: Vec<f32> = all
-                        .get(h)
-                        .unwrap()
-                        .get(r * n + i)
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap();
-                    let b: Vec<f32> = got.get(h).unwrap().get(r).unwrap().to_vec1().unwrap();
-                    assert_eq!(a, b, "head {h} rep {r} position {i}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn bad_shapes_are_errors() {
-        let dev = Device::Cpu;
-        let z = |d: (usize, usize, usize)| Tensor::zeros(d, candle_core::DType::F32, &dev).unwrap();
-        let op = CausalAttention {
-            rep: 2,
-            scale: 1.0,
-            window: usize::MAX,
-        };
-        assert!(z((1, 3, 8))
-            .apply_op3_no_bwd(&z((1, 4, 8)), &z((1, 4, 8)), &op)
-            .is_err());
-        assert!(z((1, 2, 8))
-            .apply_op3_no_bwd(&z((2, 4, 8)), &z((2, 4, 8)), &op)
-            .is_err());
-        assert!(z((1, 10, 8))
-            .apply_op3_no_bwd(&z((1, 4, 8)), &z((1, 4, 8)), &op)
-            .is_err());
-        let f16 = Tensor::zeros((1, 2, 8), candle_core::DType::F16, &dev).unwrap();
-        assert!(f16
-            .apply_op3_no_bwd(&z((1, 4, 8)), &z((1, 4, 8)), &op)
-            .is_err());
-    }
-}
+mod tests;

@@ -13,9 +13,12 @@
 //! and the integer sums are ggml's, so results equal candle's own K-quant matmul up to float
 //! summation order. Other block types stay on candle's kernels.
 //!
-//! Attention: [`attention::CausalAttention`] (fused scores, mask, online softmax and values, for
-//! decode steps) and [`softmax::CausalSoftmax`] (scale, mask and softmax in one pass, between
-//! candle's batched matmuls in prefill).
+//! Attention: [`attention::attend`], causal attention of a batch of sequences over their own
+//! key/value caches, one algorithm for every query row (prefill and decode) whose result for a
+//! row does not depend on the other rows; [`rope`] rotates rows at their own positions.
+//! [`DenseLinear`] is the f32 matmul with the same property (candle's `gemm` changes its
+//! reduction order with the shape of the call). Batch invariance is what lets callm batch many
+//! sequences, chunk prompts any way and reuse any cached prefix without changing a result.
 //!
 //! Layout: portable code at the top (formats, packing, the work split, the scalar kernels); the
 //! code written in one instruction set's intrinsics under `arch/` (`x86`, `arm`), one folder per
@@ -34,16 +37,18 @@ mod arch;
 pub mod attention;
 mod blocks;
 mod codes;
+mod dense;
 mod kblocks;
 mod linear;
 mod matmul;
 mod pack;
+pub mod rope;
 mod scalar;
-pub mod softmax;
 
 use std::sync::OnceLock;
 
 pub use blocks::BlockKind;
+pub use dense::DenseLinear;
 pub use linear::PackedLinear;
 
 /// The instruction set a kernel uses.

@@ -9,18 +9,25 @@ use crate::pack::{PackedMatrix, TILE};
 use crate::{scalar, Isa};
 
 /// Activation rows computed together against one weight tile.
-const MT: usize = 8;
+pub(crate) const MT: usize = 8;
 /// Tokens per work item in prefill: the item's activations stay in L2 while its tiles stream.
 const TOKENS_PER_ITEM: usize = 64;
 /// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more.
 const SERIAL_MACS: usize = 1 << 18;
 
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: work items write disjoint (token range x tile) rectangles of the output.
 unsafe impl Send for OutPtr {}
 // SAFETY: as for `Send`: no two items write the same output.
 unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the `Send`/`Sync` wrapper whole).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// `out[m, n] = x[m, k] · Wᵀ` for packed `W`, with the kernel for `isa`.
 ///
@@ -54,26 +61,40 @@ pub(crate) fn matmul_with(
 }
 
 fn run(isa: Isa, p: &PackedMatrix, a: &QuantActs, out: &mut [f32]) {
-    let m = a.m;
     let ptr = OutPtr(out.as_mut_ptr());
+    split(a.m, p.tiles, a.m * p.n * p.k, |tiles, toks| {
+        run_item(isa, p, a, tiles, toks, ptr)
+    });
+}
+
+/// Splits `m` tokens x `tiles` output tiles into work items (contiguous tile ranges x up to
+/// [`TOKENS_PER_ITEM`] tokens) and runs `item` on each, on rayon's pool unless the call is too
+/// small (`macs` multiply-adds) to wake it. Every output belongs to exactly one item, and an
+/// item's kernel computes each of its outputs on its own, so how the work is split never
+/// changes a result.
+pub(crate) fn split(
+    m: usize,
+    tiles: usize,
+    macs: usize,
+    item: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
     let threads = rayon::current_num_threads();
-    let macs = m * p.n * p.k;
     if threads <= 1 || macs < SERIAL_MACS {
-        run_item(isa, p, a, 0..p.tiles, 0..m, ptr);
+        item(0..tiles, 0..m);
         return;
     }
     let token_groups = m.div_ceil(TOKENS_PER_ITEM);
     // Enough items per thread to balance, each a contiguous range of tiles.
     let want = (threads * 4).div_ceil(token_groups).max(1);
-    let tiles_per_item = p.tiles.div_ceil(want).max(1);
-    let tile_groups = p.tiles.div_ceil(tiles_per_item);
+    let tiles_per_item = tiles.div_ceil(want).max(1);
+    let tile_groups = tiles.div_ceil(tiles_per_item);
     (0..tile_groups * token_groups)
         .into_par_iter()
-        .for_each(|item| {
-            let (tg, kg) = (item % tile_groups, item / tile_groups);
-            let tiles = tg * tiles_per_item..((tg + 1) * tiles_per_item).min(p.tiles);
+        .for_each(|it| {
+            let (tg, kg) = (it % tile_groups, it / tile_groups);
+            let tr = tg * tiles_per_item..((tg + 1) * tiles_per_item).min(tiles);
             let toks = kg * TOKENS_PER_ITEM..((kg + 1) * TOKENS_PER_ITEM).min(m);
-            run_item(isa, p, a, tiles, toks, ptr);
+            item(tr, toks);
         });
 }
 

@@ -1,38 +1,27 @@
-//! The vector `exp` on NEON, for the softmax ([`crate::softmax`]): the method and constants of
+//! The vector `exp` on NEON, for the attention's softmax ([`crate::attention`]): the method and constants of
 //! x86's `exp8`, 4 values per step.
 
 use core::arch::aarch64::*;
 
 use crate::arch::exp_c;
 
-/// `v ← exp(scale·v − max)` for every value, 4 values per step with [`exp4`]; returns their sum.
+/// `s ← exp(s − m)` for a block of 32 scores with [`exp4`] (−∞ gives 0); returns the sum as
+/// the pairwise sum of the eight 4-lane parts, then its lanes (`vaddvq`), in a fixed order.
 #[target_feature(enable = "neon")]
-pub(crate) fn exp_shifted_neon(v: &mut [f32], scale: f32, max: f32) -> f32 {
-    let (s, m) = (vdupq_n_f32(scale), vdupq_n_f32(max));
-    let mut acc = vdupq_n_f32(0.0);
-    let mut chunks = v.chunks_exact_mut(4);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 4 floats, read and then written.
+pub(crate) fn exp_block_neon(s: &mut [f32; crate::attention::KEY_BLOCK], m: f32) -> f32 {
+    let mv = vdupq_n_f32(m);
+    let mut e = [vdupq_n_f32(0.0); 8];
+    for (c, ec) in e.iter_mut().enumerate() {
+        // SAFETY: `s` holds 32 floats: part `c` is 4 of them.
         unsafe {
-            let e = exp4(vsubq_f32(vmulq_f32(vld1q_f32(c.as_ptr()), s), m));
-            vst1q_f32(c.as_mut_ptr(), e);
-            acc = vaddq_f32(acc, e);
+            let p = s.as_mut_ptr().add(4 * c);
+            *ec = exp4(vsubq_f32(vld1q_f32(p), mv));
+            vst1q_f32(p, *ec);
         }
     }
-    let mut sum = vaddvq_f32(acc);
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let mut buf = [0f32; 4];
-        buf[..rest.len()].copy_from_slice(rest);
-        // SAFETY: `buf` holds 4 floats, read and then written.
-        unsafe {
-            let e = exp4(vsubq_f32(vmulq_f32(vld1q_f32(buf.as_ptr()), s), m));
-            vst1q_f32(buf.as_mut_ptr(), e);
-        }
-        rest.copy_from_slice(&buf[..rest.len()]);
-        sum += buf[..rest.len()].iter().sum::<f32>();
-    }
-    sum
+    let a = vaddq_f32(vaddq_f32(e[0], e[1]), vaddq_f32(e[2], e[3]));
+    let b = vaddq_f32(vaddq_f32(e[4], e[5]), vaddq_f32(e[6], e[7]));
+    vaddvq_f32(vaddq_f32(a, b))
 }
 
 /// `exp` of 4 floats, the method and constants of x86's `exp8`: `2^k · e^r` with

@@ -10,6 +10,8 @@ use crate::act::QuantActs;
 use crate::matmul::TileCall;
 use crate::pack::TILE;
 
+pub(crate) mod attn;
+pub(crate) mod dense;
 pub(crate) mod exp;
 pub(crate) mod quant;
 pub(crate) mod tiles;

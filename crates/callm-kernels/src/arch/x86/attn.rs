@@ -1,0 +1,330 @@
+//! x86-64 pieces of [`crate::attention`]: the 32 scores of 1, 2 or 4 query rows against a
+//! transposed key block (the rows share each key load), the block's exponentials, and the
+//! weighted sum of values of 1, 2 or 4 rows (sharing each value load), on AVX-512 and AVX2.
+//! Each follows the portable definitions (`scores_portable`, `pv_portable`) lane by lane, the
+//! same fused multiply-adds in the same order, so a row's numbers never depend on the rows it
+//! was grouped with.
+//!
+//! Bounds, for every unsafe access below: the callers' contracts (query rows of `hd` values,
+//! key blocks of `hd` rows of 32, outputs of 32 scores or `hd` values, value rows `a..e`).
+
+use core::arch::x86_64::*;
+
+use super::exp::exp8;
+use crate::arch::exp_c;
+use crate::attention::KEY_BLOCK;
+
+/// AVX-512: `s_r[l] = Σ_d q_r[d] · kb[d][l]` for `R` rows, as the sum of two partial sums (even
+/// and odd `d`).
+///
+/// # Safety
+/// The CPU must support AVX-512 F and FMA; each `q[r]` points to `hd` floats, `kb` to `hd`
+/// rows of 32 floats, each `s[r]` to 32 writable floats.
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn scores_avx512<const R: usize>(
+    q: [*const f32; R],
+    hd: usize,
+    kb: *const f32,
+    s: [*mut f32; R],
+) {
+    let z = _mm512_setzero_ps();
+    let mut acc = [[[z; 2]; 2]; R];
+    for d in 0..hd {
+        let u = d % 2;
+        // SAFETY: `d < hd`: key row `d` and each query's value `d` exist (the contract).
+        unsafe {
+            let k = kb.add(d * KEY_BLOCK);
+            let (k0, k1) = (_mm512_loadu_ps(k), _mm512_loadu_ps(k.add(16)));
+            for (qr, a) in q.iter().zip(acc.iter_mut()) {
+                let x = _mm512_set1_ps(*qr.add(d));
+                a[u][0] = _mm512_fmadd_ps(x, k0, a[u][0]);
+                a[u][1] = _mm512_fmadd_ps(x, k1, a[u][1]);
+            }
+        }
+    }
+    for (a, sr) in acc.iter().zip(s) {
+        for h in 0..2 {
+            // SAFETY: `sr` points to 32 writable floats (the contract).
+            unsafe { _mm512_storeu_ps(sr.add(16 * h), _mm512_add_ps(a[0][h], a[1][h])) };
+        }
+    }
+}
+
+/// AVX2: [`scores_avx512`] in 8-lane registers.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; otherwise as [`scores_avx512`].
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn scores_avx2<const R: usize>(
+    q: [*const f32; R],
+    hd: usize,
+    kb: *const f32,
+    s: [*mut f32; R],
+) {
+    let z = _mm256_setzero_ps();
+    let mut acc = [[[z; 4]; 2]; R];
+    for d in 0..hd {
+        let u = d % 2;
+        // SAFETY: as in `scores_avx512`.
+        unsafe {
+            let k = kb.add(d * KEY_BLOCK);
+            let kv = [
+                _mm256_loadu_ps(k),
+                _mm256_loadu_ps(k.add(8)),
+                _mm256_loadu_ps(k.add(16)),
+                _mm256_loadu_ps(k.add(24)),
+            ];
+            for (qr, a) in q.iter().zip(acc.iter_mut()) {
+                let x = _mm256_set1_ps(*qr.add(d));
+                for (ac, kc) in a[u].iter_mut().zip(kv) {
+                    *ac = _mm256_fmadd_ps(x, kc, *ac);
+                }
+            }
+        }
+    }
+    for (a, sr) in acc.iter().zip(s) {
+        for h in 0..4 {
+            // SAFETY: `sr` points to 32 writable floats (the contract).
+            unsafe { _mm256_storeu_ps(sr.add(8 * h), _mm256_add_ps(a[0][h], a[1][h])) };
+        }
+    }
+}
+
+/// AVX-512: `s[l] ← s[l] · scale` for lanes `a..e`, −∞ elsewhere; returns their maximum.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn scale_mask_max_avx512(
+    s: &mut [f32; KEY_BLOCK],
+    a: usize,
+    e: usize,
+    scale: f32,
+) -> f32 {
+    let bits = |n: usize| -> u32 {
+        if n >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << n) - 1
+        }
+    };
+    // Lanes `a..e` of the 32.
+    let vis = bits(e) & !bits(a);
+    let (sc, ninf) = (_mm512_set1_ps(scale), _mm512_set1_ps(f32::NEG_INFINITY));
+    let mut m = ninf;
+    for h in 0..2 {
+        let mask = (vis >> (16 * h)) as u16;
+        // SAFETY: `s` holds 32 floats.
+        unsafe {
+            let p = s.as_mut_ptr().add(16 * h);
+            let v = _mm512_mask_blend_ps(mask, ninf, _mm512_mul_ps(_mm512_loadu_ps(p), sc));
+            _mm512_storeu_ps(p, v);
+            m = _mm512_max_ps(m, v);
+        }
+    }
+    _mm512_reduce_max_ps(m)
+}
+
+/// `exp` of 16 floats: [`exp8`]'s operations on 16 lanes (each lane's result is exactly
+/// `exp8`'s).
+#[inline]
+#[target_feature(enable = "avx512f,fma")]
+fn exp16(x: __m512) -> __m512 {
+    let lo = _mm512_set1_ps(exp_c::LO);
+    let underflow = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    let x = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(exp_c::HI));
+    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(exp_c::LN2_HI), x);
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(exp_c::LN2_LO), r);
+    let mut p = _mm512_set1_ps(exp_c::POLY[0]);
+    for c in &exp_c::POLY[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+    }
+    let r2 = _mm512_mul_ps(r, r);
+    let er = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+    let pow2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+        _mm512_cvtps_epi32(k),
+        _mm512_set1_epi32(127),
+    )));
+    _mm512_maskz_mov_ps(!underflow, _mm512_mul_ps(er, pow2))
+}
+
+/// AVX-512: `s ← exp(s − m)` with [`exp16`] (−∞ gives 0); returns the sum of the two halves'
+/// lanes, reduced in a fixed order.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and FMA.
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn exp_block_avx512(s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
+    let mv = _mm512_set1_ps(m);
+    // SAFETY: `s` holds 32 floats: two halves of 16.
+    let (e0, e1) = unsafe {
+        let p = s.as_mut_ptr();
+        let e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(p), mv));
+        let e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(16)), mv));
+        _mm512_storeu_ps(p, e0);
+        _mm512_storeu_ps(p.add(16), e1);
+        (e0, e1)
+    };
+    _mm512_reduce_add_ps(_mm512_add_ps(e0, e1))
+}
+
+/// `s ← exp(s − m)` with [`exp8`] (−∞ gives 0); returns the sum as
+/// `((e0 + e1) + (e2 + e3))` of the four 8-lane parts, then its lanes in a fixed tree.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn exp_block_avx2(s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
+    let mv = _mm256_set1_ps(m);
+    let mut e = [_mm256_setzero_ps(); 4];
+    for (c, ec) in e.iter_mut().enumerate() {
+        // SAFETY: `s` holds 32 floats: part `c` is 8 of them.
+        unsafe {
+            let p = s.as_mut_ptr().add(8 * c);
+            *ec = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
+            _mm256_storeu_ps(p, *ec);
+        }
+    }
+    let t = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3]));
+    let q = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+    _mm_cvtss_f32(q)
+}
+
+/// AVX-512: for `R` rows, `o_r ← o_r · corr_r + Σ_{l ∈ a..e} p_r[l] · v[l·vs ..]`, one running
+/// sum per value, 64 values per pass, then 16, then a masked tail.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and FMA; each `o[r]` points to `hd` writable floats no
+/// other thread touches; `v` holds rows `a..e` (`(e - 1) * vs + hd` floats).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn pv_avx512<const R: usize>(
+    o: [*mut f32; R],
+    corr: [f32; R],
+    p: [&[f32; KEY_BLOCK]; R],
+    a: usize,
+    e: usize,
+    v: *const f32,
+    vs: usize,
+    hd: usize,
+) {
+    let c: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(corr[r]));
+    let mut d = 0;
+    macro_rules! pass {
+        ($w:literal, $mask:expr) => {{
+            let mask: __mmask16 = $mask;
+            let mut acc = [[_mm512_setzero_ps(); $w]; R];
+            for r in 0..R {
+                for u in 0..$w {
+                    // SAFETY: values `d + 16u ..` under `mask` lie in row `r`'s `hd` floats.
+                    let x = unsafe { _mm512_maskz_loadu_ps(mask, o[r].add(d + 16 * u)) };
+                    acc[r][u] = _mm512_mul_ps(x, c[r]);
+                }
+            }
+            for l in a..e {
+                let mut x = [_mm512_setzero_ps(); $w];
+                for (u, xu) in x.iter_mut().enumerate() {
+                    // SAFETY: row `l < e` of `v`, values under `mask` (the contract).
+                    *xu = unsafe { _mm512_maskz_loadu_ps(mask, v.add(l * vs + d + 16 * u)) };
+                }
+                for r in 0..R {
+                    let pl = _mm512_set1_ps(p[r][l]);
+                    for u in 0..$w {
+                        acc[r][u] = _mm512_fmadd_ps(pl, x[u], acc[r][u]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for u in 0..$w {
+                    // SAFETY: as for the loads of `o`.
+                    unsafe { _mm512_mask_storeu_ps(o[r].add(d + 16 * u), mask, acc[r][u]) };
+                }
+            }
+            d += 16 * $w;
+        }};
+    }
+    while d + 64 <= hd {
+        pass!(4, 0xFFFF);
+    }
+    while d + 16 <= hd {
+        pass!(1, 0xFFFF);
+    }
+    if d < hd {
+        pass!(1, ((1u32 << (hd - d)) - 1) as u16);
+    }
+    debug_assert!(d >= hd);
+}
+
+/// AVX2: [`pv_avx512`] in 8-lane registers (32 values per pass, then 8), the last `hd mod 8`
+/// values with scalar fused multiply-adds (the same operations per value).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; otherwise as [`pv_avx512`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn pv_avx2<const R: usize>(
+    o: [*mut f32; R],
+    corr: [f32; R],
+    p: [&[f32; KEY_BLOCK]; R],
+    a: usize,
+    e: usize,
+    v: *const f32,
+    vs: usize,
+    hd: usize,
+) {
+    let c: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(corr[r]));
+    let mut d = 0;
+    macro_rules! pass {
+        ($w:literal) => {{
+            let mut acc = [[_mm256_setzero_ps(); $w]; R];
+            for r in 0..R {
+                for u in 0..$w {
+                    // SAFETY: values `d + 8u .. + 8` lie in row `r`'s `hd` floats.
+                    acc[r][u] =
+                        _mm256_mul_ps(unsafe { _mm256_loadu_ps(o[r].add(d + 8 * u)) }, c[r]);
+                }
+            }
+            for l in a..e {
+                for r in 0..R {
+                    let pl = _mm256_set1_ps(p[r][l]);
+                    for u in 0..$w {
+                        // SAFETY: row `l < e` of `v` (the contract).
+                        let x = unsafe { _mm256_loadu_ps(v.add(l * vs + d + 8 * u)) };
+                        acc[r][u] = _mm256_fmadd_ps(pl, x, acc[r][u]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for u in 0..$w {
+                    // SAFETY: as for the loads of `o`.
+                    unsafe { _mm256_storeu_ps(o[r].add(d + 8 * u), acc[r][u]) };
+                }
+            }
+            d += 8 * $w;
+        }};
+    }
+    while d + 32 <= hd {
+        pass!(4);
+    }
+    while d + 8 <= hd {
+        pass!(1);
+    }
+    while d < hd {
+        for r in 0..R {
+            // SAFETY: value `d < hd` of row `r` and of rows `a..e` of `v`.
+            unsafe {
+                let mut acc = *o[r].add(d) * corr[r];
+                for l in a..e {
+                    acc = p[r][l].mul_add(*v.add(l * vs + d), acc);
+                }
+                *o[r].add(d) = acc;
+            }
+        }
+        d += 1;
+    }
+}

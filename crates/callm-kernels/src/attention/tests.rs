@@ -1,0 +1,358 @@
+use super::*;
+use crate::tests::random_f32;
+use rand::{Rng, SeedableRng};
+
+/// One sequence's whole cache (positions `0..len`), in the kernel's layouts.
+struct Cache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Keys and values as written: `[position][kv_head * hd]`.
+    k_rows: Vec<f32>,
+    v_rows: Vec<f32>,
+}
+
+fn cache(len: usize, kvh: usize, hd: usize, rng: &mut impl Rng) -> Cache {
+    let w = kvh * hd;
+    let k_rows = random_f32(len * w, rng);
+    let v_rows = random_f32(len * w, rng);
+    let mut k = vec![0f32; len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
+    let mut v = vec![0f32; len * w];
+    // Written in two calls, as a prefill chunk and what follows would be.
+    let cut = len / 3;
+    assert!(store_keys(&mut k, kvh, hd, 0, &k_rows, cut, w));
+    assert!(store_keys(
+        &mut k,
+        kvh,
+        hd,
+        cut,
+        &k_rows[cut * w..],
+        len - cut,
+        w
+    ));
+    assert!(store_values(&mut v, kvh, hd, 0, &v_rows, cut, w));
+    assert!(store_values(
+        &mut v,
+        kvh,
+        hd,
+        cut,
+        &v_rows[cut * w..],
+        len - cut,
+        w
+    ));
+    Cache {
+        k,
+        v,
+        k_rows,
+        v_rows,
+    }
+}
+
+/// Plain attention in f64 of one query row at `qpos` of head `h`: every visible score, a
+/// two-pass softmax.
+#[allow(clippy::too_many_arguments)]
+fn reference(p: &AttnParams<'_>, c: &Cache, q: &[f32], h: usize, qpos: usize) -> Vec<f64> {
+    let (hd, kvh) = (p.head_dim, p.kv_heads);
+    let g = h / (p.heads / kvh);
+    let vis: Vec<usize> = (0..=qpos).filter(|&j| qpos - j < p.window).collect();
+    let s: Vec<f64> = vis
+        .iter()
+        .map(|&j| {
+            let k = &c.k_rows[(j * kvh + g) * hd..][..hd];
+            let mut x = q
+                .iter()
+                .zip(k)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum::<f64>()
+                * p.scale as f64;
+            if let Some(cap) = p.softcap {
+                x = cap as f64 * (x / cap as f64).tanh();
+            }
+            if let Some(a) = p.alibi {
+                x += a[h] as f64 * (j as f64 - qpos as f64);
+            }
+            x
+        })
+        .collect();
+    let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+    let z: f64 = e.iter().sum();
+    (0..hd)
+        .map(|d| {
+            vis.iter()
+                .zip(&e)
+                .map(|(&j, w)| w * c.v_rows[(j * kvh + g) * hd + d] as f64)
+                .sum::<f64>()
+                / z
+        })
+        .collect()
+}
+
+#[test]
+fn matches_plain_attention_for_batches_of_sequences() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let slopes: Vec<f32> = (0..8).map(|h| 0.5f32.powi(h + 1)).collect();
+    // (heads, kv_heads, hd, window, softcap, alibi)
+    for &(heads, kvh, hd, window, softcap, alibi) in &[
+        (2, 2, 8, usize::MAX, None, false),
+        (6, 2, 64, usize::MAX, None, false),
+        (4, 1, 20, 7, None, false),
+        (8, 2, 96, 50, Some(20.0f32), false),
+        (4, 4, 16, usize::MAX, None, true),
+        (3, 3, 13, usize::MAX, None, false),
+        (4, 1, 256, 100, None, false),
+    ] {
+        let p = AttnParams {
+            heads,
+            kv_heads: kvh,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+            window,
+            softcap,
+            alibi: alibi.then_some(&slopes[..heads]),
+        };
+        // Three sequences: a decode step late in a long cache, a prefill chunk from a cached
+        // prefix, and a prompt from position 0.
+        let shapes = [(1usize, 140usize), (37, 33), (70, 0)];
+        let caches: Vec<Cache> = shapes
+            .iter()
+            .map(|&(n, pos)| cache(pos + n, kvh, hd, &mut rng))
+            .collect();
+        let total: usize = shapes.iter().map(|s| s.0).sum();
+        let width = heads * hd;
+        let q = random_f32(total * width, &mut rng);
+        let mut row0 = 0;
+        let seqs: Vec<SeqKv<'_>> = shapes
+            .iter()
+            .zip(&caches)
+            .map(|(&(n, pos), c)| {
+                let s = SeqKv {
+                    row0,
+                    n,
+                    pos,
+                    k: &c.k,
+                    v: &c.v,
+                };
+                row0 += n;
+                s
+            })
+            .collect();
+        let mut out = vec![f32::NAN; total * width];
+        attend(&p, &q, &seqs, &mut out).unwrap();
+        for s in &seqs {
+            let c = &caches[seqs.iter().position(|x| x.row0 == s.row0).unwrap()];
+            for i in 0..s.n {
+                for h in 0..heads {
+                    let at = (s.row0 + i) * width + h * hd;
+                    let want = reference(&p, c, &q[at..at + hd], h, s.pos + i);
+                    for (d, w) in want.iter().enumerate() {
+                        let g = out[at + d] as f64;
+                        assert!(
+                            (g - w).abs() <= 2e-5 * (1.0 + w.abs()),
+                            "{heads}/{kvh}/{hd} w{window} row {i} head {h} dim {d}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_row_is_the_same_alone_batched_or_chunked_any_way() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+    for &(heads, kvh, hd, window) in &[
+        (14, 2, 64, usize::MAX),
+        (9, 3, 64, 40),
+        (4, 1, 24, usize::MAX),
+    ] {
+        let p = AttnParams {
+            heads,
+            kv_heads: kvh,
+            head_dim: hd,
+            scale: 0.17,
+            window,
+            softcap: None,
+            alibi: None,
+        };
+        let width = heads * hd;
+        let len = 150;
+        let c = cache(len, kvh, hd, &mut rng);
+        let q = random_f32(len * width, &mut rng);
+        for &isa in Isa::available() {
+            // The whole prompt in one call.
+            let mut whole = vec![0f32; len * width];
+            let one = |row0: usize, n: usize, pos: usize| SeqKv {
+                row0,
+                n,
+                pos,
+                k: &c.k,
+                v: &c.v,
+            };
+            attend_with(isa, &p, &q, &[one(0, len, 0)], &mut whole).unwrap();
+            // Chunked at odd places, two chunks in the same call as if they were two sequences.
+            let mut chunked = vec![0f32; len * width];
+            attend_with(
+                isa,
+                &p,
+                &q,
+                &[one(0, 45, 0), one(100, 50, 100)],
+                &mut chunked,
+            )
+            .unwrap();
+            attend_with(
+                isa,
+                &p,
+                &q,
+                &[one(45, 1, 45), one(46, 54, 46)],
+                &mut chunked,
+            )
+            .unwrap();
+            assert_eq!(whole, chunked, "{isa:?} {heads}/{kvh} chunked");
+            // Every row alone, as a decode step with the cache up to it.
+            for i in (0..len).step_by(7) {
+                let mut alone = vec![0f32; width];
+                let s = SeqKv {
+                    row0: 0,
+                    n: 1,
+                    pos: i,
+                    k: &c.k,
+                    v: &c.v,
+                };
+                attend_with(isa, &p, &q[i * width..(i + 1) * width], &[s], &mut alone).unwrap();
+                assert_eq!(
+                    alone,
+                    whole[i * width..(i + 1) * width],
+                    "{isa:?} {heads}/{kvh} row {i}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_pieces_equal_the_portable_definitions_in_any_group() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    for hd in [1usize, 5, 16, 24, 64, 80, 96, 128, 256] {
+        let q = random_f32(4 * hd, &mut rng);
+        let kb = random_f32(hd * KEY_BLOCK, &mut rng);
+        let mut want = [[0f32; KEY_BLOCK]; 4];
+        for (r, w) in want.iter_mut().enumerate() {
+            scores_portable(&q[r * hd..(r + 1) * hd], &kb, w);
+        }
+        let mut p = [[0f32; KEY_BLOCK]; 4];
+        for x in p.iter_mut().flatten() {
+            *x = rng.random_range(0.0f32..1.0);
+        }
+        let vs = hd + 3;
+        let v = random_f32(KEY_BLOCK * vs, &mut rng);
+        let o0 = random_f32(4 * hd, &mut rng);
+        let corr = [0.75f32, 1.0, 0.5, 0.0];
+        for &isa in Isa::available() {
+            for g in [1usize, 2, 3, 4] {
+                let ats: Vec<usize> = (0..g).map(|r| r * hd).collect();
+                let mut got = [[0f32; KEY_BLOCK]; 4];
+                scores_group(isa, &q, &ats, hd, &kb, &mut got[..g]);
+                assert_eq!(&got[..g], &want[..g], "{isa:?} scores hd {hd} group {g}");
+                for (lo, hi) in [(0, 32), (3, 17), (5, 6), (31, 32)] {
+                    let mut y = o0.clone();
+                    for r in 0..g {
+                        pv_portable(&mut y[r * hd..(r + 1) * hd], corr[r], &p[r], lo, hi, &v, vs);
+                    }
+                    let mut x = o0.clone();
+                    let outs: Vec<*mut f32> = (0..g).map(|r| x[r * hd..].as_mut_ptr()).collect();
+                    // SAFETY: each output points to `hd` floats of `x`; `v` holds 32 rows of
+                    // `vs >= hd` values.
+                    unsafe { pv_group(isa, &outs, &corr[..g], &p[..g], lo, hi, &v, vs, hd) };
+                    assert_eq!(x, y, "{isa:?} pv hd {hd} group {g} keys {lo}..{hi}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn block_exp_is_within_two_ulps_of_f64() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let mut xs: Vec<f32> = (0..100_000 - 12)
+        .map(|_| rng.random_range(-87.0f32..0.0))
+        .collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        -1e-30,
+        -0.5,
+        -std::f32::consts::LN_2,
+        -87.3,
+        -87.4,
+        -100.0,
+        f32::NEG_INFINITY,
+        -3.0,
+        -2.0,
+        -1.0,
+    ]);
+    for (i, chunk) in xs.chunks_exact(KEY_BLOCK).enumerate() {
+        let avail = Isa::available();
+        let isa = avail[i % avail.len()];
+        let mut s = [0f32; KEY_BLOCK];
+        s.copy_from_slice(chunk);
+        let sum = exp_block(isa, &mut s, 0.0);
+        let mut want_sum = 0f64;
+        for (x, got) in chunk.iter().zip(&s) {
+            let want = (*x as f64).exp();
+            want_sum += want;
+            // Below e^-87.3 (the smallest normal f32 region) the result is 0.
+            let tol = (want * 2.5e-7).max(f32::MIN_POSITIVE as f64);
+            assert!(
+                ((*got as f64) - want).abs() <= tol,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert!((sum as f64 - want_sum).abs() <= want_sum * 1e-6 + 1e-30);
+    }
+}
+
+#[test]
+fn bad_calls_are_errors() {
+    let p = AttnParams {
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 8,
+        scale: 1.0,
+        window: usize::MAX,
+        softcap: None,
+        alibi: None,
+    };
+    let c = cache(40, 1, 8, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let q = vec![0f32; 3 * 16];
+    let mut out = vec![0f32; 3 * 16];
+    let s = |row0, n, pos| SeqKv {
+        row0,
+        n,
+        pos,
+        k: &c.k,
+        v: &c.v,
+    };
+    assert!(attend(&p, &q, &[s(0, 3, 37)], &mut out).is_ok());
+    // Rows past the call, a cache too short, overlapping sequences, uneven heads.
+    assert!(attend(&p, &q, &[s(1, 3, 0)], &mut out).is_err());
+    assert!(attend(&p, &q, &[s(0, 3, 38)], &mut out).is_err());
+    assert!(attend(&p, &q, &[s(0, 2, 0), s(1, 2, 0)], &mut out).is_err());
+    assert!(attend(&AttnParams { kv_heads: 3, ..p }, &q, &[], &mut out).is_err());
+    assert!(attend(&p, &q[..47], &[], &mut out[..47]).is_err());
+    let slopes = [0.5f32];
+    assert!(attend(
+        &AttnParams {
+            alibi: Some(&slopes),
+            ..p
+        },
+        &q,
+        &[],
+        &mut out
+    )
+    .is_err());
+    // Storage writes that do not fit write nothing.
+    let mut k = vec![0f32; key_block_floats(1, 8)];
+    assert!(!store_keys(&mut k, 1, 8, 30, &[1.0; 24], 3, 8));
+    assert!(k.iter().all(|&x| x == 0.0));
+    assert!(!store_values(&mut k, 1, 8, 0, &[1.0; 8], 2, 8));
+}

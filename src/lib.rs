@@ -9,6 +9,7 @@ pub mod device;
 pub mod engine;
 pub mod kernels;
 pub mod loader;
+pub mod metrics;
 pub mod model;
 pub mod openai;
 pub mod parsers;

@@ -38,6 +38,7 @@ impl ModelArgs {
             device: self.device.clone(),
             context: self.ctx,
             tokenizer: self.tokenizer.clone(),
+            batch: Default::default(),
         }
     }
 }

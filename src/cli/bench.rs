@@ -143,7 +143,7 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
         for rep in 0..=args.reps {
             let mut cache = lm.model.new_cache(args.n_prompt)?;
             let t = Instant::now();
-            for chunk in prompt.chunks(crate::engine::generate::PREFILL_CHUNK) {
+            for chunk in prompt.chunks(crate::engine::SchedulerConfig::default().prefill_chunk) {
                 lm.model.forward(chunk, &mut cache, false)?;
             }
             let s = t.elapsed().as_secs_f64();

@@ -58,7 +58,7 @@ pub fn run(
         reused_tokens: 0,
     };
     for rep in 0..=reps {
-        lm.prefix_cache.clear();
+        lm.clear_prefix_cache();
         let (t1, _) = ttft(lm, &a)?;
         let (t2, reused) = ttft(lm, &b)?;
         if rep > 0 {
@@ -67,6 +67,6 @@ pub fn run(
             out.reused_tokens = reused;
         }
     }
-    lm.prefix_cache.clear();
+    lm.clear_prefix_cache();
     Ok(out)
 }

@@ -97,7 +97,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(a) => render::run(a),
         Command::Models(a) => models::run(a, &registry),
         Command::Serve(a) => {
-            let lm = Arc::new(LoadedModel::load(&a.model.load_options(), &registry)?);
+            let mut opts = a.model.load_options();
+            opts.batch = a.server.batch();
+            let lm = Arc::new(LoadedModel::load(&opts, &registry)?);
             // Build the constrained-decoding vocabulary now rather than on the first request.
             let warm = lm.clone();
             std::thread::spawn(move || {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::chat::{ChatBackend, RenamedBackend};
+use crate::engine::scheduler::{SchedulerConfig, DEFAULT_MAX_BATCH};
 use crate::server::{router, serve_on, AppState};
 
 /// How long open requests may take to finish after SIGINT/SIGTERM.
@@ -26,9 +27,13 @@ pub struct ServeOptions {
     /// Model id announced by `/v1/models` and required in requests (default: the model's name).
     #[arg(long)]
     pub served_model_name: Option<String>,
-    /// Generations that run at the same time.
-    #[arg(long, default_value_t = 1)]
+    /// Generations that run at the same time, batched into one forward pass per step.
+    #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
     pub max_concurrent: usize,
+    /// Memory the running generations' KV caches may reserve, in MiB (default: the context
+    /// window times --max-concurrent); a request that does not fit waits for memory.
+    #[arg(long)]
+    pub kv_cache_mb: Option<usize>,
     /// Requests that may wait for a slot; more are refused with 429.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
@@ -44,9 +49,21 @@ impl Default for ServeOptions {
             port: 8080,
             api_key: None,
             served_model_name: None,
-            max_concurrent: 1,
+            max_concurrent: DEFAULT_MAX_BATCH,
+            kv_cache_mb: None,
             queue: 64,
             max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The scheduler settings these options ask for.
+    pub fn batch(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            max_batch: self.max_concurrent.max(1),
+            kv_budget_bytes: self.kv_cache_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            ..Default::default()
         }
     }
 }

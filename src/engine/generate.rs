@@ -1,22 +1,18 @@
-//! The token loop: prefill, then sample one token at a time until a stop token, a stop
-//! string, `max_tokens`, the end of the context, or cancellation.
+//! The token loop of one sequence: wait for the logits after the prompt, then sample one token
+//! at a time until a stop token, a stop string, `max_tokens`, the end of the sequence's cache,
+//! or cancellation. The forward passes run in the scheduler (`engine::scheduler`), batched with
+//! other sequences; this loop, on the request's own thread, does everything per sequence:
+//! logit masks and bias, sampling, stops, detokenization.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::sampling::{Sampler, SamplingParams, TokenLogprob};
+use super::sequence::SeqHandle;
 use super::stop::StopMatcher;
 use super::EngineError;
 use crate::constrain::Constraint;
-use crate::model::{KvCache, LanguageModel};
-
-/// Prompt tokens fed to the model per forward pass during prefill. Chunks sit on a fixed grid
-/// of absolute positions (`[0, 64)`, `[64, 128)`, ...), so a prompt's keys and values come out
-/// bit for bit the same whether it is prefilled whole or from a reused prefix that ends on the
-/// grid (quantized activations turn the last-bit differences of other batchings into visibly
-/// different logits, and so different sampled text for the same seed).
-pub const PREFILL_CHUNK: usize = 64;
 
 /// A shared flag that stops a generation at the next token.
 #[derive(Debug, Clone, Default)]
@@ -123,12 +119,14 @@ pub struct GenerateStats {
     pub output_ids: Vec<u32>,
 }
 
-/// Runs the prompt through `model` and generates; `cache` may already hold a prefix of
-/// `prompt` (its positions are reused). `on_token` returns `false` to stop (client gone).
+/// Generates for sequence `seq` (already submitted with `prompt`, its cache holding at most
+/// `capacity` positions): waits for the prompt's logits, then samples. `on_token` returns
+/// `false` to stop (client gone).
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
-    model: &dyn LanguageModel,
-    cache: &mut KvCache,
+    seq: &mut SeqHandle,
     prompt: &[u32],
+    capacity: usize,
     params: &GenerateParams,
     detok: &mut dyn Detokenize,
     cancel: &CancelToken,
@@ -141,43 +139,26 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(EngineError::EmptyPrompt);
     }
-    // The request's context check is `Generator::generate`'s; this one only guards the
-    // capacity of a cache the caller brought.
-    let context = cache.capacity();
-    if prompt.len() >= context {
+    if prompt.len() >= capacity {
         return Err(EngineError::ContextTooLong {
             prompt: prompt.len(),
-            context,
+            context: capacity,
         });
     }
-    // Reuse what the cache holds of the prompt, but always recompute the last token.
-    let reuse = cache.len().min(prompt.len() - 1);
-    cache.truncate(reuse);
     let t0 = Instant::now();
-    let mut logits = None;
-    let mut start = reuse;
-    while start < prompt.len() {
-        // Up to the next grid point.
-        let end = ((start / PREFILL_CHUNK + 1) * PREFILL_CHUNK).min(prompt.len());
-        let chunk = &prompt[start..end];
-        start = end;
-        if cancel.is_cancelled() {
-            return Ok(stats(
-                FinishReason::Cancelled,
-                prompt.len(),
-                reuse,
-                vec![],
-                t0.elapsed(),
-                Duration::ZERO,
-            ));
-        }
-        logits = Some(model.forward(chunk, cache, false)?);
-    }
-    let prefill_time = t0.elapsed();
-    let mut logits: Vec<f32> = match logits {
-        Some(l) => l.squeeze(0)?.to_vec1()?,
-        None => return Err(EngineError::EmptyPrompt),
+    let Some(mut logits) = seq.logits(cancel)? else {
+        return Ok(stats(
+            FinishReason::Cancelled,
+            prompt.len(),
+            seq.cached_tokens(),
+            vec![],
+            t0.elapsed(),
+            Duration::ZERO,
+        ));
     };
+    let prefill_time = t0.elapsed();
+    let reuse = seq.cached_tokens();
+    let context = capacity;
     let room = context - prompt.len();
     let max_new = params.max_tokens.unwrap_or(room).min(room);
     let mut sampler = Sampler::new(params.sampling.clone(), prompt);
@@ -231,7 +212,14 @@ pub fn generate(
         if out.len() >= max_new {
             break;
         }
-        logits = model.forward(&[id], cache, false)?.squeeze(0)?.to_vec1()?;
+        seq.feed(id)?;
+        match seq.logits(cancel)? {
+            Some(l) => logits = l,
+            None => {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+        }
     }
     if !stopped_by_string {
         // Release text held for incomplete characters or possible stop strings.

@@ -1,15 +1,20 @@
-//! The generation engine: the token loop shared by the CLI, the benchmark and the server
-//! ([`generate`]), one request's run over a model and its prefix cache ([`Generator`]),
-//! sampling, stop handling and the prefix cache. It takes a model and parameters; it knows
-//! nothing of APIs, chat templates or model families (`crate::runtime` bundles those).
+//! The generation engine: the scheduler that batches every running sequence into one forward
+//! pass per step ([`scheduler`]), the token loop each request runs on its own thread
+//! ([`generate`]), one request's run over a model's scheduler ([`Generator`]), sampling, stop
+//! handling and the prefix cache. It takes a model and parameters; it knows nothing of APIs,
+//! chat templates or model families (`crate::runtime` bundles those).
 
 pub mod generate;
 pub mod prefix_cache;
 pub mod sampling;
+pub mod scheduler;
+pub mod sequence;
 pub mod session;
 pub mod stop;
 
 pub use generate::{CancelToken, FinishReason, GenerateParams, GenerateStats, TokenEvent};
+pub use scheduler::{Scheduler, SchedulerConfig};
+pub use sequence::SeqHandle;
 pub use session::Generator;
 
 pub use sampling::{SamplingParams, TokenLogprob};
@@ -24,6 +29,14 @@ pub enum EngineError {
         prompt: usize,
         /// Context window in tokens.
         context: usize,
+    },
+    /// A sequence's cache would need more memory than the whole KV budget.
+    #[error("a cache of {positions} positions is more than the KV-cache budget holds ({budget} positions; raise --kv-cache-mb)")]
+    KvBudget {
+        /// Positions asked for.
+        positions: usize,
+        /// Positions the budget holds.
+        budget: usize,
     },
     /// The prompt is empty.
     #[error("the prompt is empty")]

@@ -2,6 +2,12 @@
 //! memory-bounded LRU. A new request starts from the cached sequence that shares the longest
 //! token prefix with its prompt, so repeated tool schemas and chat history are not prefilled
 //! again.
+//!
+//! Reuse starts at any token, and covers generated tokens as well as the prompt: on the CPU
+//! path the forward pass is batch-invariant (`model::batch`), so a position's keys and values
+//! are the same bit for bit whether a prefill chunk or a decode step computed them, and reuse
+//! never changes the output, sampled or greedy. (Elsewhere, GPUs and `CALLM_KERNELS=off`,
+//! reuse is exact up to float summation order.)
 
 use std::sync::Mutex;
 
@@ -13,14 +19,8 @@ pub const DEFAULT_BUDGET_BYTES: usize = 1 << 30;
 /// Most sequences kept at once, whatever their size.
 pub const MAX_ENTRIES: usize = 16;
 
-/// Reuse comes in whole prefill chunks: a reused prefix ends on the grid the prefill chunks
-/// sit on, and only covers positions a prefill (not token-by-token decoding) computed, so the
-/// cache holds exactly what a fresh prefill would compute and reuse never changes the output,
-/// sampled or greedy.
-pub const REUSE_GRANULARITY: usize = crate::engine::generate::PREFILL_CHUNK;
-
 struct Entry {
-    /// The reusable positions' tokens (prefill-computed, whole chunks).
+    /// The tokens of the cached positions.
     tokens: Vec<u32>,
     cache: KvCache,
     last_used: u64,
@@ -87,10 +87,10 @@ impl PrefixCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A copy of the cached sequence sharing the longest reusable prefix with `prompt` (whole
-    /// [`REUSE_GRANULARITY`] chunks, and never the whole prompt: its last token is always
-    /// recomputed to get logits), in a new cache of `capacity` positions. `None` when nothing useful is
-    /// cached. The entry stays cached, so concurrent requests can share it.
+    /// A copy of the cached sequence sharing the longest prefix with `prompt` (never the whole
+    /// prompt: its last token is always recomputed to get logits), in a new cache of
+    /// `capacity` positions. `None` when nothing useful is cached. The entry stays cached, so
+    /// concurrent requests can share it.
     pub fn lookup(&self, prompt: &[u32], capacity: usize) -> candle_core::Result<Option<Reused>> {
         if !self.enabled() || prompt.len() < 2 {
             return Ok(None);
@@ -104,7 +104,7 @@ impl PrefixCache {
                 let n = common_prefix(&e.tokens, prompt)
                     .min(prompt.len() - 1)
                     .min(capacity);
-                (i, n - n % REUSE_GRANULARITY)
+                (i, n)
             })
             .max_by_key(|&(_, n)| n);
         let Some((i, n)) = best else {
@@ -122,20 +122,20 @@ impl PrefixCache {
     }
 
     /// Keeps `cache`, whose positions hold `tokens` (extra tokens beyond `cache.len()` are
-    /// ignored) and whose first `prompt_len` positions were prefilled, evicting the least
-    /// recently used sequences to stay within the budget. A sequence that is a prefix of
-    /// another cached one is dropped as redundant.
-    pub fn insert(&self, tokens: &[u32], prompt_len: usize, cache: KvCache) {
-        let used = cache.size_bytes() / cache.capacity().max(1) * cache.len();
-        let reusable = prompt_len.min(cache.len());
-        let reusable = reusable - reusable % REUSE_GRANULARITY;
+    /// ignored), evicting the least recently used sequences to stay within the budget. A
+    /// sequence that is a prefix of another cached one is dropped as redundant.
+    pub fn insert(&self, tokens: &[u32], cache: KvCache) {
+        let used = cache.position_bytes() * cache.len();
+        let reusable = cache.len().min(tokens.len());
         if !self.enabled() || reusable == 0 || used > self.budget_bytes {
             return;
         }
         // Positions past what may be reused are never read again: keep only the reusable ones.
         let tokens = tokens[..reusable.min(tokens.len())].to_vec();
-        // Keep only the used positions: a request's cache is sized for its max_tokens.
-        let cache = if cache.capacity() > reusable || cache.len() > reusable {
+        // Keep only the used positions (a request's cache is sized for its max_tokens, or grew
+        // by doubling), unless little would be saved: the copy takes the caller's time.
+        let need = cache.position_bytes() * reusable;
+        let cache = if cache.size_bytes() > need + need / 4 || cache.len() > reusable {
             match cache.copy_prefix(reusable, reusable) {
                 Ok(c) => c,
                 Err(e) => {
@@ -208,74 +208,67 @@ mod tests {
         (0..n as u32).map(|i| i * 7 + salt).collect()
     }
 
-    const G: usize = REUSE_GRANULARITY;
-
     #[test]
-    fn reuses_whole_chunks_of_the_longest_shared_prefix_and_copies_them() {
+    fn reuses_the_longest_shared_prefix_at_any_token_and_copies_it() {
         let pc = PrefixCache::new(1 << 30);
-        let a = toks(3 * G + 10, 0);
-        pc.insert(&a, a.len(), filled(a.len(), a.len() + 20));
-        // A prompt sharing 2 chunks and a half, then diverging: two whole chunks are reused.
-        let mut p = a[..2 * G + G / 2].to_vec();
+        let a = toks(150, 0);
+        pc.insert(&a, filled(a.len(), a.len() + 20));
+        // A prompt sharing 77 tokens, then diverging: all 77 are reused.
+        let mut p = a[..77].to_vec();
         p.extend([9999, 9998]);
         let r = pc.lookup(&p, 500).unwrap().unwrap();
-        assert_eq!(r.tokens, 2 * G);
-        assert_eq!((r.cache.len(), r.cache.capacity()), (2 * G, 500));
+        assert_eq!(r.tokens, 77);
+        assert_eq!((r.cache.len(), r.cache.capacity()), (77, 500));
         let mut c = r.cache;
         let probe = Tensor::zeros((1, 1, 4), DType::F32, &Device::Cpu).unwrap();
         let (k, _) = c.append(0, &probe, &probe).unwrap();
-        let last = k.narrow(1, 2 * G - 1, 1).unwrap().flatten_all().unwrap();
-        assert_eq!(last.to_vec1::<f32>().unwrap(), vec![(2 * G - 1) as f32; 4]);
-        // The same prompt again: its whole chunks (the tail is recomputed).
-        assert_eq!(pc.lookup(&a, 500).unwrap().unwrap().tokens, 3 * G);
-    }
-
-    #[test]
-    fn decoded_positions_and_partial_chunks_are_not_reused() {
+        let last = k.narrow(1, 76, 1).unwrap().flatten_all().unwrap();
+        assert_eq!(last.to_vec1::<f32>().unwrap(), vec![76.0; 4]);
+        // The same prompt again: everything but its last token.
+        assert_eq!(pc.lookup(&a, 500).unwrap().unwrap().tokens, 149);
+        // A longer prompt that continues the cached sequence reuses all of it.
+        let mut longer = a.clone();
+        longer.push(5);
+        assert_eq!(pc.lookup(&longer, 500).unwrap().unwrap().tokens, 150);
+        // A short repeated prompt is reused too.
         let pc = PrefixCache::new(1 << 30);
-        // A prompt of 1.5 chunks followed by 2 chunks of generated tokens: only the first
-        // chunk was prefilled whole.
-        let seq = toks(3 * G + G / 2, 0);
-        pc.insert(&seq, G + G / 2, filled(seq.len(), seq.len()));
-        assert_eq!(pc.lookup(&seq, 500).unwrap().unwrap().tokens, G);
-        // Shorter than a chunk: nothing to keep.
-        let pc = PrefixCache::new(1 << 30);
-        pc.insert(&toks(G - 1, 0), G - 1, filled(G - 1, G - 1));
-        assert!(pc.is_empty());
+        let short = toks(30, 3);
+        pc.insert(&short, filled(29, 40));
+        assert_eq!(pc.lookup(&short, 40).unwrap().unwrap().tokens, 29);
         // Unrelated prompts reuse nothing.
-        let pc = PrefixCache::new(1 << 30);
-        pc.insert(&toks(2 * G, 0), 2 * G, filled(2 * G, 2 * G));
-        assert!(pc.lookup(&toks(2 * G, 1), 500).unwrap().is_none());
+        assert!(pc.lookup(&toks(30, 1), 40).unwrap().is_none());
     }
 
     #[test]
     fn evicts_least_recently_used_within_the_budget() {
+        const G: usize = 64;
         let one = filled(2 * G, 2 * G).size_bytes();
         let pc = PrefixCache::new(2 * one);
         let n = 2 * G;
-        pc.insert(&toks(n, 0), n, filled(n, n));
-        pc.insert(&toks(n, 1), n, filled(n, n));
+        pc.insert(&toks(n, 0), filled(n, n));
+        pc.insert(&toks(n, 1), filled(n, n));
         // Touch the first so the second is the least recently used.
         assert!(pc.lookup(&toks(n, 0), n).unwrap().is_some());
-        pc.insert(&toks(n, 2), n, filled(n, n));
+        pc.insert(&toks(n, 2), filled(n, n));
         assert_eq!(pc.len(), 2);
         assert!(pc.lookup(&toks(n, 0), n).unwrap().is_some());
         assert!(pc.lookup(&toks(n, 1), n).unwrap().is_none());
         assert!(pc.lookup(&toks(n, 2), n).unwrap().is_some());
         // A disabled cache keeps nothing.
         let off = PrefixCache::new(0);
-        off.insert(&toks(n, 0), n, filled(n, n));
+        off.insert(&toks(n, 0), filled(n, n));
         assert!(off.is_empty());
     }
 
     #[test]
     fn a_prefix_of_a_cached_sequence_is_not_stored_twice() {
         let pc = PrefixCache::new(1 << 30);
+        const G: usize = 64;
         let long = toks(4 * G, 0);
-        pc.insert(&long[..G], G, filled(G, G));
-        pc.insert(&long, 4 * G, filled(4 * G, 4 * G));
+        pc.insert(&long[..G], filled(G, G));
+        pc.insert(&long, filled(4 * G, 4 * G));
         assert_eq!(pc.len(), 1);
-        pc.insert(&long[..2 * G], 2 * G, filled(2 * G, 2 * G));
+        pc.insert(&long[..2 * G], filled(2 * G, 2 * G));
         assert_eq!(pc.len(), 1);
     }
 }

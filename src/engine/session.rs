@@ -1,29 +1,28 @@
-//! One generation over a model with its prefix cache: size a KV cache for the request,
-//! start it from the longest cached prefix, run the token loop, offer the sequence back.
+//! One generation over a model's scheduler: size the sequence's cache for the request, submit
+//! it (the scheduler starts it from the longest cached prefix and offers it back to the prefix
+//! cache when it leaves), run the token loop.
 
 use super::generate::{self, CancelToken, Detokenize, GenerateParams, GenerateStats, TokenEvent};
-use super::prefix_cache::PrefixCache;
+use super::scheduler::Scheduler;
 use super::EngineError;
-use crate::model::LanguageModel;
 use crate::tokenizer::{DecodeStream, Tokenizer};
 
-/// What the token loop needs of a loaded model: weights, tokenizer, the context window
-/// allocated per sequence, and the prefix cache shared by its requests.
+/// What the token loop needs of a loaded model: its scheduler (weights, running batch, prefix
+/// cache), tokenizer and the context window allocated per sequence.
 #[derive(Clone, Copy)]
 pub struct Generator<'a> {
-    /// The decoder.
-    pub model: &'a dyn LanguageModel,
+    /// The model's scheduler.
+    pub scheduler: &'a Scheduler,
     /// The tokenizer (for incremental detokenization).
     pub tokenizer: &'a Tokenizer,
     /// Context window per sequence.
     pub context: usize,
-    /// Key/value caches of recent sequences.
-    pub prefix_cache: &'a PrefixCache,
 }
 
 impl Generator<'_> {
-    /// Generates from prompt token ids with a fresh cache, sized to what the request can
-    /// use (prompt + `max_tokens`, at most the context window).
+    /// Generates from prompt token ids, in the scheduler's batch, with a cache sized to what
+    /// the request can use (prompt + `max_tokens`, at most the context window and the KV
+    /// budget).
     ///
     /// This is the authoritative context-length check of every request path: a prompt of
     /// `context` tokens or more is [`EngineError::ContextTooLong`].
@@ -40,32 +39,27 @@ impl Generator<'_> {
                 context: self.context,
             });
         }
+        params
+            .sampling
+            .validate()
+            .map_err(EngineError::InvalidParams)?;
         let needed = match params.max_tokens {
             Some(m) => prompt.len().saturating_add(m).saturating_add(1),
             None => self.context,
         };
-        let capacity = needed.min(self.context);
-        let mut cache = match self.prefix_cache.lookup(prompt, capacity)? {
-            Some(reused) => {
-                tracing::debug!(
-                    reused = reused.tokens,
-                    prompt = prompt.len(),
-                    "prefix cache hit"
-                );
-                reused.cache
-            }
-            None => self.model.new_cache(capacity)?,
-        };
+        let capacity = needed
+            .min(self.context)
+            .min(self.scheduler.budget_positions());
+        let mut seq = self
+            .scheduler
+            .submit(prompt.to_vec(), capacity, cancel.clone())?;
         let mut detok = StreamDetok(self.tokenizer.decode_stream(false));
         let stats = generate::generate(
-            self.model, &mut cache, prompt, params, &mut detok, cancel, on_token,
+            &mut seq, prompt, capacity, params, &mut detok, cancel, on_token,
         )?;
-        if self.prefix_cache.enabled() {
-            let mut seq = Vec::with_capacity(prompt.len() + stats.output_ids.len());
-            seq.extend_from_slice(prompt);
-            seq.extend_from_slice(&stats.output_ids);
-            self.prefix_cache.insert(&seq, prompt.len(), cache);
-        }
+        let m = self.scheduler.metrics();
+        m.prompt_tokens.inc_by(stats.prompt_tokens as u64);
+        m.completion_tokens.inc_by(stats.completion_tokens as u64);
         Ok(stats)
     }
 }

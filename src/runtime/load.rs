@@ -10,7 +10,9 @@ use candle_core::Device;
 
 use super::LoadedModel;
 use crate::engine::prefix_cache::PrefixCache;
+use crate::engine::{Scheduler, SchedulerConfig};
 use crate::loader::{self, ModelFiles};
+use crate::metrics::Metrics;
 use crate::model::{self, gguf::GgufFile, LanguageModel};
 use crate::parsers;
 use crate::registry::{ModelHints, Registry};
@@ -30,6 +32,8 @@ pub struct LoadOptions {
     pub context: Option<usize>,
     /// `--tokenizer`: a directory or tokenizer.json overriding the model's tokenizer.
     pub tokenizer: Option<PathBuf>,
+    /// How the scheduler batches sequences (`--max-concurrent`, `--kv-cache-mb`).
+    pub batch: SchedulerConfig,
 }
 
 /// Default cap on the allocated context when `--ctx` is not given.
@@ -127,6 +131,15 @@ impl LoadedModel {
             model = %opts.model, family = %family.name, arch = cfg.arch.name(), layers = cfg.num_layers,
             context, device = ?device, seconds = t0.elapsed().as_secs_f64(), "model loaded"
         );
+        let prefix_cache = Arc::new(PrefixCache::new(PrefixCache::budget_from_env()));
+        let metrics = Metrics::new();
+        let scheduler = Scheduler::start(
+            model.clone(),
+            prefix_cache.clone(),
+            metrics.clone(),
+            context,
+            opts.batch,
+        )?;
         Ok(LoadedModel {
             name: opts.model.clone(),
             family,
@@ -140,7 +153,9 @@ impl LoadedModel {
             context,
             device,
             load_seconds: t0.elapsed().as_secs_f64(),
-            prefix_cache: PrefixCache::new(PrefixCache::budget_from_env()),
+            prefix_cache,
+            scheduler,
+            metrics,
             constraints: Default::default(),
         })
     }

@@ -18,8 +18,9 @@ pub use load::{gguf_meta, GgufMeta, LoadOptions, DEFAULT_MAX_CONTEXT};
 use crate::constrain::{ConstrainError, ConstraintEngine, EngineCache};
 use crate::engine::prefix_cache::PrefixCache;
 use crate::engine::{
-    CancelToken, EngineError, GenerateParams, GenerateStats, Generator, TokenEvent,
+    CancelToken, EngineError, GenerateParams, GenerateStats, Generator, Scheduler, TokenEvent,
 };
+use crate::metrics::Metrics;
 use crate::model::LanguageModel;
 use crate::parsers::ParserChain;
 use crate::registry::Family;
@@ -53,7 +54,11 @@ pub struct LoadedModel {
     /// Seconds spent loading.
     pub load_seconds: f64,
     /// Key/value caches of recent sequences, reused for prompts that share their prefix.
-    pub prefix_cache: PrefixCache,
+    pub prefix_cache: Arc<PrefixCache>,
+    /// The scheduler that batches this model's running sequences (owns their KV caches).
+    pub scheduler: Scheduler,
+    /// What `GET /metrics` reports for this model.
+    pub metrics: Arc<Metrics>,
     /// The constrained-decoding engine, built on first use (`constraint_engine()`).
     pub constraints: EngineCache,
 }
@@ -79,14 +84,20 @@ impl LoadedModel {
         }
     }
 
-    /// The engine's view of this model: weights, tokenizer, context window, prefix cache.
+    /// The engine's view of this model: its scheduler, tokenizer and context window.
     pub fn generator(&self) -> Generator<'_> {
         Generator {
-            model: self.model.as_ref(),
+            scheduler: &self.scheduler,
             tokenizer: &self.tokenizer,
             context: self.context,
-            prefix_cache: &self.prefix_cache,
         }
+    }
+
+    /// Empties the prefix cache, after the scheduler has put back every sequence that ended
+    /// before this call.
+    pub fn clear_prefix_cache(&self) {
+        self.scheduler.sync();
+        self.prefix_cache.clear();
     }
 
     /// Generates from prompt token ids (see [`Generator::generate`]).

@@ -107,10 +107,21 @@ fn params(r: &Req) -> GenerateParams {
 }
 
 fn run(s: &Scheduler, r: &Req, cancel: &CancelToken) -> (Vec<u32>, FinishReason) {
+    run_with(s, r, cancel, &mut |_| {})
+}
+
+/// [`run`], calling `each` after every generated token.
+fn run_with(
+    s: &Scheduler,
+    r: &Req,
+    cancel: &CancelToken,
+    each: &mut dyn FnMut(usize),
+) -> (Vec<u32>, FinishReason) {
     let capacity = r.prompt.len() + r.max_tokens + 1;
     let mut seq = s
         .submit(r.prompt.clone(), capacity, cancel.clone())
         .unwrap();
+    let mut n = 0;
     let stats = generate(
         &mut seq,
         &r.prompt,
@@ -118,7 +129,11 @@ fn run(s: &Scheduler, r: &Req, cancel: &CancelToken) -> (Vec<u32>, FinishReason)
         &params(r),
         &mut Ids,
         cancel,
-        &mut |_| true,
+        &mut |_| {
+            n += 1;
+            each(n);
+            true
+        },
     )
     .unwrap();
     (stats.output_ids, stats.finish)
@@ -200,10 +215,18 @@ fn cancelling_frees_the_sequence_and_leaves_the_others_unchanged() {
         seed: None,
         max_tokens: 200,
     };
+    // The victim cancels itself (as a client that goes away) after its fifth token, while the
+    // others run beside it.
     let cancel = CancelToken::new();
     let victim = {
         let (s, c) = (s.clone(), cancel.clone());
-        thread::spawn(move || run(&s, &long, &c))
+        thread::spawn(move || {
+            run_with(&s, &long, &c, &mut |n| {
+                if n == 5 {
+                    c.cancel();
+                }
+            })
+        })
     };
     let others: Vec<_> = reqs
         .iter()
@@ -213,11 +236,9 @@ fn cancelling_frees_the_sequence_and_leaves_the_others_unchanged() {
             thread::spawn(move || run(&s, &r, &CancelToken::new()).0)
         })
         .collect();
-    thread::sleep(Duration::from_millis(20));
-    cancel.cancel();
     let (out, finish) = victim.join().unwrap();
     assert_eq!(finish, FinishReason::Cancelled);
-    assert!(out.len() < 200);
+    assert!(out.len() < 200, "stopped early: {} tokens", out.len());
     for (i, h) in others.into_iter().enumerate() {
         assert_eq!(h.join().unwrap(), want[i], "request {i}");
     }

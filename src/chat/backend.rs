@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::prepare::sampling_params;
 use super::types::{ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
 use crate::engine::{CancelToken, FinishReason};
+use crate::metrics::Metrics;
 use crate::request::{ChatRequest, TextRequest};
 use crate::runtime::LoadedModel;
 
@@ -50,6 +51,11 @@ pub trait ChatBackend: Send + Sync + 'static {
         cancel: &CancelToken,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<CompletionOutcome, ChatError>;
+
+    /// The engine's metrics, when it keeps any (`GET /metrics` reports them).
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        None
+    }
 }
 
 /// A backend served under another model id (`--served-model-name`).
@@ -93,6 +99,10 @@ impl ChatBackend for RenamedBackend {
     ) -> Result<CompletionOutcome, ChatError> {
         self.inner.complete(req, prompt, choice, cancel, on_text)
     }
+
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.inner.metrics()
+    }
 }
 
 /// A loaded model served through the chat pipeline.
@@ -115,6 +125,10 @@ impl EngineBackend {
 impl ChatBackend for EngineBackend {
     fn model_id(&self) -> &str {
         &self.id
+    }
+
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        Some(self.lm.metrics.clone())
     }
 
     fn chat(

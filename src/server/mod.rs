@@ -1,5 +1,6 @@
 //! The OpenAI-compatible HTTP server: `/v1/chat/completions`, `/v1/completions`,
-//! `/v1/models` and `/health` (also without `/v1`), over any [`ChatBackend`].
+//! `/v1/models` and `/health` (also without `/v1`), and `/metrics` (Prometheus), over any
+//! [`ChatBackend`].
 //!
 //! The only module that knows HTTP (status codes, axum, SSE). Handlers turn wire bodies
 //! into domain requests through the OpenAI edge (`crate::request::openai`), run them on a
@@ -32,6 +33,7 @@ pub use queue::Queue;
 pub use routes::router;
 
 use crate::chat::{ChatBackend, TokenUsage};
+use crate::metrics::Metrics;
 
 /// State shared by all handlers.
 #[derive(Clone)]
@@ -44,6 +46,8 @@ pub struct AppState {
     pub api_key: Option<Arc<str>>,
     /// `system_fingerprint` of every answer.
     pub fingerprint: String,
+    /// What `GET /metrics` reports: the backend's, plus the requests counted here.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -55,6 +59,7 @@ impl AppState {
         api_key: Option<String>,
     ) -> Self {
         AppState {
+            metrics: backend.metrics().unwrap_or_else(Metrics::new),
             backend,
             queue: Arc::new(Queue::new(max_concurrent, queue)),
             api_key: api_key.filter(|k| !k.is_empty()).map(Arc::from),

@@ -1,9 +1,9 @@
-//! The router: endpoints with and without `/v1`, JSON 404/405 fallbacks, the body limit,
-//! authentication, and one log line per request.
+//! The router: endpoints with and without `/v1`, `/metrics`, JSON 404/405 fallbacks, the body
+//! limit, authentication, one log line and one request count per request.
 
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,13 +27,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             auth::require_key,
         ))
         .route("/health", get(health));
+    let scrape =
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_key,
+            ));
     Router::new()
         .nest("/v1", api.clone())
         .merge(api)
+        .merge(scrape)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -62,6 +71,36 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "running": state.queue.running(),
         "waiting": state.queue.waiting(),
     }))
+}
+
+/// `GET /metrics`: the model's and the server's metrics in Prometheus' text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.waiting.set(state.queue.waiting() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Counts each request by its route (the matched pattern, so unknown paths share one label)
+/// and status.
+async fn count_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[endpoint.as_str(), resp.status().as_str()])
+        .inc();
+    resp
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -34,6 +34,18 @@ pub struct BenchArgs {
     /// whenever an answer is complete) and report both speeds.
     #[arg(long = "json-schema", value_name = "FILE")]
     json_schema: Option<std::path::PathBuf>,
+    /// Instead of pp/tg: this many simultaneous generations (a list, e.g. 1,2,4,8), each with
+    /// a -p token prompt and -n generated tokens, batched by the scheduler; reports aggregate
+    /// and per-client decode t/s, TTFT and inter-token latency.
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    concurrent: Vec<usize>,
+    /// With --concurrent: milliseconds between two clients' arrivals (0: together).
+    #[arg(long = "arrival-ms", default_value_t = 0)]
+    arrival_ms: u64,
+    /// With --concurrent: once all clients decode, a new request with a prompt of this many
+    /// tokens arrives; reports the clients' inter-token latency while it is prefilled.
+    #[arg(long = "long-prompt", default_value_t = 0)]
+    long_prompt: usize,
 }
 
 /// One test's result.
@@ -129,6 +141,9 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
         .model
         .threads
         .unwrap_or_else(candle_core::utils::get_num_threads);
+    if !args.concurrent.is_empty() {
+        return run_concurrent(args, std::sync::Arc::new(lm), threads);
+    }
     let mut results = vec![];
     if args.n_prompt > 0 {
         let prompt = bench_tokens(&lm, args.n_prompt);
@@ -257,6 +272,63 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
                 100.0 * second / first.max(1e-9)
             );
         }
+    }
+    Ok(())
+}
+
+/// `--concurrent`: each client count in turn, `-r` repetitions each (after one warm-up run),
+/// the repetition with the median aggregate rate reported.
+fn run_concurrent(
+    args: &BenchArgs,
+    lm: std::sync::Arc<LoadedModel>,
+    threads: usize,
+) -> anyhow::Result<()> {
+    use super::bench_concurrent::{self as bc, Scenario};
+    let most = args.concurrent.iter().copied().max().unwrap_or(1);
+    if args.n_prompt.max(args.long_prompt) + args.n_gen + 1 >= lm.context {
+        anyhow::bail!("-p/--long-prompt plus -n do not fit the context window (raise --ctx)");
+    }
+    // Distinct prompts (no reuse between clients), the long one last.
+    let all = bench_tokens(&lm, most * args.n_prompt + args.long_prompt);
+    let mut prompts: Vec<Vec<u32>> = all
+        .chunks(args.n_prompt.max(1))
+        .map(<[u32]>::to_vec)
+        .collect();
+    prompts.truncate(most);
+    if args.long_prompt > 0 {
+        prompts.push(all[most * args.n_prompt..].to_vec());
+    }
+    let mut results = vec![];
+    for &clients in &args.concurrent {
+        let sc = Scenario {
+            clients,
+            n_prompt: args.n_prompt,
+            n_gen: args.n_gen,
+            arrival_ms: args.arrival_ms,
+            long_prompt: args.long_prompt,
+        };
+        if args.long_prompt > 0 {
+            // The long prompt goes right after this run's clients.
+            prompts.swap(clients, most);
+        }
+        let mut reps = vec![];
+        for rep in 0..=args.reps {
+            let r = bc::run(&lm, &prompts, sc)?;
+            if rep > 0 {
+                reps.push(r);
+            }
+        }
+        if args.long_prompt > 0 {
+            prompts.swap(clients, most);
+        }
+        reps.sort_by(|a, b| a.aggregate_ts.total_cmp(&b.aggregate_ts));
+        results.push(reps.swap_remove(reps.len() / 2));
+    }
+    if args.json {
+        let out = serde_json::json!({"model": lm.name, "threads": threads, "concurrent": results});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        bc::print_table(&lm.name, threads, &results);
     }
     Ok(())
 }

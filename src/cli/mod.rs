@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_concurrent;
 pub mod bench_prefix;
 pub mod chat;
 pub mod generate;

@@ -5,7 +5,11 @@
 use serde_json::Value;
 
 use super::options::{self, ArchOptions};
+pub use super::validate::KeyStyle;
 use super::ModelError;
+
+/// Default cap on the allocated context when `--ctx` is not given.
+pub const DEFAULT_MAX_CONTEXT: usize = 8192;
 
 /// Decoder architectures callm implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +104,48 @@ pub enum RopeScaling {
     Factors(Vec<f32>),
     /// Linear position interpolation: positions divided by the factor.
     Linear(f64),
+    /// Phi-3's "longrope": per-frequency divisors, short or long by the allocated context.
+    LongRope(LongRopeScaling),
+}
+
+/// Phi-3's "longrope" scaling (Phi-3.5-mini, Phi-4-mini): each rotary frequency is divided by
+/// a factor, from `short_factor` when the allocated context is at most
+/// `original_max_position_embeddings` and from `long_factor` beyond it (llama.cpp's choice:
+/// by the context, not per position as transformers does), and cos/sin are multiplied by
+/// `attention_factor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRopeScaling {
+    /// Divisors for contexts up to the original length, one per rotary pair.
+    pub short_factor: Vec<f32>,
+    /// Divisors for longer contexts.
+    pub long_factor: Vec<f32>,
+    /// The context length the model was pretrained with.
+    pub original_max_position_embeddings: usize,
+    /// Multiplier on cos and sin.
+    pub attention_factor: f64,
+}
+
+impl LongRopeScaling {
+    /// The factors for an allocated context of `context` positions: the long ones beyond the
+    /// original pretraining length, else the short ones.
+    pub fn factors_for(&self, context: usize) -> &[f32] {
+        if context > self.original_max_position_embeddings {
+            &self.long_factor
+        } else {
+            &self.short_factor
+        }
+    }
+
+    /// The attention factor transformers derives when the config gives none: 1 without
+    /// extension, else `sqrt(1 + ln(factor) / ln(original))`, `factor` being the extension
+    /// ratio (`max_position_embeddings / original`).
+    pub fn default_attention_factor(factor: f64, original: usize) -> f64 {
+        if factor <= 1.0 {
+            1.0
+        } else {
+            (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+        }
+    }
 }
 
 /// Everything the decoder needs to know about a checkpoint's shape.
@@ -127,8 +173,13 @@ pub struct ModelConfig {
     pub rope_theta: f64,
     /// Rotary scaling.
     pub rope_scaling: RopeScaling,
-    /// Longest context the model supports.
+    /// Longest context the model supports (declared).
     pub max_position_embeddings: usize,
+    /// Positions allocated: rope tables and caches hold this many (`--ctx`; by default the
+    /// declared context up to [`DEFAULT_MAX_CONTEXT`]). Set with [`ModelConfig::set_context`].
+    pub context: usize,
+    /// Which file's key names errors about this configuration use.
+    pub keys: KeyStyle,
     /// Output projection shares the embedding matrix.
     pub tie_word_embeddings: bool,
     /// q/k/v projections carry biases.
@@ -157,6 +208,66 @@ pub struct ModelConfig {
 fn inv_freq(theta: f64, d: usize) -> Vec<f64> {
     (0..d / 2)
         .map(|i| 1.0 / theta.powf(2.0 * i as f64 / d as f64))
+        .collect()
+}
+
+/// The rope scaling a `rope_parameters` / `rope_scaling` object `s` of config `v` describes.
+fn rope_scaling_of(v: &Value, s: &Value, max_positions: usize) -> Result<RopeScaling, String> {
+    let kind = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    Ok(match kind {
+        "default" => RopeScaling::None,
+        "llama3" => RopeScaling::Llama3(Llama3RopeScaling {
+            factor: get_f64(s, "factor").ok_or("llama3 rope scaling without \"factor\"")?,
+            low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
+            high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
+            original_max_position_embeddings: get_f64(s, "original_max_position_embeddings")
+                .unwrap_or(8192.0),
+        }),
+        "linear" => RopeScaling::Linear(get_f64(s, "factor").unwrap_or(1.0)),
+        // "su" is the name Phi-3-mini-128k's first config used.
+        "longrope" | "su" => {
+            // transformers: the top-level key (Phi-3's) wins, then the one in the rope
+            // parameters, then the declared context.
+            let original = get_usize(v, "original_max_position_embeddings")
+                .or_else(|| get_usize(s, "original_max_position_embeddings"))
+                .unwrap_or(max_positions);
+            if original == 0 {
+                return Err("longrope original_max_position_embeddings is 0".into());
+            }
+            let factor = get_f64(s, "factor").unwrap_or(max_positions as f64 / original as f64);
+            let list = |key: &str| -> Result<Vec<f32>, String> {
+                s.get(key)
+                    .and_then(Value::as_array)
+                    .ok_or(format!("longrope rope scaling without a \"{key}\" list"))?
+                    .iter()
+                    .map(|x| {
+                        x.as_f64()
+                            .map(|f| f as f32)
+                            .ok_or(format!("longrope \"{key}\" holds {x}, not a number"))
+                    })
+                    .collect()
+            };
+            RopeScaling::LongRope(LongRopeScaling {
+                short_factor: list("short_factor")?,
+                long_factor: list("long_factor")?,
+                original_max_position_embeddings: original,
+                attention_factor: get_f64(s, "attention_factor")
+                    .unwrap_or_else(|| LongRopeScaling::default_attention_factor(factor, original)),
+            })
+        }
+        other => return Err(format!("unsupported rope scaling type \"{other}\"")),
+    })
+}
+
+/// Inverse frequencies divided by per-frequency factors (missing factors count as 1).
+fn divided(base: &[f64], factors: &[f32]) -> Vec<f32> {
+    base.iter()
+        .enumerate()
+        .map(|(i, &f)| (f / factors.get(i).copied().unwrap_or(1.0) as f64) as f32)
         .collect()
 }
 
@@ -192,17 +303,59 @@ impl ModelConfig {
         Self::from_hf_value(&v, origin)
     }
 
-    /// Parses an already-decoded `config.json`.
+    /// Parses an already-decoded `config.json`; every value is checked
+    /// ([`super::validate::config`]) and the context set to its default.
     pub fn from_hf_value(v: &Value, origin: &str) -> Result<Self, ModelError> {
         let err = |msg: String| ModelError::Config {
             file: origin.to_string(),
             msg,
         };
-        match v.get("model_type").and_then(Value::as_str) {
-            Some("chatglm") => return super::chatglm::config_from_hf(v, origin),
-            Some("mpt") => return super::mpt::config_from_hf(v, origin),
-            _ => {}
+        let cfg = match v.get("model_type").and_then(Value::as_str) {
+            Some("chatglm") => super::chatglm::config_from_hf(v, origin)?,
+            Some("mpt") => super::mpt::config_from_hf(v, origin)?,
+            _ => Self::from_hf_llama(v, origin)?,
+        };
+        cfg.finish().map_err(err)
+    }
+
+    /// Sets the default context and checks every value.
+    pub(crate) fn finish(mut self) -> Result<Self, String> {
+        self.context = self.max_position_embeddings.min(DEFAULT_MAX_CONTEXT);
+        super::validate::config(&self)?;
+        Ok(self)
+    }
+
+    /// Sets the positions to allocate (`--ctx`); `None` keeps the default (the declared
+    /// context up to [`DEFAULT_MAX_CONTEXT`]). Out of `1..=max_position_embeddings`, or a key/value
+    /// cache whose size overflows, is an error.
+    pub fn set_context(&mut self, context: Option<usize>) -> Result<(), String> {
+        let Some(n) = context else { return Ok(()) };
+        if n == 0 || n > self.max_position_embeddings {
+            return Err(format!(
+                "--ctx {n} is out of range: this model supports 1..={}",
+                self.max_position_embeddings
+            ));
         }
+        let per_position = self.num_layers * 2 * self.num_kv_heads * self.head_dim;
+        if per_position
+            .checked_mul(n)
+            .and_then(|x| x.checked_mul(4))
+            .is_none()
+        {
+            return Err(format!(
+                "--ctx {n}: the key/value cache would not fit in memory"
+            ));
+        }
+        self.context = n;
+        Ok(())
+    }
+
+    /// The Llama-layout architectures' `config.json`.
+    fn from_hf_llama(v: &Value, origin: &str) -> Result<Self, ModelError> {
+        let err = |msg: String| ModelError::Config {
+            file: origin.to_string(),
+            msg,
+        };
         let need = |key: &str| {
             get_usize(v, key).ok_or_else(|| err(format!("missing or non-integer \"{key}\"")))
         };
@@ -241,37 +394,23 @@ impl ModelConfig {
             .and_then(|p| get_f64(p, "rope_theta"))
             .or_else(|| get_f64(v, "rope_theta"))
             .unwrap_or(default_theta);
+        let max_position_embeddings = get_usize(v, "max_position_embeddings").unwrap_or(4096);
         let rope_scaling = match scaling {
             None => RopeScaling::None,
-            Some(s) => {
-                let kind = s
-                    .get("rope_type")
-                    .or_else(|| s.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                match kind {
-                    "default" => RopeScaling::None,
-                    "llama3" => RopeScaling::Llama3(Llama3RopeScaling {
-                        factor: get_f64(s, "factor")
-                            .ok_or_else(|| err("llama3 rope scaling without \"factor\"".into()))?,
-                        low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
-                        high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: get_f64(
-                            s,
-                            "original_max_position_embeddings",
-                        )
-                        .unwrap_or(8192.0),
-                    }),
-                    "linear" => RopeScaling::Linear(get_f64(s, "factor").unwrap_or(1.0)),
-                    other => return Err(err(format!("unsupported rope scaling type \"{other}\""))),
-                }
-            }
+            Some(s) => rope_scaling_of(v, s, max_position_embeddings).map_err(err)?,
         };
         let sliding_window = match v.get("use_sliding_window").and_then(Value::as_bool) {
             Some(false) => None,
             _ => get_usize(v, "sliding_window"),
         };
-        let num_layers = need("num_hidden_layers")?;
+        // Checked before anything is sized by it (per-layer option lists).
+        let num_layers = super::validate::count(
+            "num_hidden_layers",
+            need("num_hidden_layers")?,
+            1,
+            super::validate::MAX_LAYERS,
+        )
+        .map_err(err)?;
         let head_dim = get_usize(v, "head_dim").unwrap_or(match arch {
             Arch::Gemma3 => 256,
             _ => hidden_size / num_heads,
@@ -300,7 +439,9 @@ impl ModelConfig {
             rms_norm_eps: get_f64(v, "rms_norm_eps").unwrap_or(1e-6),
             rope_theta,
             rope_scaling,
-            max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
+            max_position_embeddings,
+            context: 0,
+            keys: KeyStyle::ConfigJson,
             tie_word_embeddings: v
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
@@ -348,11 +489,8 @@ impl ModelConfig {
         let base = inv_freq(self.rope_theta, self.rotary_dim);
         match &self.rope_scaling {
             RopeScaling::None | RopeScaling::Linear(_) => base.iter().map(|&f| f as f32).collect(),
-            RopeScaling::Factors(fs) => base
-                .iter()
-                .enumerate()
-                .map(|(i, &f)| (f / fs.get(i).copied().unwrap_or(1.0) as f64) as f32)
-                .collect(),
+            RopeScaling::Factors(fs) => divided(&base, fs),
+            RopeScaling::LongRope(s) => divided(&base, s.factors_for(self.context)),
             RopeScaling::Llama3(s) => {
                 let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
                 let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
@@ -373,6 +511,14 @@ impl ModelConfig {
                     })
                     .collect()
             }
+        }
+    }
+
+    /// The multiplier on rotary cos/sin (longrope's attention factor; 1 otherwise).
+    pub fn rope_attention_factor(&self) -> f64 {
+        match &self.rope_scaling {
+            RopeScaling::LongRope(s) => s.attention_factor,
+            _ => 1.0,
         }
     }
 

@@ -354,18 +354,19 @@ pub fn tensors(cfg: &ModelConfig, src: &dyn WeightSource) -> Result<(), String> 
     };
     let hd = cfg.head_dim;
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
-    let expect = [
-        (LW::Q, q, Heads),
-        (LW::K, kv, KvHeads),
-        (LW::Qkv, q + 2 * kv, Heads),
-    ];
-    for (w, want, f) in expect {
+    // Fused q/k/v (ChatGLM, Phi-3) or separate projections.
+    let expect: &[(LW, usize)] = if rows(LW::Qkv).is_some() {
+        &[(LW::Qkv, q + 2 * kv)]
+    } else {
+        &[(LW::Q, q), (LW::K, kv)]
+    };
+    for &(w, want) in expect {
         if let Some((t, s)) = rows(w) {
             if s.first() != Some(&want) || s.get(1) != Some(&h) {
                 return Err(format!(
                     "{} = {}, {} = {}, {} = {hd} and {} = {h} give [{want}, {h}], but {t} has shape {s:?}",
-                    key(f),
-                    if f == Heads { cfg.num_heads } else { cfg.num_kv_heads },
+                    key(Heads),
+                    cfg.num_heads,
                     key(KvHeads),
                     cfg.num_kv_heads,
                     key(HeadDim),

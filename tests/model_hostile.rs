@@ -379,9 +379,9 @@ fn named_hostile_values_are_refused_with_the_key_and_value() {
             refused(
                 "hidden-mismatch",
                 |g| {
-                g.set("llama.embedding_length", u32v(32));
-                g.set("llama.attention.key_length", u32v(16));
-            },
+                    g.set("llama.embedding_length", u32v(32));
+                    g.set("llama.attention.key_length", u32v(16));
+                },
                 &["llama.embedding_length = 32", "token_embd.weight"],
             );
             refused(

@@ -25,7 +25,8 @@ const SHORT: [f32; 6] = [1.0, 1.05, 1.2, 1.5, 2.0, 2.5];
 const LONG: [f32; 6] = [1.0, 1.5, 3.0, 6.0, 12.0, 24.0];
 
 // transformers' output (see the module comment).
-const ATTENTION_FACTOR: f64 = 1.4142135623730951;
+/// transformers printed 1.4142135623730951, which is sqrt(2): sqrt(1 + ln(256 / 16) / ln(16)).
+const ATTENTION_FACTOR: f64 = std::f64::consts::SQRT_2;
 const INV_FREQ_SHORT: [f64; 6] = [
     1.0,
     0.20518426597118378,

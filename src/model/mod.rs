@@ -19,6 +19,7 @@ mod mlp;
 pub mod mpt;
 pub mod names;
 pub mod options;
+pub mod rope;
 pub mod validate;
 pub mod weights;
 

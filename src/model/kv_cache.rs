@@ -100,7 +100,8 @@ impl KvCache {
         }
     }
 
-    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its context):
+    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its allocated
+    /// context):
     /// the kernel's layouts when `blocks`, else tensors of `dtype` on `device`.
     pub fn for_model(
         cfg: &super::ModelConfig,
@@ -109,7 +110,7 @@ impl KvCache {
         device: &Device,
         blocks: bool,
     ) -> candle_core::Result<Self> {
-        let capacity = capacity.min(cfg.max_position_embeddings);
+        let capacity = capacity.min(cfg.context);
         let (l, kvh, hd) = (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim);
         if blocks {
             Ok(Self::new_blocks(l, kvh, hd, capacity))

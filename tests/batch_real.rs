@@ -55,7 +55,7 @@ fn chat_prompt(lm: &LoadedModel, q: &str) -> Vec<u32> {
 fn params(lm: &LoadedModel, i: usize, n: usize) -> GenerateParams {
     let mut p = lm.default_params();
     p.max_tokens = Some(n);
-    p.sampling = if i % 2 == 0 {
+    p.sampling = if i.is_multiple_of(2) {
         SamplingParams::greedy()
     } else {
         SamplingParams {

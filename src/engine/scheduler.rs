@@ -473,18 +473,15 @@ impl State {
         let mut rows = rows.into_iter();
         let now = Instant::now();
         for (r, p) in self.running.iter_mut().zip(&plan) {
-            match p {
-                Some((_, Logits::Last)) => {
-                    let Some(row) = rows.next() else { break };
-                    match r.last {
-                        None => self.metrics.ttft.observe((now - r.arrived).as_secs_f64()),
-                        Some(t) => self.metrics.itl.observe((now - t).as_secs_f64()),
-                    }
-                    r.last = Some(now);
-                    r.phase = Phase::Sampling;
-                    let _ = r.reply.send(Event::Logits(row));
+            if let Some((_, Logits::Last)) = p {
+                let Some(row) = rows.next() else { break };
+                match r.last {
+                    None => self.metrics.ttft.observe((now - r.arrived).as_secs_f64()),
+                    Some(t) => self.metrics.itl.observe((now - t).as_secs_f64()),
                 }
-                Some(_) | None => {}
+                r.last = Some(now);
+                r.phase = Phase::Sampling;
+                let _ = r.reply.send(Event::Logits(row));
             }
         }
     }

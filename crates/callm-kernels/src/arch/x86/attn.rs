@@ -43,9 +43,9 @@ pub(crate) unsafe fn scores_avx512<const R: usize>(
         }
     }
     for (a, sr) in acc.iter().zip(s) {
-        for h in 0..2 {
+        for (h, (x, y)) in a[0].iter().zip(&a[1]).enumerate() {
             // SAFETY: `sr` points to 32 writable floats (the contract).
-            unsafe { _mm512_storeu_ps(sr.add(16 * h), _mm512_add_ps(a[0][h], a[1][h])) };
+            unsafe { _mm512_storeu_ps(sr.add(16 * h), _mm512_add_ps(*x, *y)) };
         }
     }
 }
@@ -83,9 +83,9 @@ pub(crate) unsafe fn scores_avx2<const R: usize>(
         }
     }
     for (a, sr) in acc.iter().zip(s) {
-        for h in 0..4 {
+        for (h, (x, y)) in a[0].iter().zip(&a[1]).enumerate() {
             // SAFETY: `sr` points to 32 writable floats (the contract).
-            unsafe { _mm256_storeu_ps(sr.add(8 * h), _mm256_add_ps(a[0][h], a[1][h])) };
+            unsafe { _mm256_storeu_ps(sr.add(8 * h), _mm256_add_ps(*x, *y)) };
         }
     }
 }
@@ -266,6 +266,8 @@ pub(crate) unsafe fn pv_avx512<const R: usize>(
 /// # Safety
 /// The CPU must support AVX2 and FMA; otherwise as [`pv_avx512`].
 #[allow(clippy::too_many_arguments)]
+// `l` indexes both the probabilities and the rows of `v`.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn pv_avx2<const R: usize>(
     o: [*mut f32; R],
@@ -285,8 +287,8 @@ pub(crate) unsafe fn pv_avx2<const R: usize>(
             for r in 0..R {
                 for u in 0..$w {
                     // SAFETY: values `d + 8u .. + 8` lie in row `r`'s `hd` floats.
-                    acc[r][u] =
-                        _mm256_mul_ps(unsafe { _mm256_loadu_ps(o[r].add(d + 8 * u)) }, c[r]);
+                    let x = unsafe { _mm256_loadu_ps(o[r].add(d + 8 * u)) };
+                    acc[r][u] = _mm256_mul_ps(x, c[r]);
                 }
             }
             for l in a..e {

@@ -127,6 +127,10 @@ pub struct ChatMessage {
     /// Legacy call made by an assistant message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_call: Option<FunctionCall>,
+    /// An assistant message's reasoning (`reasoning_content`, also read as `reasoning`), as
+    /// callm answered it: passed back to templates that render it (Qwen3, gpt-oss).
+    #[serde(default, alias = "reasoning", skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// Message content: plain text or a list of typed parts.

@@ -5,8 +5,15 @@
 //! parts joined, call arguments parsed, every call and every tool result with its id.
 //! Rules applied here, for the template:
 //! - Tools are written as `{"type": "function", "function": {...}}`; no tools is `None`.
-//! - Missing content is `""`, except for assistant messages with tool calls, where it stays
-//!   `null` (templates test it for truthiness).
+//! - Missing content is `""`, also for an assistant tool-call message sent with `content:
+//!   null` (as llama.cpp and vLLM normalise it): several templates (Qwen3, Granite 3.3,
+//!   Devstral) read that content and fail on a null, and no supported template renders `""`
+//!   differently from a missing key (checked by the golden generator).
+//! - An assistant message's reasoning goes in `reasoning_content` (Qwen3 reads it) and in
+//!   `thinking` (gpt-oss reads it), as transformers copies it.
+//! - `text_arguments`: call arguments are given as JSON text (Python's `json.dumps` of the
+//!   parsed value, `ensure_ascii=False`) to templates that concatenate them as strings
+//!   (Functionary v3.2); every other template gets the parsed value.
 //! - Keys a message does not have are left out (`'tool_calls' in message` must be false for
 //!   plain messages).
 //! - [`CallIdStyle::Alnum9`] (Mistral): ids that are not exactly 9 ASCII alphanumerics are
@@ -21,6 +28,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::env::to_value;
+use super::pyjson::{dumps, DumpOptions};
 use crate::request::{ChatRequest, Message, Role, Tool, ToolCall};
 
 /// How tool-call ids must look in the prompt.
@@ -42,6 +51,8 @@ pub struct NormalizeOptions {
     pub call_ids: CallIdStyle,
     /// Give each tool call its own assistant message.
     pub split_parallel_calls: bool,
+    /// Call arguments as JSON text instead of the parsed value.
+    pub text_arguments: bool,
 }
 
 /// Messages and tools in the shape chat templates read.
@@ -56,7 +67,11 @@ pub struct TemplateInput {
 /// Turns a request into template input.
 pub fn normalize_request(req: &ChatRequest, opts: &NormalizeOptions) -> TemplateInput {
     let tools = (!req.tools.is_empty()).then(|| req.tools.iter().map(tool_json).collect());
-    let mut messages: Vec<Json> = req.messages.iter().map(message_json).collect();
+    let mut messages: Vec<Json> = req
+        .messages
+        .iter()
+        .map(|m| message_json(m, opts.text_arguments))
+        .collect();
     if opts.call_ids == CallIdStyle::Alnum9 {
         for m in &mut messages {
             remap_ids(m);
@@ -91,26 +106,34 @@ fn tool_json(t: &Tool) -> Json {
     json!({"type": "function", "function": f})
 }
 
-fn call_json(c: &ToolCall) -> Json {
+fn call_json(c: &ToolCall, text_arguments: bool) -> Json {
+    let arguments = if text_arguments {
+        Json::String(py_dumps(&c.arguments))
+    } else {
+        c.arguments.clone()
+    };
     json!({
         "id": c.id,
         "type": "function",
-        "function": {"name": c.name, "arguments": c.arguments},
+        "function": {"name": c.name, "arguments": arguments},
     })
 }
 
-fn message_json(m: &Message) -> Json {
+/// Python's `json.dumps(value, ensure_ascii=False)`: `", "` and `": "` separators.
+fn py_dumps(v: &Json) -> String {
+    // Only a byte budget stops `dumps`, and this one has none.
+    dumps(&to_value(v), &DumpOptions::python(false, None)).unwrap_or_else(|_| v.to_string())
+}
+
+fn message_json(m: &Message, text_arguments: bool) -> Json {
     let mut out = Map::new();
     let has_calls = !m.tool_calls.is_empty();
     out.insert("role".into(), Json::String(m.role.as_str().to_string()));
-    let content = match &m.content {
-        Some(s) => Json::String(s.clone()),
-        None if has_calls => Json::Null,
-        None => Json::String(String::new()),
-    };
-    out.insert("content".into(), content);
+    let content = m.content.clone().unwrap_or_default();
+    out.insert("content".into(), Json::String(content));
     if let Some(r) = &m.reasoning_content {
         out.insert("reasoning_content".into(), Json::String(r.clone()));
+        out.insert("thinking".into(), Json::String(r.clone()));
     }
     if let Some(name) = &m.name {
         out.insert("name".into(), Json::String(name.clone()));
@@ -118,7 +141,12 @@ fn message_json(m: &Message) -> Json {
     if has_calls {
         out.insert(
             "tool_calls".into(),
-            Json::Array(m.tool_calls.iter().map(call_json).collect()),
+            Json::Array(
+                m.tool_calls
+                    .iter()
+                    .map(|c| call_json(c, text_arguments))
+                    .collect(),
+            ),
         );
     }
     if m.role == Role::Tool {

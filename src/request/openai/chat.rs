@@ -391,7 +391,7 @@ fn messages(wire: Vec<wire::ChatMessage>) -> Vec<Message> {
             name: m.name,
             tool_calls: calls,
             tool_call_id,
-            reasoning_content: None,
+            reasoning_content: m.reasoning_content.filter(|_| role == Role::Assistant),
         });
     }
     out

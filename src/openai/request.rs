@@ -74,6 +74,10 @@ pub struct ChatCompletionRequest {
     /// End-user identifier (logged only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Most characters of a thinking model's reasoning before a required call or a JSON
+    /// answer (callm extension; default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reasoning_chars: Option<u32>,
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,

@@ -61,6 +61,7 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
                 n: shared.n,
                 logprobs,
                 parallel_tool_calls: req.parallel_tool_calls != Some(false),
+                max_reasoning_chars: req.max_reasoning_chars,
             },
             template_kwargs: req.chat_template_kwargs.unwrap_or_default(),
         })

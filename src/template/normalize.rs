@@ -11,6 +11,11 @@
 //!   differently from a missing key (checked by the golden generator).
 //! - An assistant message's reasoning goes in `reasoning_content` (Qwen3 reads it) and in
 //!   `thinking` (gpt-oss reads it), as transformers copies it.
+//! - `tools_in_system`: templates that read the tools from the system message (Phi-4-mini:
+//!   `message['tools']`, a JSON string between `<|tool|>` and `<|/tool|>`) get the function
+//!   definitions there, as a JSON list (Python `json.dumps`, `ensure_ascii=False`), with the
+//!   model card's "You are a helpful assistant with some tools." when the request has no
+//!   system message.
 //! - `text_arguments`: call arguments are given as JSON text (Python's `json.dumps` of the
 //!   parsed value, `ensure_ascii=False`) to templates that concatenate them as strings
 //!   (Functionary v3.2); every other template gets the parsed value.
@@ -53,7 +58,13 @@ pub struct NormalizeOptions {
     pub split_parallel_calls: bool,
     /// Call arguments as JSON text instead of the parsed value.
     pub text_arguments: bool,
+    /// The tools go in the system message's `tools` key (Phi-4-mini).
+    pub tools_in_system: bool,
 }
+
+/// The system message a tools-in-system template gets when the request has none (the
+/// Phi-4-mini model card's example).
+pub const TOOLS_SYSTEM_DEFAULT: &str = "You are a helpful assistant with some tools.";
 
 /// Messages and tools in the shape chat templates read.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,6 +97,20 @@ pub fn normalize_request(req: &ChatRequest, opts: &NormalizeOptions) -> Template
     }
     if opts.split_parallel_calls {
         messages = split_parallel_calls(messages);
+    }
+    if opts.tools_in_system && !req.tools.is_empty() {
+        let functions: Vec<Json> = req
+            .tools
+            .iter()
+            .map(|t| tool_json(t)["function"].clone())
+            .collect();
+        if messages.first().is_none_or(|m| m["role"] != "system") {
+            messages.insert(
+                0,
+                json!({"role": "system", "content": TOOLS_SYSTEM_DEFAULT}),
+            );
+        }
+        messages[0]["tools"] = Json::String(py_dumps(&Json::Array(functions)));
     }
     TemplateInput { messages, tools }
 }
@@ -276,6 +301,29 @@ mod tests {
         assert_eq!(m[3]["tool_calls"][0]["function"]["arguments"], "not json");
         assert_eq!(m[4]["tool_call_id"], "abcDEF123");
         assert_eq!(alnum9_id("call_abc-123"), id);
+    }
+
+    #[test]
+    fn tools_in_the_system_message_for_templates_that_read_them_there() {
+        let r = req(
+            json!({"tools": [{"type": "function", "function": {"name": "get_weather",
+            "description": "Météo.", "parameters": {"type": "object", "properties": {}}}}],
+            "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        let opts = NormalizeOptions {
+            tools_in_system: true,
+            ..Default::default()
+        };
+        let out = normalize_request(&r, &opts);
+        assert_eq!(out.messages[0]["role"], "system");
+        assert_eq!(out.messages[0]["content"], TOOLS_SYSTEM_DEFAULT);
+        // Python's json.dumps(functions, ensure_ascii=False).
+        assert_eq!(
+            out.messages[0]["tools"],
+            r#"[{"name": "get_weather", "description": "Météo.", "parameters": {"type": "object", "properties": {}}}]"#
+        );
+        assert_eq!(out.messages[1]["content"], "hi");
+        assert!(out.messages[1].get("tools").is_none());
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub fn options_for(template: &str, family: Option<&Family>) -> NormalizeOptions 
     if template.contains("only supports single tool-calls") {
         opts.split_parallel_calls = true;
     }
+    // Phi-4-mini's template prints `message['tools']` of the system message.
+    if template.contains("message['tools']") || template.contains("message.tools") {
+        opts.tools_in_system = true;
+    }
     if let Some(f) = family {
         if f.tool_role != "tool"
             && !mentions_role(template, "tool")

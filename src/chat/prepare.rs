@@ -48,6 +48,10 @@ impl Prepared {
 /// unless the request says otherwise (`max_reasoning_chars`).
 pub const DEFAULT_MAX_REASONING_CHARS: usize = 8192;
 
+/// The largest `max_reasoning_chars` honoured (larger values are capped): the bound is a
+/// counted repetition in the grammar, whose cost grows with it.
+pub const MAX_REASONING_CHARS: usize = 32768;
+
 /// Whether the answer is parsed for calls: the request offers tools and allows a call.
 fn parses_calls(req: &ChatRequest) -> bool {
     !req.tools.is_empty() && req.tool_choice != ToolChoice::None
@@ -119,7 +123,9 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
             max_chars: req
                 .limits
                 .max_reasoning_chars
-                .map_or(DEFAULT_MAX_REASONING_CHARS, |n| n as usize),
+                .map_or(DEFAULT_MAX_REASONING_CHARS, |n| {
+                    (n as usize).min(MAX_REASONING_CHARS)
+                }),
             started: *inside,
         });
     let forced = match &req.tool_choice {

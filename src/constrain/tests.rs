@@ -532,3 +532,21 @@ fn a_marker_inside_the_thinking_is_not_a_call_opening() {
         assert!(!out.tool_calls.is_empty(), "{text:?}");
     }
 }
+
+/// The largest reasoning budget a request can ask for (`chat::prepare::MAX_REASONING_CHARS`)
+/// compiles and walks like a small one.
+#[test]
+fn the_largest_reasoning_budget_compiles() {
+    let (_, e) = engine();
+    // `chat::prepare::MAX_REASONING_CHARS`.
+    let t = thinking(32768, false);
+    let c = e
+        .compile_with(
+            &spec("hermes", ToolMode::Required, true),
+            Some(&t),
+            "<think>",
+        )
+        .unwrap();
+    let (ids, _) = random_walk(&c, VOCAB, &[EOS], 1, 500).unwrap();
+    assert_eq!(ids.len(), 500, "the block may run on past 500 tokens");
+}

@@ -75,7 +75,7 @@ pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Most characters of a thinking model's reasoning before a required call or a JSON
-    /// answer (callm extension; default 8192).
+    /// answer (callm extension; default 8192, capped at 32768).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reasoning_chars: Option<u32>,
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.

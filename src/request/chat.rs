@@ -160,6 +160,9 @@ pub struct Limits {
     pub logprobs: Option<u8>,
     /// Several calls may come in one answer.
     pub parallel_tool_calls: bool,
+    /// Most characters of a thinking model's reasoning block before a required call or a
+    /// JSON answer (callm's `max_reasoning_chars`); `None`: the pipeline's default.
+    pub max_reasoning_chars: Option<u32>,
 }
 
 impl Limits {
@@ -176,6 +179,7 @@ impl Default for Limits {
             n: 1,
             logprobs: None,
             parallel_tool_calls: true,
+            max_reasoning_chars: None,
         }
     }
 }

@@ -76,7 +76,8 @@ fn finish_str(f: ChatFinish, legacy: bool) -> &'static str {
 /// The assistant message of an answer: `tool_calls`, or for legacy requests the first call
 /// as `function_call` (the one place the legacy shape is written). `content` and
 /// `tool_calls` are always present (null when absent): client code indexes them after
-/// dumping the SDK object.
+/// dumping the SDK object. A thinking model's reasoning is `reasoning_content` (the field
+/// DeepSeek's API and vLLM use), present only when there is some.
 fn message_json(m: &Answer, legacy: bool) -> Value {
     let function = |c: &crate::chat::Call| FunctionCall {
         name: c.name.clone(),
@@ -98,6 +99,9 @@ fn message_json(m: &Answer, legacy: bool) -> Value {
         "refusal": null,
         "tool_calls": tool_calls,
     });
+    if let (Some(r), Some(obj)) = (&m.reasoning_content, v.as_object_mut()) {
+        obj.insert("reasoning_content".into(), json!(r));
+    }
     if legacy {
         if let Some(obj) = v.as_object_mut() {
             obj.insert(
@@ -199,6 +203,7 @@ impl ChatAssembler {
         let legacy = self.meta.legacy;
         Some(match ev {
             ChatEvent::Content(text) => (json!({"content": text}), Value::Null),
+            ChatEvent::Reasoning(text) => (json!({"reasoning_content": text}), Value::Null),
             ChatEvent::ToolCallStart { index, id, name } if !legacy => (
                 json!({"tool_calls": [{
                     "index": index, "id": id, "type": "function",

@@ -61,6 +61,7 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
                 n: shared.n,
                 logprobs,
                 parallel_tool_calls: req.parallel_tool_calls != Some(false),
+                max_reasoning_chars: req.max_reasoning_chars,
             },
             template_kwargs: req.chat_template_kwargs.unwrap_or_default(),
         })
@@ -391,7 +392,7 @@ fn messages(wire: Vec<wire::ChatMessage>) -> Vec<Message> {
             name: m.name,
             tool_calls: calls,
             tool_call_id,
-            reasoning_content: None,
+            reasoning_content: m.reasoning_content.filter(|_| role == Role::Assistant),
         });
     }
     out

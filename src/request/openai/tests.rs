@@ -289,3 +289,22 @@ fn completions_prompts_and_defaults() {
         assert_eq!(text(body.clone()).unwrap_err().param, p, "{body}");
     }
 }
+
+#[test]
+fn an_assistant_reasoning_is_kept_for_the_template() {
+    // `reasoning_content` (as callm answers it) and `reasoning` (its other common name) both
+    // reach the domain message; other roles carry none.
+    for key in ["reasoning_content", "reasoning"] {
+        let req = chat(json!({"messages": [
+            {"role": "user", "content": "hi", key: "ignored"},
+            {"role": "assistant", "content": "7.", key: "7 is prime."},
+            {"role": "user", "content": "again"}]}))
+        .unwrap();
+        assert_eq!(req.messages[0].reasoning_content, None, "{key}");
+        assert_eq!(
+            req.messages[1].reasoning_content.as_deref(),
+            Some("7 is prime."),
+            "{key}"
+        );
+    }
+}

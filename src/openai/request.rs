@@ -77,6 +77,14 @@ pub struct ChatCompletionRequest {
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// `false`: render the conversation without opening a new assistant turn (vLLM/transformers
+    /// extension; default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_generation_prompt: Option<bool>,
+    /// `true`: the answer continues the final assistant message's text (a prefill; vLLM/transformers
+    /// extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
 }
 
 /// `stream_options` of a streaming request.
@@ -127,6 +135,10 @@ pub struct ChatMessage {
     /// Legacy call made by an assistant message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_call: Option<FunctionCall>,
+    /// The reasoning an assistant message came with (rendered by templates that use it, e.g.
+    /// Qwen3's; vLLM/DeepSeek extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// Message content: plain text or a list of typed parts.

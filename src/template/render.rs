@@ -9,7 +9,7 @@ use super::normalize::{normalize_request, CallIdStyle, NormalizeOptions, Templat
 use super::protect::{Protector, RenderedPrompt};
 use super::source::ModelTemplateInfo;
 use crate::registry::Family;
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, PromptEnd};
 
 /// Context variables a request's `chat_template_kwargs` cannot override.
 const RESERVED: &[&str] = &["messages", "tools", "add_generation_prompt"];
@@ -118,9 +118,18 @@ impl PromptRenderer {
         &self.info
     }
 
-    /// Renders `req` with the generation prompt (the usual case).
+    /// Renders `req` ending as it asks: with the generation prompt (the usual case), the
+    /// conversation as it is, or the final assistant message left open to be continued.
     pub fn render(&self, req: &ChatRequest) -> Result<RenderedPrompt, TemplateError> {
-        self.render_with(req, true)
+        match req.prompt_end {
+            PromptEnd::GenerationPrompt => self.render_with(req, true),
+            PromptEnd::Conversation => self.render_with(req, false),
+            PromptEnd::ContinueFinal => {
+                let last = req.messages.last().and_then(|m| m.content.as_deref());
+                let prompt = self.render_with(req, false)?;
+                continue_final(prompt, last.unwrap_or_default())
+            }
+        }
     }
 
     /// Renders `req`; when the template raises on parallel calls in history, retries with
@@ -203,6 +212,32 @@ impl PromptRenderer {
             None => RenderedPrompt::plain(text),
         })
     }
+}
+
+/// Cuts the rendered conversation right after the final message's text, as transformers'
+/// `continue_final_message` does: at the last occurrence of the stripped text, keeping the
+/// message's trailing whitespace when the template kept it.
+fn continue_final(mut prompt: RenderedPrompt, last: &str) -> Result<RenderedPrompt, TemplateError> {
+    let stripped = last.trim();
+    let Some(at) = prompt.text.rfind(stripped) else {
+        return Err(TemplateError::Request(
+            "the final assistant message cannot be continued: the chat template does not \
+             render its text"
+                .into(),
+        ));
+    };
+    let kept = last.trim_start();
+    let cut = if kept.len() == last.len() && prompt.text[at..].starts_with(last) {
+        at + kept.len()
+    } else {
+        at + stripped.len()
+    };
+    prompt.text.truncate(cut);
+    prompt.protected.retain(|r| r.start < cut);
+    for r in &mut prompt.protected {
+        r.end = r.end.min(cut);
+    }
+    Ok(prompt)
 }
 
 fn has_parallel_calls(req: &ChatRequest) -> bool {

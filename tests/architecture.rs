@@ -109,12 +109,23 @@ fn anthropic_and_responses_wire_types_are_read_only_at_their_edges() {
         &["MessagesRequest", "ContentBlock", "crate::anthropic"],
         &["anthropic/", "request/anthropic/", "server/", "cli/"],
     );
-    assert!(found.is_empty(), "Anthropic wire types past the edge: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "Anthropic wire types past the edge: {found:#?}"
+    );
     let found = offenders(
-        &["ResponsesRequest", "InputItem", "ResponseInput", "openai::responses"],
+        &[
+            "ResponsesRequest",
+            "InputItem",
+            "ResponseInput",
+            "openai::responses",
+        ],
         &["openai/", "request/responses/", "server/", "cli/"],
     );
-    assert!(found.is_empty(), "Responses wire types past the edge: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "Responses wire types past the edge: {found:#?}"
+    );
 }
 
 #[test]

@@ -125,9 +125,15 @@ impl PromptRenderer {
             PromptEnd::GenerationPrompt => self.render_with(req, true),
             PromptEnd::Conversation => self.render_with(req, false),
             PromptEnd::ContinueFinal => {
-                let last = req.messages.last().and_then(|m| m.content.as_deref());
-                let prompt = self.render_with(req, false)?;
-                continue_final(prompt, last.unwrap_or_default())
+                // As transformers does it: render with a tag after the final message's text,
+                // then cut at the tag.
+                let mut tagged = req.clone();
+                if let Some(last) = tagged.messages.last_mut() {
+                    last.content
+                        .get_or_insert_with(String::new)
+                        .push_str(CONTINUE_TAG);
+                }
+                continue_final(self.render_with(&tagged, false)?)
             }
         }
     }
@@ -214,23 +220,24 @@ impl PromptRenderer {
     }
 }
 
-/// Cuts the rendered conversation right after the final message's text, as transformers'
-/// `continue_final_message` does: at the last occurrence of the stripped text, keeping the
-/// message's trailing whitespace when the template kept it.
-fn continue_final(mut prompt: RenderedPrompt, last: &str) -> Result<RenderedPrompt, TemplateError> {
-    let stripped = last.trim();
-    let Some(at) = prompt.text.rfind(stripped) else {
+/// The tag transformers appends to the final message to find where its text ends.
+const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+/// Cuts the rendered conversation where the tagged final message's text ends, as
+/// transformers' `continue_final_message` does: at the last tag, and when the template did
+/// not keep the tag's trailing space (it trimmed the content), without trailing whitespace.
+fn continue_final(mut prompt: RenderedPrompt) -> Result<RenderedPrompt, TemplateError> {
+    let Some(at) = prompt.text.rfind(CONTINUE_TAG.trim_end()) else {
         return Err(TemplateError::Request(
             "the final assistant message cannot be continued: the chat template does not \
              render its text"
                 .into(),
         ));
     };
-    let kept = last.trim_start();
-    let cut = if kept.len() == last.len() && prompt.text[at..].starts_with(last) {
-        at + kept.len()
+    let cut = if prompt.text[at..].starts_with(CONTINUE_TAG) {
+        at
     } else {
-        at + stripped.len()
+        prompt.text[..at].trim_end().len()
     };
     prompt.text.truncate(cut);
     prompt.protected.retain(|r| r.start < cut);

@@ -71,3 +71,42 @@ fn prompt_ends_match_transformers() {
     );
     assert_eq!(manifest.len(), 20);
 }
+
+#[test]
+fn callm_render_honours_the_same_fields() {
+    // The Mistral v0.3 tokenizer directory ships the same template as the fixture.
+    use callm::cli::render::{render_to_string, RenderArgs};
+    let manifest: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(data_dir().join("manifest.json")).unwrap())
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("callm-render-end-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    for case in manifest.iter().filter(|c| {
+        c["template"] == "mistralai-Mistral-7B-Instruct-v0.3.jinja" && c["error"] == false
+    }) {
+        let path = dir.join(format!("{}.json", case["case"].as_str().unwrap()));
+        std::fs::write(&path, case["request"].to_string()).unwrap();
+        let args = RenderArgs {
+            model: fixtures()
+                .join("tokenizers/mistral-v0.3")
+                .display()
+                .to_string(),
+            request: path.display().to_string(),
+            ids: false,
+            tokenizer: None,
+            family: None,
+        };
+        let expected =
+            std::fs::read_to_string(data_dir().join(case["expected"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            render_to_string(&args).unwrap(),
+            expected,
+            "{}",
+            case["case"]
+        );
+        n += 1;
+    }
+    assert!(n >= 3, "{n} cases");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use callm::chat::EngineBackend;
+use callm::chat::{EngineBackend, RenamedBackend};
 use callm::registry::Registry;
 use callm::runtime::{LoadOptions, LoadedModel};
 use callm::server::{router, serve_on, AppState};
@@ -18,8 +18,11 @@ fn model_id() -> String {
 }
 
 fn load_tiny() -> LoadedModel {
+    // One directory per server: a file another test rewrites under a mapped model is a SIGBUS.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let fx = callm::paths::fixtures_dir().join("tiny-models/qwen2");
-    let dir = std::env::temp_dir().join(model_id());
+    let dir = std::env::temp_dir().join(format!("{}-{n}", model_id()));
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fx.join(f), dir.join(f)).unwrap();
@@ -53,7 +56,8 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let lm = Arc::new(load_tiny());
-        let state = AppState::new(Arc::new(EngineBackend::new(lm)), 1, 16, None);
+        let backend = RenamedBackend::new(Arc::new(EngineBackend::new(lm)), model_id());
+        let state = AppState::new(Arc::new(backend), 1, 16, None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -302,4 +306,15 @@ async fn a_continued_response_starts_from_the_prefix_cache() {
         second["usage"]["input_tokens"].as_u64().unwrap()
             > first["usage"]["input_tokens"].as_u64().unwrap()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_output_config_format_is_enforced() {
+    let s = Server::start().await;
+    let body = anthropic(
+        json!({"output_config": {"format": {"type": "json_schema", "schema": schema()}}}),
+    );
+    let v = s.json("/v1/messages", &body).await;
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    valid(&serde_json::from_str(v["content"][0]["text"].as_str().unwrap()).unwrap());
 }

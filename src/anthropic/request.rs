@@ -41,6 +41,18 @@ pub struct MessagesRequest {
     /// Request metadata (`user_id`, logged only).
     #[serde(default)]
     pub metadata: Option<Metadata>,
+    /// Output options: `format` (`{"type": "json_schema", "schema": {...}}`, structured
+    /// outputs); `effort` is ignored.
+    #[serde(default)]
+    pub output_config: Option<OutputConfig>,
+}
+
+/// `output_config` of a request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OutputConfig {
+    /// The answer's format: `{"type": "json_schema", "schema": {...}}`.
+    #[serde(default)]
+    pub format: Option<Value>,
 }
 
 /// `metadata` of a request.
@@ -141,6 +153,9 @@ pub struct ToolDefinition {
     /// JSON Schema of the tool's input object.
     #[serde(default)]
     pub input_schema: Option<Value>,
+    /// Strict schema adherence (unknown schema keywords are then errors).
+    #[serde(default)]
+    pub strict: Option<bool>,
 }
 
 /// `tool_choice`: `{"type": "auto" | "any" | "tool" | "none", "name"?,

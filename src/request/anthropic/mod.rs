@@ -4,8 +4,9 @@
 //! Decisions made here, once: `max_tokens` (required), roles (`user` and `assistant` only),
 //! content blocks (text, `tool_use`, `tool_result`, `thinking`; images and documents are
 //! refused: the models are text-only), the system prompt, client tools (server tools are
-//! refused), `tool_choice` and `disable_parallel_tool_use`, `stop_sequences`, sampling
-//! ranges (Anthropic's: temperature in [0, 1]). A user turn's `tool_result` blocks become
+//! refused; `strict` kept), `tool_choice` and `disable_parallel_tool_use`, `stop_sequences`,
+//! sampling ranges (Anthropic's: temperature in [0, 1]), `output_config.format` (a JSON
+//! Schema the answer follows, enforced). A user turn's `tool_result` blocks become
 //! tool messages (in order), its text one user message after them; a failed result
 //! (`is_error`) is rendered as `Error: <content>`. A conversation that ends with an
 //! assistant turn is a prefill: the answer continues that text.
@@ -72,7 +73,7 @@ fn conversation(req: MessagesRequest, max_tokens: u32) -> Result<ChatRequest, Re
         tools,
         tool_choice,
         legacy_function_call: false,
-        response_format: ResponseFormat::Text,
+        response_format: output_format(req.output_config.as_ref().and_then(|o| o.format.as_ref()))?,
         sampling: sampling(&req)?,
         stop: stop_sequences(req.stop_sequences.as_deref().unwrap_or_default())?,
         limits: Limits {
@@ -278,7 +279,7 @@ fn tools(defs: &[wire::ToolDefinition]) -> Result<Vec<Tool>, RequestError> {
             name: t.name.clone(),
             description: t.description.clone(),
             parameters: t.input_schema.clone(),
-            strict: None,
+            strict: t.strict,
         });
     }
     Ok(out)
@@ -367,6 +368,25 @@ fn stop_sequences(stops: &[String]) -> Result<Vec<String>, RequestError> {
         ));
     }
     Ok(stops.to_vec())
+}
+
+/// `output_config.format` (structured outputs): a JSON Schema the answer must follow.
+fn output_format(format: Option<&Value>) -> Result<ResponseFormat, RequestError> {
+    let Some(f) = format.filter(|f| !f.is_null()) else {
+        return Ok(ResponseFormat::Text);
+    };
+    match (f.get("type").and_then(Value::as_str), f.get("schema")) {
+        (Some("json_schema"), Some(schema @ (Value::Object(_) | Value::Bool(_)))) => {
+            Ok(ResponseFormat::JsonSchema {
+                schema: schema.clone(),
+                strict: true,
+            })
+        }
+        _ => Err(RequestError::new(
+            "output_config.format",
+            "output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}",
+        )),
+    }
 }
 
 /// A final assistant turn is a prefill (the answer continues its text); as in Anthropic's

@@ -260,3 +260,31 @@ fn unknown_fields_are_ignored() {
     );
     assert_eq!(r.unwrap().messages[0].content.as_deref(), Some("hi"));
 }
+
+#[test]
+fn output_config_format_is_an_enforced_schema_and_tools_may_be_strict() {
+    use crate::request::ResponseFormat;
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let r = convert(
+        json!({"output_config": {"format": {"type": "json_schema", "schema": schema},
+        "effort": "low"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        r.response_format,
+        ResponseFormat::JsonSchema {
+            schema,
+            strict: true
+        }
+    );
+    assert_eq!(
+        refused(json!({"output_config": {"format": {"type": "xml"}}})).param,
+        "output_config.format"
+    );
+    let mut tools = weather();
+    tools[0]["strict"] = json!(true);
+    assert_eq!(
+        convert(json!({"tools": tools})).unwrap().tools[0].strict,
+        Some(true)
+    );
+}

@@ -57,6 +57,11 @@ fn input_object(arguments: &str) -> Value {
 }
 
 /// The content blocks of an answer: its text, then its calls.
+///
+/// REASONING SEAM: once the pipeline splits a model's `<think>` text into the answer's
+/// reasoning (the reasoning splitter, a separate change), it goes first here as a
+/// `{"type": "thinking", "thinking": ..., "signature": ""}` block, and streams as
+/// `thinking_delta`s in [`MessageStream`].
 fn content_json(a: &Answer) -> Vec<Value> {
     let mut blocks = Vec::new();
     if let Some(text) = a.content.as_deref().filter(|t| !t.is_empty()) {

@@ -145,6 +145,11 @@ pub fn call_item(id: &str, status: &str, call_id: &str, name: &str, arguments: &
 
 /// The output items of a finished answer, with fresh item ids: its text as one message
 /// (also when empty and there are no calls: a response always says something), then its calls.
+///
+/// REASONING SEAM: once the pipeline splits a model's `<think>` text into the answer's
+/// reasoning (a separate change), it goes first as a `{"type": "reasoning", "summary": [],
+/// "content": [{"type": "reasoning_text", "text": ...}]}` item (streamed with
+/// `response.reasoning_text.delta`); `output_tokens_details.reasoning_tokens` counts it.
 pub fn output_items(a: &Answer, status: &Status) -> Vec<Value> {
     let mut out = Vec::new();
     let text = a.content.as_deref().unwrap_or_default();

@@ -98,6 +98,11 @@ pub fn run(
         Some(s) => (s.prompt_tokens, s.completion_tokens, s.finish),
         None => (prep.prompt_ids.len(), 0, FinishReason::Cancelled),
     };
+    // Only the request's own stop strings are reported (the family's end markers are not).
+    let stop_sequence = stats
+        .as_ref()
+        .and_then(|s| s.stop_string.clone())
+        .filter(|s| req.stop.contains(s));
     let finish = if !parsed.tool_calls.is_empty() {
         ChatFinish::ToolCalls
     } else if engine_finish == FinishReason::Length && !stop_early {
@@ -121,6 +126,7 @@ pub fn run(
     Ok(ChatOutcome {
         message,
         finish,
+        stop_sequence: stop_sequence.filter(|_| finish == ChatFinish::Stop),
         usage: TokenUsage {
             prompt_tokens: prompt_tokens as u32,
             completion_tokens: completion_tokens as u32,

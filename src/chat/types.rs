@@ -105,6 +105,9 @@ pub struct ChatOutcome {
     pub message: Answer,
     /// Why it ended.
     pub finish: ChatFinish,
+    /// The request's stop string that ended the answer, when one did (the finish is then
+    /// [`ChatFinish::Stop`]).
+    pub stop_sequence: Option<String>,
     /// Token counts.
     pub usage: TokenUsage,
     /// Per-token log-probabilities, when requested.

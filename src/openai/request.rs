@@ -81,6 +81,14 @@ pub struct ChatCompletionRequest {
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// `false`: render the conversation without opening a new assistant turn (vLLM/transformers
+    /// extension; default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_generation_prompt: Option<bool>,
+    /// `true`: the answer continues the final assistant message's text (a prefill; vLLM/transformers
+    /// extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
 }
 
 /// `stream_options` of a streaming request.

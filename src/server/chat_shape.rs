@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::sse::{Assembler, Emit};
+use super::sse::{Assembler, Emit, Payload};
 use crate::chat::{Answer, ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
 use crate::openai::{FunctionCall, PromptTokensDetails, ToolCall, Usage};
 
@@ -240,14 +240,14 @@ impl Assembler for ChatAssembler {
                     out.push(self.chunk(index, delta, logprobs, None));
                 }
                 Emit {
-                    data: out,
+                    data: payloads(out),
                     end: false,
                 }
             }
             ChatMsg::Done(index, outcome) => {
                 if outcome.cancelled {
                     return Emit {
-                        data: out,
+                        data: payloads(out),
                         end: true,
                     };
                 }
@@ -257,24 +257,24 @@ impl Assembler for ChatAssembler {
                 let finish = finish_str(outcome.finish, self.meta.legacy);
                 out.push(self.chunk(index, json!({}), Value::Null, Some(finish)));
                 Emit {
-                    data: out,
+                    data: payloads(out),
                     end: false,
                 }
             }
             ChatMsg::Failed(e) => {
                 out.push(ApiError::from(e).to_json_string());
                 Emit {
-                    data: out,
+                    data: payloads(out),
                     end: true,
                 }
             }
         }
     }
 
-    fn on_close(&mut self) -> Vec<String> {
+    fn on_close(&mut self) -> Vec<Payload> {
         if self.done < self.meta.n as usize {
             let e = ApiError::internal("the generation ended unexpectedly");
-            return vec![e.to_json_string()];
+            return vec![e.to_json_string().into()];
         }
         let usage = self.usage();
         tracing::info!(
@@ -297,6 +297,11 @@ impl Assembler for ChatAssembler {
             out.push(v.to_string());
         }
         out.push("[DONE]".to_string());
-        out
+        payloads(out)
     }
+}
+
+/// `data:`-only events.
+fn payloads(data: Vec<String>) -> Vec<Payload> {
+    data.into_iter().map(Payload::from).collect()
 }

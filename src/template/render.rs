@@ -10,7 +10,7 @@ use super::normalize::{normalize_request, CallIdStyle, NormalizeOptions, Templat
 use super::protect::{Protector, RenderedPrompt};
 use super::source::ModelTemplateInfo;
 use crate::registry::Family;
-use crate::request::{ChatRequest, Message, Role, Tool, ToolCall};
+use crate::request::{ChatRequest, Message, PromptEnd, Role, Tool, ToolCall};
 
 /// Context variables a request's `chat_template_kwargs` cannot override.
 const RESERVED: &[&str] = &["messages", "tools", "add_generation_prompt"];
@@ -156,9 +156,24 @@ impl PromptRenderer {
         &self.info
     }
 
-    /// Renders `req` with the generation prompt (the usual case).
+    /// Renders `req` ending as it asks: with the generation prompt (the usual case), the
+    /// conversation as it is, or the final assistant message left open to be continued.
     pub fn render(&self, req: &ChatRequest) -> Result<RenderedPrompt, TemplateError> {
-        self.render_with(req, true)
+        match req.prompt_end {
+            PromptEnd::GenerationPrompt => self.render_with(req, true),
+            PromptEnd::Conversation => self.render_with(req, false),
+            PromptEnd::ContinueFinal => {
+                // As transformers does it: render with a tag after the final message's text,
+                // then cut at the tag.
+                let mut tagged = req.clone();
+                if let Some(last) = tagged.messages.last_mut() {
+                    last.content
+                        .get_or_insert_with(String::new)
+                        .push_str(CONTINUE_TAG);
+                }
+                continue_final(self.render_with(&tagged, false)?)
+            }
+        }
     }
 
     /// Renders `req`; when the template raises on parallel calls in history, retries with
@@ -271,6 +286,33 @@ fn probe_request() -> ChatRequest {
         }],
         ..Default::default()
     }
+}
+
+/// The tag transformers appends to the final message to find where its text ends.
+const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+/// Cuts the rendered conversation where the tagged final message's text ends, as
+/// transformers' `continue_final_message` does: at the last tag, and when the template did
+/// not keep the tag's trailing space (it trimmed the content), without trailing whitespace.
+fn continue_final(mut prompt: RenderedPrompt) -> Result<RenderedPrompt, TemplateError> {
+    let Some(at) = prompt.text.rfind(CONTINUE_TAG.trim_end()) else {
+        return Err(TemplateError::Request(
+            "the final assistant message cannot be continued: the chat template does not \
+             render its text"
+                .into(),
+        ));
+    };
+    let cut = if prompt.text[at..].starts_with(CONTINUE_TAG) {
+        at
+    } else {
+        prompt.text[..at].trim_end().len()
+    };
+    prompt.text.truncate(cut);
+    prompt.protected.retain(|r| r.start < cut);
+    for r in &mut prompt.protected {
+        r.end = r.end.min(cut);
+    }
+    Ok(prompt)
 }
 
 fn has_parallel_calls(req: &ChatRequest) -> bool {

@@ -62,30 +62,7 @@ pub fn params_rules(
     lenient: bool,
     param: &str,
 ) -> Result<String, ConstrainError> {
-    let props: Vec<(&String, &Value)> = match args.get("properties") {
-        Some(Value::Object(p)) => p.iter().collect(),
-        Some(_) => {
-            return Err(ConstrainError::bad(
-                param,
-                "\"properties\" must be an object",
-            ))
-        }
-        None => Vec::new(),
-    };
-    let required: Vec<&str> = args
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if let Some(r) = required
-        .iter()
-        .find(|r| !props.iter().any(|(k, _)| k.as_str() == **r))
-    {
-        return Err(ConstrainError::bad(
-            param,
-            format!("required parameter \"{r}\" is not among the properties"),
-        ));
-    }
+    let (props, required) = super::pycall::properties(args, param)?;
     if props.is_empty() {
         return Ok(lit(""));
     }

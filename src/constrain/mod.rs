@@ -14,6 +14,7 @@ pub mod pycall;
 pub mod schema;
 pub mod testing;
 pub mod tokenizer_env;
+pub mod xmlcall;
 
 #[cfg(test)]
 mod tests;
@@ -25,7 +26,7 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use toktrie::TokEnv;
 
-pub use grammar::{GrammarSpec, ToolMode};
+pub use grammar::{GrammarSpec, Thinking, ToolMode};
 use tokenizer_env::CallmTokEnv;
 
 use crate::tokenizer::Tokenizer;
@@ -111,13 +112,33 @@ impl ConstraintEngine {
 
     /// The lark grammar `spec` compiles to (for tests and debugging).
     pub fn lark(&self, spec: &GrammarSpec) -> Result<String, ConstrainError> {
-        grammar::lark(spec, &|m| self.marker(m))
+        self.lark_with(spec, None)
+    }
+
+    /// The lark grammar of `spec` with a reasoning block allowed first.
+    pub fn lark_with(
+        &self,
+        spec: &GrammarSpec,
+        thinking: Option<&Thinking>,
+    ) -> Result<String, ConstrainError> {
+        grammar::lark_with(spec, thinking, &|m| self.marker(m))
     }
 
     /// Compiles `spec`; `forced` is text the prompt already holds as the start of the
     /// answer (it must fit the grammar).
     pub fn compile(&self, spec: &GrammarSpec, forced: &str) -> Result<Constraint, ConstrainError> {
-        let lark = self.lark(spec)?;
+        self.compile_with(spec, None, forced)
+    }
+
+    /// [`Self::compile`] with a reasoning block allowed before what `spec` requires (a
+    /// thinking model's `<think>...</think>`, bounded by [`Thinking::max_chars`]).
+    pub fn compile_with(
+        &self,
+        spec: &GrammarSpec,
+        thinking: Option<&Thinking>,
+        forced: &str,
+    ) -> Result<Constraint, ConstrainError> {
+        let lark = self.lark_with(spec, thinking)?;
         let mut matcher = self.matcher(&lark).map_err(|e| self.blame(spec, e))?;
         let forced_ids = self.env.tokens_for(forced);
         matcher.consume_tokens(&forced_ids).map_err(|e| {

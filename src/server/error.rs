@@ -176,8 +176,12 @@ impl From<ChatError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The OpenAI error body; the error rides along in the response's extensions, so that
+    /// another API's routes can answer it in their own shape (`server::anthropic`).
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut resp = (self.status, Json(self.body())).into_response();
+        resp.extensions_mut().insert(self);
+        resp
     }
 }
 

@@ -1,17 +1,21 @@
-//! The OpenAI-compatible HTTP server: `/v1/chat/completions`, `/v1/completions`,
-//! `/v1/models` and `/health` (also without `/v1`), and `/metrics` (Prometheus), over any
-//! [`ChatBackend`].
+//! The HTTP server: OpenAI's `/v1/chat/completions`, `/v1/completions` and
+//! `/v1/responses`, Anthropic's `/v1/messages`, `/v1/models`, `/tokenize`, `/detokenize`
+//! and `/health` (also without `/v1`), and `/metrics` (Prometheus), over any [`ChatBackend`].
 //!
 //! The only module that knows HTTP (status codes, axum, SSE). Handlers turn wire bodies
-//! into domain requests through the OpenAI edge (`crate::request::openai`), run them on a
-//! backend (`crate::chat`), and write the answers in OpenAI's shapes.
+//! into domain requests through their API's edge (`crate::request::{openai, anthropic,
+//! responses}`), run them on a backend (`crate::chat`) through one job
+//! ([`chat::start_chat`]), and write the answers in their API's shapes.
 //!
 //! One module per job: [`routes`] (router, fallbacks, logging), [`auth`], [`queue`]
 //! (admission), [`extract`] (JSON bodies), [`error`] (error kinds to statuses and OpenAI
 //! error bodies), [`run`] (blocking jobs and cancellation), [`sse`], [`chat`] and
-//! [`chat_shape`], [`completions`], and (with the `mock` feature) `mock`, a deterministic
-//! test double of the engine.
+//! [`chat_shape`], [`completions`], [`anthropic`] (Messages: handlers, shapes, its error
+//! shape), [`responses`] (Responses: handlers, shapes, stream, the response store),
+//! [`tokenize`], and (with the `mock` feature) `mock`, a deterministic test double of the
+//! engine.
 
+pub mod anthropic;
 pub mod auth;
 pub mod chat;
 pub mod chat_shape;
@@ -21,15 +25,18 @@ pub mod extract;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod queue;
+pub mod responses;
 pub mod routes;
 pub mod run;
 pub mod sse;
+pub mod tokenize;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use error::ApiError;
 pub use queue::Queue;
+pub use responses::store::{ResponseStore, DEFAULT_STORE_MB};
 pub use routes::router;
 
 use crate::chat::{ChatBackend, TokenUsage};
@@ -48,6 +55,8 @@ pub struct AppState {
     pub fingerprint: String,
     /// What `GET /metrics` reports: the backend's, plus the requests counted here.
     pub metrics: Arc<Metrics>,
+    /// Stored Responses API responses (`store: true`).
+    pub responses: Arc<ResponseStore>,
 }
 
 impl AppState {
@@ -64,7 +73,14 @@ impl AppState {
             queue: Arc::new(Queue::new(max_concurrent, queue)),
             api_key: api_key.filter(|k| !k.is_empty()).map(Arc::from),
             fingerprint: format!("fp_callm_{}", env!("CARGO_PKG_VERSION").replace('.', "_")),
+            responses: Arc::new(ResponseStore::new(DEFAULT_STORE_MB << 20)),
         }
+    }
+
+    /// The same state with a response store of at most `max_bytes`.
+    pub fn with_response_store(mut self, max_bytes: usize) -> Self {
+        self.responses = Arc::new(ResponseStore::new(max_bytes));
+        self
     }
 }
 

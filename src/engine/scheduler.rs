@@ -132,7 +132,7 @@ impl Scheduler {
     }
 
     /// Returns once the scheduler has handled every message sent before (so sequences whose
-    /// handles were dropped are in the prefix cache).
+    /// handles were dropped are in the prefix cache, and the metrics' gauges are current).
     pub fn sync(&self) {
         let (done, wait) = channel();
         if self.tx.send(Msg::Sync(done)).is_ok() {
@@ -290,6 +290,8 @@ impl State {
                 }
             }
             Msg::Sync(done) => {
+                // Everything handled before this message shows in the gauges.
+                self.record_gauges();
                 let _ = done.send(());
             }
             Msg::Leave { seq } => {

@@ -24,6 +24,7 @@
 //! `validate` (declared names, schema coercion), `ids` (call ids).
 
 pub mod chain;
+pub mod cut;
 pub mod format;
 pub mod formats;
 pub mod ids;

@@ -289,3 +289,22 @@ fn completions_prompts_and_defaults() {
         assert_eq!(text(body.clone()).unwrap_err().param, p, "{body}");
     }
 }
+
+#[test]
+fn tools_are_capped_and_named_once() {
+    // OpenAI documents at most 128 functions per request.
+    let many: Vec<Value> = (0..129).map(|i| tool(&format!("f{i}"))).collect();
+    assert_eq!(param(json!({"tools": many})), "tools");
+    let enough: Vec<Value> = (0..128).map(|i| tool(&format!("f{i}"))).collect();
+    assert_eq!(chat(json!({"tools": enough})).unwrap().tools.len(), 128);
+    assert_eq!(
+        param(json!({"tools": [tool("a"), tool("b"), tool("a")]})),
+        "tools[2].function.name"
+    );
+    assert_eq!(
+        param(json!({"functions": [function("a"), function("a")]})),
+        "functions[1].name"
+    );
+    let many: Vec<Value> = (0..129).map(|i| function(&format!("f{i}"))).collect();
+    assert_eq!(param(json!({"functions": many})), "functions");
+}

@@ -74,11 +74,18 @@ fn huge_pattern() -> Value {
         "required": ["code"]})
 }
 
+/// An integer bound beyond `i64`: llguidance 1.9 recursed forever on it (a stack overflow
+/// that aborted the whole server).
+fn boundless() -> Value {
+    json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": -1e308,
+        "maximum": -1e308}}, "required": ["n"]})
+}
+
 #[tokio::test]
 async fn schemas_the_grammar_cannot_hold_are_400s_naming_them() {
     let s = server().await;
     let p = "/v1/chat/completions";
-    for schema in [endless(), huge_pattern()] {
+    for schema in [endless(), huge_pattern(), boundless()] {
         for choice in [
             json!("required"),
             json!({"type": "function", "function": {"name": "f"}}),

@@ -119,6 +119,7 @@ impl ConstraintEngine {
     /// Compiles `spec`; `forced` is text the prompt already holds as the start of the
     /// answer (it must fit the grammar).
     pub fn compile(&self, spec: &GrammarSpec, forced: &str) -> Result<Constraint, ConstrainError> {
+        check_schemas(spec)?;
         let lark = self.lark(spec)?;
         if lark.len() > MAX_GRAMMAR_BYTES {
             return Err(ConstrainError::bad(
@@ -222,6 +223,24 @@ impl ConstraintEngine {
 /// enough that llguidance's own limits (`ParserLimits`: grammar size, lexer fuel, Earley
 /// items per step) are what bound compile time, not the parsing of the text.
 pub const MAX_GRAMMAR_BYTES: usize = 2 << 20;
+
+/// What llguidance cannot be trusted with, refused before compiling (see
+/// [`schema::check_numbers`]).
+fn check_schemas(spec: &GrammarSpec) -> Result<(), ConstrainError> {
+    match spec {
+        GrammarSpec::JsonObject => Ok(()),
+        GrammarSpec::JsonSchema { schema, .. } => {
+            schema::check_numbers(schema, "response_format.json_schema.schema")
+        }
+        GrammarSpec::Tools { tools, .. } => tools.iter().enumerate().try_for_each(|(i, t)| {
+            let param = format!("tools[{i}].function.parameters");
+            t.function
+                .parameters
+                .as_ref()
+                .map_or(Ok(()), |p| schema::check_numbers(p, &param))
+        }),
+    }
+}
 
 /// The request field a whole grammar comes from.
 fn spec_param(spec: &GrammarSpec) -> &'static str {

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs first" >&2; exit 1; }
 scripts/fetch-models.sh qwen
 model="${CALLM_MODELS_DIR:-$HOME/.cache/callm/models}/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-# The default (dev) profile compiles the dependencies -- candle's kernels -- fully optimised,
-# and shares its build with scripts/test.sh (hence its incremental setting). `cargo build
+# The default (dev) profile compiles the dependencies and callm's own kernels
+# (crates/callm-kernels) fully optimised, so it decodes at release speed (BENCHMARKS.md), and
+# shares its build with scripts/test.sh (hence its incremental setting). `cargo build
 # --release` works too.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --locked --bin callm

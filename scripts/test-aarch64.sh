@@ -4,8 +4,9 @@
 # The tests are built for aarch64-unknown-linux-gnu in a Debian sid chroot, because sid packages
 # the aarch64 Rust standard library (libstd-rust-dev:arm64) and the cross linker. They then run
 # on this host under qemu-user:
-#   1. the library's unit tests on an emulated CPU with every extension (-cpu max). The NEON
-#      kernels with sdot and those without both run against the scalar reference and candle;
+#   1. the unit tests of callm and of its kernel crate (crates/callm-kernels) on an emulated CPU
+#      with every extension (-cpu max). The NEON kernels with sdot and those without both run
+#      against the scalar reference and candle;
 #   2. the 32-value kernel tests on an Armv8.0 CPU without sdot (-cpu cortex-a72). This shows
 #      the run-time detection picks the plain NEON kernels there. candle's own K-quant matmul
 #      uses sdot unconditionally, so its comparison tests cannot run on that CPU;
@@ -111,7 +112,7 @@ chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root CARGO_HOME=/root/.c
   "CARGO_TARGET_${upper}_LINKER=aarch64-linux-gnu-gcc" \
   "CC_${lower}=aarch64-linux-gnu-gcc" "CXX_${lower}=aarch64-linux-gnu-g++" \
   "AR_${lower}=aarch64-linux-gnu-ar" \
-  bash -c "cd '$repo' && cargo test --locked --target $triple --no-run --lib \
+  bash -c "cd '$repo' && cargo test --locked --target $triple --no-run --workspace --lib \
     --test tiny_models --test kernels_numerics --message-format=json-render-diagnostics" \
   >"$repo/target/aarch64-build.json"
 bins=$(python3 - "$repo/target/aarch64-build.json" <<'EOF'
@@ -124,9 +125,11 @@ EOF
 )
 bin() { echo "$bins" | awk -v n="$1" '$1 == n { print $2 }'; }
 lib=$(bin callm)
+kernels=$(bin callm_kernels)
 tiny=$(bin tiny_models)
 numerics=$(bin kernels_numerics)
-[ -n "$lib" ] && [ -n "$tiny" ] && [ -n "$numerics" ] || { echo "aarch64: test binaries missing" >&2; exit 1; }
+[ -n "$lib" ] && [ -n "$kernels" ] && [ -n "$tiny" ] && [ -n "$numerics" ] ||
+  { echo "aarch64: test binaries missing" >&2; exit 1; }
 
 # --- run ---------------------------------------------------------------------------------------
 qemu() { # cpu binary args...
@@ -136,8 +139,9 @@ qemu() { # cpu binary args...
 }
 echo "aarch64: unit tests (-cpu max: NEON with and without sdot)"
 qemu max "$lib" -q
+qemu max "$kernels" -q
 echo "aarch64: packed kernel tests on an Armv8.0 CPU (-cpu cortex-a72, no sdot)"
-qemu cortex-a72 "$lib" -q kernels::tests::
+qemu cortex-a72 "$kernels" -q tests::blocks::
 echo "aarch64: tiny-model goldens"
 qemu max "$tiny" -q
 echo "aarch64: real-GGUF numerics (SmolLM2 Q4_1)"

@@ -26,10 +26,27 @@ fn checkpoint_dir(tag: &str, with_tokenizer: bool) -> PathBuf {
         "model.safetensors",
     );
     if with_tokenizer {
-        copy(
-            fx.join("tokenizers/llama3/tokenizer.json"),
-            "tokenizer.json",
-        );
+        // A tokenizer of exactly the tiny model's 512 ids (a larger one, such as the real
+        // Llama 3 tokenizer, is refused at load; a smaller one would keep sampling below it):
+        // the byte-level test tokenizer padded with added tokens.
+        let tok = callm::constrain::testing::byte_tokenizer().unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_str(&tok.inner().to_string(false).unwrap()).unwrap();
+        let added = json["added_tokens"].as_array_mut().unwrap();
+        let next = added
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .max()
+            .unwrap()
+            + 1;
+        for id in next..512 {
+            added.push(
+                serde_json::json!({"id": id, "content": format!("<pad{id}>"),
+                "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": true}),
+            );
+        }
+        std::fs::write(dir.join("tokenizer.json"), json.to_string()).unwrap();
     }
     std::fs::write(
         dir.join("generation_config.json"),
@@ -113,6 +130,32 @@ fn cancellation_stops_generation() {
         .unwrap();
     assert_eq!(stats.finish, callm::engine::FinishReason::Cancelled);
     assert_eq!(stats.completion_tokens, 3);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tokenizer_larger_than_the_embedding_is_refused_at_load() {
+    // The real Llama 3 tokenizer (128k tokens) with the tiny model's 512 embedding rows: every
+    // prompt with an id past 511 would fail, so the model is refused when it loads.
+    let dir = checkpoint_dir("bigtok", false);
+    std::fs::copy(
+        callm::paths::fixtures_dir().join("tokenizers/llama3/tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let err = LoadedModel::load(
+        &LoadOptions {
+            model: dir.display().to_string(),
+            ..Default::default()
+        },
+        &Registry::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tokenizer has 128256 tokens") && err.contains("512 rows"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -88,6 +88,8 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         rope_theta: 10_000.0 * rope_ratio,
         rope_scaling: RopeScaling::None,
         max_position_embeddings: get_usize(v, "seq_length").unwrap_or(8192),
+        context: 0,
+        keys: Default::default(),
         tie_word_embeddings: false,
         qkv_bias: get_bool(v, "add_qkv_bias").unwrap_or(true),
         sliding_window: None,

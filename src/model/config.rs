@@ -5,7 +5,13 @@
 use serde_json::Value;
 
 use super::options::{self, ArchOptions};
+use super::rope::rope_scaling_of;
+pub use super::rope::{Llama3RopeScaling, LongRopeScaling, RopeScaling};
+pub use super::validate::KeyStyle;
 use super::ModelError;
+
+/// Default cap on the allocated context when `--ctx` is not given.
+pub const DEFAULT_MAX_CONTEXT: usize = 8192;
 
 /// Decoder architectures callm implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,32 +82,6 @@ impl Arch {
     }
 }
 
-/// Llama-3.1-style frequency-dependent rope scaling.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Llama3RopeScaling {
-    /// Overall scale factor.
-    pub factor: f64,
-    /// Wavelengths longer than `orig / low_freq_factor` are divided by `factor`.
-    pub low_freq_factor: f64,
-    /// Wavelengths shorter than `orig / high_freq_factor` are kept.
-    pub high_freq_factor: f64,
-    /// The context length the base model was trained with.
-    pub original_max_position_embeddings: f64,
-}
-
-/// How rotary frequencies are scaled.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    /// No scaling.
-    None,
-    /// Llama 3.1 rule, computed from the config.
-    Llama3(Llama3RopeScaling),
-    /// Per-frequency divisors given explicitly (GGUF `rope_freqs.weight`).
-    Factors(Vec<f32>),
-    /// Linear position interpolation: positions divided by the factor.
-    Linear(f64),
-}
-
 /// Everything the decoder needs to know about a checkpoint's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -127,8 +107,13 @@ pub struct ModelConfig {
     pub rope_theta: f64,
     /// Rotary scaling.
     pub rope_scaling: RopeScaling,
-    /// Longest context the model supports.
+    /// Longest context the model supports (declared).
     pub max_position_embeddings: usize,
+    /// Positions allocated: rope tables and caches hold this many (`--ctx`; by default the
+    /// declared context up to [`DEFAULT_MAX_CONTEXT`]). Set with [`ModelConfig::set_context`].
+    pub context: usize,
+    /// Which file's key names errors about this configuration use.
+    pub keys: KeyStyle,
     /// Output projection shares the embedding matrix.
     pub tie_word_embeddings: bool,
     /// q/k/v projections carry biases.
@@ -153,19 +138,12 @@ pub struct ModelConfig {
     pub opts: ArchOptions,
 }
 
-/// Unscaled rotary inverse frequencies `theta^(-2i/d)` for `d` rotary dimensions.
-fn inv_freq(theta: f64, d: usize) -> Vec<f64> {
-    (0..d / 2)
-        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / d as f64))
-        .collect()
-}
-
 /// An unsigned integer field of a JSON object.
 pub(crate) fn get_usize(v: &Value, key: &str) -> Option<usize> {
     v.get(key).and_then(Value::as_u64).map(|x| x as usize)
 }
 
-fn get_f64(v: &Value, key: &str) -> Option<f64> {
+pub(crate) fn get_f64(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
@@ -192,17 +170,59 @@ impl ModelConfig {
         Self::from_hf_value(&v, origin)
     }
 
-    /// Parses an already-decoded `config.json`.
+    /// Parses an already-decoded `config.json`; every value is checked
+    /// ([`super::validate::config`]) and the context set to its default.
     pub fn from_hf_value(v: &Value, origin: &str) -> Result<Self, ModelError> {
         let err = |msg: String| ModelError::Config {
             file: origin.to_string(),
             msg,
         };
-        match v.get("model_type").and_then(Value::as_str) {
-            Some("chatglm") => return super::chatglm::config_from_hf(v, origin),
-            Some("mpt") => return super::mpt::config_from_hf(v, origin),
-            _ => {}
+        let cfg = match v.get("model_type").and_then(Value::as_str) {
+            Some("chatglm") => super::chatglm::config_from_hf(v, origin)?,
+            Some("mpt") => super::mpt::config_from_hf(v, origin)?,
+            _ => Self::from_hf_llama(v, origin)?,
+        };
+        cfg.finish().map_err(err)
+    }
+
+    /// Sets the default context and checks every value.
+    pub(crate) fn finish(mut self) -> Result<Self, String> {
+        self.context = self.max_position_embeddings.min(DEFAULT_MAX_CONTEXT);
+        super::validate::config(&self)?;
+        Ok(self)
+    }
+
+    /// Sets the positions to allocate (`--ctx`); `None` keeps the default (the declared
+    /// context up to [`DEFAULT_MAX_CONTEXT`]). Out of `1..=max_position_embeddings`, or a key/value
+    /// cache whose size overflows, is an error.
+    pub fn set_context(&mut self, context: Option<usize>) -> Result<(), String> {
+        let Some(n) = context else { return Ok(()) };
+        if n == 0 || n > self.max_position_embeddings {
+            return Err(format!(
+                "--ctx {n} is out of range: this model supports 1..={}",
+                self.max_position_embeddings
+            ));
         }
+        let per_position = self.num_layers * 2 * self.num_kv_heads * self.head_dim;
+        if per_position
+            .checked_mul(n)
+            .and_then(|x| x.checked_mul(4))
+            .is_none()
+        {
+            return Err(format!(
+                "--ctx {n}: the key/value cache would not fit in memory"
+            ));
+        }
+        self.context = n;
+        Ok(())
+    }
+
+    /// The Llama-layout architectures' `config.json`.
+    fn from_hf_llama(v: &Value, origin: &str) -> Result<Self, ModelError> {
+        let err = |msg: String| ModelError::Config {
+            file: origin.to_string(),
+            msg,
+        };
         let need = |key: &str| {
             get_usize(v, key).ok_or_else(|| err(format!("missing or non-integer \"{key}\"")))
         };
@@ -241,37 +261,23 @@ impl ModelConfig {
             .and_then(|p| get_f64(p, "rope_theta"))
             .or_else(|| get_f64(v, "rope_theta"))
             .unwrap_or(default_theta);
+        let max_position_embeddings = get_usize(v, "max_position_embeddings").unwrap_or(4096);
         let rope_scaling = match scaling {
             None => RopeScaling::None,
-            Some(s) => {
-                let kind = s
-                    .get("rope_type")
-                    .or_else(|| s.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                match kind {
-                    "default" => RopeScaling::None,
-                    "llama3" => RopeScaling::Llama3(Llama3RopeScaling {
-                        factor: get_f64(s, "factor")
-                            .ok_or_else(|| err("llama3 rope scaling without \"factor\"".into()))?,
-                        low_freq_factor: get_f64(s, "low_freq_factor").unwrap_or(1.0),
-                        high_freq_factor: get_f64(s, "high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: get_f64(
-                            s,
-                            "original_max_position_embeddings",
-                        )
-                        .unwrap_or(8192.0),
-                    }),
-                    "linear" => RopeScaling::Linear(get_f64(s, "factor").unwrap_or(1.0)),
-                    other => return Err(err(format!("unsupported rope scaling type \"{other}\""))),
-                }
-            }
+            Some(s) => rope_scaling_of(v, s, max_position_embeddings).map_err(err)?,
         };
         let sliding_window = match v.get("use_sliding_window").and_then(Value::as_bool) {
             Some(false) => None,
             _ => get_usize(v, "sliding_window"),
         };
-        let num_layers = need("num_hidden_layers")?;
+        // Checked before anything is sized by it (per-layer option lists).
+        let num_layers = super::validate::count(
+            "num_hidden_layers",
+            need("num_hidden_layers")?,
+            1,
+            super::validate::MAX_LAYERS,
+        )
+        .map_err(err)?;
         let head_dim = get_usize(v, "head_dim").unwrap_or(match arch {
             Arch::Gemma3 => 256,
             _ => hidden_size / num_heads,
@@ -300,7 +306,9 @@ impl ModelConfig {
             rms_norm_eps: get_f64(v, "rms_norm_eps").unwrap_or(1e-6),
             rope_theta,
             rope_scaling,
-            max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
+            max_position_embeddings,
+            context: 0,
+            keys: KeyStyle::ConfigJson,
             tie_word_embeddings: v
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
@@ -328,59 +336,6 @@ impl ModelConfig {
         match self.sliding_window {
             Some(w) if w > 0 && self.opts.is_sliding(layer) => w,
             _ => usize::MAX,
-        }
-    }
-
-    /// Rotary inverse frequencies of the sliding-window layers when they have their own base
-    /// (Gemma 3's local layers: that base, no scaling); `None` when every layer shares one.
-    pub fn local_rope_inv_freq(&self) -> Option<Vec<f32>> {
-        let theta = self.opts.local_rope_theta?;
-        Some(
-            inv_freq(theta, self.rotary_dim)
-                .iter()
-                .map(|&f| f as f32)
-                .collect(),
-        )
-    }
-
-    /// Rotary inverse frequencies, one per pair of head dimensions, with scaling applied.
-    pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let base = inv_freq(self.rope_theta, self.rotary_dim);
-        match &self.rope_scaling {
-            RopeScaling::None | RopeScaling::Linear(_) => base.iter().map(|&f| f as f32).collect(),
-            RopeScaling::Factors(fs) => base
-                .iter()
-                .enumerate()
-                .map(|(i, &f)| (f / fs.get(i).copied().unwrap_or(1.0) as f64) as f32)
-                .collect(),
-            RopeScaling::Llama3(s) => {
-                let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
-                let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
-                base.iter()
-                    .map(|&f| {
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        let out = if wavelen < high_wavelen {
-                            f
-                        } else if wavelen > low_wavelen {
-                            f / s.factor
-                        } else {
-                            let smooth = (s.original_max_position_embeddings / wavelen
-                                - s.low_freq_factor)
-                                / (s.high_freq_factor - s.low_freq_factor);
-                            (1.0 - smooth) * f / s.factor + smooth * f
-                        };
-                        out as f32
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// Position divisor for linear rope scaling (1 otherwise).
-    pub fn rope_position_scale(&self) -> f64 {
-        match self.rope_scaling {
-            RopeScaling::Linear(f) if f > 0.0 => f,
-            _ => 1.0,
         }
     }
 }

@@ -372,7 +372,9 @@ impl Decoder {
     }
 }
 
-/// Cos/sin tables `[max_positions, inv_freq.len()]`; positions are divided by `scale`.
+/// Cos/sin tables `[cfg.context, inv_freq.len()]` (the allocated context, not the declared
+/// one); positions are divided by `scale`, cos and sin multiplied by the rope attention factor
+/// (longrope's).
 fn rope_table(
     inv: &[f32],
     scale: f64,
@@ -381,16 +383,28 @@ fn rope_table(
     device: &Device,
 ) -> candle_core::Result<RopeTable> {
     let half = inv.len();
-    let max = cfg.max_position_embeddings;
-    let mut cos = Vec::with_capacity(max * half);
-    let mut sin = Vec::with_capacity(max * half);
+    let max = cfg.context;
+    let mscale = cfg.rope_attention_factor() as f32;
+    let n = max
+        .checked_mul(half)
+        .ok_or_else(|| candle_core::Error::Msg(format!("rope table of {max} x {half}")))?;
+    let alloc = || -> candle_core::Result<Vec<f32>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|e| {
+            candle_core::Error::Msg(format!(
+                "cannot allocate a rope table of {max} positions: {e}"
+            ))
+        })?;
+        Ok(v)
+    };
+    let (mut cos, mut sin) = (alloc()?, alloc()?);
     for p in 0..max {
         let p = p as f64 / scale;
         for &f in inv {
             // Angles in f32 like transformers (inv_freq f32 times position f32).
             let a = (p as f32) * f;
-            cos.push(a.cos());
-            sin.push(a.sin());
+            cos.push(a.cos() * mscale);
+            sin.push(a.sin() * mscale);
         }
     }
     Ok(RopeTable {

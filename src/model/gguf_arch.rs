@@ -63,14 +63,17 @@ pub(super) fn options(
     d: &Dims,
 ) -> Result<ArchOptions, String> {
     let key = |k: &str| format!("{prefix}.{k}");
-    let f32_of = |k: &str| md_f64(c, &key(k)).filter(|x| *x > 0.0).map(|x| x as f32);
+    let float = |k: &str| md_f64(c, &key(k));
+    let f32_of = |k: &str| -> Result<Option<f32>, String> {
+        Ok(float(k)?.filter(|x| *x > 0.0).map(|x| x as f32))
+    };
     let mut o = ArchOptions::default();
     match arch {
         Arch::Qwen3 => o.qk_norm = true,
         Arch::Qwen3Moe => {
             o.qk_norm = true;
             let need =
-                |k: &str| md_usize(c, &key(k)).ok_or(format!("GGUF metadata misses {}", key(k)));
+                |k: &str| md_usize(c, &key(k))?.ok_or(format!("GGUF metadata misses {}", key(k)));
             let num_experts = need("expert_count")?;
             let top_k = need("expert_used_count")?;
             if num_experts == 0 || top_k == 0 || top_k > num_experts {
@@ -102,8 +105,8 @@ pub(super) fn options(
             o.norm_weight_offset = 0.0;
             o.embedding_scale = Some((d.hidden_size as f64).sqrt() as f32);
             o.activation = Activation::GeluTanh;
-            o.final_logit_softcap = f32_of("final_logit_softcapping");
-            o.attn_logit_softcap = f32_of("attn_logit_softcapping");
+            o.final_logit_softcap = f32_of("final_logit_softcapping")?;
+            o.attn_logit_softcap = f32_of("attn_logit_softcapping")?;
             // llama.cpp: 1/sqrt(hidden / heads) for the 62-layer 27B (its query_pre_attn_scalar),
             // 1/sqrt(head_dim) otherwise (the key_length the caller reads).
             if d.num_layers == 62 {
@@ -113,32 +116,24 @@ pub(super) fn options(
                 Some(v) => sliding_pattern(v, d.num_layers)?,
                 None => (0..d.num_layers).map(|i| i % 6 < 5).collect(),
             };
-            o.local_rope_theta = Some(md_f64(c, &key("rope.freq_base_swa")).unwrap_or(10_000.0));
+            o.local_rope_theta = Some(float("rope.freq_base_swa")?.unwrap_or(10_000.0));
         }
         Arch::Granite => {
-            o.embedding_scale = f32_of("embedding_scale");
-            o.residual_scale = f32_of("residual_scale");
-            o.attention_scale = md_f64(c, &key("attention.scale")).filter(|x| *x > 0.0);
-            o.logits_divisor = f32_of("logit_scale");
+            o.embedding_scale = f32_of("embedding_scale")?;
+            o.residual_scale = f32_of("residual_scale")?;
+            o.attention_scale = float("attention.scale")?.filter(|x| *x > 0.0);
+            o.logits_divisor = f32_of("logit_scale")?;
         }
         Arch::SmolLm3 => {
             // llama.cpp has no key for it and fixes the period at 4 (SmolLM3-3B's); callm also
             // reads `smollm3.no_rope_layer_interval` (the config.json name), which only a file
             // written by callm's own tests carries.
-            let every = md_usize(c, &key("no_rope_layer_interval"))
+            let every = md_usize(c, &key("no_rope_layer_interval"))?
                 .unwrap_or(4)
                 .max(1);
             o.rope_layers = (0..d.num_layers).map(|i| (i + 1) % every != 0).collect();
         }
-        Arch::Phi3 => {
-            if c.tensor_infos.contains_key("rope_factors_short.weight") {
-                return Err(
-                    "Phi-3 \"longrope\" rope scaling (rope_factors_short/long) is not supported yet"
-                        .into(),
-                );
-            }
-        }
-        Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::ChatGlm | Arch::Mpt => {}
+        Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Phi3 | Arch::ChatGlm | Arch::Mpt => {}
     }
     Ok(o)
 }

@@ -41,7 +41,8 @@ impl KvCache {
         })
     }
 
-    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its context).
+    /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its allocated
+    /// context).
     pub fn for_model(
         cfg: &super::ModelConfig,
         capacity: usize,
@@ -52,7 +53,7 @@ impl KvCache {
             cfg.num_layers,
             cfg.num_kv_heads,
             cfg.head_dim,
-            capacity.min(cfg.max_position_embeddings),
+            capacity.min(cfg.context),
             dtype,
             device,
         )

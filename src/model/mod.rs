@@ -13,11 +13,14 @@ pub mod config;
 pub mod decoder;
 pub mod gguf;
 mod gguf_arch;
+pub mod gguf_header;
 pub mod kv_cache;
 mod mlp;
 pub mod mpt;
 pub mod names;
 pub mod options;
+pub mod rope;
+pub mod validate;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -102,12 +105,19 @@ impl LanguageModel for mpt::Mpt {
 }
 
 /// Loads the implementation `cfg.arch` needs from `src`; `dtype` is the activation dtype.
+/// The tensors are checked against `cfg` first ([`validate::tensors`]).
 pub fn load_model(
     cfg: ModelConfig,
     src: &mut dyn weights::WeightSource,
     dtype: DType,
     device: &Device,
 ) -> Result<Box<dyn LanguageModel>, ModelError> {
+    if cfg.arch != Arch::Mpt {
+        validate::tensors(&cfg, src).map_err(|msg| ModelError::Weights {
+            file: src.origin(),
+            msg,
+        })?;
+    }
     Ok(match cfg.arch {
         Arch::Mpt => Box::new(mpt::Mpt::load(cfg, src, dtype, device)?),
         Arch::Llama
@@ -255,7 +265,17 @@ pub fn load_safetensors_dir(
     dtype: DType,
     device: &Device,
 ) -> Result<Box<dyn LanguageModel>, ModelError> {
-    let cfg = read_dir_config(dir)?;
+    load_dir_with(dir, read_dir_config(dir)?, dtype, device)
+}
+
+/// Loads the weights of a checkpoint directory with `cfg` (from [`read_dir_config`], its
+/// context possibly changed).
+pub fn load_dir_with(
+    dir: &Path,
+    cfg: ModelConfig,
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn LanguageModel>, ModelError> {
     let mut src = match safetensors_files(dir) {
         Ok(files) => weights::SafetensorsSource::open(&files, dtype, device)?,
         Err(e) => {

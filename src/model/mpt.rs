@@ -116,6 +116,8 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         rope_theta: 0.0,
         rope_scaling: RopeScaling::None,
         max_position_embeddings: get_usize(v, "max_seq_len").unwrap_or(2048),
+        context: 0,
+        keys: Default::default(),
         tie_word_embeddings: true,
         qkv_bias: mpt.bias,
         sliding_window: None,

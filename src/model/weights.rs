@@ -1,6 +1,7 @@
 //! Weight sources: safetensors checkpoints (dense) and GGUF files (quantized), behind one
 //! interface so a single decoder implementation serves both.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -86,6 +87,10 @@ pub trait WeightSource {
     fn naming(&self) -> Naming;
     /// Whether the tensor exists.
     fn contains(&self, name: &str) -> bool;
+    /// The tensor's shape (`[out, in]` order), without loading it; `None` if it is absent.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// The file(s) the tensors come from, for errors.
+    fn origin(&self) -> String;
     /// A projection of shape `[out, in]`, with its bias (the same name with `.bias`) when
     /// `bias` is set.
     fn linear(
@@ -121,13 +126,15 @@ pub trait WeightSource {
 pub struct SafetensorsSource {
     vb: candle_nn::VarBuilder<'static>,
     files: String,
+    shapes: HashMap<String, Vec<usize>>,
 }
 
 impl SafetensorsSource {
     /// Memory-maps the files; tensors are converted to `dtype` on `device` as they load.
     pub fn open(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self, ModelError> {
+        let mut shapes = HashMap::new();
         for f in files {
-            check_safetensors_header(f)?;
+            shapes.extend(check_safetensors_header(f)?);
         }
         // SAFETY: the files are treated as immutable for the lifetime of the mapping; callm never
         // writes to them, and the headers were validated above.
@@ -139,13 +146,14 @@ impl SafetensorsSource {
         Ok(SafetensorsSource {
             vb,
             files: join_paths(files),
+            shapes,
         })
     }
 
     /// Reads PyTorch `pytorch_model*.bin` checkpoints (the zip format `torch.save` writes since
     /// torch 1.6) into memory; tensors are converted to `dtype` on `device` as they load.
     pub fn open_pth(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self, ModelError> {
-        let mut tensors = std::collections::HashMap::new();
+        let mut tensors = HashMap::new();
         for f in files {
             let err = |e: candle_core::Error| ModelError::Weights {
                 file: f.display().to_string(),
@@ -163,9 +171,14 @@ impl SafetensorsSource {
                 }
             }
         }
+        let shapes = tensors
+            .iter()
+            .map(|(k, t): (&String, &Tensor)| (k.clone(), t.dims().to_vec()))
+            .collect();
         Ok(SafetensorsSource {
             vb: candle_nn::VarBuilder::from_tensors(tensors, dtype, device),
             files: join_paths(files),
+            shapes,
         })
     }
 
@@ -186,8 +199,9 @@ fn join_paths(files: &[PathBuf]) -> String {
 }
 
 /// Checks that a safetensors file is at least as long as its header says, so a truncated
-/// download gives a clear error instead of a fault when the mapping is read.
-fn check_safetensors_header(path: &Path) -> Result<(), ModelError> {
+/// download gives a clear error instead of a fault when the mapping is read; returns the
+/// shapes the header lists.
+fn check_safetensors_header(path: &Path) -> Result<HashMap<String, Vec<usize>>, ModelError> {
     use std::io::Read;
     let err = |msg: String| ModelError::Weights {
         file: path.display().to_string(),
@@ -209,10 +223,15 @@ fn check_safetensors_header(path: &Path) -> Result<(), ModelError> {
     let v: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|e| err(format!("safetensors header is not JSON: {e}")))?;
     let mut end = 0u64;
+    let mut shapes = HashMap::new();
     if let Some(obj) = v.as_object() {
         for (k, t) in obj {
             if k == "__metadata__" {
                 continue;
+            }
+            if let Some(dims) = t.get("shape").and_then(|s| s.as_array()) {
+                let dims = dims.iter().filter_map(|d| d.as_u64().map(|d| d as usize));
+                shapes.insert(k.clone(), dims.collect());
             }
             if let Some(e) = t
                 .get("data_offsets")
@@ -229,7 +248,7 @@ fn check_safetensors_header(path: &Path) -> Result<(), ModelError> {
             "file is truncated: {len} bytes, header describes {need} bytes"
         )));
     }
-    Ok(())
+    Ok(shapes)
 }
 
 impl WeightSource for SafetensorsSource {
@@ -239,6 +258,14 @@ impl WeightSource for SafetensorsSource {
 
     fn contains(&self, name: &str) -> bool {
         self.vb.contains_tensor(name)
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.shapes.get(name).cloned()
+    }
+
+    fn origin(&self) -> String {
+        self.files.clone()
     }
 
     fn linear(
@@ -317,6 +344,33 @@ impl GgufSource {
         &self.content
     }
 
+    /// A small 1-D tensor of `len` values (rope factors) as f32, read without `&mut`.
+    pub(crate) fn vector_f32(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        let err = |msg: String| ModelError::Weights {
+            file: self.path.clone(),
+            msg,
+        };
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| err(format!("missing tensor \"{name}\"")))?;
+        if info.shape.dims() != [len] {
+            return Err(err(format!(
+                "tensor \"{name}\" has shape {:?}, expected [{len}]",
+                info.shape.dims()
+            )));
+        }
+        info.read(
+            &mut &self.file,
+            self.content.tensor_data_offset,
+            &Device::Cpu,
+        )
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))
+    }
+
     /// Loads a tensor by its GGUF name, checking its shape (GGUF lists dims innermost first;
     /// candle reverses them, so `shape` is given in `[out, in]` order).
     pub fn qtensor(&mut self, name: &str, shape: &[usize]) -> Result<QTensor, ModelError> {
@@ -348,6 +402,17 @@ impl WeightSource for GgufSource {
 
     fn contains(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.content
+            .tensor_infos
+            .get(name)
+            .map(|t| t.shape.dims().to_vec())
+    }
+
+    fn origin(&self) -> String {
+        self.path.clone()
     }
 
     fn linear(

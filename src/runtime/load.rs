@@ -32,8 +32,7 @@ pub struct LoadOptions {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// Default cap on the allocated context when `--ctx` is not given.
-pub const DEFAULT_MAX_CONTEXT: usize = 8192;
+pub use crate::model::config::DEFAULT_MAX_CONTEXT;
 
 impl LoadedModel {
     /// Resolves, downloads if needed, and loads a model.
@@ -42,8 +41,8 @@ impl LoadedModel {
         let device = crate::device::select(opts.device.as_deref())?;
         let resolved = loader::resolve(&opts.model, registry)?;
         let (model, tokenizer, template, archs, mut names): Loaded = match &resolved.files {
-            ModelFiles::Gguf(path) => load_gguf(path, &device)?,
-            ModelFiles::Dir(dir) => load_dir(dir, &device)?,
+            ModelFiles::Gguf(path) => load_gguf(path, &device, opts.context)?,
+            ModelFiles::Dir(dir) => load_dir(dir, &device, opts.context)?,
         };
         // Where a SentencePiece tokenizer is read from once the family is known.
         let mut spm_dir = match &resolved.files {
@@ -81,15 +80,8 @@ impl LoadedModel {
             (None, None) => anyhow::bail!("{}: no tokenizer found", opts.model),
         };
         let cfg = model.config();
-        let context = opts
-            .context
-            .unwrap_or(cfg.max_position_embeddings.min(DEFAULT_MAX_CONTEXT));
-        if context == 0 || context > cfg.max_position_embeddings {
-            anyhow::bail!(
-                "--ctx {context} is out of range: this model supports 1..={}",
-                cfg.max_position_embeddings
-            );
-        }
+        let context = cfg.context;
+        check_runs(model.as_ref(), &tokenizer, &opts.model)?;
         let mut stop_token_ids = cfg.eos_token_ids.clone();
         stop_token_ids.extend(tokenizer.eos_token_ids());
         let mut stop_strings = vec![];
@@ -210,10 +202,42 @@ pub fn gguf_meta(gguf: &GgufFile, path: &Path) -> anyhow::Result<GgufMeta> {
     })
 }
 
-fn load_gguf(path: &Path, device: &Device) -> anyhow::Result<Loaded> {
+/// Refuses, at load, a model that cannot run: a tokenizer with ids beyond the embedding
+/// (every prompt using them would fail), or weights whose first step gives non-finite logits.
+fn check_runs(model: &dyn LanguageModel, tokenizer: &Tokenizer, name: &str) -> anyhow::Result<()> {
+    let cfg = model.config();
+    if tokenizer.vocab_size() > cfg.vocab_size {
+        anyhow::bail!(
+            "{name}: the tokenizer has {} tokens but the model's embedding only {} rows; \
+             this tokenizer does not belong to these weights",
+            tokenizer.vocab_size(),
+            cfg.vocab_size
+        );
+    }
+    let token = tokenizer.bos_token_id().unwrap_or(0);
+    let mut cache = model
+        .new_cache(1)
+        .with_context(|| format!("{name}: allocating a key/value cache"))?;
+    let logits = model
+        .forward(&[token], &mut cache, false)
+        .and_then(|l| l.flatten_all()?.to_vec1::<f32>())
+        .with_context(|| format!("{name}: the model cannot run one step"))?;
+    if let Some(bad) = logits.iter().find(|x| !x.is_finite()) {
+        anyhow::bail!(
+            "{name}: the model's first step gives a non-finite logit ({bad}); its weights or \
+             metadata are broken"
+        );
+    }
+    Ok(())
+}
+
+fn load_gguf(path: &Path, device: &Device, context: Option<usize>) -> anyhow::Result<Loaded> {
     let gguf = GgufFile::open(path, device)?;
     let meta = gguf_meta(&gguf, path)?;
-    let decoder = gguf.load_decoder(device)?;
+    let mut cfg = gguf.config()?;
+    cfg.set_context(context)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let decoder = gguf.load_with(cfg, device)?;
     Ok((
         Arc::from(decoder),
         Some(meta.tokenizer),
@@ -223,7 +247,7 @@ fn load_gguf(path: &Path, device: &Device) -> anyhow::Result<Loaded> {
     ))
 }
 
-fn load_dir(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
+fn load_dir(dir: &Path, device: &Device, context: Option<usize>) -> anyhow::Result<Loaded> {
     // tokenizer.json now; a SentencePiece model once the family (and its extra tokens) is known.
     let tok_path = dir.join("tokenizer.json");
     let tokenizer = if tok_path.is_file() {
@@ -238,7 +262,11 @@ fn load_dir(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
     };
     let template = ModelTemplateInfo::read_model_dir(dir)?;
     let dtype = model::default_dtype(device);
-    let decoder = model::load_safetensors_dir(dir, dtype, device)?;
+    let mut model_cfg = model::read_dir_config(dir)?;
+    model_cfg
+        .set_context(context)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let decoder = model::load_dir_with(dir, model_cfg, dtype, device)?;
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
     let mut archs: Vec<String> = cfg

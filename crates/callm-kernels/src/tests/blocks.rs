@@ -1,14 +1,16 @@
-//! Kernels against the scalar reference, and the reference against candle's own dequantization.
+//! The 32-value kernels against the scalar reference, and the reference against candle's own
+//! dequantization.
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{Device, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-use super::act::QuantActs;
-use super::blocks::{dequantize_row, unpack, vec_dot_ref, BlockKind, QK};
-use super::matmul::matmul_with;
-use super::pack::PackedMatrix;
-use super::Isa;
+use super::{random_blocks, random_f32};
+use crate::act::QuantActs;
+use crate::blocks::{dequantize_row, unpack, vec_dot_ref, BlockKind, QK};
+use crate::matmul::matmul_with;
+use crate::pack::PackedMatrix;
+use crate::Isa;
 
 const KINDS: [BlockKind; 4] = [
     BlockKind::Q4_0,
@@ -16,31 +18,6 @@ const KINDS: [BlockKind; 4] = [
     BlockKind::Q5_0,
     BlockKind::Q8_0,
 ];
-
-/// Random blocks of `kind`: random integers with a random finite scale (and minimum).
-pub(super) fn random_blocks(kind: BlockKind, nblocks: usize, rng: &mut impl Rng) -> Vec<u8> {
-    let mut v = vec![0u8; nblocks * kind.block_bytes()];
-    for blk in v.chunks_mut(kind.block_bytes()) {
-        rng.fill(blk);
-        if kind == BlockKind::Q6K {
-            let d = half::f16::from_f32(rng.random_range(-0.01f32..0.01)).to_bits();
-            blk[208..].copy_from_slice(&d.to_le_bytes());
-            continue;
-        }
-        let d = half::f16::from_f32(rng.random_range(-0.05f32..0.05)).to_bits();
-        blk[..2].copy_from_slice(&d.to_le_bytes());
-        if kind.has_min() {
-            let range = if kind.is_k() { 0.01 } else { 0.5 };
-            let m = half::f16::from_f32(rng.random_range(-range..range)).to_bits();
-            blk[2..4].copy_from_slice(&m.to_le_bytes());
-        }
-    }
-    v
-}
-
-pub(super) fn random_f32(len: usize, rng: &mut impl Rng) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect()
-}
 
 #[test]
 fn unpack_matches_candle_dequantize() {
@@ -146,7 +123,7 @@ fn packed_kernels_match_reference() {
                         vec_dot_ref(kind, &w[r * row_bytes..(r + 1) * row_bytes], aq, ad, asum);
                 }
             }
-            for isa in Isa::available() {
+            for &isa in Isa::available() {
                 let mut got = vec![f32::NAN; m * n];
                 assert!(matmul_with(isa, &p, &x, m, &mut got));
                 for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
@@ -172,9 +149,9 @@ fn rejects_bad_shapes() {
 
 #[test]
 fn concurrent_forward_passes_share_the_pool() {
-    // Several threads each run matmuls on rayon's pool (as `device::on_pool` runs forward
-    // passes): a worker waiting for its own items may run another caller's matmul meanwhile,
-    // and every result must still be what the same matmul gives alone.
+    // Several threads each run matmuls on a worker of rayon's pool (as callm runs each forward
+    // pass inside `rayon::scope`): a worker waiting for its own items may run another caller's
+    // matmul meanwhile, and every result must still be what the same matmul gives alone.
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let (n, k, m) = (256, 512, 4);
     let kinds = [BlockKind::Q4_0, BlockKind::Q4K];
@@ -185,7 +162,7 @@ fn concurrent_forward_passes_share_the_pool() {
             let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
             let x = random_f32(m * k, &mut rng);
             let mut want = vec![0f32; m * n];
-            assert!(matmul_with(super::isa(), &p, &x, m, &mut want));
+            assert!(matmul_with(crate::isa(), &p, &x, m, &mut want));
             (p, x, want)
         })
         .collect();
@@ -193,11 +170,12 @@ fn concurrent_forward_passes_share_the_pool() {
         for t in 0..6 {
             let cases = &cases;
             s.spawn(move || {
-                crate::device::on_pool(|| {
+                // From outside the pool, `rayon::scope` runs its closure on a worker.
+                rayon::scope(|_| {
                     for i in 0..300 {
                         let (p, x, want) = &cases[(t + i) % cases.len()];
                         let mut got = vec![0f32; m * n];
-                        assert!(matmul_with(super::isa(), p, x, m, &mut got));
+                        assert!(matmul_with(crate::isa(), p, x, m, &mut got));
                         assert_eq!(&got, want);
                     }
                 })
@@ -217,5 +195,5 @@ fn neon_kernels_follow_the_cpu() {
         available.contains(&Isa::NeonDot),
         std::arch::is_aarch64_feature_detected!("dotprod")
     );
-    assert!(super::isa() >= Isa::Neon && super::enabled());
+    assert!(crate::isa() >= Isa::Neon);
 }

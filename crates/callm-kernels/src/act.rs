@@ -6,36 +6,36 @@
 
 use half::f16;
 
-use super::blocks::QK;
-use super::kblocks::QK_K;
+use crate::blocks::QK;
+use crate::kblocks::QK_K;
 
 /// `m` rows of `k` activations, quantized per block of 32: `x ≈ d * q`.
 #[derive(Debug, Default)]
-pub struct QuantActs {
+pub(crate) struct QuantActs {
     /// Rows.
-    pub m: usize,
+    pub(crate) m: usize,
     /// Values per row (a multiple of 32).
-    pub k: usize,
+    pub(crate) k: usize,
     /// `m * k` quantized values, row-major.
-    pub q: Vec<i8>,
+    pub(crate) q: Vec<i8>,
     /// `m * k / 32` block scales (values of an f16).
-    pub d: Vec<f32>,
+    pub(crate) d: Vec<f32>,
     /// `m * k / 32` block sums of `q` (integers).
-    pub isum: Vec<i32>,
+    pub(crate) isum: Vec<i32>,
     /// `m * k / 32` scaled block sums, `d * isum` rounded to f16 (ggml's Q8_1 `s`).
-    pub s: Vec<f32>,
+    pub(crate) s: Vec<f32>,
     /// Q8_K only: `m * k / 256` superblock scales.
-    pub dk: Vec<f32>,
+    pub(crate) dk: Vec<f32>,
     /// Q8_K only: `m * k / 16` integer sums of each group of 16 values.
-    pub bs16: Vec<i32>,
+    pub(crate) bs16: Vec<i32>,
     /// Q8_K only: `m * k / 64` pairs of 32-value sums packed as two `i16` (low: first), the
     /// operand of the K-quant kernels' minimum term.
-    pub bsp: Vec<i32>,
+    pub(crate) bsp: Vec<i32>,
 }
 
 impl QuantActs {
     /// Quantizes `x` (`m * k` values, `k` a multiple of 32), reusing this buffer's memory.
-    pub fn quantize_into(&mut self, x: &[f32], m: usize, k: usize) {
+    pub(crate) fn quantize_into(&mut self, x: &[f32], m: usize, k: usize) {
         debug_assert!(k.is_multiple_of(QK) && x.len() >= m * k);
         let nb = m * k / QK;
         self.m = m;
@@ -62,7 +62,7 @@ impl QuantActs {
 
     /// Quantizes `x` (`m * k` values, `k` a multiple of 256) as Q8_K, exactly as candle's
     /// `BlockQ8K::from_float`, reusing this buffer's memory; fills `q`, `dk` and `bs16`.
-    pub fn quantize_k_into(&mut self, x: &[f32], m: usize, k: usize) {
+    pub(crate) fn quantize_k_into(&mut self, x: &[f32], m: usize, k: usize) {
         debug_assert!(k.is_multiple_of(QK_K) && x.len() >= m * k);
         self.m = m;
         self.k = k;
@@ -91,120 +91,38 @@ impl QuantActs {
     }
 
     /// Quantizes `x` into a new buffer.
-    pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn quantize(x: &[f32], m: usize, k: usize) -> Self {
         let mut a = QuantActs::default();
         a.quantize_into(x, m, k);
         a
     }
 
     /// The quantized values of row `r`.
-    pub fn row(&self, r: usize) -> &[i8] {
+    #[cfg(test)]
+    pub(crate) fn row(&self, r: usize) -> &[i8] {
         &self.q[r * self.k..(r + 1) * self.k]
-    }
-
-    /// Blocks per row.
-    pub fn blocks_per_row(&self) -> usize {
-        self.k / QK
     }
 }
 
 fn quantize_blocks(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if super::isa().has_avx2() {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            unsafe { quantize_blocks_avx2(x, q, d, isum, s) };
+        if crate::isa().has_avx2() {
+            // SAFETY: the selected instruction set includes AVX2 and FMA (detected at run time).
+            unsafe { crate::arch::x86::quant::quantize_blocks_avx2(x, q, d, isum, s) };
             return;
         }
     }
     quantize_blocks_generic(x, q, d, isum, s)
 }
 
-/// The same numbers as [`quantize_blocks_generic`] (round half away from zero included), 32
-/// values per step.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_blocks_avx2(
-    x: &[f32],
-    q: &mut [i8],
-    d: &mut [f32],
-    isum: &mut [i32],
-    s: &mut [f32],
-) {
-    use core::arch::x86_64::*;
-    let sign = _mm256_set1_ps(-0.0);
-    let half = _mm256_set1_ps(0.5);
-    let one = _mm256_set1_ps(1.0);
-    let nb = d
-        .len()
-        .min(isum.len())
-        .min(s.len())
-        .min(x.len() / QK)
-        .min(q.len() / QK);
-    for b in 0..nb {
-        // SAFETY: `b < nb` keeps the 32 values read from `x` and written to `q` in bounds.
-        let xp = x.as_ptr().add(b * QK);
-        let v = [
-            _mm256_loadu_ps(xp),
-            _mm256_loadu_ps(xp.add(8)),
-            _mm256_loadu_ps(xp.add(16)),
-            _mm256_loadu_ps(xp.add(24)),
-        ];
-        let abs = |v: __m256| _mm256_andnot_ps(sign, v);
-        let a = _mm256_max_ps(
-            _mm256_max_ps(abs(v[0]), abs(v[1])),
-            _mm256_max_ps(abs(v[2]), abs(v[3])),
-        );
-        let m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-        let scale = amax / 127.0;
-        let inv = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
-        let mut ints = [_mm256_setzero_si256(); 4];
-        for (i, vi) in v.iter().enumerate() {
-            let y = _mm256_mul_ps(*vi, inv);
-            let t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            let away = _mm256_cmp_ps(abs(_mm256_sub_ps(y, t)), half, _CMP_GE_OQ);
-            let step = _mm256_or_ps(_mm256_and_ps(y, sign), one);
-            let r = _mm256_add_ps(t, _mm256_and_ps(away, step));
-            let r = _mm256_min_ps(
-                _mm256_max_ps(r, _mm256_set1_ps(-127.0)),
-                _mm256_set1_ps(127.0),
-            );
-            ints[i] = _mm256_cvttps_epi32(r);
-        }
-        let total = _mm256_add_epi32(
-            _mm256_add_epi32(ints[0], ints[1]),
-            _mm256_add_epi32(ints[2], ints[3]),
-        );
-        let t = _mm_add_epi32(
-            _mm256_castsi256_si128(total),
-            _mm256_extracti128_si256(total, 1),
-        );
-        let t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0b01_00_11_10));
-        let t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0b10_11_00_01));
-        let sum = _mm_cvtsi128_si32(t);
-        let w01 = _mm256_packs_epi32(ints[0], ints[1]);
-        let w23 = _mm256_packs_epi32(ints[2], ints[3]);
-        let bytes = _mm256_packs_epi16(w01, w23);
-        let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(q.as_mut_ptr().add(b * QK) as *mut __m256i, bytes);
-        let dh = f16::from_f32(scale).to_f32();
-        d[b] = dh;
-        isum[b] = sum;
-        s[b] = f16::from_f32(f16::from_f32(sum as f32).to_f32() * dh).to_f32();
-    }
-}
-
 /// Q8_K superblocks (candle's numbers), vectorized by the compiler where AVX2 runs.
 fn quantize_k(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if super::isa().has_avx2() {
-            // SAFETY: AVX2 and FMA were detected at run time.
+        if crate::isa().has_avx2() {
+            // SAFETY: the selected instruction set includes AVX2 and FMA (detected at run time).
             unsafe { quantize_k_avx2(x, q, d, bs) };
             return;
         }
@@ -213,12 +131,9 @@ fn quantize_k(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
 }
 
 /// [`quantize_k_generic`] compiled for AVX2 (`f32::round` vectorizes exactly there).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_k_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
+fn quantize_k_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], bs: &mut [i32]) {
     quantize_k_generic(x, q, d, bs)
 }
 

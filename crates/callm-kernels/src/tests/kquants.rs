@@ -5,13 +5,13 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use rand::SeedableRng;
 
-use super::act::QuantActs;
-use super::blocks::{dequantize_row, BlockKind};
-use super::kblocks::{unpack, vec_dot_ref, QK_K};
-use super::matmul::matmul_with;
-use super::pack::PackedMatrix;
-use super::tests::{random_blocks, random_f32};
-use super::Isa;
+use super::{random_blocks, random_f32};
+use crate::act::QuantActs;
+use crate::blocks::{dequantize_row, BlockKind};
+use crate::kblocks::{unpack, vec_dot_ref, QK_K};
+use crate::matmul::matmul_with;
+use crate::pack::PackedMatrix;
+use crate::Isa;
 
 const KINDS: [BlockKind; 3] = [BlockKind::Q4K, BlockKind::Q5K, BlockKind::Q6K];
 
@@ -130,7 +130,7 @@ fn k_kernels_match_candle_matmul() {
                 }
             }
             let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
-            for isa in Isa::available() {
+            for &isa in Isa::available() {
                 let mut got = vec![f32::NAN; m * n];
                 assert!(matmul_with(isa, &p, &x, m, &mut got));
                 for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {

@@ -1,13 +1,13 @@
 //! The ggml block formats the packed kernels take, and the plain scalar reference of the
 //! 32-value family (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): decoding one block and the vector dot product
 //! of a weight row with a row of 8-bit activations, the way ggml defines them. The K-quants'
-//! reference (256-value superblocks) is [`super::kblocks`].
+//! reference (256-value superblocks) is [`crate::kblocks`].
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
 
 /// Values per block for every kind this module handles.
-pub const QK: usize = 32;
+pub(crate) const QK: usize = 32;
 
 /// A ggml block type the packed kernels take: the 32-value family, and the K-quants (Q4_K, Q5_K,
 /// Q6_K), whose 256-value superblocks the kernels handle as eight 32-value blocks.
@@ -50,7 +50,8 @@ impl BlockKind {
     }
 
     /// The matching candle dtype.
-    pub fn ggml(self) -> GgmlDType {
+    #[cfg(test)]
+    pub(crate) fn ggml(self) -> GgmlDType {
         match self {
             BlockKind::Q4_0 => GgmlDType::Q4_0,
             BlockKind::Q4_1 => GgmlDType::Q4_1,
@@ -64,21 +65,21 @@ impl BlockKind {
     }
 
     /// Whether this is a K-quant (256-value superblocks, activations quantized as Q8_K).
-    pub fn is_k(self) -> bool {
+    pub(crate) fn is_k(self) -> bool {
         matches!(self, BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K)
     }
 
     /// Values per block in the file: 32, or 256 for the K-quants.
-    pub fn block_values(self) -> usize {
+    pub(crate) fn block_values(self) -> usize {
         if self.is_k() {
-            super::kblocks::QK_K
+            crate::kblocks::QK_K
         } else {
             QK
         }
     }
 
     /// Bytes of one block (of [`BlockKind::block_values`] values) in the file.
-    pub fn block_bytes(self) -> usize {
+    pub(crate) fn block_bytes(self) -> usize {
         match self {
             BlockKind::Q4_0 => 18,
             BlockKind::Q4_1 => 20,
@@ -93,7 +94,7 @@ impl BlockKind {
 
     /// The offset that makes the block's integers unsigned for the packed kernels: the packed
     /// value is `q + offset` with `q` the signed integer of [`Unpacked`].
-    pub fn offset(self) -> i32 {
+    pub(crate) fn offset(self) -> i32 {
         match self {
             BlockKind::Q4_0 => 8,
             BlockKind::Q4_1 => 0,
@@ -106,7 +107,7 @@ impl BlockKind {
     }
 
     /// Whether blocks carry an additive minimum (Q4_1, Q5_1, Q4_K, Q5_K).
-    pub fn has_min(self) -> bool {
+    pub(crate) fn has_min(self) -> bool {
         matches!(
             self,
             BlockKind::Q4_1 | BlockKind::Q5_1 | BlockKind::Q4K | BlockKind::Q5K
@@ -114,7 +115,7 @@ impl BlockKind {
     }
 
     /// Whether values have a fifth bit stored apart (Q5_0, Q5_1, Q5_K, Q6_K).
-    pub fn has_high_bit(self) -> bool {
+    pub(crate) fn has_high_bit(self) -> bool {
         matches!(
             self,
             BlockKind::Q5_0 | BlockKind::Q5_1 | BlockKind::Q5K | BlockKind::Q6K
@@ -122,20 +123,20 @@ impl BlockKind {
     }
 
     /// Whether values have a sixth bit (Q6_K).
-    pub fn has_bit5(self) -> bool {
+    pub(crate) fn has_bit5(self) -> bool {
         self == BlockKind::Q6K
     }
 }
 
 /// One decoded block: value `i` is `d * q[i] + m`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Unpacked {
+pub(crate) struct Unpacked {
     /// Scale.
-    pub d: f32,
+    pub(crate) d: f32,
     /// Additive minimum (Q4_1 and Q5_1; 0 otherwise).
-    pub m: f32,
+    pub(crate) m: f32,
     /// Signed integers (offset already removed).
-    pub q: [i32; QK],
+    pub(crate) q: [i32; QK],
 }
 
 fn f16_at(b: &[u8], at: usize) -> f32 {
@@ -145,7 +146,7 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 /// Decodes one block of a 32-value `kind` from exactly `kind.block_bytes()` bytes (shorter
 /// input, or a K-quant kind, decodes as zeros rather than panicking).
 #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
-pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
+pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
     let mut u = Unpacked {
         d: 0.0,
         m: 0.0,
@@ -197,9 +198,10 @@ pub fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
 }
 
 /// Dequantizes a row of blocks to f32 (`out.len()` values).
-pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
+#[cfg(test)]
+pub(crate) fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
     if kind.is_k() {
-        super::kblocks::dequantize_row(kind, row, out);
+        crate::kblocks::dequantize_row(kind, row, out);
         return;
     }
     for (blk, o) in row.chunks(kind.block_bytes()).zip(out.chunks_mut(QK)) {
@@ -213,7 +215,14 @@ pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
 /// Reference dot product of one weight row (`k / 32` blocks of `kind`) with one quantized
 /// activation row, block by block as ggml computes it: the integer dot of each block scaled by
 /// both scales, plus the weight's minimum times the activation block's scaled sum (Q4_1, Q5_1).
-pub fn vec_dot_ref(kind: BlockKind, row: &[u8], act_q: &[i8], act_d: &[f32], act_s: &[f32]) -> f32 {
+#[cfg(test)]
+pub(crate) fn vec_dot_ref(
+    kind: BlockKind,
+    row: &[u8],
+    act_q: &[i8],
+    act_d: &[f32],
+    act_s: &[f32],
+) -> f32 {
     let mut sum = 0f32;
     for (b, blk) in row.chunks(kind.block_bytes()).enumerate() {
         let u = unpack(kind, blk);

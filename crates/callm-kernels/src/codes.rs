@@ -1,8 +1,8 @@
-//! Compile-time codes for the block kinds, shared by the architecture kernels ([`super::x86`],
-//! `super::neon`): each kernel is monomorphised per kind, so the kind's properties below fold
+//! Compile-time codes for the block kinds, shared by the architecture kernels (`arch::x86`,
+//! `arch::arm`): each kernel is monomorphised per kind, so the kind's properties below fold
 //! into constants.
 
-use super::blocks::BlockKind;
+use crate::blocks::BlockKind;
 
 /// Q4_0.
 pub(crate) const K_Q4_0: u8 = 0;

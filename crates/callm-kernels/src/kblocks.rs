@@ -8,26 +8,26 @@
 
 use half::f16;
 
-use super::blocks::BlockKind;
+use crate::blocks::BlockKind;
 
 /// Values per superblock.
-pub const QK_K: usize = 256;
+pub(crate) const QK_K: usize = 256;
 /// Values per scale group (the finest: Q6_K's; Q4_K/Q5_K's groups of 32 are two of these).
-pub const GROUP: usize = 16;
+pub(crate) const GROUP: usize = 16;
 
 /// One decoded superblock (see the module docs for the value formula).
 #[derive(Clone, Debug, PartialEq)]
-pub struct KUnpacked {
+pub(crate) struct KUnpacked {
     /// Superblock scale.
-    pub d: f32,
+    pub(crate) d: f32,
     /// Superblock scale of the minimums (0 for Q6_K).
-    pub dmin: f32,
+    pub(crate) dmin: f32,
     /// Integer scale of each group of 16.
-    pub sc: [i32; QK_K / GROUP],
+    pub(crate) sc: [i32; QK_K / GROUP],
     /// Integer minimum of each group of 16 (0 for Q6_K).
-    pub mn: [i32; QK_K / GROUP],
+    pub(crate) mn: [i32; QK_K / GROUP],
     /// Unsigned integers (Q4_K: 0..16, Q5_K: 0..32, Q6_K: 0..64).
-    pub u: [u8; QK_K],
+    pub(crate) u: [u8; QK_K],
 }
 
 fn f16_at(b: &[u8], at: usize) -> f32 {
@@ -50,7 +50,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// Decodes one superblock of a K-quant `kind` from `kind.block_bytes()` bytes; `None` for a
 /// 32-value kind or short input.
 #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
-pub fn unpack(kind: BlockKind, b: &[u8]) -> Option<KUnpacked> {
+pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Option<KUnpacked> {
     if !kind.is_k() || b.len() < kind.block_bytes() {
         return None;
     }
@@ -116,7 +116,8 @@ pub fn unpack(kind: BlockKind, b: &[u8]) -> Option<KUnpacked> {
 
 /// Dequantizes a row of superblocks to f32 (`out.len()` values), in the same float operations
 /// as ggml's reference: `(d·sc)·q − dmin·m`.
-pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
+#[cfg(test)]
+pub(crate) fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
     let off = kind.offset();
     for (blk, o) in row.chunks(kind.block_bytes()).zip(out.chunks_mut(QK_K)) {
         let Some(k) = unpack(kind, blk) else {
@@ -135,7 +136,8 @@ pub fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
 /// Q8_K activations (`act_q`, a scale `act_d` per 256 values, integer sums `act_bs` per 16), as
 /// ggml computes it: per superblock, the integer `Σ sc·Σ(u−offset)·q` times `d·act_d`, minus the
 /// integer `Σ mn·bsum` times `dmin·act_d`.
-pub fn vec_dot_ref(
+#[cfg(test)]
+pub(crate) fn vec_dot_ref(
     kind: BlockKind,
     row: &[u8],
     act_q: &[i8],

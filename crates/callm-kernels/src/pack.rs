@@ -18,53 +18,53 @@
 
 use half::f16;
 
-use super::blocks::{unpack, BlockKind, QK};
-use super::kblocks::{self, QK_K};
+use crate::blocks::{unpack, BlockKind, QK};
+use crate::kblocks::{self, QK_K};
 
 /// Output rows per tile.
-pub const TILE: usize = 16;
+pub(crate) const TILE: usize = 16;
 
 /// A cache line of weights, aligned so vector loads never straddle lines.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
-pub struct Line(pub [u8; 64]);
+pub(crate) struct Line(pub(crate) [u8; 64]);
 
 /// A quantized `[n, k]` weight matrix repacked into row tiles.
 #[derive(Debug)]
-pub struct PackedMatrix {
+pub(crate) struct PackedMatrix {
     /// Block kind.
-    pub kind: BlockKind,
+    pub(crate) kind: BlockKind,
     /// Output rows.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Input columns (a multiple of 32).
-    pub k: usize,
+    pub(crate) k: usize,
     /// Blocks per row, `k / 32`.
-    pub nb: usize,
+    pub(crate) nb: usize,
     /// Tiles, `ceil(n / 16)`.
-    pub tiles: usize,
+    pub(crate) tiles: usize,
     /// Quant lines, tile-major then block: [`PackedMatrix::lines_per_block`] per tile block.
-    pub qs: Vec<Line>,
+    pub(crate) qs: Vec<Line>,
     /// Bit-4 masks (Q5_0, Q5_1, Q5_K, Q6_K), 8 per tile block; empty for other kinds.
-    pub qh: Vec<u64>,
+    pub(crate) qh: Vec<u64>,
     /// Bit-5 masks (Q6_K), 8 per tile block; empty for other kinds.
-    pub qh2: Vec<u64>,
+    pub(crate) qh2: Vec<u64>,
     /// Scales as f16 bits, 16 per tile block (K-quants: the superblock `d`, 16 per tile
     /// superblock).
-    pub d: Vec<u16>,
+    pub(crate) d: Vec<u16>,
     /// Minimums as f16 bits laid out as `d` (Q4_1, Q5_1; Q4_K/Q5_K's `dmin`); empty otherwise.
-    pub m: Vec<u16>,
+    pub(crate) m: Vec<u16>,
     /// K-quants: the integer scales of each tile block, 16 `i8` (Q4_K/Q5_K: one per row) or 32
     /// (Q6_K: 16 rows for the first 16 values, 16 for the last); empty otherwise.
-    pub ks: Vec<i8>,
+    pub(crate) ks: Vec<i8>,
     /// Q4_K/Q5_K: the integer minimums, 128 `i16` per tile superblock: for each pair `jp` of
     /// blocks (0..4), row `r`'s minimums of blocks `2jp` and `2jp+1` at `32jp + 2r` and
     /// `32jp + 2r + 1` (one `vpdpwssd` per pair); empty otherwise.
-    pub kmin: Vec<i16>,
+    pub(crate) kmin: Vec<i16>,
 }
 
 impl PackedMatrix {
     /// Lines of quants per tile block.
-    pub fn lines_per_block(kind: BlockKind) -> usize {
+    pub(crate) fn lines_per_block(kind: BlockKind) -> usize {
         if kind == BlockKind::Q8_0 {
             8
         } else {
@@ -73,7 +73,7 @@ impl PackedMatrix {
     }
 
     /// Integer scales per row and tile block in `ks` (0 for 32-value kinds).
-    pub fn scales_per_row(kind: BlockKind) -> usize {
+    pub(crate) fn scales_per_row(kind: BlockKind) -> usize {
         match kind {
             BlockKind::Q6K => 2,
             BlockKind::Q4K | BlockKind::Q5K => 1,
@@ -84,7 +84,7 @@ impl PackedMatrix {
     /// Repacks `n` rows of `k` values stored as ggml blocks of `kind` (`data` is the tensor's
     /// raw bytes, row-major). `None` when `k` is not a multiple of the kind's block size or
     /// `data` is too short.
-    pub fn pack(kind: BlockKind, data: &[u8], n: usize, k: usize) -> Option<Self> {
+    pub(crate) fn pack(kind: BlockKind, data: &[u8], n: usize, k: usize) -> Option<Self> {
         if k == 0 || !k.is_multiple_of(kind.block_values()) || n == 0 {
             return None;
         }
@@ -231,15 +231,6 @@ impl PackedMatrix {
                 self.qh2[tb * 8 + h] = plane(5, h);
             }
         }
-    }
-
-    /// Bytes the packed weights occupy.
-    pub fn size_in_bytes(&self) -> usize {
-        self.qs.len() * 64
-            + (self.qh.len() + self.qh2.len()) * 8
-            + (self.d.len() + self.m.len()) * 2
-            + self.ks.len()
-            + self.kmin.len() * 2
     }
 
     /// The unsigned integer `u` of row `r` (within the tile), value `i` of tile block `tb`.

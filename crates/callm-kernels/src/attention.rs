@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 /// Keys per online-softmax step.
-pub const KEY_BLOCK: usize = 32;
+pub(crate) const KEY_BLOCK: usize = 32;
 /// Query rows sharing each key and value load.
 const ROWS: usize = 4;
 
@@ -157,8 +157,9 @@ impl Job<'_> {
     fn rows(&self, h: usize, r0: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if super::isa().has_avx2() {
-                // SAFETY: AVX2 and FMA were detected at run time.
+            if crate::isa().has_avx2() {
+                // SAFETY: the selected instruction set includes AVX2 and FMA (detected at run
+                // time).
                 unsafe { self.rows_avx2(h, r0, dst) };
                 return;
             }
@@ -167,12 +168,9 @@ impl Job<'_> {
     }
 
     /// [`Job::rows_generic`] compiled for AVX2 (its loops vectorize there).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_avx2(&self, h: usize, r0: usize, dst: &mut [f32]) {
+    fn rows_avx2(&self, h: usize, r0: usize, dst: &mut [f32]) {
         self.rows_generic(h, r0, dst)
     }
 

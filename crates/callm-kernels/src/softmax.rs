@@ -1,5 +1,6 @@
 //! Scale, causal mask and softmax of attention scores in one pass (prefill), in place, behind
-//! candle's [`InplaceOp1`] interface, with a vectorized `exp` where AVX2 runs. The plain path builds a
+//! candle's [`InplaceOp1`] interface, with a vectorized `exp` where AVX2 or NEON runs
+//! (`arch::x86::exp`, `arch::arm::exp`). The plain path builds a
 //! mask tensor, multiplies, adds and normalizes in four passes over `[heads, n, L]` scores and
 //! calls the C library's scalar `expf` for every score, masked ones included.
 
@@ -55,7 +56,7 @@ impl InplaceOp1 for CausalSoftmax {
 }
 
 /// `row[lo..hi]` ← softmax(scale · row[lo..hi]); everything else ← 0.
-pub fn softmax_row(row: &mut [f32], lo: usize, hi: usize, scale: f32) {
+pub(crate) fn softmax_row(row: &mut [f32], lo: usize, hi: usize, scale: f32) {
     let hi = hi.min(row.len());
     let lo = lo.min(hi);
     row[..lo].fill(0.0);
@@ -81,14 +82,14 @@ pub fn softmax_row(row: &mut [f32], lo: usize, hi: usize, scale: f32) {
 fn exp_shifted(v: &mut [f32], scale: f32, max: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if super::isa().has_avx2() {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { exp_shifted_avx2(v, scale, max) };
+        if crate::isa().has_avx2() {
+            // SAFETY: the selected instruction set includes AVX2 and FMA (detected at run time).
+            return unsafe { crate::arch::x86::exp::exp_shifted_avx2(v, scale, max) };
         }
     }
     #[cfg(target_arch = "aarch64")]
     // SAFETY: NEON is part of every aarch64 target Rust builds for.
-    return unsafe { exp_shifted_neon(v, scale, max) };
+    return unsafe { crate::arch::arm::exp::exp_shifted_neon(v, scale, max) };
     #[cfg(not(target_arch = "aarch64"))]
     {
         let mut sum = 0f32;
@@ -98,160 +99,6 @@ fn exp_shifted(v: &mut [f32], scale: f32, max: f32) -> f32 {
         }
         sum
     }
-}
-
-/// Constants of the vector `exp` ([`exp8`], [`exp4`]): Cephes' `expf`, `2^k · e^r` with
-/// `|r| ≤ ln2/2`.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-mod exp_c {
-    /// Inputs below this give 0 (`e^x` underflows f32).
-    pub const LO: f32 = -87.336_55;
-    /// Inputs are clamped here (softmax only passes values ≤ 0).
-    pub const HI: f32 = 88.376_26;
-    /// ln 2 in two parts, high and low, for an exact `r = x − k·ln 2`.
-    pub const LN2_HI: f32 = 0.693_359_4;
-    /// The low part of ln 2.
-    pub const LN2_LO: f32 = -2.121_944_4e-4;
-    /// `P(r)` for `e^r ≈ 1 + r + r²·P(r)`, highest degree first (Horner).
-    pub const POLY: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ];
-}
-
-/// AVX2 + FMA version of [`exp_shifted`], 8 values per step with [`exp8`].
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shifted_avx2(v: &mut [f32], scale: f32, max: f32) -> f32 {
-    use core::arch::x86_64::*;
-    let (s, m) = (_mm256_set1_ps(scale), _mm256_set1_ps(max));
-    let mut acc = _mm256_setzero_ps();
-    let mut chunks = v.chunks_exact_mut(8);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 8 floats.
-        let x = _mm256_fmsub_ps(_mm256_loadu_ps(c.as_ptr()), s, m);
-        let e = exp8(x);
-        _mm256_storeu_ps(c.as_mut_ptr(), e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-    let mut sum = lanes.iter().sum::<f32>();
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        // The last < 8 values in one padded step.
-        let mut buf = [0f32; 8];
-        buf[..rest.len()].copy_from_slice(rest);
-        let e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(buf.as_ptr()), s, m));
-        _mm256_storeu_ps(buf.as_mut_ptr(), e);
-        rest.copy_from_slice(&buf[..rest.len()]);
-        sum += buf[..rest.len()].iter().sum::<f32>();
-    }
-    sum
-}
-
-/// `exp` of 8 floats (Cephes' `expf` method: `2^k · e^r` with `|r| ≤ ln2/2` and a degree-7
-/// polynomial; relative error ~1e-7). Inputs below −87.3 (and −∞) give 0; inputs are clamped at
-/// 88.4 above (softmax only passes values ≤ 0).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn exp8(x: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256 {
-    use core::arch::x86_64::*;
-    let lo = _mm256_set1_ps(exp_c::LO);
-    let underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(exp_c::HI));
-    // k = round(x / ln 2); r = x − k·ln 2 in two parts.
-    let k = _mm256_round_ps(
-        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-    );
-    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(exp_c::LN2_HI), x);
-    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(exp_c::LN2_LO), r);
-    // e^r ≈ 1 + r + r²·P(r).
-    let mut p = _mm256_set1_ps(exp_c::POLY[0]);
-    for c in &exp_c::POLY[1..] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
-    }
-    let r2 = _mm256_mul_ps(r, r);
-    let er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-    // 2^k through the exponent bits.
-    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)),
-        23,
-    ));
-    _mm256_andnot_ps(underflow, _mm256_mul_ps(er, pow2))
-}
-
-/// NEON version of [`exp_shifted`], 4 values per step with [`exp4`].
-///
-/// # Safety
-/// NEON (every aarch64 target).
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-unsafe fn exp_shifted_neon(v: &mut [f32], scale: f32, max: f32) -> f32 {
-    use core::arch::aarch64::*;
-    let (s, m) = (vdupq_n_f32(scale), vdupq_n_f32(max));
-    let mut acc = vdupq_n_f32(0.0);
-    let mut chunks = v.chunks_exact_mut(4);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 4 floats.
-        let e = exp4(vsubq_f32(vmulq_f32(vld1q_f32(c.as_ptr()), s), m));
-        vst1q_f32(c.as_mut_ptr(), e);
-        acc = vaddq_f32(acc, e);
-    }
-    let mut sum = vaddvq_f32(acc);
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let mut buf = [0f32; 4];
-        buf[..rest.len()].copy_from_slice(rest);
-        let e = exp4(vsubq_f32(vmulq_f32(vld1q_f32(buf.as_ptr()), s), m));
-        vst1q_f32(buf.as_mut_ptr(), e);
-        rest.copy_from_slice(&buf[..rest.len()]);
-        sum += buf[..rest.len()].iter().sum::<f32>();
-    }
-    sum
-}
-
-/// `exp` of 4 floats, the method and constants of [`exp8`] on NEON.
-///
-/// # Safety
-/// NEON (every aarch64 target).
-#[cfg(target_arch = "aarch64")]
-#[inline]
-#[target_feature(enable = "neon")]
-pub unsafe fn exp4(x: core::arch::aarch64::float32x4_t) -> core::arch::aarch64::float32x4_t {
-    use core::arch::aarch64::*;
-    let lo = vdupq_n_f32(exp_c::LO);
-    let underflow = vcltq_f32(x, lo);
-    let x = vminq_f32(vmaxq_f32(x, lo), vdupq_n_f32(exp_c::HI));
-    // k = round(x / ln 2); r = x − k·ln 2 in two parts.
-    let k = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(std::f32::consts::LOG2_E)));
-    let r = vfmsq_f32(x, k, vdupq_n_f32(exp_c::LN2_HI));
-    let r = vfmsq_f32(r, k, vdupq_n_f32(exp_c::LN2_LO));
-    // e^r ≈ 1 + r + r²·P(r).
-    let mut p = vdupq_n_f32(exp_c::POLY[0]);
-    for c in &exp_c::POLY[1..] {
-        p = vfmaq_f32(vdupq_n_f32(*c), p, r);
-    }
-    let er = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0));
-    // 2^k through the exponent bits.
-    let pow2 = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(
-        vcvtnq_s32_f32(k),
-        vdupq_n_s32(127),
-    )));
-    let e = vreinterpretq_u32_f32(vmulq_f32(er, pow2));
-    vreinterpretq_f32_u32(vbicq_u32(e, underflow))
 }
 
 #[cfg(test)]

@@ -1,0 +1,280 @@
+//! x86-64 tile kernels for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations, on the
+//! same packed layout as [`super::tiles`]: per 32-value block, the integer dot of each of the 16
+//! rows (one `vpdpbusd` chain, or `vpmaddubsw` + `vpmaddwd` on AVX2) is multiplied by the row's
+//! integer scale and summed over the superblock in integers, exactly as ggml does; the float
+//! scales apply once per superblock.
+//!
+//! Bounds, for every unsafe read below: the [`TileCall`] contract (`p` a K-quant matching `K`,
+//! `tile < p.tiles`, `t0 + MT <= a.m`, `a.k == p.k`, `a` quantized as Q8_K) keeps tile block
+//! and superblock indices below what `PackedMatrix::pack` allocated for `p.tiles` tiles (lines,
+//! bit planes, integer scales and minimums, superblock scales), and activation indices below
+//! what `QuantActs::quantize_k_into` filled for `a.m` rows (values, per-16 sums, pairs of
+//! per-32 sums, superblock scales).
+
+use core::arch::x86_64::*;
+
+use super::{act4, dp_avx2, spread_bits, store_avx2_half, store_vnni};
+use crate::codes::{K_Q4K, K_Q6K};
+use crate::kblocks::QK_K;
+use crate::matmul::TileCall;
+use crate::pack::TILE;
+
+/// Blocks of 32 per superblock.
+const BPS: usize = QK_K / 32;
+
+/// AVX-512 VNNI: one [`TileCall`] of `MT` tokens on a K-quant (`K`).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, `c` must meet the [`TileCall`] contract, and its
+/// weights must be of kind `K`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) {
+    let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
+    let nb = p.nb;
+    let nsb = nb / BPS;
+    let nib = _mm512_set1_epi8(0x0F);
+    let bit4 = _mm512_set1_epi8(0x10);
+    let bit5 = _mm512_set1_epi8(0x20);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); MT];
+    let tb0 = tile * nb;
+    let spr = if K == K_Q6K { 2 } else { 1 };
+    for sb in 0..nsb {
+        let mut isum = [zero; MT];
+        for j in 0..BPS {
+            let tb = tb0 + sb * BPS + j;
+            let mut w = [zero; 8];
+            // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines, 8 masks
+            // per bit plane the kind has, and `spr * 16` integer scales exist.
+            let (s0, s1) = unsafe {
+                let lines = p.qs.as_ptr().add(tb * 4) as *const __m512i;
+                for g in 0..4 {
+                    let v = _mm512_load_si512(lines.add(g));
+                    w[2 * g] = _mm512_and_si512(v, nib);
+                    w[2 * g + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+                }
+                if K != K_Q4K {
+                    let qh = p.qh.as_ptr().add(tb * 8);
+                    for (h, wh) in w.iter_mut().enumerate() {
+                        *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh.add(h), bit4));
+                    }
+                }
+                if K == K_Q6K {
+                    let qh2 = p.qh2.as_ptr().add(tb * 8);
+                    for (h, wh) in w.iter_mut().enumerate() {
+                        *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh2.add(h), bit5));
+                    }
+                }
+                let ks = p.ks.as_ptr().add(tb * spr * TILE);
+                let s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(ks as *const __m128i));
+                let s1 = if K == K_Q6K {
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128(ks.add(TILE) as *const __m128i))
+                } else {
+                    zero
+                };
+                (s0, s1)
+            };
+            for (t, isum_t) in isum.iter_mut().enumerate() {
+                let ab = (t0 + t) * nb + sb * BPS + j;
+                // SAFETY: activation block `ab` is in bounds (module docs); `h < 8`.
+                let x = |h: usize| _mm512_set1_epi32(unsafe { act4(a, ab, h) });
+                // SAFETY: activation block `ab` is in bounds (module docs): its two sums of 16.
+                let (bs_lo, bs_hi) = unsafe {
+                    (
+                        *a.bs16.get_unchecked(2 * ab),
+                        *a.bs16.get_unchecked(2 * ab + 1),
+                    )
+                };
+                let mut lo = _mm512_dpbusd_epi32(zero, w[0], x(0));
+                let mut hi = _mm512_dpbusd_epi32(zero, w[4], x(4));
+                lo = _mm512_dpbusd_epi32(lo, w[1], x(1));
+                hi = _mm512_dpbusd_epi32(hi, w[5], x(5));
+                lo = _mm512_dpbusd_epi32(lo, w[2], x(2));
+                hi = _mm512_dpbusd_epi32(hi, w[6], x(6));
+                lo = _mm512_dpbusd_epi32(lo, w[3], x(3));
+                hi = _mm512_dpbusd_epi32(hi, w[7], x(7));
+                if K == K_Q6K {
+                    // Offset 32 per 16-value group, each group with its own scale.
+                    lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(32 * bs_lo));
+                    hi = _mm512_sub_epi32(hi, _mm512_set1_epi32(32 * bs_hi));
+                    let v =
+                        _mm512_add_epi32(_mm512_mullo_epi32(lo, s0), _mm512_mullo_epi32(hi, s1));
+                    *isum_t = _mm512_add_epi32(*isum_t, v);
+                } else {
+                    let dot = _mm512_add_epi32(lo, hi);
+                    *isum_t = _mm512_add_epi32(*isum_t, _mm512_mullo_epi32(dot, s0));
+                }
+            }
+        }
+        let tsb = tile * nsb + sb;
+        // Q4_K/Q5_K: the minimums' integer term, Σ_j mn_j · bsum32_j, two blocks per vpdpwssd.
+        let mut mins = [zero; 4];
+        // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for
+        // Q4_K/Q5_K its 16 minimum scales and 128 integer minimums, exist.
+        let (dw, mw) = unsafe {
+            let scales =
+                |v: &[u16]| _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(tsb * TILE).cast()));
+            if K != K_Q6K {
+                let km = p.kmin.as_ptr().add(tsb * 128) as *const __m512i;
+                for (jp, v) in mins.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(km.add(jp));
+                }
+                (scales(&p.d), scales(&p.m))
+            } else {
+                (scales(&p.d), _mm512_setzero_ps())
+            }
+        };
+        for (t, acc_t) in acc.iter_mut().enumerate() {
+            let asb = (t0 + t) * nsb + sb;
+            // SAFETY: activation superblock `asb` is in bounds (module docs).
+            let ad = _mm512_set1_ps(unsafe { *a.dk.get_unchecked(asb) });
+            *acc_t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, ad), *acc_t);
+            if K != K_Q6K {
+                let mut msum = zero;
+                for (jp, v) in mins.iter().enumerate() {
+                    // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums.
+                    let pair = unsafe { *a.bsp.get_unchecked(asb * 4 + jp) };
+                    msum = _mm512_dpwssd_epi32(msum, *v, _mm512_set1_epi32(pair));
+                }
+                *acc_t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(mw, ad), *acc_t);
+            }
+        }
+    }
+    // SAFETY: AVX-512 F is enabled here; the rows' outputs are writable by the contract.
+    unsafe { store_vnni(&acc, c) };
+}
+
+/// AVX2 + FMA: same contract as [`tile_vnni_k`], two 8-row halves per tile.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; otherwise as [`tile_vnni_k`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(c: TileCall<'_>) {
+    let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
+    let nb = p.nb;
+    let nsb = nb / BPS;
+    let nib = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let zero = _mm256_setzero_si256();
+    let tb0 = tile * nb;
+    let spr = if K == K_Q6K { 2 } else { 1 };
+    for half in 0..2 {
+        let mut acc = [_mm256_setzero_ps(); MT];
+        for sb in 0..nsb {
+            let mut isum = [zero; MT];
+            for j in 0..BPS {
+                let tb = tb0 + sb * BPS + j;
+                let mut w = [zero; 8];
+                // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines (rows
+                // `8·half..` are each line's 32 bytes at `32·half`), 8 masks per bit plane the
+                // kind has, and `spr * 16` integer scales exist.
+                let (s0, s1) = unsafe {
+                    let lines = p.qs.as_ptr().add(tb * 4) as *const u8;
+                    let line = |l: usize| {
+                        _mm256_load_si256(lines.add(l * 64 + 32 * half) as *const __m256i)
+                    };
+                    for g in 0..4 {
+                        let v = line(g);
+                        w[2 * g] = _mm256_and_si256(v, nib);
+                        w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                    }
+                    let mut or_plane = |plane: &[u64], bit: i8| {
+                        let masks = plane.as_ptr().add(tb * 8);
+                        for (h, wh) in w.iter_mut().enumerate() {
+                            let set = spread_bits((*masks.add(h) >> (32 * half)) as u32);
+                            *wh =
+                                _mm256_or_si256(*wh, _mm256_and_si256(set, _mm256_set1_epi8(bit)));
+                        }
+                    };
+                    if K != K_Q4K {
+                        or_plane(&p.qh, 0x10);
+                    }
+                    if K == K_Q6K {
+                        or_plane(&p.qh2, 0x20);
+                    }
+                    let ks = p.ks.as_ptr().add(tb * spr * TILE + 8 * half);
+                    let s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks as *const __m128i));
+                    let s1 = if K == K_Q6K {
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks.add(TILE) as *const __m128i))
+                    } else {
+                        zero
+                    };
+                    (s0, s1)
+                };
+                for (t, isum_t) in isum.iter_mut().enumerate() {
+                    let ab = (t0 + t) * nb + sb * BPS + j;
+                    // SAFETY: activation block `ab` is in bounds (module docs); `h < 8`.
+                    let x = |h: usize| _mm256_set1_epi32(unsafe { act4(a, ab, h) });
+                    // SAFETY: activation block `ab` is in bounds (module docs): its two sums of 16.
+                    let (bs_lo, bs_hi) = unsafe {
+                        (
+                            *a.bs16.get_unchecked(2 * ab),
+                            *a.bs16.get_unchecked(2 * ab + 1),
+                        )
+                    };
+                    let mut lo = dp_avx2(zero, w[0], x(0), ones);
+                    let mut hi = dp_avx2(zero, w[4], x(4), ones);
+                    lo = dp_avx2(lo, w[1], x(1), ones);
+                    hi = dp_avx2(hi, w[5], x(5), ones);
+                    lo = dp_avx2(lo, w[2], x(2), ones);
+                    hi = dp_avx2(hi, w[6], x(6), ones);
+                    lo = dp_avx2(lo, w[3], x(3), ones);
+                    hi = dp_avx2(hi, w[7], x(7), ones);
+                    if K == K_Q6K {
+                        lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(32 * bs_lo));
+                        hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(32 * bs_hi));
+                        let v = _mm256_add_epi32(
+                            _mm256_mullo_epi32(lo, s0),
+                            _mm256_mullo_epi32(hi, s1),
+                        );
+                        *isum_t = _mm256_add_epi32(*isum_t, v);
+                    } else {
+                        let dot = _mm256_add_epi32(lo, hi);
+                        *isum_t = _mm256_add_epi32(*isum_t, _mm256_mullo_epi32(dot, s0));
+                    }
+                }
+            }
+            let tsb = tile * nsb + sb;
+            // Q4_K/Q5_K's minimum term, two blocks per vpmaddwd (rows 8·half.. of each pair).
+            let mut mins = [zero; 4];
+            // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for
+            // Q4_K/Q5_K its 16 minimum scales and 128 integer minimums, exist.
+            let (dw, mw) = unsafe {
+                let scales = |v: &[u16]| {
+                    _mm256_cvtph_ps(_mm_loadu_si128(
+                        v.as_ptr().add(tsb * TILE + 8 * half).cast(),
+                    ))
+                };
+                if K != K_Q6K {
+                    let km = p.kmin.as_ptr().add(tsb * 128 + 16 * half);
+                    for (jp, v) in mins.iter_mut().enumerate() {
+                        *v = _mm256_loadu_si256(km.add(32 * jp) as *const __m256i);
+                    }
+                    (scales(&p.d), scales(&p.m))
+                } else {
+                    (scales(&p.d), _mm256_setzero_ps())
+                }
+            };
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let asb = (t0 + t) * nsb + sb;
+                // SAFETY: activation superblock `asb` is in bounds (module docs).
+                let ad = _mm256_set1_ps(unsafe { *a.dk.get_unchecked(asb) });
+                *acc_t =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, ad), *acc_t);
+                if K != K_Q6K {
+                    let mut msum = zero;
+                    for (jp, v) in mins.iter().enumerate() {
+                        // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums.
+                        let pair = unsafe { *a.bsp.get_unchecked(asb * 4 + jp) };
+                        let pr = _mm256_madd_epi16(*v, _mm256_set1_epi32(pair));
+                        msum = _mm256_add_epi32(msum, pr);
+                    }
+                    *acc_t =
+                        _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(mw, ad), *acc_t);
+                }
+            }
+        }
+        // SAFETY: AVX2 is enabled here; the rows' outputs are writable by the contract.
+        unsafe { store_avx2_half(&acc, c, half) };
+    }
+}

@@ -1,0 +1,221 @@
+//! The matmul driver: quantizes the activations once, splits the output into (row tiles x token
+//! ranges) work items on rayon's global pool (the caller sizes it), and runs the tile kernel of
+//! the chosen instruction set.
+
+use rayon::prelude::*;
+
+use crate::act::QuantActs;
+use crate::pack::{PackedMatrix, TILE};
+use crate::{scalar, Isa};
+
+/// Activation rows computed together against one weight tile.
+const MT: usize = 8;
+/// Tokens per work item in prefill: the item's activations stay in L2 while its tiles stream.
+const TOKENS_PER_ITEM: usize = 64;
+/// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more.
+const SERIAL_MACS: usize = 1 << 18;
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: work items write disjoint (token range x tile) rectangles of the output.
+unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: no two items write the same output.
+unsafe impl Sync for OutPtr {}
+
+/// `out[m, n] = x[m, k] · Wᵀ` for packed `W`, with the kernel for `isa`.
+///
+/// Returns `false` (leaving `out` untouched) when the sizes do not match or this CPU does not
+/// execute `isa`. These checks are what the tile kernels' bounds rest on.
+pub(crate) fn matmul_with(
+    isa: Isa,
+    p: &PackedMatrix,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) -> bool {
+    if m == 0 || x.len() != m * p.k || out.len() != m * p.n || !Isa::available().contains(&isa) {
+        return false;
+    }
+    thread_local! {
+        static ACTS: std::cell::RefCell<QuantActs> = std::cell::RefCell::new(QuantActs::default());
+    }
+    // The buffer is taken out of the thread-local for the call, not borrowed: while this
+    // thread waits inside `run` for its parallel items, rayon may have it run another forward
+    // pass's matmul (concurrent requests), which then finds an empty buffer of its own.
+    let mut acts = ACTS.with(|cell| cell.take());
+    if p.kind.is_k() {
+        acts.quantize_k_into(x, m, p.k);
+    } else {
+        acts.quantize_into(x, m, p.k);
+    }
+    run(isa, p, &acts, out);
+    ACTS.with(|cell| cell.replace(acts));
+    true
+}
+
+fn run(isa: Isa, p: &PackedMatrix, a: &QuantActs, out: &mut [f32]) {
+    let m = a.m;
+    let ptr = OutPtr(out.as_mut_ptr());
+    let threads = rayon::current_num_threads();
+    let macs = m * p.n * p.k;
+    if threads <= 1 || macs < SERIAL_MACS {
+        run_item(isa, p, a, 0..p.tiles, 0..m, ptr);
+        return;
+    }
+    let token_groups = m.div_ceil(TOKENS_PER_ITEM);
+    // Enough items per thread to balance, each a contiguous range of tiles.
+    let want = (threads * 4).div_ceil(token_groups).max(1);
+    let tiles_per_item = p.tiles.div_ceil(want).max(1);
+    let tile_groups = p.tiles.div_ceil(tiles_per_item);
+    (0..tile_groups * token_groups)
+        .into_par_iter()
+        .for_each(|item| {
+            let (tg, kg) = (item % tile_groups, item / tile_groups);
+            let tiles = tg * tiles_per_item..((tg + 1) * tiles_per_item).min(p.tiles);
+            let toks = kg * TOKENS_PER_ITEM..((kg + 1) * TOKENS_PER_ITEM).min(m);
+            run_item(isa, p, a, tiles, toks, ptr);
+        });
+}
+
+/// One tile kernel call: activation rows `t0..t0 + MT` of `a` (`MT` the kernel's token count)
+/// against tile `tile` of `p`, writing the first `cols` (≤ 16) outputs of each row `r` at
+/// `out + r * ldo`.
+///
+/// The tile kernels' contract (what `run_item` establishes, from the sizes `matmul_with`
+/// checked): `tile < p.tiles`, `t0 + MT <= a.m`, `a.k == p.k`, `a` quantized for `p`'s kind
+/// (Q8_K for the K-quants), and those outputs writable, by this call only.
+#[derive(Clone, Copy)]
+pub(crate) struct TileCall<'a> {
+    /// The packed weights.
+    pub(crate) p: &'a PackedMatrix,
+    /// The quantized activations.
+    pub(crate) a: &'a QuantActs,
+    /// The tile (16 output rows).
+    pub(crate) tile: usize,
+    /// The first activation row.
+    pub(crate) t0: usize,
+    /// The tile's first output column in the output matrix.
+    pub(crate) out: *mut f32,
+    /// The output matrix's row stride.
+    pub(crate) ldo: usize,
+    /// Output columns of this tile (16, or fewer in the last tile).
+    pub(crate) cols: usize,
+}
+
+fn run_item(
+    isa: Isa,
+    p: &PackedMatrix,
+    a: &QuantActs,
+    tiles: std::ops::Range<usize>,
+    toks: std::ops::Range<usize>,
+    out: OutPtr,
+) {
+    let mut t0 = toks.start;
+    while t0 < toks.end {
+        let mt = (toks.end - t0).min(MT);
+        for tile in tiles.clone() {
+            let cols = (p.n - tile * TILE).min(TILE);
+            // SAFETY: this CPU executes `isa` (checked by `matmul_with`); `tile < p.tiles`,
+            // `t0 + mt <= a.m`, `a.k == p.k` (the sizes `matmul_with` checked, and `a` quantized
+            // from `x` for `p`'s kind), and the written columns `tile*16 .. +cols` of rows
+            // `t0..t0+mt` lie inside `out` (`m * n` values), disjoint from other items'.
+            unsafe {
+                let call = TileCall {
+                    p,
+                    a,
+                    tile,
+                    t0,
+                    out: out.0.add(tile * TILE),
+                    ldo: p.n,
+                    cols,
+                };
+                tile_dispatch(isa, mt, call);
+            }
+        }
+        t0 += mt;
+    }
+}
+
+/// Calls the const-generic kernel `$f::<MT, KIND> $args` for run-time `$mt` (one of the
+/// listed values, else the last) and `$kind` (one of the listed codes, else `$last`).
+macro_rules! dispatch {
+    ($f:ident, $kind:expr, [$($k:ident),*], $last:ident, $mt:expr, [$($m:literal),*], $mlast:literal, $args:tt) => {{
+        macro_rules! by_kind {
+            ($mm:literal) => {
+                match $kind {
+                    $($k => $f::<$mm, $k> $args,)*
+                    _ => $f::<$mm, $last> $args,
+                }
+            };
+        }
+        match $mt {
+            $($m => by_kind!($m),)*
+            _ => by_kind!($mlast),
+        }
+    }};
+}
+
+/// The kernel of one architecture for `$p`'s kind through [`dispatch!`]: its K-quant pair
+/// (`k:`) or its 32-value pair (`blocks:`), the first of a pair when `$use_best` (the better
+/// instruction set), else the second (the baseline one).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! pick {
+    ($use_best:expr, k: ($kb:ident, $ko:ident), blocks: ($bb:ident, $bo:ident), $p:ident, $args:tt) => {{
+        if $p.kind.is_k() {
+            use crate::codes::{k_code, K_Q4K, K_Q5K, K_Q6K};
+            let kind = k_code($p.kind);
+            pick!(@run $use_best, $kb, $ko, kind, [K_Q4K, K_Q5K], K_Q6K, $args)
+        } else {
+            use crate::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+            let kind = kind_code($p.kind);
+            pick!(@run $use_best, $bb, $bo, kind, [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1], K_Q8_0, $args)
+        }
+    }};
+    (@run $use_best:expr, $best:ident, $other:ident, $kind:ident, $ks:tt, $last:ident, ($mt:expr, $($arg:expr),*)) => {
+        if $use_best {
+            dispatch!($best, $kind, $ks, $last, $mt, [1, 2, 3, 4, 5, 6, 7], 8, ($($arg),*))
+        } else {
+            dispatch!($other, $kind, $ks, $last, $mt, [1, 2, 3, 4, 5, 6, 7], 8, ($($arg),*))
+        }
+    };
+}
+
+/// Runs the tile kernel of `isa` for the weights' kind and `mt` tokens.
+///
+/// # Safety
+/// This CPU must execute `isa`, and `c` must meet the [`TileCall`] contract for `MT = mt`.
+unsafe fn tile_dispatch(isa: Isa, mt: usize, c: TileCall<'_>) {
+    let p = c.p;
+    // SAFETY: the kernel chosen is the one of `isa`, which this CPU executes (the caller's
+    // contract); bounds and outputs are as the caller guarantees.
+    unsafe {
+        match isa {
+            _ if isa == Isa::Scalar && p.kind.is_k() => scalar::tile_scalar_k(c, mt),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni | Isa::Avx2 => {
+                use crate::arch::x86::tiles::{tile_avx2, tile_vnni};
+                use crate::arch::x86::tiles_k::{tile_avx2_k, tile_vnni_k};
+                pick!(
+                    isa == Isa::Avx512Vnni,
+                    k: (tile_vnni_k, tile_avx2_k),
+                    blocks: (tile_vnni, tile_avx2),
+                    p,
+                    (mt, c)
+                )
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot | Isa::Neon => {
+                use crate::arch::arm::tiles::{tile_neon, tile_neon_dot};
+                use crate::arch::arm::tiles_k::{tile_neon_dot_k, tile_neon_k};
+                pick!(
+                    isa == Isa::NeonDot,
+                    k: (tile_neon_dot_k, tile_neon_k),
+                    blocks: (tile_neon_dot, tile_neon),
+                    p,
+                    (mt, c)
+                )
+            }
+            _ => scalar::tile_scalar(c, mt),
+        }
+    }
+}

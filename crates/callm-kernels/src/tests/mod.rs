@@ -1,0 +1,35 @@
+//! The kernels against independent references: the scalar definitions of ggml's formats
+//! ([`crate::blocks`], [`crate::kblocks`]) and candle's own dequantization and quantized matmul.
+
+use rand::Rng;
+
+use crate::blocks::BlockKind;
+
+mod blocks;
+mod kquants;
+
+/// Random blocks of `kind`: random integers with a random finite scale (and minimum).
+pub(crate) fn random_blocks(kind: BlockKind, nblocks: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let mut v = vec![0u8; nblocks * kind.block_bytes()];
+    for blk in v.chunks_mut(kind.block_bytes()) {
+        rng.fill(blk);
+        if kind == BlockKind::Q6K {
+            let d = half::f16::from_f32(rng.random_range(-0.01f32..0.01)).to_bits();
+            blk[208..].copy_from_slice(&d.to_le_bytes());
+            continue;
+        }
+        let d = half::f16::from_f32(rng.random_range(-0.05f32..0.05)).to_bits();
+        blk[..2].copy_from_slice(&d.to_le_bytes());
+        if kind.has_min() {
+            let range = if kind.is_k() { 0.01 } else { 0.5 };
+            let m = half::f16::from_f32(rng.random_range(-range..range)).to_bits();
+            blk[2..4].copy_from_slice(&m.to_le_bytes());
+        }
+    }
+    v
+}
+
+/// `len` random floats in [-2, 2).
+pub(crate) fn random_f32(len: usize, rng: &mut impl Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+}

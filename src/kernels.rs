@@ -1,0 +1,77 @@
+//! callm's CPU kernels, from the `callm-kernels` workspace crate (`crates/callm-kernels`: packed
+//! quantized matmul, fused attention and softmax), and callm's setting for them,
+//! `CALLM_KERNELS`. The crate is its own package so that the dev profile (tests,
+//! `scripts/quickstart.sh`) compiles it fully optimised; it knows nothing of callm.
+//!
+//! The kernels run on rayon's global pool, which `crate::device::set_threads` sizes and on
+//! which `crate::device::on_pool` runs each forward pass.
+
+use std::sync::OnceLock;
+
+pub use callm_kernels::{attention, softmax, BlockKind, Isa, PackedLinear};
+
+/// Whether `CALLM_KERNELS` is set to `value` now.
+fn setting_is(value: &str) -> bool {
+    std::env::var("CALLM_KERNELS").is_ok_and(|v| v == value)
+}
+
+/// The instruction set the packed kernels use on this CPU: the best available, lowered by
+/// `CALLM_KERNELS=avx2|neon|scalar` (for testing; a set this CPU lacks is ignored). Chosen
+/// once, before any kernel runs ([`callm_kernels::select_isa`]).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let wanted = match std::env::var("CALLM_KERNELS").as_deref() {
+            Ok("avx2") => Some(Isa::Avx2),
+            Ok("neon") => Some(Isa::Neon),
+            Ok("scalar") => Some(Isa::Scalar),
+            _ => None,
+        };
+        callm_kernels::select_isa(wanted)
+    })
+}
+
+/// Whether callm's packed kernels should replace candle's quantized matmul on this CPU: a SIMD
+/// kernel runs here and `CALLM_KERNELS=off` is not set (read at each call: a model loaded
+/// after the setting changed follows it).
+pub fn enabled() -> bool {
+    isa() > Isa::Scalar && !setting_is("off")
+}
+
+/// Whether the fused CPU attention ([`attention`]) replaces candle's score/mask/softmax/matmul
+/// sequence for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
+/// measurements). Read once.
+pub fn fused_attention() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        // The instruction set is chosen before the first attention kernel runs.
+        isa();
+        !setting_is("off")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels run with the instruction set callm chose, and the packed kernels are on
+    /// wherever a SIMD set is available (the tests run without `CALLM_KERNELS`).
+    #[test]
+    fn kernels_follow_the_setting() {
+        if std::env::var_os("CALLM_KERNELS").is_some() {
+            return;
+        }
+        assert_eq!(callm_kernels::select_isa(None), isa());
+        assert_eq!(enabled(), isa() > Isa::Scalar);
+        assert!(fused_attention());
+        #[cfg(target_arch = "aarch64")]
+        assert!(isa() >= Isa::Neon && enabled());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            isa() >= Isa::Avx2,
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        );
+    }
+}

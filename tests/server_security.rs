@@ -2,7 +2,7 @@
 //! over real TCP (raw HTTP/1.1 where a client library would hide the bytes): `Host` and
 //! `Origin` checks of keyless servers (DNS rebinding, cross-site requests), JSON-only bodies,
 //! the allow flags, an empty `--api-key` refused at start, header and body read timeouts,
-//! an early 413, and 500s that name only the request id.
+//! an early 413, and 500s that name only the request id (also with `RUST_BACKTRACE` set).
 
 mod server_support;
 
@@ -510,4 +510,23 @@ async fn internal_errors_name_only_the_request_id_and_log_the_details() {
         let id = resp.headers().get("x-request-id").expect("x-request-id");
         assert!(id.to_str().is_ok_and(|v| v.starts_with("req_")));
     }
+}
+
+/// The test above again, in a child of this test binary with `RUST_BACKTRACE=full` set from
+/// its start (the variable cannot be set safely inside a running multi-threaded test): a
+/// backtrace never reaches a body.
+#[test]
+fn internal_errors_leak_nothing_with_rust_backtrace_set() {
+    let name = "internal_errors_name_only_the_request_id_and_log_the_details";
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([name, "--exact", "--test-threads=1"])
+        .env("RUST_BACKTRACE", "full")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

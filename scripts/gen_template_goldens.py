@@ -5,12 +5,20 @@ Never needed in CI: the outputs are committed. Run it again after changing a con
 
     python3 scripts/gen_template_goldens.py
 
-It creates (or reuses) a virtual environment with `transformers` and `jinja2` from PyPI
-(/tmp/venv-tpl, or $CALLM_TPL_VENV) and re-runs itself inside.
+It creates (or reuses) a virtual environment with pinned `transformers` and `jinja2` from PyPI
+(~/.cache/callm/golden-venv, or $CALLM_TPL_VENV) and re-runs itself inside.
 
 - Upstream templates (fixtures/templates/*.jinja, located through $CALLM_FIXTURES, default
-  ../shared/fixtures next to the crate) are rendered with transformers' own
-  `render_jinja_template`, the function behind `apply_chat_template`.
+  ../shared/fixtures next to the crate) are rendered the way `apply_chat_template` renders them:
+  message keys whose value is null dropped, then transformers' own `render_jinja_template`.
+  `strftime_now` is pinned to NOW (the Rust test pins the same instant), so the templates that
+  print today's date (gpt-oss; Mistral Small 3.2 and Granite 3.3 without a system message)
+  have a reproducible golden.
+- Null content: an assistant tool-call message with `content: null` is what OpenAI clients
+  send. Where transformers renders it (the key dropped), that prompt is the golden. Where the
+  template raises on it (Qwen3, Granite 3.3, Devstral, gpt-oss, Qwen3-Coder without a system
+  message read `content` of that turn), the golden is the render with `content: ""`, as
+  llama.cpp and vLLM normalise it, and the case says so (`"null_content": "empty"`).
   Functionary v3.1 is the one exception (see ASSETS.md): its `"..."|safe + text` makes
   Jinja2 HTML-escape the tool JSON, which is not what the model was trained on, so the
   `|safe` filters are removed before rendering (plain JSON).
@@ -30,7 +38,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-VENV = Path(os.environ.get("CALLM_TPL_VENV", "/tmp/venv-tpl"))
+VENV = Path(os.environ.get("CALLM_TPL_VENV", Path.home() / ".cache" / "callm" / "golden-venv"))
+PINNED = ["transformers==5.23.0", "jinja2==3.1.6"]
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(
     os.environ.get("CALLM_FIXTURES")
@@ -38,6 +47,8 @@ FIXTURES = Path(
 )
 OUT = ROOT / "tests" / "data" / "templates"
 DATE = "26 Jul 2024"
+# The instant `strftime_now` sees, on both sides (manifest field "now").
+NOW = "2024-07-26T09:30:00"
 
 
 def ensure_venv():
@@ -46,7 +57,7 @@ def ensure_venv():
     py = VENV / "bin" / "python"
     if not py.exists():
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
-        subprocess.check_call([str(py), "-m", "pip", "install", "-q", "transformers", "jinja2"])
+        subprocess.check_call([str(py), "-m", "pip", "install", "-q", *PINNED])
     os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
 
 
@@ -160,6 +171,28 @@ CONVERSATIONS = {
             {"role": "user", "content": "Merci, ça marche."},
         ],
     },
+    # A tool loop in progress: the reasoning of the turn after the last user query.
+    "reasoning": {
+        "tools": [WEATHER],
+        "messages": [
+            {"role": "user", "content": "Weather in Lyon?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "reasoning_content": "The user wants the weather in Lyon. I should call get_weather.",
+                "tool_calls": [call("mno345PQR", "get_weather", {"city": "Lyon"})],
+            },
+            {"role": "tool", "tool_call_id": "mno345PQR", "content": "{\"temperature\": 18}"},
+        ],
+    },
+    # Reasoning of an earlier turn, before the last user query.
+    "reasoning_history": {
+        "messages": [
+            {"role": "user", "content": "What is 17 * 3?"},
+            {"role": "assistant", "content": "51.", "reasoning_content": "17 * 3 = 51."},
+            {"role": "user", "content": "And 17 * 4?"},
+        ],
+    },
 }
 
 UPSTREAM = {
@@ -174,6 +207,28 @@ UPSTREAM = {
     "fireworks-ai-llama-3-firefunction-v2.jinja": ("<|begin_of_text|>", "<|eot_id|>", {"datetime": "2024-07-26"}),
     "deepseek-coder-instruct.jinja": ("<｜begin▁of▁sentence｜>", "<|EOT|>", {}),
     "codellama-instruct.jinja": ("<s>", "</s>", {}),
+    # The newer templates (fixtures/templates/README.md gives each one's tokens).
+    "Qwen-Qwen3-0.6B.jinja": (None, "<|im_end|>", {}),
+    "Qwen3-Coder.jinja": (None, "<|im_end|>", {}),
+    "HuggingFaceTB-SmolLM3-3B.jinja": (None, "<|im_end|>", {}),
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": ("<|end_of_text|>", "<|end_of_text|>", {}),
+    "ibm-granite-granite-4.0.jinja": ("<|end_of_text|>", "<|end_of_text|>", {}),
+    "Mistral-Small-3.2-24B-Instruct-2506.jinja": ("<s>", "</s>", {}),
+    "unsloth-mistral-Devstral-Small-2507.jinja": ("<s>", "</s>", {}),
+    "meta-llama-Llama-3.3-70B-Instruct.jinja": ("<|begin_of_text|>", "<|eot_id|>", {}),
+    "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja": ("<|begin_of_text|>", "<|im_end|>", {}),
+    "meetkai-functionary-medium-v3.2.jinja": ("<|begin_of_text|>", "<|eot_id|>", {}),
+    "openai-gpt-oss-120b.jinja": ("<|startoftext|>", "<|return|>", {}),
+    "microsoft-Phi-3.5-mini-instruct.jinja": ("<s>", "<|endoftext|>", {}),
+    "google-gemma-2-2b-it.jinja": ("<bos>", "<eos>", {}),
+}
+# Cases beyond every conversation with the template's kwargs: (conversation, extra kwargs).
+# The case is named "<conversation>+<key>=<value>".
+VARIANTS = {
+    "Qwen-Qwen3-0.6B.jinja": [("multi_turn", {"enable_thinking": False}), ("reasoning", {"enable_thinking": False})],
+    "HuggingFaceTB-SmolLM3-3B.jinja": [("multi_turn", {"enable_thinking": False}), ("system", {"enable_thinking": False})],
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": [("plain", {"thinking": True})],
+    "openai-gpt-oss-120b.jinja": [("tools", {"reasoning_effort": "high"})],
 }
 BUNDLED = {
     "gorilla-openfunctions-v2.jinja": ("<｜begin▁of▁sentence｜>", "<|EOT|>"),
@@ -194,23 +249,31 @@ def parse_args(raw):
         return raw
 
 
-def normalize(req, split_parallel):
+def normalize(req, split_parallel, null_content=None, text_arguments=False):
+    """OpenAI request -> template input. `null_content`: what an assistant tool-call message
+    without content gets (None: the key is dropped, as apply_chat_template drops null keys;
+    "": llama.cpp's and vLLM's normalisation). `text_arguments`: call arguments stay JSON text
+    (json.dumps of the parsed value) for templates that concatenate them as strings."""
     tools = req.get("tools") or None
     if tools is None and req.get("functions"):
         tools = [{"type": "function", "function": f} for f in req["functions"]]
     msgs = []
     for m in req["messages"]:
         role = {"developer": "system", "function": "tool"}.get(m["role"], m["role"])
-        calls = [
-            {"id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": parse_args(c["function"]["arguments"])}}
-            for c in (m.get("tool_calls") or [])
-        ]
+        calls = []
+        for c in m.get("tool_calls") or []:
+            args = parse_args(c["function"]["arguments"])
+            if text_arguments:
+                args = json.dumps(args, ensure_ascii=False)
+            calls.append({"id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": args}})
         content = m.get("content")
         if isinstance(content, list):
             content = "".join(p.get("text", "") for p in content if p.get("text") is not None)
-        if content is None and not calls:
-            content = ""
+        if content is None:
+            content = null_content if calls else ""
         out = {"role": role, "content": content}
+        if m.get("reasoning_content") is not None:
+            out["reasoning_content"] = m["reasoning_content"]
         if "name" in m:
             out["name"] = m["name"]
         if calls:
@@ -407,9 +470,27 @@ REFERENCES = {
 
 # ---------------------------------------------------------------- main
 
+def pin_clock():
+    """`strftime_now` reads `datetime.now()` in transformers' module: pin it to NOW."""
+    from datetime import datetime
+
+    import transformers.utils.chat_template_utils as ctu
+
+    fixed = datetime.fromisoformat(NOW)
+
+    class Pinned(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return fixed
+
+    ctu.datetime = Pinned
+
+
 def render_upstream(template, bos, eos, kwargs, msgs, tools):
     from transformers.utils.chat_template_utils import render_jinja_template
 
+    # apply_chat_template drops every message key whose value is null before rendering.
+    msgs = [{k: v for k, v in m.items() if v is not None} for m in msgs]
     special = {"eos_token": eos}
     if bos is not None:
         special["bos_token"] = bos
@@ -419,8 +500,47 @@ def render_upstream(template, bos, eos, kwargs, msgs, tools):
     return rendered[0]
 
 
+PROBE_KEY = "callm_probe_key"
+
+
+def wants_text_arguments(template, bos, eos):
+    """Whether a template needs call arguments as JSON text: it fails on, or does not print,
+    arguments passed as a mapping, and prints them passed as text (Functionary v3.2
+    concatenates them). The Rust side decides the same way (template::render)."""
+    req = {
+        "tools": [WEATHER],
+        "messages": [
+            {"role": "user", "content": "probe"},
+            {"role": "assistant", "content": None, "tool_calls": [call("probe0001", "get_weather", {PROBE_KEY: "x"})]},
+            {"role": "tool", "tool_call_id": "probe0001", "content": "probe"},
+        ],
+    }
+
+    def prints_arguments(as_text):
+        msgs, tools = normalize(req, False, "", as_text)
+        try:
+            return PROBE_KEY in render_upstream(template, bos, eos, {}, msgs, tools)
+        except Exception:
+            return False
+
+    return not prints_arguments(False) and prints_arguments(True)
+
+
+def has_null_content(req):
+    return any(m.get("content") is None and m.get("tool_calls") for m in req["messages"])
+
+
+def cases(tpl_name):
+    for conv, req in CONVERSATIONS.items():
+        yield conv, req, {}
+    for conv, extra in VARIANTS.get(tpl_name, []):
+        name = conv + "".join(f"+{k}={json.dumps(v).strip(chr(34))}" for k, v in extra.items())
+        yield name, CONVERSATIONS[conv], extra
+
+
 def main():
     ensure_venv()
+    pin_clock()
     (OUT / "conversations").mkdir(parents=True, exist_ok=True)
     for name, req in CONVERSATIONS.items():
         req = dict(req, chat_template_kwargs={"date_string": DATE})
@@ -428,21 +548,39 @@ def main():
     manifest = []
     for tpl_name, (bos, eos, extra) in UPSTREAM.items():
         text = (FIXTURES / "templates" / tpl_name).read_text()
-        if "functionary" in tpl_name:
+        if "functionary-medium-v3.1" in tpl_name:
             text = text.replace("|safe", "")
-        for conv, req in CONVERSATIONS.items():
-            msgs, tools = normalize(req, "only supports single tool-calls" in text)
-            kwargs = dict(extra, date_string=DATE)
+        split = "only supports single tool-calls" in text
+        text_args = wants_text_arguments(text, bos, eos)
+        for case, req, variant in cases(tpl_name):
+            kwargs = dict(extra, date_string=DATE, **variant)
             if "firefunction" in tpl_name:
-                kwargs["functions"] = json.dumps(fn_defs(tools), indent=4)
+                kwargs["functions"] = json.dumps(fn_defs(req.get("tools")), indent=4)
+            null_mode = None
             try:
+                msgs, tools = normalize(req, split, None, text_args)
                 result, is_err = render_upstream(text, bos, eos, kwargs, msgs, tools), False
             except Exception as e:  # the template raised: the Rust side must fail too
                 result, is_err = str(e), True
-            manifest.append(write_case("fixture", tpl_name, conv, bos, eos, kwargs, result, is_err))
+            if is_err and has_null_content(req):
+                # Where transformers fails on a null content, the normalised render is the golden.
+                null_mode = "empty"
+                try:
+                    msgs, tools = normalize(req, split, "", text_args)
+                    result, is_err = render_upstream(text, bos, eos, kwargs, msgs, tools), False
+                except Exception as e:
+                    result, is_err = str(e), True
+            case_entry = write_case("fixture", tpl_name, case, bos, eos, kwargs, result, is_err)
+            case_entry["conversation"] = case.split("+")[0]
+            case_entry["now"] = NOW
+            if null_mode:
+                case_entry["null_content"] = null_mode
+            if text_args:
+                case_entry["text_arguments"] = True
+            manifest.append(case_entry)
     for tpl_name, (bos, eos) in BUNDLED.items():
         for conv, req in CONVERSATIONS.items():
-            msgs, tools = normalize(req, False)
+            msgs, tools = normalize(req, False, "")
             result = REFERENCES[tpl_name](msgs, tools, bos)
             manifest.append(write_case("bundled", tpl_name, conv, bos, eos, {"date_string": DATE}, result, False))
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")

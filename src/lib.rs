@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the codemap and how a request flows through the crate.
 
+pub mod anthropic;
 pub mod chat;
 pub mod cli;
 pub mod constrain;

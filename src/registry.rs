@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use std::path::Path;
 
 use crate::model::config::Arch;
-use crate::parsers::{id_style_of, Format, IdStyle};
+use crate::parsers::{id_style_of, Format, IdStyle, Reasoning};
 
 /// The registry shipped with callm.
 pub const BUILTIN_MODELS_TOML: &str = include_str!("../models.toml");
@@ -117,6 +117,10 @@ pub struct Family {
     pub stop: Vec<String>,
     /// Role name tool results take in the prompt.
     pub tool_role: String,
+    /// The reasoning block of thinking models (`<think>`/`</think>`): split off the answer
+    /// as its reasoning, and allowed first by the grammars.
+    #[serde(default)]
+    pub reasoning: Option<Reasoning>,
     /// Special tokens the family's reference tokenizer appends after the vocabulary of its
     /// SentencePiece `tokenizer.model`, in id order (used when there is no tokenizer.json).
     #[serde(default)]
@@ -336,10 +340,115 @@ mod tests {
             "nexusraven-v2",
             "qwen2.5",
             "hermes-3",
+            "qwen3",
+            "qwen3-coder",
+            "llama-3.3",
+            "mistral-small-3.2",
+            "devstral",
+            "granite-3.3",
+            "granite-4.0",
+            "smollm3",
+            "phi-4-mini",
+            "hermes-2-pro",
+            "functionary-v3.1",
+            "functionary-v3.2",
+            "gemma-3",
         ] {
             let f = r.require(name).expect(name);
             assert!(!f.parsers.is_empty(), "{name} has parsers");
         }
+    }
+
+    /// Each newer family is found from its model's own chat template alone (the fixture
+    /// copies), and from its repository name alone.
+    #[test]
+    fn detects_the_newer_families_from_template_or_name() {
+        let r = Registry::builtin();
+        let dir = crate::paths::fixtures_dir().join("templates");
+        let cases = [
+            ("Qwen-Qwen3-0.6B.jinja", "Qwen/Qwen3-0.6B", "qwen3"),
+            (
+                "Qwen3-Coder.jinja",
+                "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+                "qwen3-coder",
+            ),
+            (
+                "HuggingFaceTB-SmolLM3-3B.jinja",
+                "HuggingFaceTB/SmolLM3-3B",
+                "smollm3",
+            ),
+            (
+                "ibm-granite-granite-3.3-2B-Instruct.jinja",
+                "ibm-granite/granite-3.3-2b-instruct",
+                "granite-3.3",
+            ),
+            (
+                "ibm-granite-granite-4.0.jinja",
+                "ibm-granite/granite-4.0-micro",
+                "granite-4.0",
+            ),
+            (
+                "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+                "mistralai/Mistral-Small-3.2-24B-Instruct-2506",
+                "mistral-small-3.2",
+            ),
+            (
+                "unsloth-mistral-Devstral-Small-2507.jinja",
+                "mistralai/Devstral-Small-2507",
+                "devstral",
+            ),
+            (
+                "meetkai-functionary-medium-v3.1.jinja",
+                "meetkai/functionary-medium-v3.1",
+                "functionary-v3.1",
+            ),
+            (
+                "meetkai-functionary-medium-v3.2.jinja",
+                "meetkai/functionary-medium-v3.2",
+                "functionary-v3.2",
+            ),
+        ];
+        for (file, repo, family) in cases {
+            let template = std::fs::read_to_string(dir.join(file)).expect(file);
+            let by_template = ModelHints {
+                template: Some(&template),
+                ..Default::default()
+            };
+            assert_eq!(r.detect(&by_template).name, family, "{file}");
+            let by_name = ModelHints {
+                names: vec![repo.to_string()],
+                ..Default::default()
+            };
+            assert_eq!(r.detect(&by_name).name, family, "{repo}");
+        }
+        for (repo, family) in [
+            ("meta-llama/Llama-3.3-70B-Instruct", "llama-3.3"),
+            ("NousResearch/Hermes-2-Pro-Llama-3-8B", "hermes-2-pro"),
+            ("microsoft/Phi-4-mini-instruct", "phi-4-mini"),
+            ("google/gemma-3-270m", "gemma-3"),
+        ] {
+            let by_name = ModelHints {
+                names: vec![repo.to_string()],
+                ..Default::default()
+            };
+            assert_eq!(r.detect(&by_name).name, family, "{repo}");
+        }
+        // Gemma 3's architecture alone names its family (no other uses it).
+        let gemma = ModelHints {
+            architectures: vec!["gemma3".into()],
+            ..Default::default()
+        };
+        assert_eq!(r.detect(&gemma).name, "gemma-3");
+    }
+
+    #[test]
+    fn thinking_families_declare_their_reasoning_markers() {
+        let r = Registry::builtin();
+        for name in ["qwen3", "smollm3", "granite-3.3"] {
+            let m = r.require(name).unwrap().reasoning.clone().expect(name);
+            assert_eq!((m.open.as_str(), m.close.as_str()), ("<think>", "</think>"));
+        }
+        assert!(r.require("qwen2.5").unwrap().reasoning.is_none());
     }
 
     #[test]

@@ -101,11 +101,43 @@ fn openai_request_types_are_read_only_at_the_edge() {
 }
 
 #[test]
+fn anthropic_and_responses_wire_types_are_read_only_at_their_edges() {
+    // Each API's body becomes a `request::ChatRequest` in its own `TryFrom`
+    // (`request/anthropic/`, `request/responses/`); only the server (which receives them,
+    // and for Responses stores their items) and the CLI see them besides.
+    let found = offenders(
+        &["MessagesRequest", "ContentBlock", "crate::anthropic"],
+        &["anthropic/", "request/anthropic/", "server/", "cli/"],
+    );
+    assert!(
+        found.is_empty(),
+        "Anthropic wire types past the edge: {found:#?}"
+    );
+    let found = offenders(
+        &[
+            "ResponsesRequest",
+            "InputItem",
+            "ResponseInput",
+            "openai::responses",
+        ],
+        &["openai/", "request/responses/", "server/", "cli/"],
+    );
+    assert!(
+        found.is_empty(),
+        "Responses wire types past the edge: {found:#?}"
+    );
+}
+
+#[test]
 fn layers_only_point_down() {
     // module → what it must not import (the layers above it).
     let rules: &[(&str, &[&str])] = &[
         (
             "openai/",
+            &["crate::request", "crate::chat", "crate::server"],
+        ),
+        (
+            "anthropic/",
             &["crate::request", "crate::chat", "crate::server"],
         ),
         (

@@ -66,6 +66,21 @@ const SAMPLES: &[&str] = &[
     "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n<|im_end|>",
     "get_weather(city='Tokyo')<|EOT|>",
     "Sure.</s> [TOOL_CALLS]get_time[ARGS]{\"tz\": \"<|eom_id|>\"}",
+    // The newer families' formats (fixtures/templates/README.md, FORMATS.md).
+    "<tool_call>\n<function=get_weather>\n<parameter=city>\nSan José\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+    "Let me check.\n<tool_call>\n<function=get_time>\n<parameter=tz>\nJST\n</function>\n</tool_call>\n<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call><|im_end|>",
+    "<tool_call>\n<function=get_weather>\n<parameter=city>\nline one\n</parameter> x\n",
+    "[TOOL_CALLS]get_weather[CALL_ID]a1B2c3D4e[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_time[CALL_ID]zzz999yyy[ARGS]{\"tz\": \"CET\"}</s>",
+    "[TOOL_CALLS]get_time[CALL_ID][ARGS]{}",
+    "<|tool_call|>[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}, {\"name\": \"f\", \"arguments\": {\"a\": 2}}]<|end_of_text|>",
+    "<|tool_call|>{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}, {\"name\": \"f\", \"arguments\": {}}<|/tool_call|><|end|>",
+    "I can do that. <|tool_call|>[{\"name\": \"f\", \"arguments\": {\"a\": 1}}]<|/tool_call|> Done.",
+    "<function=get_weather>{\"city\": \"Tokyo\"}</function><function=get_time>{\"tz\": \"JST\"}</function><|eom_id|>",
+    "Checking <function=f>{\"a\": 1}",
+    "get_weather\n{\"city\": \"Tokyo\"}>>>get_time\n{\"tz\": \"JST\"}<|eot_id|>",
+    "all\nLet me check the weather.>>>get_weather\n{\"city\": \"Oslo\"}",
+    "all\nJust text with >>> arrows and all\nlines.",
+    "<think>\nThe user wants Tokyo. <tool_call>{\"name\": \"f\"}</tool_call>\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Tokyo\"}}\n</tool_call>",
 ];
 
 fn opts(with_tools: bool) -> ParseOptions {
@@ -119,6 +134,7 @@ fn check_events(events: &[StreamEvent], out: &ParsedOutput) {
                 next += 1;
             }
             StreamEvent::Content(s) => assert!(open.is_none() && !s.is_empty()),
+            StreamEvent::Reasoning(s) => panic!("a call parser emitted reasoning {s:?}"),
         }
     }
     assert!(open.is_none(), "call left open");
@@ -217,6 +233,20 @@ const TOKENS: &[&str] = &[
     "a=",
     "city=",
     "tz=",
+    "<function=",
+    "</function>",
+    "<parameter=",
+    "</parameter>",
+    "[CALL_ID]",
+    "<|tool_call|>",
+    "<|/tool_call|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    ">>>",
+    "all\n",
+    "get_weather\n",
+    "<think>",
+    "</think>",
 ];
 
 fn near_miss() -> impl Strategy<Value = String> {
@@ -316,6 +346,16 @@ fn pathological() -> Vec<String> {
         format!("{}ASSISTAN", " ".repeat(mb)),
         "ASSISTANT:".repeat(mb / 10),
         format!("<tool_call>{}", "<|im_end|>[".repeat(mb / 11)),
+        format!(
+            "<tool_call>\n<function=f>\n{}",
+            "<parameter=a>\n".repeat(mb / 14)
+        ),
+        format!("<|tool_call|>{}", "{\"a\": 1}, ".repeat(mb / 10)),
+        format!("<|tool_call|>{}", "[".repeat(100_000)),
+        ">>>".repeat(mb / 3),
+        format!("{}\n", "a".repeat(mb)),
+        "<function=f>".repeat(mb / 12),
+        format!("[TOOL_CALLS]f[CALL_ID]{}", "a".repeat(mb)),
     ]
 }
 

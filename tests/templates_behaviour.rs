@@ -300,3 +300,23 @@ fn protected_text_survives_ascii_json_and_python_repr() {
     // The template's own "<|EOT|>" after the assistant turn is not protected.
     assert_eq!(p.text.matches("<|EOT|>").count(), 4);
 }
+
+/// Phi-4-mini reads the tools from the system message (`message['tools']`, a JSON string):
+/// the prompt takes the layout of its model card's tool-enabled example,
+/// `<|system|>You are a helpful assistant with some tools.<|tool|>[{"name": ...}]<|/tool|><|end|><|user|>...<|end|><|assistant|>`.
+#[test]
+fn tools_reach_templates_that_read_them_from_the_system_message() {
+    let template = "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+    let info = ModelTemplateInfo::from_template(template, None, Some("<|endoftext|>".into()));
+    let family = Registry::builtin().require("phi-4-mini").unwrap().clone();
+    let renderer = PromptRenderer::new(info, Some(&family)).unwrap();
+    let r = req(json!({
+        "tools": [{"type": "function", "function": {"name": "get_weather_updates",
+            "description": "Fetches weather updates for a given city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "messages": [{"role": "user", "content": "What is the weather like in Paris today?"}]}));
+    assert_eq!(
+        renderer.render(&r).unwrap().text,
+        "<|system|>You are a helpful assistant with some tools.<|tool|>[{\"name\": \"get_weather_updates\", \"description\": \"Fetches weather updates for a given city.\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}]<|/tool|><|end|><|user|>What is the weather like in Paris today?<|end|><|assistant|>"
+    );
+}

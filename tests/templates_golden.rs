@@ -4,7 +4,7 @@
 
 use callm::openai::ChatCompletionRequest;
 use callm::request::ChatRequest;
-use callm::template::{bundled_template, ModelTemplateInfo, PromptRenderer, TemplateError};
+use callm::template::{bundled_template, Clock, ModelTemplateInfo, PromptRenderer, TemplateError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -49,16 +49,43 @@ fn token(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-/// Cases where minijinja knowingly differs from Jinja2: iterating `none` (the Hermes 3
-/// tool-use template without tools) is an empty loop in minijinja, a TypeError in Python.
-/// callm renders a prompt there (with an empty tool list) instead of failing.
+/// Cases where minijinja knowingly differs from Jinja2: iterating `none` (the Hermes 2 Pro
+/// and Hermes 3 tool-use templates, byte-identical, without tools) is an empty loop in
+/// minijinja, a TypeError in Python. callm renders a prompt there (with an empty tool list)
+/// instead of failing.
 const KNOWN_DIVERGENCES: &[(&str, &str)] = &[
     ("NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", "plain"),
     (
         "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
         "system",
     ),
+    (
+        "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+        "reasoning_history",
+    ),
+    (
+        "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+        "plain",
+    ),
+    (
+        "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+        "system",
+    ),
+    (
+        "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+        "reasoning_history",
+    ),
 ];
+
+/// The instant the generator pinned `strftime_now` to (templates that print today's date).
+fn clock(case: &Value) -> Clock {
+    match case["now"].as_str() {
+        Some(t) => Clock::Fixed(
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").expect("now"),
+        ),
+        None => Clock::Local,
+    }
+}
 
 fn check(case: &Value) -> Result<(), String> {
     let key = (
@@ -73,7 +100,16 @@ fn check(case: &Value) -> Result<(), String> {
         token(&case["bos_token"]),
         token(&case["eos_token"]),
     );
-    let renderer = PromptRenderer::new(info, None).map_err(|e| format!("compile: {e}"))?;
+    let renderer =
+        PromptRenderer::with_clock(info, None, clock(case)).map_err(|e| format!("compile: {e}"))?;
+    // The generator's decision, taken independently (transformers renders a probe both ways).
+    let text_arguments = case["text_arguments"].as_bool().unwrap_or(false);
+    if renderer.options().text_arguments != text_arguments {
+        return Err(format!(
+            "arguments as text: callm {}, generator {text_arguments}",
+            renderer.options().text_arguments
+        ));
+    }
     let expected =
         std::fs::read_to_string(data_dir().join(case["expected"].as_str().unwrap())).unwrap();
     let got = renderer.render(&request(case));
@@ -129,13 +165,13 @@ fn run_cases(filter: impl Fn(&Value) -> bool) -> usize {
 #[test]
 fn upstream_templates_match_transformers() {
     let n = run_cases(|c| c["source"] == "fixture");
-    assert!(n >= 70, "only {n} upstream cases");
+    assert!(n >= 200, "only {n} upstream cases");
 }
 
 #[test]
 fn bundled_templates_match_reference_builders() {
     let n = run_cases(|c| c["source"] == "bundled");
-    assert_eq!(n, 28);
+    assert_eq!(n, 36);
 }
 
 #[test]
@@ -143,6 +179,9 @@ fn every_fixture_template_is_covered() {
     let manifest = std::fs::read_to_string(data_dir().join("manifest.json")).unwrap();
     for entry in std::fs::read_dir(fixtures().join("templates")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if !name.ends_with(".jinja") {
+            continue; // the folder's README
+        }
         assert!(
             manifest.contains(&format!("\"{name}\"")),
             "{name} has no golden cases"

@@ -1,5 +1,7 @@
 //! No request text, whatever it holds, yields a control token: a property test on real
-//! tokenizers and templates (Qwen2.5, Llama 3.1).
+//! tokenizers and templates (Qwen2.5, Llama 3.1), and on the newer families' templates with
+//! their control tokens (Qwen3, Qwen3-Coder, Granite 4.0, Mistral Small 3.2, Functionary v3.2,
+//! gpt-oss) added, as special tokens, to the fixture tokenizer closest to the model's.
 //!
 //! Reference: the same conversation with every request string replaced by a neutral word. The
 //! control-token ids of the two prompts (every added token of the tokenizer, special or not)
@@ -13,7 +15,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::LazyLock;
-use tokenizers::Tokenizer;
+use tokenizers::{AddedToken, Tokenizer};
 
 #[path = "template_support/mod.rs"]
 mod template_support;
@@ -27,8 +29,26 @@ struct Model {
 }
 
 fn model(tokenizer: &str, template: &str, bos: Option<&str>, eos: &str) -> Model {
+    model_with(tokenizer, template, bos, eos, &[])
+}
+
+/// A fixture tokenizer with the family's control tokens `extra` added as special tokens
+/// (those it already has keep their ids).
+fn model_with(
+    tokenizer: &str,
+    template: &str,
+    bos: Option<&str>,
+    eos: &str,
+    extra: &[&str],
+) -> Model {
     let dir = fixtures().join("tokenizers").join(tokenizer);
-    let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let mut tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let added: Vec<AddedToken> = extra
+        .iter()
+        .filter(|t| tok.token_to_id(t).is_none())
+        .map(|t| AddedToken::from(t.to_string(), true))
+        .collect();
+    tok.add_special_tokens(&added);
     let text = std::fs::read_to_string(fixtures().join("templates").join(template)).unwrap();
     let info =
         ModelTemplateInfo::from_template(text, bos.map(str::to_string), Some(eos.to_string()));
@@ -64,6 +84,83 @@ static LLAMA: LazyLock<Model> = LazyLock::new(|| {
     )
 });
 
+/// Qwen3's added tokens beyond Qwen2.5's.
+const QWEN3_TOKENS: &[&str] = &["<think>", "</think>", "<tool_response>", "</tool_response>"];
+
+/// The newer families' templates, each with its control tokens.
+static NEWER: LazyLock<Vec<Model>> = LazyLock::new(|| {
+    vec![
+        model_with(
+            "qwen2",
+            "Qwen-Qwen3-0.6B.jinja",
+            None,
+            "<|im_end|>",
+            QWEN3_TOKENS,
+        ),
+        model_with(
+            "qwen2",
+            "Qwen3-Coder.jinja",
+            None,
+            "<|im_end|>",
+            QWEN3_TOKENS,
+        ),
+        model_with(
+            "qwen2",
+            "ibm-granite-granite-4.0.jinja",
+            Some("<|end_of_text|>"),
+            "<|end_of_text|>",
+            &[
+                "<|start_of_role|>",
+                "<|end_of_role|>",
+                "<|end_of_text|>",
+                "<|tool_call|>",
+                "<tool_call>",
+                "</tool_call>",
+                "<tool_response>",
+                "</tool_response>",
+            ],
+        ),
+        model_with(
+            "mistral-v0.3",
+            "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+            Some("<s>"),
+            "</s>",
+            &[
+                "[SYSTEM_PROMPT]",
+                "[/SYSTEM_PROMPT]",
+                "[CALL_ID]",
+                "[ARGS]",
+                "[TOOL_CONTENT]",
+                "[THINK]",
+                "[/THINK]",
+            ],
+        ),
+        model_with(
+            "llama3",
+            "meetkai-functionary-medium-v3.2.jinja",
+            Some("<|begin_of_text|>"),
+            "<|eot_id|>",
+            &[],
+        ),
+        model_with(
+            "qwen2",
+            "openai-gpt-oss-120b.jinja",
+            Some("<|startoftext|>"),
+            "<|return|>",
+            &[
+                "<|start|>",
+                "<|channel|>",
+                "<|message|>",
+                "<|end|>",
+                "<|call|>",
+                "<|return|>",
+                "<|constrain|>",
+                "<|startoftext|>",
+            ],
+        ),
+    ]
+});
+
 /// A conversation whose free-text fields are `t[0..7]`.
 fn conversation(t: &[String; 7]) -> ChatRequest {
     let body: ChatCompletionRequest = serde_json::from_value(json!({
@@ -77,6 +174,7 @@ fn conversation(t: &[String; 7]) -> ChatRequest {
                 {"id": "abc123XYZ", "type": "function", "function": {"name": "lookup",
                  "arguments": serde_json::to_string(&json!({"q": t[4]})).unwrap()}}]},
             {"role": "tool", "tool_call_id": "abc123XYZ", "content": t[5]},
+            {"role": "assistant", "content": "done"},
             {"role": "user", "content": t[6]}],
         "chat_template_kwargs": {"note": t[6]}
     }))
@@ -126,6 +224,12 @@ fn hostile_text(tokens: &'static [String]) -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 1..8).prop_map(|v| format!("x{}", v.concat()))
 }
 
+/// One of the newer models (by index) and hostile texts holding its own control tokens.
+fn newer_texts() -> impl Strategy<Value = (usize, [String; 7])> {
+    let all: &'static [Model] = &NEWER;
+    (0..all.len()).prop_flat_map(move |i| (Just(i), texts(&all[i])))
+}
+
 fn texts(m: &'static Model) -> impl Strategy<Value = [String; 7]> {
     proptest::array::uniform7(hostile_text(&m.control_texts))
 }
@@ -153,5 +257,10 @@ proptest! {
     #[test]
     fn llama_request_text_never_yields_control_tokens(t in texts(&LLAMA)) {
         check(&LLAMA, &t)?;
+    }
+
+    #[test]
+    fn newer_templates_request_text_never_yields_control_tokens((i, t) in newer_texts()) {
+        check(&NEWER[i], &t)?;
     }
 }

@@ -50,6 +50,18 @@ pub trait ChatBackend: Send + Sync + 'static {
         cancel: &CancelToken,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<CompletionOutcome, ChatError>;
+
+    /// The prompt ids a chat choice of `req` starts from (template applied, forced answer
+    /// start included): what `usage` counts as its prompt tokens.
+    fn prompt_tokens(&self, req: &ChatRequest) -> Result<Vec<u32>, ChatError>;
+
+    /// Token ids of `text` (special-token strings become their ids); `add_special` adds the
+    /// BOS/EOS the model expects.
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ChatError>;
+
+    /// The text of token ids, special tokens kept. An id outside the vocabulary is an
+    /// invalid request about `tokens`.
+    fn detokenize(&self, ids: &[u32]) -> Result<String, ChatError>;
 }
 
 /// A backend served under another model id (`--served-model-name`).
@@ -92,6 +104,18 @@ impl ChatBackend for RenamedBackend {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<CompletionOutcome, ChatError> {
         self.inner.complete(req, prompt, choice, cancel, on_text)
+    }
+
+    fn prompt_tokens(&self, req: &ChatRequest) -> Result<Vec<u32>, ChatError> {
+        self.inner.prompt_tokens(req)
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ChatError> {
+        self.inner.tokenize(text, add_special)
+    }
+
+    fn detokenize(&self, ids: &[u32]) -> Result<String, ChatError> {
+        self.inner.detokenize(ids)
     }
 }
 
@@ -164,5 +188,31 @@ impl ChatBackend for EngineBackend {
                 cached_tokens: Some(stats.cached_tokens as u32),
             },
         })
+    }
+
+    fn prompt_tokens(&self, req: &ChatRequest) -> Result<Vec<u32>, ChatError> {
+        super::prompt_ids(&self.lm, req)
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ChatError> {
+        self.lm
+            .tokenizer
+            .encode(text, add_special)
+            .map_err(|e| ChatError::Internal(e.to_string()))
+    }
+
+    fn detokenize(&self, ids: &[u32]) -> Result<String, ChatError> {
+        let tok = &self.lm.tokenizer;
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= tok.vocab_size()) {
+            return Err(ChatError::invalid(
+                "tokens",
+                format!(
+                    "Token id {bad} is outside the vocabulary (ids 0 to {}).",
+                    tok.vocab_size().saturating_sub(1)
+                ),
+            ));
+        }
+        tok.decode(ids, false)
+            .map_err(|e| ChatError::Internal(e.to_string()))
     }
 }

@@ -14,7 +14,9 @@ pub mod types;
 use crate::constrain::ConstrainError;
 use crate::engine::{CancelToken, EngineError, FinishReason};
 use crate::openai::ParsedOutput;
-use crate::parsers::{collect_events, StreamEvent};
+use crate::parsers::{
+    collect_events, collect_reasoning, AnswerStream, ReasoningSplitter, StreamEvent,
+};
 use crate::request::ChatRequest;
 use crate::runtime::LoadedModel;
 
@@ -27,15 +29,19 @@ pub fn prompt_ids(lm: &LoadedModel, req: &ChatRequest) -> Result<Vec<u32>, ChatE
     Ok(prepare(lm, req, 0)?.prompt_ids)
 }
 
-/// Parses finished model output of a request with the family's parser chain.
+/// Parses finished model output of a request with the family's parser chain (a thinking
+/// model's reasoning block left out).
 pub fn parse_output(lm: &LoadedModel, req: &ChatRequest, text: &str) -> ParsedOutput {
-    match prepare::parse_plan(lm, req) {
-        Some(opts) => lm.parsers.parse(text, &opts),
-        None => ParsedOutput {
-            content: Some(text.to_string()).filter(|t| !t.is_empty()),
-            tool_calls: vec![],
-        },
-    }
+    let reasoning = lm
+        .family
+        .reasoning
+        .clone()
+        .map(|r| ReasoningSplitter::new(r, false));
+    let parser = prepare::parse_plan(lm, req).map(|opts| lm.parsers.stream(opts));
+    let mut stream = AnswerStream::new(reasoning, parser);
+    let mut events = stream.push(text);
+    events.extend(stream.finish());
+    collect_events(&events)
 }
 
 /// Runs one choice of a chat request to the end, streaming events to `on_event`
@@ -48,21 +54,14 @@ pub fn run(
     on_event: &mut dyn FnMut(ChatEvent) -> bool,
 ) -> Result<ChatOutcome, ChatError> {
     let prep = prepare(lm, req, choice)?;
-    let mut parser = prep.parse.clone().map(|opts| lm.parsers.stream(opts));
+    let mut answer = prep.answer_stream(lm);
     let mut sink = EventSink {
         events: Vec::new(),
         calls_done: 0,
         max_calls: prep.max_calls,
     };
-    let mut client_gone = false;
+    let mut client_gone = !sink.forward(answer.push(&prep.forced), on_event);
     let mut stop_early = false;
-    match parser.as_mut() {
-        Some(p) => client_gone |= !sink.forward(p.push(&prep.forced), on_event),
-        None if !prep.forced.is_empty() => {
-            client_gone |= !sink.forward(vec![StreamEvent::Content(prep.forced.clone())], on_event)
-        }
-        None => {}
-    }
     let mut logprobs = prep.top_logprobs.map(|_| Vec::new());
     let stats = if client_gone {
         None
@@ -80,11 +79,7 @@ pub fn run(
             if tok.text.is_empty() {
                 return true;
             }
-            let evs = match parser.as_mut() {
-                Some(p) => p.push(&tok.text),
-                None => vec![StreamEvent::Content(tok.text)],
-            };
-            if !sink.forward(evs, on_event) {
+            if !sink.forward(answer.push(&tok.text), on_event) {
                 client_gone = true;
                 return false;
             }
@@ -114,12 +109,20 @@ pub fn run(
     // The token limit (or the context) cut the answer: whatever is still undecided is a
     // call it interrupted, never content; the answer finishes with `length`.
     let cut = engine_finish == FinishReason::Length && !stop_early;
-    if let Some(p) = parser.as_mut() {
-        let tail = if cut { p.finish_cut() } else { p.finish() };
-        client_gone |= !sink.forward(tail, on_event);
-    }
+    let tail = if cut {
+        answer.finish_cut()
+    } else {
+        answer.finish()
+    };
+    client_gone |= !sink.forward(tail, on_event);
     let events = sink.events;
     let parsed = collect_events(&events);
+    let reasoning_content = collect_reasoning(&events);
+    // Only the request's own stop strings are reported (the family's end markers are not).
+    let stop_sequence = stats
+        .as_ref()
+        .and_then(|s| s.stop_string.clone())
+        .filter(|s| req.stop.contains(s));
     let finish = if cut {
         ChatFinish::Length
     } else if !parsed.tool_calls.is_empty() {
@@ -129,6 +132,7 @@ pub fn run(
     };
     let message = Answer {
         content: parsed.content,
+        reasoning_content,
         tool_calls: parsed
             .tool_calls
             .into_iter()
@@ -142,6 +146,7 @@ pub fn run(
     Ok(ChatOutcome {
         message,
         finish,
+        stop_sequence: stop_sequence.filter(|_| finish == ChatFinish::Stop),
         usage: TokenUsage {
             prompt_tokens: prompt_tokens as u32,
             completion_tokens: completion_tokens as u32,
@@ -174,7 +179,7 @@ impl EventSink {
                     StreamEvent::ToolCallStart { index, .. }
                     | StreamEvent::ArgumentsDelta { index, .. }
                     | StreamEvent::ToolCallEnd { index } => Some(*index),
-                    StreamEvent::Content(_) => None,
+                    StreamEvent::Content(_) | StreamEvent::Reasoning(_) => None,
                 };
                 if index.is_some_and(|i| i >= max) || (self.calls_done >= max && index.is_none()) {
                     continue;
@@ -182,6 +187,7 @@ impl EventSink {
             }
             let mapped = match &ev {
                 StreamEvent::Content(t) => Some(ChatEvent::Content(t.clone())),
+                StreamEvent::Reasoning(t) => Some(ChatEvent::Reasoning(t.clone())),
                 StreamEvent::ToolCallStart { index, id, name } => Some(ChatEvent::ToolCallStart {
                     index: *index,
                     id: id.clone(),

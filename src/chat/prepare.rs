@@ -5,10 +5,10 @@
 
 use super::limits;
 use super::types::ChatError;
-use crate::constrain::{ConstrainError, Constraint, GrammarSpec, ToolMode};
+use crate::constrain::{ConstrainError, Constraint, GrammarSpec, Thinking, ToolMode};
 use crate::engine::{GenerateParams, SamplingParams};
 use crate::openai as wire;
-use crate::parsers::ParseOptions;
+use crate::parsers::{AnswerStream, ParseOptions, Reasoning, ReasoningSplitter};
 use crate::request::{ChatRequest, ResponseFormat, Sampling, Tool, ToolChoice};
 use crate::runtime::LoadedModel;
 use crate::template::RenderedPrompt;
@@ -31,7 +31,30 @@ pub struct Prepared {
     /// What the answer's grammar (in `params.constraint`) was compiled from, to name the
     /// schema at fault when it reaches a limit while generating.
     pub grammar: Option<GrammarSpec>,
+    /// A thinking family's reasoning markers, and whether the prompt already opened the block.
+    pub reasoning: Option<(Reasoning, bool)>,
 }
+
+impl Prepared {
+    /// The stream the model's text goes through: the reasoning split off (thinking
+    /// families), then the calls parsed (when the request allows them).
+    pub fn answer_stream(&self, lm: &LoadedModel) -> AnswerStream {
+        let reasoning = self
+            .reasoning
+            .clone()
+            .map(|(r, inside)| ReasoningSplitter::new(r, inside));
+        let parser = self.parse.clone().map(|opts| lm.parsers.stream(opts));
+        AnswerStream::new(reasoning, parser)
+    }
+}
+
+/// Most characters of reasoning the grammar allows before a required call or JSON answer,
+/// unless the request says otherwise (`max_reasoning_chars`).
+pub const DEFAULT_MAX_REASONING_CHARS: usize = 8192;
+
+/// The largest `max_reasoning_chars` honoured (larger values are capped): the bound is a
+/// counted repetition in the grammar, whose cost grows with it.
+pub const MAX_REASONING_CHARS: usize = 32768;
 
 /// Whether the answer is parsed for calls: the request offers tools and allows a call.
 fn parses_calls(req: &ChatRequest) -> bool {
@@ -95,7 +118,29 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
             ChatError::Internal(e.to_string())
         }
     })?;
+    let reasoning = lm
+        .family
+        .reasoning
+        .as_ref()
+        .map(|r| (r.clone(), r.opened_by(&rendered.text)));
+    // A thinking model reasons first: the grammar allows its block, so nothing is forced
+    // after the prompt, unless the template already closed the block (thinking off).
+    let thinking = reasoning
+        .as_ref()
+        .filter(|(r, _)| !r.closed_by(&rendered.text))
+        .map(|(r, inside)| Thinking {
+            open: r.open.clone(),
+            close: r.close.clone(),
+            max_chars: req
+                .limits
+                .max_reasoning_chars
+                .map_or(DEFAULT_MAX_REASONING_CHARS, |n| {
+                    (n as usize).min(MAX_REASONING_CHARS)
+                }),
+            started: *inside,
+        });
     let forced = match &req.tool_choice {
+        _ if thinking.is_some() => String::new(),
         ToolChoice::Required => lm.parsers.format().def().required_opening(),
         ToolChoice::Named(n) => lm.parsers.format().def().named_opening(n),
         _ if req.response_format == ResponseFormat::JsonObject => "{".to_string(),
@@ -117,7 +162,7 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
     params.top_logprobs = top_logprobs;
     let parse = parses_calls(req).then(|| parse_options(lm, &req.tools));
     let max_calls = req.single_call().then_some(1);
-    let (compiled, grammar) = constraint(lm, req, max_calls, &forced)?;
+    let (compiled, grammar) = constraint(lm, req, max_calls, thinking.as_ref(), &forced)?;
     params.constraint = compiled;
     Ok(Prepared {
         prompt_ids,
@@ -127,16 +172,18 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
         max_calls,
         top_logprobs,
         grammar,
+        reasoning,
     })
 }
 
 /// The grammar the answer must follow: calls for `required`/named (and, once opened, in
-/// `auto`), else the `response_format` JSON; compiled with the forced answer start consumed,
-/// with the spec it was compiled from.
+/// `auto`), else the `response_format` JSON, after a thinking model's reasoning block;
+/// compiled with the forced answer start consumed, with the spec it was compiled from.
 fn constraint(
     lm: &LoadedModel,
     req: &ChatRequest,
     max_calls: Option<usize>,
+    thinking: Option<&Thinking>,
     forced: &str,
 ) -> Result<(Option<Constraint>, Option<GrammarSpec>), ChatError> {
     let tools = &req.tools;
@@ -170,7 +217,7 @@ fn constraint(
     };
     let compiled = lm
         .constraint_engine()
-        .and_then(|e| e.compile(&spec, forced));
+        .and_then(|e| e.compile_with(&spec, thinking, forced));
     match compiled {
         Ok(c) => Ok((Some(c), Some(spec))),
         // Free text with tools: a tool the grammar cannot express leaves the answer unconstrained.

@@ -6,6 +6,8 @@
 pub enum ChatEvent {
     /// Assistant text (outside tool calls).
     Content(String),
+    /// A thinking model's reasoning (its `<think>` block), never content nor a call.
+    Reasoning(String),
     /// A tool call begins: its index among this answer's calls, id and function name.
     ToolCallStart {
         /// Index of the call in `tool_calls`.
@@ -80,6 +82,8 @@ pub struct Call {
 pub struct Answer {
     /// Text outside the calls; `None` when there is none.
     pub content: Option<String>,
+    /// A thinking model's reasoning, apart from the content; `None` when there is none.
+    pub reasoning_content: Option<String>,
     /// The calls, in order (at most one where the request allows one).
     pub tool_calls: Vec<Call>,
 }
@@ -102,6 +106,9 @@ pub struct ChatOutcome {
     pub message: Answer,
     /// Why it ended.
     pub finish: ChatFinish,
+    /// The request's stop string that ended the answer, when one did (the finish is then
+    /// [`ChatFinish::Stop`]).
+    pub stop_sequence: Option<String>,
     /// Token counts.
     pub usage: TokenUsage,
     /// Per-token log-probabilities, when requested.

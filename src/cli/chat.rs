@@ -203,8 +203,13 @@ fn assistant_turns(
         let cancel = CancelToken::new();
         let mut write_failed = false;
         let mut on_event = |ev: ChatEvent| {
-            if let ChatEvent::Content(text) = ev {
-                write_failed |= write!(out, "{text}").and_then(|()| out.flush()).is_err();
+            match ev {
+                ChatEvent::Content(text) => {
+                    write_failed |= write!(out, "{text}").and_then(|()| out.flush()).is_err();
+                }
+                // A thinking model's reasoning goes to stderr, apart from the answer.
+                ChatEvent::Reasoning(text) => eprint!("{text}"),
+                _ => {}
             }
             !write_failed
         };
@@ -232,10 +237,14 @@ fn assistant_turns(
                 },
             })
             .collect();
+        if msg.reasoning_content.is_some() {
+            eprintln!();
+        }
         history.push(ChatMessage {
             role: "assistant".into(),
             content: msg.content.map(MessageContent::Text),
             tool_calls: (!calls.is_empty()).then(|| calls.clone()),
+            reasoning_content: msg.reasoning_content,
             ..Default::default()
         });
         if calls.is_empty() {

@@ -44,6 +44,10 @@ pub struct ServeOptions {
     /// Largest accepted request body in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Memory for stored Responses API responses (`store: true`, `previous_response_id`), in
+    /// MiB; the least recently used go first; 0 stores nothing.
+    #[arg(long, env = "CALLM_RESPONSE_STORE_MB", default_value_t = crate::server::DEFAULT_STORE_MB)]
+    pub response_store_mb: usize,
 }
 
 impl Default for ServeOptions {
@@ -58,6 +62,7 @@ impl Default for ServeOptions {
             max_concurrent: 1,
             queue: 64,
             max_body_bytes: 16 * 1024 * 1024,
+            response_store_mb: crate::server::DEFAULT_STORE_MB,
         }
     }
 }
@@ -130,9 +135,10 @@ pub async fn serve(backend: Arc<dyn ChatBackend>, opts: &ServeOptions) -> anyhow
         opts.queue,
         opts.api_key.clone(),
     )
-    .with_access(Access::new(&opts.allow_host, &opts.allow_origin));
+    .with_access(Access::new(&opts.allow_host, &opts.allow_origin))
+    .with_response_store(opts.response_store_mb.saturating_mul(1 << 20));
     let app = router(state, opts.max_body_bytes);
-    println!("callm serving {model} on http://{local}/v1 (OpenAI-compatible)");
+    println!("callm serving {model} on http://{local}/v1 (OpenAI- and Anthropic-compatible)");
     tracing::info!(%local, model, max_concurrent = opts.max_concurrent, queue = opts.queue,
         auth = opts.api_key.is_some(), "listening");
     if opts.api_key.is_none() && !ip.is_loopback() {

@@ -14,6 +14,7 @@ pub mod pycall;
 pub mod schema;
 pub mod testing;
 pub mod tokenizer_env;
+pub mod xmlcall;
 
 #[cfg(test)]
 mod tests;
@@ -25,7 +26,7 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use toktrie::TokEnv;
 
-pub use grammar::{GrammarSpec, ToolMode};
+pub use grammar::{GrammarSpec, Thinking, ToolMode};
 use tokenizer_env::CallmTokEnv;
 
 use crate::tokenizer::Tokenizer;
@@ -113,14 +114,34 @@ impl ConstraintEngine {
 
     /// The lark grammar `spec` compiles to (for tests and debugging).
     pub fn lark(&self, spec: &GrammarSpec) -> Result<String, ConstrainError> {
-        grammar::lark(spec, &|m| self.marker(m))
+        self.lark_with(spec, None)
+    }
+
+    /// The lark grammar of `spec` with a reasoning block allowed first.
+    pub fn lark_with(
+        &self,
+        spec: &GrammarSpec,
+        thinking: Option<&Thinking>,
+    ) -> Result<String, ConstrainError> {
+        grammar::lark_with(spec, thinking, &|m| self.marker(m))
     }
 
     /// Compiles `spec`; `forced` is text the prompt already holds as the start of the
     /// answer (it must fit the grammar).
     pub fn compile(&self, spec: &GrammarSpec, forced: &str) -> Result<Constraint, ConstrainError> {
+        self.compile_with(spec, None, forced)
+    }
+
+    /// [`Self::compile`] with a reasoning block allowed before what `spec` requires (a
+    /// thinking model's `<think>...</think>`, bounded by [`Thinking::max_chars`]).
+    pub fn compile_with(
+        &self,
+        spec: &GrammarSpec,
+        thinking: Option<&Thinking>,
+        forced: &str,
+    ) -> Result<Constraint, ConstrainError> {
         check_schemas(spec)?;
-        let lark = self.lark(spec)?;
+        let lark = self.lark_with(spec, thinking)?;
         if lark.len() > MAX_GRAMMAR_BYTES {
             return Err(ConstrainError::bad(
                 spec_param(spec),

@@ -30,14 +30,16 @@ fn is_ident(s: &str) -> bool {
         && cs.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// Adds the keyword-argument rules of tool `i` to `g`; returns the rule to reference.
-pub fn kwargs_rules(
-    g: &mut String,
-    i: usize,
-    args: &Value,
-    lenient: bool,
+/// A tool's `properties` in order and its `required` names, each required name among the
+/// properties.
+pub(crate) type Properties<'a> = (Vec<(&'a String, &'a Value)>, Vec<&'a str>);
+
+/// Reads a tool's `properties` and `required` (shared by the keyword-argument and XML-call
+/// grammars).
+pub(crate) fn properties<'a>(
+    args: &'a Value,
     param: &str,
-) -> Result<String, ConstrainError> {
+) -> Result<Properties<'a>, ConstrainError> {
     let props: Vec<(&String, &Value)> = match args.get("properties") {
         Some(Value::Object(p)) => p.iter().collect(),
         Some(_) => {
@@ -61,6 +63,18 @@ pub fn kwargs_rules(
             ));
         }
     }
+    Ok((props, required))
+}
+
+/// Adds the keyword-argument rules of tool `i` to `g`; returns the rule to reference.
+pub fn kwargs_rules(
+    g: &mut String,
+    i: usize,
+    args: &Value,
+    lenient: bool,
+    param: &str,
+) -> Result<String, ConstrainError> {
+    let (props, required) = properties(args, param)?;
     let n = props.len();
     if n == 0 {
         return Ok(lit(""));

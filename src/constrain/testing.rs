@@ -10,7 +10,16 @@ use super::{ConstrainError, Constraint};
 use crate::tokenizer::Tokenizer;
 
 /// Special (control) tokens of [`byte_tokenizer`], from id 500 on; the first ends generation.
-pub const SPECIALS: &[&str] = &["<|im_end|>", "<|python_tag|>", "[TOOL_CALLS]", "<|eom_id|>"];
+pub const SPECIALS: &[&str] = &[
+    "<|im_end|>",
+    "<|python_tag|>",
+    "[TOOL_CALLS]",
+    "<|eom_id|>",
+    "[ARGS]",
+    "[CALL_ID]",
+    "<|tool_call|>",
+    "<|/tool_call|>",
+];
 /// Added non-special tokens of [`byte_tokenizer`] (as in Qwen2.5's vocabulary).
 pub const ADDED: &[&str] = &["<tool_call>", "</tool_call>"];
 /// Characters whose pairs become merged tokens.

@@ -25,6 +25,13 @@ const FORMATS: &[&str] = &[
     "gorilla",
     "nexusraven",
     "chatglm3",
+    "qwen3_coder",
+    "mistral_args",
+    "mistral_call_id",
+    "granite",
+    "phi4_mini",
+    "functionary_v3_1",
+    "functionary_v3_2",
 ];
 
 fn tool(name: &str, params: Value) -> Tool {
@@ -221,6 +228,17 @@ fn malformed_calls_are_rejected() {
         ("nexusraven", "Call: ping(loud=maybe"),
         ("chatglm3", "ping\n```python\ntool_call(loud=true"),
         ("glaive", "<functioncall> {\"name\": \"ping\", \"arguments\": {\"quiet\""),
+        ("qwen3_coder", "<tool_call>\n<function=get_weather>\n<parameter=unit>\nkelvin"),
+        ("qwen3_coder", "<tool_call>\n<function=book>\n<parameter=nights>\nthree"),
+        ("qwen3_coder", "<tool_call>\n<function=get_weather>\n</function>"),
+        ("mistral_args", "[TOOL_CALLS]ping[ARGS]{\"loud\": 1"),
+        ("mistral_call_id", "[TOOL_CALLS]ping[ARGS]{"),
+        ("mistral_call_id", "[TOOL_CALLS]ping[CALL_ID]abc[ARGS]"),
+        ("granite", "<|tool_call|>[{\"name\": \"ping\", \"arguments\": {\"loud\": \"yes\""),
+        ("phi4_mini", "<|tool_call|>[{\"name\": \"ping\", \"arguments\": {}}]]"),
+        ("functionary_v3_1", "<function=get_weather>{\"unit\": \"celsius\"}"),
+        ("functionary_v3_2", "all\nhello"),
+        ("functionary_v3_2", "ping\n{\"loud\": null"),
     ];
     for (format, text) in bad {
         assert!(
@@ -243,6 +261,14 @@ fn well_formed_calls_are_accepted_whole() {
         ("nexusraven", "Call: get_weather(city=\"Oslo\"); ping(loud=False)"),
         ("chatglm3", "ping\n```python\ntool_call(loud=True)\n```"),
         ("glaive", "<functioncall> {\"name\": \"ping\", \"arguments\": {}}"),
+        ("qwen3_coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nSan José\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>"),
+        ("qwen3_coder", "<tool_call>\n<function=book>\n<parameter=guest>\n{\"name\": \"Ada\", \"vip\": true}\n</parameter>\n<parameter=nights>\n2\n</parameter>\n<parameter=tags>\n[\"a\"]\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=ping>\n</function>\n</tool_call>"),
+        ("mistral_args", "[TOOL_CALLS]ping[ARGS]{\"loud\": true}[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Oslo\"}"),
+        ("mistral_call_id", "[TOOL_CALLS]ping[CALL_ID]a1B2c3D4e[ARGS]{\"loud\": false}"),
+        ("granite", "<|tool_call|>[{\"name\": \"ping\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]"),
+        ("phi4_mini", "<|tool_call|>[{\"name\": \"ping\", \"arguments\": {\"loud\": true}}]<|/tool_call|>"),
+        ("functionary_v3_1", "<function=ping>{\"loud\": true}</function><function=get_weather>{\"city\": \"Oslo\"}</function>"),
+        ("functionary_v3_2", "ping\n{\"loud\": true}>>>get_weather\n{\"city\": \"Oslo\", \"days\": 2}"),
     ];
     for (format, text) in good {
         let c = e
@@ -270,6 +296,18 @@ fn auto_mode_is_free_until_a_call_opens_then_completes_validly() {
         ("gorilla", "get_weather("),
         ("nexusraven", "Thinking... Call:"),
         ("chatglm3", "ping\n"),
+        ("qwen3_coder", "I will look it up.\n<tool_call>"),
+        (
+            "qwen3_coder",
+            "<tool_call>\n<function=get_weather>\n<parameter=city>\nLi",
+        ),
+        ("mistral_args", "Checking. [TOOL_CALLS]"),
+        ("mistral_call_id", "[TOOL_CALLS]get_weather"),
+        ("granite", "Let me see <|tool_call|>"),
+        ("phi4_mini", "<|tool_call|>[{\"name\": \"ping\""),
+        ("functionary_v3_1", "Sure. <function=ping>"),
+        ("functionary_v3_2", "all\nLet me check.>>>"),
+        ("functionary_v3_2", "get_weather\n"),
     ];
     for (format, prefix) in cases {
         let c = e
@@ -376,4 +414,139 @@ fn bad_schemas_are_client_errors_naming_the_parameter() {
         )
         .unwrap_err();
     assert!(err.param().is_some(), "{err}");
+}
+
+fn thinking(max_chars: usize, started: bool) -> super::Thinking {
+    super::Thinking {
+        open: "<think>".into(),
+        close: "</think>".into(),
+        max_chars,
+        started,
+    }
+}
+
+/// (reasoning, answer text) of a walk: the reasoning split off as `chat::run` splits it.
+fn split_thinking(text: &str, started: bool) -> (String, String) {
+    use crate::parsers::{Piece, Reasoning, ReasoningSplitter};
+    let markers = Reasoning {
+        open: "<think>".into(),
+        close: "</think>".into(),
+    };
+    let mut s = ReasoningSplitter::new(markers, started);
+    let mut pieces = s.push(text);
+    pieces.extend(s.finish());
+    let (mut r, mut a) = (String::new(), String::new());
+    for p in pieces {
+        match p {
+            Piece::Reasoning(t) => r.push_str(&t),
+            Piece::Answer(t) => a.push_str(&t),
+        }
+    }
+    (r, a)
+}
+
+/// Under `required`, named and `json_schema`, the grammar lets a thinking model reason first
+/// (within the budget, never past its close marker), then requires the call or the JSON.
+#[test]
+fn thinking_comes_first_then_the_required_call() {
+    let (tok, e) = engine();
+    for format in [
+        "hermes",
+        "qwen3_coder",
+        "mistral_call_id",
+        "functionary_v3_2",
+    ] {
+        for (mode, started) in [
+            (ToolMode::Required, false),
+            (ToolMode::Named("book".into()), false),
+            (ToolMode::Required, true),
+        ] {
+            let t = thinking(40, started);
+            let c = e
+                .compile_with(&spec(format, mode.clone(), true), Some(&t), "")
+                .unwrap_or_else(|err| panic!("{format}: {err}"));
+            let mut reasoned = 0;
+            for seed in 0..12 {
+                let (ids, ended) = random_walk(&c, VOCAB, &[EOS], seed, 3000).unwrap();
+                let text = tok.decode(&ids, false).unwrap();
+                assert!(ended, "{format}: {text:?}");
+                let (reasoning, rest) = split_thinking(&text, started);
+                assert!(reasoning.chars().count() <= 40, "{format}: {text:?}");
+                reasoned += usize::from(!reasoning.is_empty());
+                let names = check_calls(format, &rest);
+                if let ToolMode::Named(n) = &mode {
+                    assert_eq!(names, vec![n.clone()], "{format}: {text:?}");
+                }
+            }
+            assert!(reasoned > 0, "{format}: no walk used the thinking block");
+        }
+    }
+    let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"], "additionalProperties": false});
+    let c = e
+        .compile_with(
+            &GrammarSpec::JsonSchema {
+                schema: schema.clone(),
+                strict: true,
+            },
+            Some(&thinking(40, false)),
+            "",
+        )
+        .unwrap();
+    for seed in 0..12 {
+        let (ids, _) = random_walk(&c, VOCAB, &[EOS], seed, 300).unwrap();
+        let (_, rest) = split_thinking(&tok.decode(&ids, false).unwrap(), false);
+        let v: Value = serde_json::from_str(&rest).unwrap_or_else(|e| panic!("{e}: {rest:?}"));
+        validate(&schema, &v).unwrap();
+    }
+}
+
+/// In `auto` mode a call marker inside the thinking opens no call; the answer after it is
+/// free text or a call as usual.
+#[test]
+fn a_marker_inside_the_thinking_is_not_a_call_opening() {
+    let (tok, e) = engine();
+    let t = thinking(200, false);
+    let spec = spec("hermes", ToolMode::Auto, true);
+    let prefix = "<think>maybe <tool_call> here";
+    let c = e.compile_with(&spec, Some(&t), prefix).unwrap();
+    // Still inside the thinking: it may close and answer in plain text.
+    let mut st = c.start();
+    for id in e.env.tokens_for("</think>\n\nNo call needed.") {
+        st.commit(id).unwrap();
+    }
+    assert!(st.is_accepting());
+    // A call after the thinking completes validly.
+    let c = e
+        .compile_with(&spec, Some(&t), "<think>ok</think>\n<tool_call>")
+        .unwrap();
+    for seed in 0..5 {
+        let (ids, _) = random_walk(&c, VOCAB, &[EOS], seed, 300).unwrap();
+        let text = format!("<tool_call>{}", tok.decode(&ids, false).unwrap());
+        let chain = parsers::chain(&["hermes"]).unwrap();
+        let opts = ParseOptions {
+            tools: Some(tools()),
+            ..Default::default()
+        };
+        let out = chain.parse(&text, &opts);
+        assert!(!out.tool_calls.is_empty(), "{text:?}");
+    }
+}
+
+/// The largest reasoning budget a request can ask for (`chat::prepare::MAX_REASONING_CHARS`)
+/// compiles and walks like a small one.
+#[test]
+fn the_largest_reasoning_budget_compiles() {
+    let (_, e) = engine();
+    // `chat::prepare::MAX_REASONING_CHARS`.
+    let t = thinking(32768, false);
+    let c = e
+        .compile_with(
+            &spec("hermes", ToolMode::Required, true),
+            Some(&t),
+            "<think>",
+        )
+        .unwrap();
+    let (ids, _) = random_walk(&c, VOCAB, &[EOS], 1, 500).unwrap();
+    assert_eq!(ids.len(), 500, "the block may run on past 500 tokens");
 }

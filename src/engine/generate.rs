@@ -115,6 +115,8 @@ pub struct GenerateStats {
     pub cached_tokens: usize,
     /// Generated tokens (stop tokens excluded).
     pub completion_tokens: usize,
+    /// The stop string that ended generation, when one did.
+    pub stop_string: Option<String>,
     /// Time spent on the prompt.
     pub prefill_time: Duration,
     /// Time spent generating after the first token.
@@ -185,7 +187,7 @@ pub fn generate(
     let mut out = Vec::new();
     let t1 = Instant::now();
     let mut finish = FinishReason::Length;
-    let mut stopped_by_string = false;
+    let mut stop_string = None;
     let mut grammar = params.constraint.as_ref().map(Constraint::start);
     while out.len() < max_new {
         if cancel.is_cancelled() {
@@ -221,7 +223,7 @@ pub fn generate(
         });
         if step.stopped {
             finish = FinishReason::Stop;
-            stopped_by_string = true;
+            stop_string = step.matched;
             break;
         }
         if !keep_going {
@@ -233,12 +235,15 @@ pub fn generate(
         }
         logits = model.forward(&[id], cache, false)?.squeeze(0)?.to_vec1()?;
     }
-    if !stopped_by_string {
+    if stop_string.is_none() {
         // Release text held for incomplete characters or possible stop strings.
         let tail = detok.finish().map_err(EngineError::Tokenizer)?;
         let step = stop.push(&tail);
         let mut rest = step.emit;
-        if !step.stopped {
+        if step.stopped {
+            finish = FinishReason::Stop;
+            stop_string = step.matched;
+        } else {
             rest.push_str(&stop.flush());
         }
         if !rest.is_empty() {
@@ -252,14 +257,9 @@ pub fn generate(
         }
     }
     let decode_time = t1.elapsed();
-    Ok(stats(
-        finish,
-        prompt.len(),
-        reuse,
-        out,
-        prefill_time,
-        decode_time,
-    ))
+    let mut done = stats(finish, prompt.len(), reuse, out, prefill_time, decode_time);
+    done.stop_string = stop_string;
+    Ok(done)
 }
 
 fn stats(
@@ -275,6 +275,7 @@ fn stats(
         prompt_tokens,
         cached_tokens,
         completion_tokens: output_ids.len(),
+        stop_string: None,
         prefill_time,
         decode_time,
         output_ids,

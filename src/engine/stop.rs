@@ -15,6 +15,8 @@ pub struct StopStep {
     pub emit: String,
     /// A stop string was completed: generation ends (its text is not in `emit`).
     pub stopped: bool,
+    /// The stop string that was completed, when `stopped`.
+    pub matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -32,21 +34,24 @@ impl StopMatcher {
             return StopStep {
                 emit: text.to_string(),
                 stopped: false,
+                matched: None,
             };
         }
         self.pending.push_str(text);
-        // Earliest complete stop string.
+        // Earliest complete stop string (the first listed among those ending there).
         let first = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min();
-        if let Some(at) = first {
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|&(at, _)| at);
+        if let Some((at, stop)) = first {
+            let matched = Some(stop.clone());
             let emit = self.pending[..at].to_string();
             self.pending.clear();
             return StopStep {
                 emit,
                 stopped: true,
+                matched,
             };
         }
         // Hold back the longest suffix that is a proper prefix of some stop string.
@@ -67,6 +72,7 @@ impl StopMatcher {
         StopStep {
             emit,
             stopped: false,
+            matched: None,
         }
     }
 
@@ -112,6 +118,17 @@ mod tests {
     fn earliest_stop_wins_and_unicode_is_safe() {
         assert_eq!(run(&["b", "é"], &["aéb"]), ("a".into(), true));
         assert_eq!(run(&["日本"], &["x日", "本y"]), ("x".into(), true));
+    }
+
+    #[test]
+    fn the_completed_stop_string_is_named() {
+        let mut m = StopMatcher::new(vec!["END".into(), "b".into(), "é".into()]);
+        let first = m.push("aE");
+        assert_eq!((first.emit.as_str(), first.matched), ("a", None));
+        let step = m.push("Néb");
+        assert!(step.stopped);
+        assert_eq!(step.emit, "EN");
+        assert_eq!(step.matched.as_deref(), Some("é"));
     }
 
     #[test]

@@ -74,9 +74,21 @@ pub struct ChatCompletionRequest {
     /// End-user identifier (logged only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Most characters of a thinking model's reasoning before a required call or a JSON
+    /// answer (callm extension; default 8192, capped at 32768).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reasoning_chars: Option<u32>,
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// `false`: render the conversation without opening a new assistant turn (vLLM/transformers
+    /// extension; default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_generation_prompt: Option<bool>,
+    /// `true`: the answer continues the final assistant message's text (a prefill; vLLM/transformers
+    /// extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
 }
 
 /// `stream_options` of a streaming request.
@@ -127,6 +139,10 @@ pub struct ChatMessage {
     /// Legacy call made by an assistant message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_call: Option<FunctionCall>,
+    /// An assistant message's reasoning (`reasoning_content`, also read as `reasoning`), as
+    /// callm answered it: passed back to templates that render it (Qwen3, gpt-oss).
+    #[serde(default, alias = "reasoning", skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// Message content: plain text or a list of typed parts.

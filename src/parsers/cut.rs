@@ -5,6 +5,7 @@
 //! ([`super::CallList`]), and keeping the result only if the chain reads it back as calls
 //! and nothing else.
 
+use super::format::CallSyntax;
 use super::validate::{self, Verdict};
 use super::{ParserChain, RawCall, ScanCx, Step};
 use crate::openai::Tool;
@@ -17,7 +18,18 @@ const MAX_TRIES: usize = 32;
 /// their lists, reads back as valid calls only.
 pub fn salvage(chain: &ParserChain, tools: Option<&[Tool]>, rest: &str) -> Option<Vec<RawCall>> {
     let closes = closes(chain);
-    for end in item_ends(rest).into_iter().rev().take(MAX_TRIES) {
+    // XML calls hold raw text, where braces end nothing: they end at their closing tag.
+    let xml = chain
+        .formats()
+        .first()
+        .is_some_and(|f| matches!(f.def().grammar().call, CallSyntax::Xml));
+    let ends = if xml {
+        let tail = CallSyntax::Xml.tail();
+        rest.match_indices(tail).map(|(i, t)| i + t.len()).collect()
+    } else {
+        item_ends(rest)
+    };
+    for end in ends.into_iter().rev().take(MAX_TRIES) {
         for close in &closes {
             let candidate = format!("{}{close}", &rest[..end]);
             if let Some(calls) = calls_only(chain, tools, &candidate) {

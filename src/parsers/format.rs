@@ -57,15 +57,37 @@ pub enum CallSyntax {
     /// ChatGLM3's layout: the name on its own line, then
     /// ```` ```python\ntool_call(keyword=value, ...)\n``` ````.
     GlmFence,
+    /// The name, then `sep`, then the JSON arguments, then `tail`: Functionary v3.1's
+    /// `NAME>{...}</function>` (after its `<function=` marker), Functionary v3.2's
+    /// `NAME\n{...}`, Mistral's `NAME[ARGS]{...}`. With `id`, a 9-character call id follows
+    /// that marker before `sep`: Mistral Small 3.2's `NAME[CALL_ID]a1b2c3d4e[ARGS]{...}`.
+    NamedJson {
+        /// Marker of a call id between the name and `sep`.
+        id: Option<&'static str>,
+        /// Between the name (or the id) and the arguments.
+        sep: &'static str,
+        /// After the arguments.
+        tail: &'static str,
+    },
+    /// Qwen3-Coder's XML: `<function=NAME>\n`, then per argument
+    /// `<parameter=KEY>\nVALUE\n</parameter>\n` (strings raw, other types as JSON), then
+    /// `</function>`.
+    Xml,
 }
 
 impl CallSyntax {
     /// The text of a call of `name` up to its arguments.
+    ///
+    /// For a call with an id ([`CallSyntax::NamedJson`] with `id`), the name alone: the id
+    /// is the grammar's to write.
     pub fn head(&self, name: &str) -> String {
         match self {
             CallSyntax::Json(key) => format!("{{\"name\": {}, \"{key}\": ", json_str(name)),
             CallSyntax::Python => format!("{name}("),
             CallSyntax::GlmFence => format!("{name}\n```python\ntool_call("),
+            CallSyntax::NamedJson { id: Some(_), .. } => name.to_string(),
+            CallSyntax::NamedJson { id: None, sep, .. } => format!("{name}{sep}"),
+            CallSyntax::Xml => format!("<function={name}>\n"),
         }
     }
 
@@ -75,6 +97,8 @@ impl CallSyntax {
             CallSyntax::Json(_) => "}",
             CallSyntax::Python => ")",
             CallSyntax::GlmFence => ")\n```",
+            CallSyntax::NamedJson { tail, .. } => tail,
+            CallSyntax::Xml => "</function>",
         }
     }
 
@@ -82,7 +106,8 @@ impl CallSyntax {
     fn before_name(&self) -> &'static str {
         match self {
             CallSyntax::Json(_) => "{\"name\": \"",
-            CallSyntax::Python | CallSyntax::GlmFence => "",
+            CallSyntax::Xml => "<function=",
+            CallSyntax::Python | CallSyntax::GlmFence | CallSyntax::NamedJson { .. } => "",
         }
     }
 }
@@ -123,6 +148,9 @@ pub struct CallGrammar {
     pub bare: Option<CallList>,
     /// The format has only one call per answer.
     pub single: bool,
+    /// Texts that may be control tokens of the model (`[ARGS]`, `<|/tool_call|>`...): where
+    /// they occur in the call syntax or the list delimiters, the grammar writes the token.
+    pub controls: &'static [&'static str],
 }
 
 impl CallGrammar {
@@ -135,7 +163,13 @@ impl CallGrammar {
             repeat_block: None,
             bare: None,
             single: false,
+            controls: &[],
         }
+    }
+
+    /// These texts may be control tokens (see [`CallGrammar::controls`]).
+    pub const fn with_controls(self, controls: &'static [&'static str]) -> Self {
+        CallGrammar { controls, ..self }
     }
 
     /// Calls open with `marker`, followed by `list`.

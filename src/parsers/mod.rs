@@ -21,8 +21,10 @@
 //! Shared machinery: `chain` (a family's formats tried in order), `stream` (the loop),
 //! `markers` (end markers and leading role labels dropped before scanning),
 //! `scan` (marker, JSON and call readers), `pylit`/`pylit_json` (Python literals),
-//! `validate` (declared names, schema coercion), `ids` (call ids).
+//! `validate` (declared names, schema coercion), `ids` (call ids), and in front of them all
+//! `reasoning` (a thinking model's `<think>` block split off the answer).
 
+pub mod answer;
 pub mod chain;
 pub mod cut;
 pub mod format;
@@ -31,6 +33,7 @@ pub mod ids;
 pub mod markers;
 pub mod pylit;
 pub mod pylit_json;
+pub mod reasoning;
 pub mod scan;
 pub mod stream;
 pub mod validate;
@@ -39,11 +42,13 @@ use serde_json::Value;
 
 use crate::openai::{ParsedOutput, Tool};
 
+pub use answer::AnswerStream;
 pub use chain::ParserChain;
 pub use format::{CallGrammar, CallList, CallSyntax, ToolFormat};
 pub use formats::Format;
 pub use ids::{IdGen, IdStyle};
-pub use stream::{collect_events, StreamEvent, StreamParser};
+pub use reasoning::{Piece, Reasoning, ReasoningSplitter};
+pub use stream::{collect_events, collect_reasoning, StreamEvent, StreamParser};
 
 /// Errors of parser lookup.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,6 +19,8 @@ const RESCAN_FREE: usize = 4096;
 pub enum StreamEvent {
     /// Text outside calls.
     Content(String),
+    /// A thinking model's reasoning (split off before parsing: `answer::AnswerStream`).
+    Reasoning(String),
     /// A call begins.
     ToolCallStart {
         /// Index of the call in the output (0-based).
@@ -42,7 +44,19 @@ pub enum StreamEvent {
     },
 }
 
-/// Adds events up into the uniform output.
+/// The reasoning of an answer's events, `None` when there is none.
+pub fn collect_reasoning(events: &[StreamEvent]) -> Option<String> {
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Reasoning(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    (!text.is_empty()).then_some(text)
+}
+
+/// Adds events up into the uniform output (reasoning aside: [`collect_reasoning`]).
 pub fn collect_events(events: &[StreamEvent]) -> ParsedOutput {
     let mut content = String::new();
     let mut calls: Vec<ToolCall> = Vec::new();
@@ -65,7 +79,7 @@ pub fn collect_events(events: &[StreamEvent]) -> ParsedOutput {
                     c.function.arguments.push_str(delta);
                 }
             }
-            StreamEvent::ToolCallEnd { .. } => {}
+            StreamEvent::ToolCallEnd { .. } | StreamEvent::Reasoning(_) => {}
         }
     }
     ParsedOutput {

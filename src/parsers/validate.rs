@@ -4,8 +4,9 @@
 //! rejected (its text goes back to the content, with a warning). Arguments must be a JSON
 //! object (a string holding one is decoded; `null` is `{}`), otherwise the call is rejected.
 //! Values are coerced where the schema is clear: `"5"` → 5 for `integer`, `"2.5"` → 2.5 for
-//! `number`, `"true"` → true for `boolean`, numbers and booleans → text for `string`, a
-//! string holding JSON → the array/object for `array`/`object`; recursively through
+//! `number`, `"true"` → true for `boolean`, `"null"` → null for `null`, numbers and booleans
+//! → text for `string`, a string holding JSON → the array/object for `array`/`object`
+//! (formats whose values are raw text, like Qwen3-Coder's XML, are typed this way); recursively through
 //! `properties` and `items`. Missing required or undeclared parameters are only warned about.
 
 use serde_json::{Map, Value};
@@ -152,10 +153,14 @@ fn convert(v: &Value, t: &str) -> Option<Value> {
     match (t, v) {
         ("integer", Value::String(s)) => {
             let s = s.trim();
-            s.parse::<i64>().ok().map(Value::from).or_else(|| {
-                let f: f64 = s.parse().ok()?;
-                integral(f)
-            })
+            s.parse::<i64>()
+                .ok()
+                .map(Value::from)
+                .or_else(|| {
+                    let f: f64 = s.parse().ok()?;
+                    integral(f)
+                })
+                .or_else(|| whole_literal(s))
         }
         ("integer", Value::Number(n)) => integral(n.as_f64()?),
         ("number", Value::String(s)) => {
@@ -173,10 +178,22 @@ fn convert(v: &Value, t: &str) -> Option<Value> {
         },
         ("string", Value::Number(n)) => Some(Value::String(n.to_string())),
         ("string", Value::Bool(b)) => Some(Value::String(b.to_string())),
+        ("null", Value::String(s)) if s.trim() == "null" => Some(Value::Null),
         ("array", Value::String(s)) => decode_text(s).filter(Value::is_array),
         ("object", Value::String(s)) => decode_text(s).filter(Value::is_object),
         _ => None,
     }
+}
+
+/// A whole number written in full that no machine integer holds (`123456789012345678901234`):
+/// the JSON number a JSON call would have had for it (a float of the same value).
+fn whole_literal(s: &str) -> Option<Value> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v = pylit::to_json(&pylit::parse_literal(s).ok()?, None);
+    v.as_f64().is_some_and(|f| f.fract() == 0.0).then_some(v)
 }
 
 fn integral(f: f64) -> Option<Value> {

@@ -27,6 +27,24 @@ pub struct ChatRequest {
     pub limits: Limits,
     /// Extra chat-template variables (`chat_template_kwargs`), e.g. `date_string`.
     pub template_kwargs: Map<String, Value>,
+    /// How the prompt ends: a new assistant turn, the conversation as it is, or the final
+    /// assistant message left open for the answer to continue.
+    pub prompt_end: PromptEnd,
+}
+
+/// How the rendered prompt ends (transformers' `add_generation_prompt` and
+/// `continue_final_message`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PromptEnd {
+    /// The template opens a new assistant turn (`add_generation_prompt`), the usual case.
+    #[default]
+    GenerationPrompt,
+    /// The conversation as it is, without a new assistant turn (`add_generation_prompt: false`).
+    Conversation,
+    /// The final message is an assistant message whose text the answer continues (a prefill):
+    /// rendered without the generation prompt and cut right after that text, as transformers'
+    /// `continue_final_message` does. The answer holds only the continuation.
+    ContinueFinal,
 }
 
 impl ChatRequest {
@@ -36,6 +54,34 @@ impl ChatRequest {
         matches!(self.tool_choice, ToolChoice::Named(_))
             || !self.limits.parallel_tool_calls
             || self.legacy_function_call
+    }
+
+    /// Whether `messages` end with an assistant message the answer can continue: text
+    /// content and no calls.
+    pub fn ends_with_prefill(messages: &[Message]) -> bool {
+        messages.last().is_some_and(|m| {
+            m.role == Role::Assistant
+                && m.tool_calls.is_empty()
+                && m.content.as_deref().is_some_and(|c| !c.trim().is_empty())
+        })
+    }
+
+    /// Checks that a continued final message goes with a free answer: a forced call opening
+    /// or a JSON grammar would start a new answer, not continue the text (`param` names the
+    /// field that asked for the continuation).
+    pub fn check_prompt_end(&self, param: &str) -> Result<(), super::RequestError> {
+        let constrained = matches!(
+            self.tool_choice,
+            ToolChoice::Required | ToolChoice::Named(_)
+        ) || self.response_format != ResponseFormat::Text;
+        if self.prompt_end == PromptEnd::ContinueFinal && constrained {
+            return Err(super::RequestError::new(
+                param,
+                "Continuing a final assistant message cannot be combined with a forced tool \
+                 call or a JSON response format.",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -160,6 +206,9 @@ pub struct Limits {
     pub logprobs: Option<u8>,
     /// Several calls may come in one answer.
     pub parallel_tool_calls: bool,
+    /// Most characters of a thinking model's reasoning block before a required call or a
+    /// JSON answer (callm's `max_reasoning_chars`); `None`: the pipeline's default.
+    pub max_reasoning_chars: Option<u32>,
 }
 
 impl Limits {
@@ -176,6 +225,7 @@ impl Default for Limits {
             n: 1,
             logprobs: None,
             parallel_tool_calls: true,
+            max_reasoning_chars: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The domain request: what a client asks of the chat pipeline, whatever API it came by.
 //!
 //! Each API front end converts its wire body into a [`ChatRequest`] (or a [`TextRequest`]
-//! for raw completions) in one `TryFrom` ([`openai`] for Chat Completions and Completions).
+//! for raw completions) in one `TryFrom`: [`openai`] for Chat Completions and Completions,
+//! [`anthropic`] for Anthropic's Messages, [`responses`] for OpenAI's Responses.
 //! Every "bad request" decision is made there, with the offending parameter carried in the
 //! [`RequestError`]; nothing downstream looks at a wire field again. What only the loaded
 //! model can judge (the template, the context window, whether a schema compiles) is the chat
@@ -11,12 +12,16 @@
 //! content, tool calls with parsed arguments, tool results with their call id, a typed tool
 //! choice and response format. They carry no wire enums or JSON blobs for what they type.
 
+pub mod anthropic;
 pub mod chat;
 pub mod openai;
+pub mod responses;
 pub mod sampling;
 pub mod text;
 
-pub use chat::{ChatRequest, Limits, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
+pub use chat::{
+    ChatRequest, Limits, Message, PromptEnd, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+};
 pub use sampling::Sampling;
 pub use text::TextRequest;
 

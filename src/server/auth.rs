@@ -1,5 +1,6 @@
 //! Bearer-token authentication (`--api-key`): a 401 in OpenAI's shape when the
-//! `Authorization: Bearer KEY` header is missing or wrong.
+//! `Authorization: Bearer KEY` header is missing or wrong; Anthropic's `x-api-key: KEY`
+//! header is accepted as well.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -41,7 +42,14 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match check(state.api_key.as_deref(), header) {
+    let x_api_key = req.headers().get("x-api-key").map(|v| v.as_bytes());
+    let expected = state.api_key.as_deref();
+    if let (Some(key), Some(given)) = (expected, x_api_key) {
+        if same(given, key.as_bytes()) {
+            return next.run(req).await;
+        }
+    }
+    match check(expected, header) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }

@@ -15,7 +15,9 @@ use super::observe::RequestId;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::sse_response;
 use super::{check_model, AppState, Delivery, Tokens};
-use crate::chat::ChatEvent;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::chat::{ChatEvent, ChatOutcome};
 use crate::engine::CancelToken;
 use crate::openai::ChatCompletionRequest;
 use crate::request::ChatRequest;
@@ -48,11 +50,39 @@ pub async fn chat_completions(
         n,
         request_id,
     };
+    let (mut rx, guard) = start_chat(&state, req).await?;
+    if stream {
+        // Wait for the first message so that errors before any output get a real status.
+        let first = first_message(&mut rx).await?;
+        return Ok(sse_response(
+            first,
+            rx,
+            ChatAssembler::new(meta, include_usage),
+            guard,
+        ));
+    }
+    let outcomes = collect_outcomes(rx, guard, n).await?;
+    let body = completion_json(&meta, &outcomes);
+    let tokens = total_usage(outcomes.iter().map(|o| &o.usage));
+    let mut resp = Json(body).into_response();
+    resp.extensions_mut().insert(Tokens(tokens));
+    Ok(resp)
+}
+
+/// Waits for a slot in the queue, then runs the `n` choices of `req` on a blocking thread.
+/// The receiver gets their events and outcomes (or the failure); dropping the guard (the
+/// client went away) cancels the job at its next token. Every chat API runs through here.
+pub async fn start_chat(
+    state: &AppState,
+    req: ChatRequest,
+) -> Result<(UnboundedReceiver<ChatMsg>, CancelGuard), ApiError> {
+    let backend = state.backend.clone();
+    let n = req.limits.n;
     let slot = state.queue.acquire().await?;
     let cancel = CancelToken::new();
     let guard = CancelGuard(cancel.clone());
     let req = Arc::new(req);
-    let mut rx = spawn_job(slot, cancel, move |cancel, tx| {
+    let rx = spawn_job(slot, cancel, move |cancel, tx| {
         for choice in 0..n {
             if cancel.is_cancelled() {
                 break;
@@ -74,21 +104,25 @@ pub async fn chat_completions(
             }
         }
     });
+    Ok((rx, guard))
+}
 
-    if stream {
-        // Wait for the first message so that errors before any output get a real status.
-        return match rx.recv().await {
-            Some(ChatMsg::Failed(e)) => Err(e.into()),
-            Some(first) => Ok(sse_response(
-                first,
-                rx,
-                ChatAssembler::new(meta, include_usage),
-                guard,
-            )),
-            None => Err(ApiError::internal("the generation ended unexpectedly")),
-        };
+/// The first message of a chat job, for streams: a failure before any output is the
+/// request's error (a real status, not an error event).
+pub async fn first_message(rx: &mut UnboundedReceiver<ChatMsg>) -> Result<ChatMsg, ApiError> {
+    match rx.recv().await {
+        Some(ChatMsg::Failed(e)) => Err(e.into()),
+        Some(first) => Ok(first),
+        None => Err(ApiError::internal("the generation ended unexpectedly")),
     }
+}
 
+/// Every choice's outcome, in order, for answers that are one JSON object.
+pub async fn collect_outcomes(
+    mut rx: UnboundedReceiver<ChatMsg>,
+    guard: CancelGuard,
+    n: u32,
+) -> Result<Vec<ChatOutcome>, ApiError> {
     let mut outcomes = Vec::with_capacity(n as usize);
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -101,9 +135,5 @@ pub async fn chat_completions(
     if outcomes.len() != n as usize || outcomes.iter().any(|o| o.cancelled) {
         return Err(ApiError::internal("the generation ended unexpectedly"));
     }
-    let body = completion_json(&meta, &outcomes);
-    let tokens = total_usage(outcomes.iter().map(|o| &o.usage));
-    let mut resp = Json(body).into_response();
-    resp.extensions_mut().insert(Tokens(tokens));
-    Ok(resp)
+    Ok(outcomes)
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::observe::RequestId;
-use super::sse::{Assembler, Emit};
+use super::sse::{Assembler, Emit, Payload};
 use crate::chat::{Answer, ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
 use crate::openai::{FunctionCall, PromptTokensDetails, ToolCall, Usage};
 
@@ -79,7 +79,8 @@ fn finish_str(f: ChatFinish, legacy: bool) -> &'static str {
 /// The assistant message of an answer: `tool_calls`, or for legacy requests the first call
 /// as `function_call` (the one place the legacy shape is written). `content` and
 /// `tool_calls` are always present (null when absent): client code indexes them after
-/// dumping the SDK object.
+/// dumping the SDK object. A thinking model's reasoning is `reasoning_content` (the field
+/// DeepSeek's API and vLLM use), present only when there is some.
 fn message_json(m: &Answer, legacy: bool) -> Value {
     let function = |c: &crate::chat::Call| FunctionCall {
         name: c.name.clone(),
@@ -101,6 +102,9 @@ fn message_json(m: &Answer, legacy: bool) -> Value {
         "refusal": null,
         "tool_calls": tool_calls,
     });
+    if let (Some(r), Some(obj)) = (&m.reasoning_content, v.as_object_mut()) {
+        obj.insert("reasoning_content".into(), json!(r));
+    }
     if legacy {
         if let Some(obj) = v.as_object_mut() {
             obj.insert(
@@ -202,6 +206,7 @@ impl ChatAssembler {
         let legacy = self.meta.legacy;
         Some(match ev {
             ChatEvent::Content(text) => (json!({"content": text}), Value::Null),
+            ChatEvent::Reasoning(text) => (json!({"reasoning_content": text}), Value::Null),
             ChatEvent::ToolCallStart { index, id, name } if !legacy => (
                 json!({"tool_calls": [{
                     "index": index, "id": id, "type": "function",
@@ -238,14 +243,14 @@ impl Assembler for ChatAssembler {
                     out.push(self.chunk(index, delta, logprobs, None));
                 }
                 Emit {
-                    data: out,
+                    data: payloads(out),
                     end: false,
                 }
             }
             ChatMsg::Done(index, outcome) => {
                 if outcome.cancelled {
                     return Emit {
-                        data: out,
+                        data: payloads(out),
                         end: true,
                     };
                 }
@@ -255,24 +260,24 @@ impl Assembler for ChatAssembler {
                 let finish = finish_str(outcome.finish, self.meta.legacy);
                 out.push(self.chunk(index, json!({}), Value::Null, Some(finish)));
                 Emit {
-                    data: out,
+                    data: payloads(out),
                     end: false,
                 }
             }
             ChatMsg::Failed(e) => {
                 out.push(ApiError::from(e).to_json_string_for(&self.meta.request_id));
                 Emit {
-                    data: out,
+                    data: payloads(out),
                     end: true,
                 }
             }
         }
     }
 
-    fn on_close(&mut self) -> Vec<String> {
+    fn on_close(&mut self) -> Vec<Payload> {
         if self.done < self.meta.n as usize {
             let e = ApiError::internal("the generation ended unexpectedly");
-            return vec![e.to_json_string_for(&self.meta.request_id)];
+            return vec![e.to_json_string_for(&self.meta.request_id).into()];
         }
         let usage = self.usage();
         tracing::info!(
@@ -295,6 +300,11 @@ impl Assembler for ChatAssembler {
             out.push(v.to_string());
         }
         out.push("[DONE]".to_string());
-        out
+        payloads(out)
     }
+}
+
+/// `data:`-only events.
+fn payloads(data: Vec<String>) -> Vec<Payload> {
+    data.into_iter().map(Payload::from).collect()
 }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::observe::RequestId;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
-use super::sse::{sse_response, Assembler, Emit};
+use super::sse::{sse_response, Assembler, Emit, Payload};
 use super::{check_model, AppState, Delivery, Tokens};
 use crate::chat::{ChatError, ChatFinish, CompletionOutcome, TokenUsage};
 use crate::engine::CancelToken;
@@ -209,28 +209,30 @@ impl Assembler for CompletionAssembler {
     fn on_msg(&mut self, msg: CompletionMsg) -> Emit {
         match msg {
             CompletionMsg::Text(i, t) => Emit {
-                data: vec![self.chunk(i, &t, None)],
+                data: vec![self.chunk(i, &t, None).into()],
                 end: false,
             },
             CompletionMsg::Done(i, o) => {
                 self.usages.push((i, o.usage));
                 self.done += 1;
                 Emit {
-                    data: vec![self.chunk(i, "", Some(finish_str(o.finish)))],
+                    data: vec![self.chunk(i, "", Some(finish_str(o.finish))).into()],
                     end: false,
                 }
             }
             CompletionMsg::Failed(e) => Emit {
-                data: vec![ApiError::from(e).to_json_string_for(&self.meta.request_id)],
+                data: vec![ApiError::from(e)
+                    .to_json_string_for(&self.meta.request_id)
+                    .into()],
                 end: true,
             },
         }
     }
 
-    fn on_close(&mut self) -> Vec<String> {
+    fn on_close(&mut self) -> Vec<Payload> {
         if self.done < self.meta.total {
             let e = ApiError::internal("the generation ended unexpectedly");
-            return vec![e.to_json_string_for(&self.meta.request_id)];
+            return vec![e.to_json_string_for(&self.meta.request_id).into()];
         }
         let usage = prompt_once_usage(self.usages.iter().map(|(i, u)| (*i, u)), self.n);
         tracing::info!(id = %self.meta.id, completion_tokens = usage.completion_tokens, "completion stream finished");
@@ -248,6 +250,6 @@ impl Assembler for CompletionAssembler {
             out.push(v.to_string());
         }
         out.push("[DONE]".to_string());
-        out
+        out.into_iter().map(Payload::from).collect()
     }
 }

@@ -168,6 +168,15 @@ impl ApiError {
         self.status.is_server_error()
     }
 
+    /// The message a client may see: a 500 says only "internal error", naming
+    /// `request_id` when given; its detail is logged here, never shown.
+    pub fn client_message(&self, request_id: Option<&str>) -> String {
+        if self.is_internal() {
+            tracing::error!(request_id, detail = %self.message, "internal error");
+        }
+        self.body_with(request_id).error.message
+    }
+
     /// The OpenAI error body of this error (a 500 says only "internal error").
     pub fn body(&self) -> ErrorResponse {
         self.body_with(None)
@@ -255,12 +264,15 @@ impl From<ChatError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    /// The error as a response; a 500's detail rides in the extensions (for the request
-    /// log, which also writes the request id into the body), never in the body.
+    /// The error as a response. A 500's detail rides in the extensions for the request log
+    /// ([`InternalDetail`]), never in the body; any other error rides along itself, so that
+    /// another API's routes can answer it in their own shape (`server::anthropic`).
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(self.body())).into_response();
         if self.is_internal() {
             resp.extensions_mut().insert(InternalDetail(self.message));
+        } else {
+            resp.extensions_mut().insert(self);
         }
         resp
     }

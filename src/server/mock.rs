@@ -13,7 +13,12 @@
 //!   After `tool`/`function` results it answers `Based on the tool results: ...`.
 //! - Markers in the last user text: `[[internal]]` (with a backtrace in its detail, as an
 //!   engine error can have), `[[context]]`, `[[template]]` fail at once, `[[panic]]` panics,
-//!   `[[fail-midway]]` fails after three tokens, `[[tokens=N]]` answers N words.
+//!   `[[fail-midway]]` fails after three tokens, `[[tokens=N]]` answers N words, `[[think]]`
+//!   reasons first (`Let me think about it.`, one word per token, the answer's reasoning).
+//! - The request's `stop` strings cut the planned text at the first one (reported as the
+//!   outcome's `stop_sequence`).
+//! - Prompt ids are `0..N` for its word-count estimate N of the prompt; `tokenize` gives a
+//!   text's UTF-8 bytes as ids (BOS 256 first with `add_special`), `detokenize` the reverse.
 //! - It sleeps `token_delay` per token and stops at once when cancelled.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,7 +61,11 @@ impl Drop for Active<'_> {
 
 /// What one mock turn produces before streaming.
 struct Plan {
+    /// Reasoning tokens, before the text.
+    reasoning: Vec<String>,
     text: Vec<String>,
+    /// The stop string the text was cut at.
+    stop: Option<String>,
     /// Function names and their arguments as JSON text.
     calls: Vec<(String, String)>,
     fail_after: Option<usize>,
@@ -253,11 +262,32 @@ fn plan_chat(req: &ChatRequest, choice: u32) -> Result<Plan, ChatError> {
     } else {
         words_of(&format!("Hello! You said: {user_text}"))
     };
+    let (text, stop) = cut_at_stop(text, &req.stop);
+    let reasoning = if user_text.contains("[[think]]") {
+        words_of("Let me think about it.")
+    } else {
+        Vec::new()
+    };
     Ok(Plan {
+        reasoning,
         text,
+        stop,
         calls,
         fail_after,
     })
+}
+
+/// The planned tokens up to the earliest stop string, and that stop string.
+fn cut_at_stop(tokens: Vec<String>, stops: &[String]) -> (Vec<String>, Option<String>) {
+    let text = tokens.concat();
+    let first = stops
+        .iter()
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+        .min_by_key(|&(at, _)| at);
+    match first {
+        Some((at, stop)) => (words_of(&text[..at]), Some(stop.clone())),
+        None => (tokens, None),
+    }
 }
 
 fn fail_check(fail_after: Option<usize>, emitted: usize) -> Result<(), ChatError> {
@@ -318,6 +348,7 @@ impl ChatBackend for MockBackend {
         let mut out = ChatOutcome {
             message: Answer::default(),
             finish: ChatFinish::Stop,
+            stop_sequence: plan.stop.clone(),
             usage: TokenUsage {
                 prompt_tokens: prompt_tokens(req),
                 ..Default::default()
@@ -326,10 +357,29 @@ impl ChatBackend for MockBackend {
             cancelled: false,
         };
         let mut emitted = 0usize;
-        let mut text = String::new();
-        for token in &plan.text {
+        let mut reasoning = String::new();
+        for token in &plan.reasoning {
             if limit.is_some_and(|l| emitted >= l) {
                 out.finish = ChatFinish::Length;
+                break;
+            }
+            if !self.tick(cancel) || !on_event(ChatEvent::Reasoning(token.clone())) {
+                out.cancelled = true;
+                break;
+            }
+            emitted += 1;
+            reasoning.push_str(token);
+        }
+        out.message.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
+        let mut text = String::new();
+        for token in plan
+            .text
+            .iter()
+            .take_while(|_| out.finish != ChatFinish::Length)
+        {
+            if limit.is_some_and(|l| emitted >= l) {
+                out.finish = ChatFinish::Length;
+                out.stop_sequence = None;
                 break;
             }
             fail_check(plan.fail_after, emitted)?;
@@ -350,7 +400,7 @@ impl ChatBackend for MockBackend {
         }
         let mut calls = Vec::new();
         'calls: for (index, (name, arguments)) in plan.calls.iter().enumerate() {
-            if out.cancelled {
+            if out.cancelled || out.finish == ChatFinish::Length {
                 break;
             }
             let hex: String = uuid::Uuid::new_v4()
@@ -442,5 +492,25 @@ impl ChatBackend for MockBackend {
             out.usage.completion_tokens += 1;
         }
         Ok(out)
+    }
+
+    fn prompt_tokens(&self, req: &ChatRequest) -> Result<Vec<u32>, ChatError> {
+        Ok((0..prompt_tokens(req)).collect())
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ChatError> {
+        let bos = add_special.then_some(256);
+        Ok(bos.into_iter().chain(text.bytes().map(u32::from)).collect())
+    }
+
+    fn detokenize(&self, ids: &[u32]) -> Result<String, ChatError> {
+        let bytes = ids
+            .iter()
+            .map(|&id| u8::try_from(id))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| {
+                ChatError::invalid("tokens", "The mock's token ids are bytes (0 to 255).")
+            })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }

@@ -1,19 +1,24 @@
-//! The OpenAI-compatible HTTP server: `/v1/chat/completions`, `/v1/completions`,
-//! `/v1/models` and `/health` (also without `/v1`), over any [`ChatBackend`].
+//! The HTTP server: OpenAI's `/v1/chat/completions`, `/v1/completions` and
+//! `/v1/responses`, Anthropic's `/v1/messages`, `/v1/models`, `/tokenize`, `/detokenize`
+//! and `/health` (also without `/v1`), over any [`ChatBackend`].
 //!
 //! The only module that knows HTTP (status codes, axum, SSE). Handlers turn wire bodies
-//! into domain requests through the OpenAI edge (`crate::request::openai`), run them on a
-//! backend (`crate::chat`), and write the answers in OpenAI's shapes.
+//! into domain requests through their API's edge (`crate::request::{openai, anthropic,
+//! responses}`), run them on a backend (`crate::chat`) through one job
+//! ([`chat::start_chat`]), and write the answers in their API's shapes.
 //!
 //! One module per job: [`routes`] (router, fallbacks), [`listen`] (the accept loop, header
 //! read timeout), [`observe`] (request ids, the request log, 500s), [`guard`] and
 //! [`access`] (`Host`/`Origin` of keyless servers, JSON content types, body size and read
 //! timeout), [`auth`], [`queue`] (admission), [`extract`] (JSON bodies), [`error`] (error
 //! kinds to statuses and OpenAI error bodies), [`run`] (blocking jobs and cancellation),
-//! [`sse`], [`chat`] and [`chat_shape`], [`completions`], and (with the `mock` feature)
-//! `mock`, a deterministic test double of the engine.
+//! [`sse`], [`chat`] and [`chat_shape`], [`completions`], [`anthropic`] (Messages: handlers,
+//! shapes, its error shape), [`responses`] (Responses: handlers, shapes, stream, the response
+//! store), [`tokenize`], and (with the `mock` feature) `mock`, a deterministic test double of
+//! the engine.
 
 pub mod access;
+pub mod anthropic;
 pub mod auth;
 pub mod chat;
 pub mod chat_shape;
@@ -26,9 +31,11 @@ pub mod listen;
 pub mod mock;
 pub mod observe;
 pub mod queue;
+pub mod responses;
 pub mod routes;
 pub mod run;
 pub mod sse;
+pub mod tokenize;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +46,7 @@ pub use error::ApiError;
 pub use listen::HEADER_READ_TIMEOUT;
 pub use observe::RequestId;
 pub use queue::Queue;
+pub use responses::store::{ResponseStore, DEFAULT_STORE_MB};
 pub use routes::router;
 
 use crate::chat::{ChatBackend, TokenUsage};
@@ -59,6 +67,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// `system_fingerprint` of every answer.
     pub fingerprint: String,
+    /// Stored Responses API responses (`store: true`).
+    pub responses: Arc<ResponseStore>,
 }
 
 /// Time a client has to send a whole request body once its head arrived.
@@ -80,12 +90,19 @@ impl AppState {
             access: Access::default(),
             body_read_timeout: BODY_READ_TIMEOUT,
             fingerprint: format!("fp_callm_{}", env!("CARGO_PKG_VERSION").replace('.', "_")),
+            responses: Arc::new(ResponseStore::new(DEFAULT_STORE_MB << 20)),
         }
     }
 
     /// The same state accepting `access` beyond loopback (when keyless).
     pub fn with_access(mut self, access: Access) -> Self {
         self.access = access;
+        self
+    }
+
+    /// The same state with a response store of at most `max_bytes`.
+    pub fn with_response_store(mut self, max_bytes: usize) -> Self {
+        self.responses = Arc::new(ResponseStore::new(max_bytes));
         self
     }
 }

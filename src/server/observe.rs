@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::FutureExt;
 
-use super::error::{internal_message, InternalDetail, INTERNAL_CODE};
+use super::error::{internal_message, ApiError, InternalDetail, INTERNAL_CODE};
 use super::Tokens;
 use crate::openai::{ErrorBody, ErrorResponse};
 
@@ -111,17 +111,27 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// The only 500 a client sees.
+/// The only 500 a client sees (with its public form in the extensions, for the routes of
+/// other API shapes: `server::anthropic`).
 fn internal_response(id: &RequestId) -> Response {
+    let message = internal_message(id.as_str());
     let body = ErrorResponse {
         error: ErrorBody {
-            message: internal_message(id.as_str()),
+            message: message.clone(),
             kind: "server_error".to_string(),
             param: None,
             code: Some(INTERNAL_CODE.to_string()),
         },
     };
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+    let mut resp = (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+    resp.extensions_mut().insert(ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message,
+        kind: "server_error",
+        param: None,
+        code: Some(INTERNAL_CODE),
+    });
+    resp
 }
 
 #[cfg(test)]

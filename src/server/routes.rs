@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::BodyLimit;
 use super::guard::{gate, Gate};
-use super::{auth, chat, completions, observe, AppState};
+use super::{anthropic, auth, chat, completions, observe, responses, tokenize, AppState};
 
 /// Builds the complete router for `state`, with bodies limited to `max_body_bytes`.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -27,6 +27,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/chat/completions", post(chat::chat_completions))
         .route("/completions", post(completions::completions))
+        .route("/messages", post(anthropic::messages))
+        .route("/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/responses", post(responses::create))
+        .route(
+            "/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .route("/models", get(list_models))
         .route("/models/{*model}", get(get_model))
         .route_layer(middleware::from_fn_with_state(
@@ -43,6 +52,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(Extension(BodyLimit(max_body_bytes)))
         .layer(middleware::from_fn_with_state(gate_state, gate))
         .layer(middleware::from_fn(observe::observe))
+        // Outermost: every error on Anthropic's routes (the gate's and 500s included)
+        // leaves in Anthropic's shape.
+        .layer(middleware::from_fn(anthropic::error_shape))
         .with_state(state)
 }
 

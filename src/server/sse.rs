@@ -11,30 +11,56 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::run::CancelGuard;
 
+/// One server-sent event: an optional `event:` name and its `data:` payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The `event:` line (Anthropic's and the Responses API's streams name every event).
+    pub event: Option<&'static str>,
+    /// The `data:` payload.
+    pub data: String,
+}
+
+impl Payload {
+    /// An event named `event` carrying `data`.
+    pub fn named(event: &'static str, data: String) -> Self {
+        Payload {
+            event: Some(event),
+            data,
+        }
+    }
+}
+
+impl From<String> for Payload {
+    /// A `data:`-only event.
+    fn from(data: String) -> Self {
+        Payload { event: None, data }
+    }
+}
+
 /// What an assembler wants sent after a message.
 #[derive(Debug, Default, PartialEq)]
 pub struct Emit {
-    /// `data:` payloads to send, in order.
-    pub data: Vec<String>,
+    /// Events to send, in order.
+    pub data: Vec<Payload>,
     /// Whether the stream ends after them.
     pub end: bool,
 }
 
-/// Turns job messages into the `data:` payloads of an endpoint's stream.
+/// Turns job messages into the events of an endpoint's stream.
 pub trait Assembler: Send + 'static {
     /// The job's message type.
     type Msg: Send + 'static;
-    /// Payloads for one message.
+    /// Events for one message.
     fn on_msg(&mut self, msg: Self::Msg) -> Emit;
-    /// Payloads once the job's channel has closed (usage chunk, `[DONE]`, or an error).
-    fn on_close(&mut self) -> Vec<String>;
+    /// Events once the job's channel has closed (usage chunk, `[DONE]`, or an error).
+    fn on_close(&mut self) -> Vec<Payload>;
 }
 
 struct State<A: Assembler> {
     first: Option<A::Msg>,
     rx: UnboundedReceiver<A::Msg>,
     asm: A,
-    queue: VecDeque<String>,
+    queue: VecDeque<Payload>,
     finished: bool,
     _guard: CancelGuard,
 }
@@ -57,8 +83,12 @@ pub fn sse_stream<A: Assembler>(
     };
     stream::unfold(state, |mut st| async move {
         loop {
-            if let Some(data) = st.queue.pop_front() {
-                return Some((Ok(Event::default().data(data)), st));
+            if let Some(p) = st.queue.pop_front() {
+                let event = match p.event {
+                    Some(name) => Event::default().event(name).data(p.data),
+                    None => Event::default().data(p.data),
+                };
+                return Some((Ok(event), st));
             }
             if st.finished {
                 return None;

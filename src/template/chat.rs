@@ -4,7 +4,7 @@ use minijinja::{Environment, ErrorKind, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::env::{build_environment, raised_message, TEMPLATE_NAME};
+use super::env::{build_environment, raised_message, Clock, TEMPLATE_NAME};
 use super::error::TemplateError;
 use super::limits::{MAX_PROMPT_BYTES, MAX_TEMPLATE_BYTES, RENDER_FUEL};
 
@@ -22,7 +22,7 @@ impl std::fmt::Debug for ChatTemplate {
     }
 }
 
-type Cache = Mutex<HashMap<String, Arc<ChatTemplate>>>;
+type Cache = Mutex<HashMap<(Clock, String), Arc<ChatTemplate>>>;
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -32,6 +32,11 @@ fn cache() -> &'static Cache {
 impl ChatTemplate {
     /// Compiles `source`, or returns the copy compiled earlier for the same text.
     pub fn compile(source: &str) -> Result<Arc<ChatTemplate>, TemplateError> {
+        Self::compile_with(source, Clock::Local)
+    }
+
+    /// [`Self::compile`] with `strftime_now` reading `clock`.
+    pub fn compile_with(source: &str, clock: Clock) -> Result<Arc<ChatTemplate>, TemplateError> {
         if source.len() > MAX_TEMPLATE_BYTES {
             return Err(TemplateError::Syntax(format!(
                 "the template has {} bytes, over the limit of {MAX_TEMPLATE_BYTES}",
@@ -41,11 +46,11 @@ impl ChatTemplate {
         if let Some(t) = cache()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(source)
+            .get(&(clock, source.to_string()))
         {
             return Ok(t.clone());
         }
-        let env = build_environment(source.to_string())
+        let env = build_environment(source.to_string(), clock)
             .map_err(|e| TemplateError::Syntax(format!("{e:#}")))?;
         let t = Arc::new(ChatTemplate {
             env,
@@ -54,7 +59,7 @@ impl ChatTemplate {
         cache()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(source.to_string(), t.clone());
+            .insert((clock, source.to_string()), t.clone());
         Ok(t)
     }
 

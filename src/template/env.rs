@@ -36,8 +36,20 @@ pub const TEMPLATE_NAME: &str = "chat_template";
 #[error("{0}")]
 pub struct RaisedByTemplate(pub String);
 
-/// A fresh environment with transformers' settings, callm's filters and `source` compiled.
-pub fn build_environment(source: String) -> Result<Environment<'static>, Error> {
+/// What `strftime_now` reads: the local clock, or a pinned instant (reproducible prompts
+/// for templates that print today's date, such as gpt-oss, Mistral Small 3.2, Granite 3.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Clock {
+    /// The machine's local time.
+    #[default]
+    Local,
+    /// Always this local date and time.
+    Fixed(chrono::NaiveDateTime),
+}
+
+/// A fresh environment with transformers' settings, callm's filters and `source` compiled;
+/// `strftime_now` reads `clock`.
+pub fn build_environment(source: String, clock: Clock) -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
@@ -50,8 +62,11 @@ pub fn build_environment(source: String) -> Result<Environment<'static>, Error> 
     env.set_recursion_limit(MAX_RECURSION);
     env.set_unknown_method_callback(unknown_method);
     env.set_formatter(python_formatter);
+    env.add_test("iterable", is_iterable);
     env.add_function("raise_exception", raise_exception);
-    env.add_function("strftime_now", strftime_now);
+    env.add_function("strftime_now", move |state: &State, format: &Value| {
+        strftime_now(state, format, clock)
+    });
     env.add_filter("tojson", tojson);
     env.add_filter("indent", indent);
     env.add_filter("py_repr", |state: &State, v: &Value| {
@@ -65,6 +80,13 @@ pub fn build_environment(source: String) -> Result<Environment<'static>, Error> 
     Ok(env)
 }
 
+/// Jinja2's `iterable` test: whether `iter(value)` succeeds. `none` is not iterable in Python
+/// (minijinja's own test says it is: Qwen3-Coder's `tools is iterable and tools | length > 0`
+/// then fails on `tools=None`); undefined values are (Jinja2's `Undefined` iterates as empty).
+fn is_iterable(value: &Value) -> bool {
+    value.kind() != ValueKind::None && (value.is_undefined() || value.try_iter().is_ok())
+}
+
 fn raise_exception(state: &State, message: &Value) -> Result<Value, Error> {
     let message = text_of(state, message)?.into_owned();
     Err(Error::new(ErrorKind::InvalidOperation, message.clone())
@@ -74,7 +96,7 @@ fn raise_exception(state: &State, message: &Value) -> Result<Value, Error> {
 /// Longest text one strftime directive writes (`%c`: "Sun Jul  8 00:34:60 2001" and the like).
 const STRFTIME_EXPANSION: usize = 32;
 
-fn strftime_now(state: &State, format: &Value) -> Result<Value, Error> {
+fn strftime_now(state: &State, format: &Value, clock: Clock) -> Result<Value, Error> {
     use chrono::format::{Item, StrftimeItems};
     let format = text_of(state, format)?;
     ensure_bytes(
@@ -89,9 +111,16 @@ fn strftime_now(state: &State, format: &Value) -> Result<Value, Error> {
             format!("invalid strftime format {format:?}"),
         ));
     }
-    let now = chrono::Local::now();
     let mut out = String::new();
-    write!(out, "{}", now.format_with_items(items.iter())).map_err(|_| {
+    let written = match clock {
+        Clock::Local => write!(
+            out,
+            "{}",
+            chrono::Local::now().format_with_items(items.iter())
+        ),
+        Clock::Fixed(t) => write!(out, "{}", t.format_with_items(items.iter())),
+    };
+    written.map_err(|_| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("cannot format date with {format:?}"),

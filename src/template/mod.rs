@@ -25,6 +25,7 @@ pub mod source;
 
 pub use chat::ChatTemplate;
 pub use encode::encode_prompt;
+pub use env::Clock;
 pub use error::TemplateError;
 pub use normalize::{normalize_request, CallIdStyle, NormalizeOptions, TemplateInput};
 pub use protect::RenderedPrompt;

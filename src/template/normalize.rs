@@ -5,8 +5,20 @@
 //! parts joined, call arguments parsed, every call and every tool result with its id.
 //! Rules applied here, for the template:
 //! - Tools are written as `{"type": "function", "function": {...}}`; no tools is `None`.
-//! - Missing content is `""`, except for assistant messages with tool calls, where it stays
-//!   `null` (templates test it for truthiness).
+//! - Missing content is `""`, also for an assistant tool-call message sent with `content:
+//!   null` (as llama.cpp and vLLM normalise it): several templates (Qwen3, Granite 3.3,
+//!   Devstral) read that content and fail on a null, and no supported template renders `""`
+//!   differently from a missing key (checked by the golden generator).
+//! - An assistant message's reasoning goes in `reasoning_content` (Qwen3 reads it) and in
+//!   `thinking` (gpt-oss reads it), as transformers copies it.
+//! - `tools_in_system`: templates that read the tools from the system message (Phi-4-mini:
+//!   `message['tools']`, a JSON string between `<|tool|>` and `<|/tool|>`) get the function
+//!   definitions there, as a JSON list (Python `json.dumps`, `ensure_ascii=False`), with the
+//!   model card's "You are a helpful assistant with some tools." when the request has no
+//!   system message.
+//! - `text_arguments`: call arguments are given as JSON text (Python's `json.dumps` of the
+//!   parsed value, `ensure_ascii=False`) to templates that concatenate them as strings
+//!   (Functionary v3.2); every other template gets the parsed value.
 //! - Keys a message does not have are left out (`'tool_calls' in message` must be false for
 //!   plain messages).
 //! - [`CallIdStyle::Alnum9`] (Mistral): ids that are not exactly 9 ASCII alphanumerics are
@@ -21,6 +33,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::env::to_value;
+use super::pyjson::{dumps, DumpOptions};
 use crate::request::{ChatRequest, Message, Role, Tool, ToolCall};
 
 /// How tool-call ids must look in the prompt.
@@ -42,7 +56,15 @@ pub struct NormalizeOptions {
     pub call_ids: CallIdStyle,
     /// Give each tool call its own assistant message.
     pub split_parallel_calls: bool,
+    /// Call arguments as JSON text instead of the parsed value.
+    pub text_arguments: bool,
+    /// The tools go in the system message's `tools` key (Phi-4-mini).
+    pub tools_in_system: bool,
 }
+
+/// The system message a tools-in-system template gets when the request has none (the
+/// Phi-4-mini model card's example).
+pub const TOOLS_SYSTEM_DEFAULT: &str = "You are a helpful assistant with some tools.";
 
 /// Messages and tools in the shape chat templates read.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,7 +78,11 @@ pub struct TemplateInput {
 /// Turns a request into template input.
 pub fn normalize_request(req: &ChatRequest, opts: &NormalizeOptions) -> TemplateInput {
     let tools = (!req.tools.is_empty()).then(|| req.tools.iter().map(tool_json).collect());
-    let mut messages: Vec<Json> = req.messages.iter().map(message_json).collect();
+    let mut messages: Vec<Json> = req
+        .messages
+        .iter()
+        .map(|m| message_json(m, opts.text_arguments))
+        .collect();
     if opts.call_ids == CallIdStyle::Alnum9 {
         for m in &mut messages {
             remap_ids(m);
@@ -71,6 +97,20 @@ pub fn normalize_request(req: &ChatRequest, opts: &NormalizeOptions) -> Template
     }
     if opts.split_parallel_calls {
         messages = split_parallel_calls(messages);
+    }
+    if opts.tools_in_system && !req.tools.is_empty() {
+        let functions: Vec<Json> = req
+            .tools
+            .iter()
+            .map(|t| tool_json(t)["function"].clone())
+            .collect();
+        if messages.first().is_none_or(|m| m["role"] != "system") {
+            messages.insert(
+                0,
+                json!({"role": "system", "content": TOOLS_SYSTEM_DEFAULT}),
+            );
+        }
+        messages[0]["tools"] = Json::String(py_dumps(&Json::Array(functions)));
     }
     TemplateInput { messages, tools }
 }
@@ -91,26 +131,34 @@ fn tool_json(t: &Tool) -> Json {
     json!({"type": "function", "function": f})
 }
 
-fn call_json(c: &ToolCall) -> Json {
+fn call_json(c: &ToolCall, text_arguments: bool) -> Json {
+    let arguments = if text_arguments {
+        Json::String(py_dumps(&c.arguments))
+    } else {
+        c.arguments.clone()
+    };
     json!({
         "id": c.id,
         "type": "function",
-        "function": {"name": c.name, "arguments": c.arguments},
+        "function": {"name": c.name, "arguments": arguments},
     })
 }
 
-fn message_json(m: &Message) -> Json {
+/// Python's `json.dumps(value, ensure_ascii=False)`: `", "` and `": "` separators.
+fn py_dumps(v: &Json) -> String {
+    // Only a byte budget stops `dumps`, and this one has none.
+    dumps(&to_value(v), &DumpOptions::python(false, None)).unwrap_or_else(|_| v.to_string())
+}
+
+fn message_json(m: &Message, text_arguments: bool) -> Json {
     let mut out = Map::new();
     let has_calls = !m.tool_calls.is_empty();
     out.insert("role".into(), Json::String(m.role.as_str().to_string()));
-    let content = match &m.content {
-        Some(s) => Json::String(s.clone()),
-        None if has_calls => Json::Null,
-        None => Json::String(String::new()),
-    };
-    out.insert("content".into(), content);
+    let content = m.content.clone().unwrap_or_default();
+    out.insert("content".into(), Json::String(content));
     if let Some(r) = &m.reasoning_content {
         out.insert("reasoning_content".into(), Json::String(r.clone()));
+        out.insert("thinking".into(), Json::String(r.clone()));
     }
     if let Some(name) = &m.name {
         out.insert("name".into(), Json::String(name.clone()));
@@ -118,7 +166,12 @@ fn message_json(m: &Message) -> Json {
     if has_calls {
         out.insert(
             "tool_calls".into(),
-            Json::Array(m.tool_calls.iter().map(call_json).collect()),
+            Json::Array(
+                m.tool_calls
+                    .iter()
+                    .map(|c| call_json(c, text_arguments))
+                    .collect(),
+            ),
         );
     }
     if m.role == Role::Tool {
@@ -248,6 +301,29 @@ mod tests {
         assert_eq!(m[3]["tool_calls"][0]["function"]["arguments"], "not json");
         assert_eq!(m[4]["tool_call_id"], "abcDEF123");
         assert_eq!(alnum9_id("call_abc-123"), id);
+    }
+
+    #[test]
+    fn tools_in_the_system_message_for_templates_that_read_them_there() {
+        let r = req(
+            json!({"tools": [{"type": "function", "function": {"name": "get_weather",
+            "description": "Météo.", "parameters": {"type": "object", "properties": {}}}}],
+            "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        let opts = NormalizeOptions {
+            tools_in_system: true,
+            ..Default::default()
+        };
+        let out = normalize_request(&r, &opts);
+        assert_eq!(out.messages[0]["role"], "system");
+        assert_eq!(out.messages[0]["content"], TOOLS_SYSTEM_DEFAULT);
+        // Python's json.dumps(functions, ensure_ascii=False).
+        assert_eq!(
+            out.messages[0]["tools"],
+            r#"[{"name": "get_weather", "description": "Météo.", "parameters": {"type": "object", "properties": {}}}]"#
+        );
+        assert_eq!(out.messages[1]["content"], "hi");
+        assert!(out.messages[1].get("tools").is_none());
     }
 
     #[test]

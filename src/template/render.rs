@@ -4,12 +4,13 @@ use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 
 use super::chat::ChatTemplate;
+use super::env::Clock;
 use super::error::TemplateError;
 use super::normalize::{normalize_request, CallIdStyle, NormalizeOptions, TemplateInput};
 use super::protect::{Protector, RenderedPrompt};
 use super::source::ModelTemplateInfo;
 use crate::registry::Family;
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, Message, PromptEnd, Role, Tool, ToolCall};
 
 /// Context variables a request's `chat_template_kwargs` cannot override.
 const RESERVED: &[&str] = &["messages", "tools", "add_generation_prompt"];
@@ -23,6 +24,9 @@ pub struct PromptRenderer {
     options: NormalizeOptions,
     protector: Protector,
 }
+
+/// The argument key of the probe call (see [`PromptRenderer::wants_text_arguments`]).
+const PROBE_KEY: &str = "callm_probe_key";
 
 /// Whether the template text refers to role `role` as a string literal.
 fn mentions_role(src: &str, role: &str) -> bool {
@@ -39,6 +43,10 @@ pub fn options_for(template: &str, family: Option<&Family>) -> NormalizeOptions 
     if template.contains("only supports single tool-calls") {
         opts.split_parallel_calls = true;
     }
+    // Phi-4-mini's template prints `message['tools']` of the system message.
+    if template.contains("message['tools']") || template.contains("message.tools") {
+        opts.tools_in_system = true;
+    }
     if let Some(f) = family {
         if f.tool_role != "tool"
             && !mentions_role(template, "tool")
@@ -53,13 +61,23 @@ pub fn options_for(template: &str, family: Option<&Family>) -> NormalizeOptions 
 impl PromptRenderer {
     /// Compiles the model's templates for `family` (its id, role and split rules).
     pub fn new(info: ModelTemplateInfo, family: Option<&Family>) -> Result<Self, TemplateError> {
+        Self::with_clock(info, family, Clock::Local)
+    }
+
+    /// [`Self::new`] with the templates' `strftime_now` reading `clock` (a pinned date gives
+    /// reproducible prompts for templates that print today's date).
+    pub fn with_clock(
+        info: ModelTemplateInfo,
+        family: Option<&Family>,
+        clock: Clock,
+    ) -> Result<Self, TemplateError> {
         let default = match info.select(false) {
-            Ok(src) => Some(ChatTemplate::compile(src)?),
+            Ok(src) => Some(ChatTemplate::compile_with(src, clock)?),
             Err(e) if info.templates.is_empty() => return Err(e),
             Err(_) => None,
         };
         let tool_use = match info.select(true) {
-            Ok(src) => Some(ChatTemplate::compile(src)?),
+            Ok(src) => Some(ChatTemplate::compile_with(src, clock)?),
             Err(_) => None,
         };
         let src = tool_use
@@ -71,13 +89,33 @@ impl PromptRenderer {
         let mut tokens: Vec<String> = Vec::new();
         tokens.extend(info.bos_token.iter().cloned());
         tokens.extend(info.eos_token.iter().cloned());
-        Ok(PromptRenderer {
+        let mut renderer = PromptRenderer {
             info,
             default,
             tool_use,
             options,
             protector: Protector::new(tokens),
-        })
+        };
+        renderer.options.text_arguments = renderer.wants_text_arguments();
+        Ok(renderer)
+    }
+
+    /// Whether the template needs call arguments as JSON text: it fails on, or does not
+    /// print, arguments given as a mapping, and prints them given as text (Functionary v3.2
+    /// writes `'\n' + tool_call['function']['arguments']`). Decided once, by rendering a
+    /// probe conversation both ways.
+    fn wants_text_arguments(&self) -> bool {
+        let probe = probe_request();
+        let prints_arguments = |text_arguments: bool| {
+            let opts = NormalizeOptions {
+                text_arguments,
+                ..self.options.clone()
+            };
+            let input = normalize_request(&probe, &opts);
+            self.render_input(input, &Map::new(), true)
+                .is_ok_and(|p| p.text.contains(PROBE_KEY))
+        };
+        !prints_arguments(false) && prints_arguments(true)
     }
 
     /// Protects these control-token strings (besides bos/eos) in request text.
@@ -118,9 +156,24 @@ impl PromptRenderer {
         &self.info
     }
 
-    /// Renders `req` with the generation prompt (the usual case).
+    /// Renders `req` ending as it asks: with the generation prompt (the usual case), the
+    /// conversation as it is, or the final assistant message left open to be continued.
     pub fn render(&self, req: &ChatRequest) -> Result<RenderedPrompt, TemplateError> {
-        self.render_with(req, true)
+        match req.prompt_end {
+            PromptEnd::GenerationPrompt => self.render_with(req, true),
+            PromptEnd::Conversation => self.render_with(req, false),
+            PromptEnd::ContinueFinal => {
+                // As transformers does it: render with a tag after the final message's text,
+                // then cut at the tag.
+                let mut tagged = req.clone();
+                if let Some(last) = tagged.messages.last_mut() {
+                    last.content
+                        .get_or_insert_with(String::new)
+                        .push_str(CONTINUE_TAG);
+                }
+                continue_final(self.render_with(&tagged, false)?)
+            }
+        }
     }
 
     /// Renders `req`; when the template raises on parallel calls in history, retries with
@@ -203,6 +256,63 @@ impl PromptRenderer {
             None => RenderedPrompt::plain(text),
         })
     }
+}
+
+/// A call with its result: what [`PromptRenderer::wants_text_arguments`] renders.
+fn probe_request() -> ChatRequest {
+    let id = "probe0001".to_string();
+    ChatRequest {
+        messages: vec![
+            Message::text(Role::User, "probe"),
+            Message {
+                role: Role::Assistant,
+                tool_calls: vec![ToolCall {
+                    id: id.clone(),
+                    name: "get_weather".into(),
+                    arguments: serde_json::json!({ PROBE_KEY: "x" }),
+                }],
+                ..Default::default()
+            },
+            Message {
+                tool_call_id: Some(id),
+                ..Message::text(Role::Tool, "probe")
+            },
+        ],
+        tools: vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Get the weather.".into()),
+            parameters: Some(serde_json::json!({"type": "object", "properties": {}})),
+            strict: None,
+        }],
+        ..Default::default()
+    }
+}
+
+/// The tag transformers appends to the final message to find where its text ends.
+const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+/// Cuts the rendered conversation where the tagged final message's text ends, as
+/// transformers' `continue_final_message` does: at the last tag, and when the template did
+/// not keep the tag's trailing space (it trimmed the content), without trailing whitespace.
+fn continue_final(mut prompt: RenderedPrompt) -> Result<RenderedPrompt, TemplateError> {
+    let Some(at) = prompt.text.rfind(CONTINUE_TAG.trim_end()) else {
+        return Err(TemplateError::Request(
+            "the final assistant message cannot be continued: the chat template does not \
+             render its text"
+                .into(),
+        ));
+    };
+    let cut = if prompt.text[at..].starts_with(CONTINUE_TAG) {
+        at
+    } else {
+        prompt.text[..at].trim_end().len()
+    };
+    prompt.text.truncate(cut);
+    prompt.protected.retain(|r| r.start < cut);
+    for r in &mut prompt.protected {
+        r.end = r.end.min(cut);
+    }
+    Ok(prompt)
 }
 
 fn has_parallel_calls(req: &ChatRequest) -> bool {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# End-to-end checks of `callm serve` with real clients: the official `openai` package, and
-# LiteLLM's proxy routing one model name to two callm instances.
+# End-to-end checks of `callm serve` with real clients: the official `openai` package (Chat
+# Completions and Responses), the official `anthropic` package (Messages), the `openai-agents`
+# and LangChain agent frameworks, and LiteLLM's proxy routing one model name to two callm
+# instances.
 #
 # Environment:
 #   CALLM_BIN         the callm binary (default: target/release/callm, else target/debug/callm)
 #   CALLM_E2E_MODEL   the GGUF model (default: $HOME/.cache/callm/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf)
 #   CALLM_E2E_VENV    the Python venv to create/reuse (default: $HOME/.cache/callm/e2e-venv)
 #   CALLM_E2E_SKIP_LITELLM=1  skip the LiteLLM part
+#   CALLM_E2E_SKIP_APIS=1     skip the Messages/Responses/agent-framework part
 #   CALLM_E2E_EXTRA_ARGS      extra arguments for `callm serve` (e.g. --ctx 4096)
 # The mock server works too (`cargo build --features mock --bin mock_server`):
 # CALLM_BIN=target/debug/mock_server.
@@ -19,6 +22,12 @@ MODEL="${CALLM_E2E_MODEL:-$HOME/.cache/callm/models/qwen2.5-coder-0.5b-instruct-
 SERVED="callm-e2e"
 OPENAI_VERSION="2.54.0"
 LITELLM_VERSION="1.106.2"
+ANTHROPIC_VERSION="2.17.0"
+AGENTS_VERSION="0.20.0"
+LANGCHAIN_VERSION="1.5.2"
+LANGCHAIN_OPENAI_VERSION="1.8.1"
+PINNED=("openai==$OPENAI_VERSION" "anthropic==$ANTHROPIC_VERSION" "openai-agents==$AGENTS_VERSION"
+        "langchain==$LANGCHAIN_VERSION" "langchain-openai==$LANGCHAIN_OPENAI_VERSION")
 
 if [[ -z "${CALLM_BIN:-}" ]]; then
   if [[ -x "$ROOT/target/release/callm" ]]; then CALLM_BIN="$ROOT/target/release/callm"
@@ -35,18 +44,19 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if ! "$VENV/bin/python" - <<PY 2>/dev/null
 import importlib.metadata as m, sys
-ok = m.version("openai") == "$OPENAI_VERSION"
+pins = dict(p.split("==") for p in "${PINNED[*]}".split())
+ok = all(m.version(name) == version for name, version in pins.items())
 if "${CALLM_E2E_SKIP_LITELLM:-0}" != "1":
     ok = ok and m.version("litellm") == "$LITELLM_VERSION"
 sys.exit(0 if ok else 1)
 PY
 then
-  echo "e2e: installing openai==$OPENAI_VERSION litellm[proxy]==$LITELLM_VERSION into $VENV"
+  echo "e2e: installing ${PINNED[*]} litellm[proxy]==$LITELLM_VERSION into $VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   if [[ "${CALLM_E2E_SKIP_LITELLM:-0}" == "1" ]]; then
-    "$VENV/bin/pip" install -q "openai==$OPENAI_VERSION"
+    "$VENV/bin/pip" install -q "${PINNED[@]}"
   else
-    "$VENV/bin/pip" install -q "openai==$OPENAI_VERSION" "litellm[proxy]==$LITELLM_VERSION"
+    "$VENV/bin/pip" install -q "${PINNED[@]}" "litellm[proxy]==$LITELLM_VERSION"
   fi
 fi
 PY="$VENV/bin/python"
@@ -91,6 +101,17 @@ P1="$(free_port)"
 start_callm "$P1" "$WORK/callm1.log"
 echo "e2e: callm on 127.0.0.1:$P1"
 "$PY" "$HERE/openai_flow.py" --base-url "http://127.0.0.1:$P1/v1" --model "$SERVED" --label direct || STATUS=1
+
+# --- 1b. the other APIs and the agent frameworks, against the same instance ---
+if [[ "${CALLM_E2E_SKIP_APIS:-0}" != "1" ]]; then
+  APIS_START=$SECONDS
+  MOCK_FLAG=()
+  if [[ "$(basename "$CALLM_BIN")" == mock_server* ]]; then MOCK_FLAG=(--mock); fi
+  (cd "$HERE" && "$PY" anthropic_flow.py --base-url "http://127.0.0.1:$P1" --model "$SERVED" "${MOCK_FLAG[@]}") || STATUS=1
+  (cd "$HERE" && "$PY" responses_flow.py --base-url "http://127.0.0.1:$P1/v1" --model "$SERVED" "${MOCK_FLAG[@]}") || STATUS=1
+  (cd "$HERE" && "$PY" agents_flow.py --base-url "http://127.0.0.1:$P1/v1" --model "$SERVED") || STATUS=1
+  echo "e2e: Messages, Responses and agent frameworks took $((SECONDS - APIS_START)) s"
+fi
 
 # --- 2. LiteLLM proxy: one model name, two callm instances ---
 if [[ "${CALLM_E2E_SKIP_LITELLM:-0}" != "1" ]]; then

@@ -228,3 +228,47 @@ pub async fn start_tiny(arch: &str, family: &str, context: usize) -> TestServer 
     };
     start_backend(backend, unused, cfg).await
 }
+
+/// The events of an SSE body, in order: `(event name, data)`.
+pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let mut name = None;
+            let mut data = Vec::new();
+            for line in event.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = Some(n.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push(d.trim_start().to_string());
+                }
+            }
+            (!data.is_empty()).then(|| (name, data.join("\n")))
+        })
+        .collect()
+}
+
+/// Asserts Anthropic's error shape with the given type and returns the message.
+pub fn assert_anthropic_error(v: &Value, kind: &str) -> String {
+    assert_eq!(keys(v), names(&["type", "error"]), "error body: {v}");
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(keys(&v["error"]), names(&["type", "message"]), "{v}");
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    let m = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!m.is_empty(), "{v}");
+    m
+}
+
+/// Anthropic-style tools: weather and temperature.
+pub fn anthropic_tools() -> Value {
+    serde_json::json!([
+        {"name": "get_weather", "description": "Current weather of a city",
+         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+        {"name": "get_temperature", "description": "Temperature of a city",
+         "input_schema": {"type": "object", "properties": {
+            "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"]}}
+    ])
+}

@@ -13,14 +13,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::format::ToolFormat;
 
 pub mod chatglm3;
+pub mod functionary_v3_1;
+pub mod functionary_v3_2;
 pub mod glaive;
 pub mod gorilla;
+pub mod granite;
 pub mod hermes;
 pub mod json_fallback;
 pub mod llama3_json;
 pub mod mistral;
+pub mod mistral_args;
+pub mod mistral_call_id;
 pub mod nexusraven;
+pub mod phi4_mini;
 pub mod pythonic;
+pub mod qwen3_coder;
 
 /// Declares the [`Format`] enum over the format modules.
 macro_rules! formats {
@@ -59,8 +66,22 @@ formats! {
     Pythonic => pythonic,
     /// `[TOOL_CALLS] [...]`, Mistral 7B Instruct v0.3 (`mistral`).
     Mistral => mistral,
-    /// `<tool_call>` JSON blocks, Qwen2.5 and Hermes (`hermes`).
+    /// `[TOOL_CALLS]name[ARGS]{...}`, Devstral and Mistral's v11-tokenizer models (`mistral_args`).
+    MistralArgs => mistral_args,
+    /// `[TOOL_CALLS]name[CALL_ID]id[ARGS]{...}`, Mistral Small 3.2 (`mistral_call_id`).
+    MistralCallId => mistral_call_id,
+    /// `<tool_call>` JSON blocks, Qwen2.5/Qwen3, Hermes, Granite 4.0, SmolLM3 (`hermes`).
     Hermes => hermes,
+    /// `<tool_call>` XML functions with raw parameter values, Qwen3-Coder (`qwen3_coder`).
+    Qwen3Coder => qwen3_coder,
+    /// `<|tool_call|>[...]`, Granite 3.x (`granite`).
+    Granite => granite,
+    /// `<|tool_call|>[...]<|/tool_call|>`, Phi-4-mini (`phi4_mini`).
+    Phi4Mini => phi4_mini,
+    /// `<function=NAME>{...}</function>`, Functionary v3.1 (`functionary_v3_1`).
+    FunctionaryV31 => functionary_v3_1,
+    /// `>>>NAME\n{...}` and `>>>all\ntext`, Functionary v3.2 (`functionary_v3_2`).
+    FunctionaryV32 => functionary_v3_2,
     /// `<functioncall> {...}`, Glaive function-calling v1 (`glaive`).
     Glaive => glaive,
     /// Python calls, Gorilla OpenFunctions v2 (`gorilla`).

@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use super::{at_least_one, sampling_fields, SamplingFields};
 use crate::openai::{self as wire, ChatCompletionRequest, MessageContent};
 use crate::request::{
-    ChatRequest, Limits, Message, RequestError, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+    ChatRequest, Limits, Message, PromptEnd, RequestError, ResponseFormat, Role, Tool, ToolCall,
+    ToolChoice,
 };
 
 /// Most tools (or legacy functions) per request: OpenAI's documented limit of 128 functions.
@@ -53,8 +54,14 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
         let (tools, legacy) = tools(&req)?;
         let tool_choice = tool_choice(&req, legacy)?;
         let response_format = response_format(req.response_format.as_ref())?;
-        Ok(ChatRequest {
-            messages: messages(req.messages),
+        let messages = messages(req.messages);
+        let prompt_end = prompt_end(
+            &messages,
+            req.add_generation_prompt,
+            req.continue_final_message,
+        )?;
+        let request = ChatRequest {
+            messages,
             tools,
             tool_choice,
             legacy_function_call: legacy,
@@ -66,9 +73,38 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
                 n: shared.n,
                 logprobs,
                 parallel_tool_calls: req.parallel_tool_calls != Some(false),
+                max_reasoning_chars: req.max_reasoning_chars,
             },
             template_kwargs: req.chat_template_kwargs.unwrap_or_default(),
-        })
+            prompt_end,
+        };
+        request.check_prompt_end("continue_final_message")?;
+        Ok(request)
+    }
+}
+
+/// `add_generation_prompt` / `continue_final_message` (as vLLM and transformers read them):
+/// continuing needs a final assistant message with text and cannot be combined with an
+/// explicit new assistant turn; a trailing assistant message alone opens a new turn.
+fn prompt_end(
+    messages: &[Message],
+    add_generation_prompt: Option<bool>,
+    continue_final_message: Option<bool>,
+) -> Result<PromptEnd, RequestError> {
+    match (add_generation_prompt, continue_final_message) {
+        (Some(true), Some(true)) => Err(RequestError::new(
+            "continue_final_message",
+            "`continue_final_message` and `add_generation_prompt` cannot both be true: continue \
+             the final assistant message, or open a new assistant turn.",
+        )),
+        (_, Some(true)) if ChatRequest::ends_with_prefill(messages) => Ok(PromptEnd::ContinueFinal),
+        (_, Some(true)) => Err(RequestError::new(
+            "continue_final_message",
+            "`continue_final_message` needs a final assistant message with text content and no \
+             tool calls.",
+        )),
+        (Some(false), _) => Ok(PromptEnd::Conversation),
+        _ => Ok(PromptEnd::GenerationPrompt),
     }
 }
 
@@ -425,7 +461,7 @@ fn messages(wire: Vec<wire::ChatMessage>) -> Vec<Message> {
             name: m.name,
             tool_calls: calls,
             tool_call_id,
-            reasoning_content: None,
+            reasoning_content: m.reasoning_content.filter(|_| role == Role::Assistant),
         });
     }
     out

@@ -308,3 +308,50 @@ fn tools_are_capped_and_named_once() {
     let many: Vec<Value> = (0..129).map(|i| function(&format!("f{i}"))).collect();
     assert_eq!(param(json!({"functions": many})), "functions");
 }
+
+#[test]
+fn an_assistant_reasoning_is_kept_for_the_template() {
+    // `reasoning_content` (as callm answers it) and `reasoning` (its other common name) both
+    // reach the domain message; other roles carry none.
+    for key in ["reasoning_content", "reasoning"] {
+        let req = chat(json!({"messages": [
+            {"role": "user", "content": "hi", key: "ignored"},
+            {"role": "assistant", "content": "7.", key: "7 is prime."},
+            {"role": "user", "content": "again"}]}))
+        .unwrap();
+        assert_eq!(req.messages[0].reasoning_content, None, "{key}");
+        assert_eq!(
+            req.messages[1].reasoning_content.as_deref(),
+            Some("7 is prime."),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn generation_prompt_and_continuing_the_final_message() {
+    use crate::request::PromptEnd;
+    let trailing = json!([{"role": "user", "content": "Pick A or B."},
+        {"role": "assistant", "content": "The answer is (", "reasoning_content": "Think."}]);
+    let r = chat(json!({"messages": trailing})).unwrap();
+    assert_eq!(r.prompt_end, PromptEnd::GenerationPrompt, "vLLM's default");
+    assert_eq!(r.messages[1].reasoning_content.as_deref(), Some("Think."));
+    let r = chat(json!({"messages": trailing, "continue_final_message": true})).unwrap();
+    assert_eq!(r.prompt_end, PromptEnd::ContinueFinal);
+    let r = chat(json!({"add_generation_prompt": false})).unwrap();
+    assert_eq!(r.prompt_end, PromptEnd::Conversation);
+    let both = json!({"messages": trailing, "continue_final_message": true, "add_generation_prompt": true});
+    assert_eq!(param(both), "continue_final_message");
+    assert_eq!(
+        param(json!({"continue_final_message": true})),
+        "continue_final_message"
+    );
+    let forced = json!({"messages": trailing, "continue_final_message": true,
+        "tools": [tool("f")], "tool_choice": "required"});
+    assert_eq!(param(forced), "continue_final_message");
+    // Reasoning is an assistant field.
+    let r =
+        chat(json!({"messages": [{"role": "user", "content": "x", "reasoning_content": "no"}]}))
+            .unwrap();
+    assert_eq!(r.messages[0].reasoning_content, None);
+}

@@ -1,0 +1,210 @@
+//! Reasoning kept apart, end to end on a tiny model: the random-weight Qwen3 fixture with a
+//! byte-level tokenizer, loaded as family `qwen3`, under its grammars (what a model that
+//! writes noise does when constrained). The answer's reasoning is `reasoning_content`, never
+//! content nor a call; under `tool_choice: required` the reasoning comes first, bounded by
+//! `max_reasoning_chars`, then valid calls; `enable_thinking: false` leaves no reasoning.
+//! Through the server: `message.reasoning_content` and `delta.reasoning_content`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callm::chat::{self, ChatEvent, ChatFinish, EngineBackend};
+use callm::engine::CancelToken;
+use callm::openai::ChatCompletionRequest;
+use callm::registry::Registry;
+use callm::request::ChatRequest;
+use callm::runtime::{LoadOptions, LoadedModel};
+use callm::server::{router, serve_on, AppState};
+use serde_json::{json, Value};
+
+/// Qwen3's generation prompt (thinking on, or the empty block of `enable_thinking: false`)
+/// after a plain ChatML conversation: the full template's tool list would not fit the tiny
+/// model's 256 positions.
+const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}";
+
+fn model_id() -> String {
+    format!("callm-thinking-tiny-{}", std::process::id())
+}
+
+fn load() -> LoadedModel {
+    let fx = callm::paths::fixtures_dir().join("tiny-models/qwen3");
+    let dir = std::env::temp_dir().join(model_id());
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
+    }
+    let tok = callm::constrain::testing::byte_tokenizer().unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        tok.inner().to_string(false).unwrap(),
+    )
+    .unwrap();
+    let config = json!({"eos_token": "<|im_end|>", "chat_template": TEMPLATE});
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let opts = LoadOptions {
+        model: dir.display().to_string(),
+        family: Some("qwen3".into()),
+        context: Some(256),
+        ..Default::default()
+    };
+    LoadedModel::load(&opts, &Registry::builtin()).unwrap()
+}
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 8}},
+        "required": ["city"]}}}])
+}
+
+fn request(extra: Value) -> ChatRequest {
+    let mut body = json!({"model": model_id(), "messages": [{"role": "user", "content": "Weather?"}],
+        "tools": tools(), "tool_choice": "required", "max_reasoning_chars": 24, "parallel_tool_calls": false,
+        "temperature": 1.0, "max_tokens": 160});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let wire: ChatCompletionRequest = serde_json::from_value(body).unwrap();
+    ChatRequest::try_from(wire).unwrap()
+}
+
+#[test]
+fn reasoning_first_then_a_valid_call() {
+    let lm = load();
+    let mut reasoned = 0;
+    for seed in 0..8 {
+        let req = request(json!({ "seed": seed }));
+        let mut streamed = String::new();
+        let mut content_events = String::new();
+        let outcome = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |ev| {
+            match ev {
+                ChatEvent::Reasoning(t) => streamed.push_str(&t),
+                ChatEvent::Content(t) => content_events.push_str(&t),
+                _ => {}
+            }
+            true
+        })
+        .unwrap();
+        let m = &outcome.message;
+        assert_eq!(outcome.finish, ChatFinish::ToolCalls, "seed {seed}: {m:?}");
+        assert_eq!(m.content, None, "seed {seed}: {m:?}");
+        assert!(content_events.is_empty(), "seed {seed}: {content_events:?}");
+        assert!(!m.tool_calls.is_empty(), "seed {seed}");
+        for c in &m.tool_calls {
+            assert_eq!(c.name, "get_weather");
+            let args: Value = serde_json::from_str(&c.arguments).unwrap();
+            assert!(
+                args["city"].as_str().unwrap().chars().count() <= 8,
+                "{args}"
+            );
+        }
+        // The streamed reasoning is the outcome's, within the budget, without the markers.
+        assert_eq!(m.reasoning_content.clone().unwrap_or_default(), streamed);
+        if let Some(r) = &m.reasoning_content {
+            reasoned += 1;
+            assert!(r.chars().count() <= 24, "{r:?}");
+            assert!(!r.contains("<think>") && !r.contains("</think>"), "{r:?}");
+        }
+    }
+    assert!(reasoned > 0, "no seed reasoned first");
+}
+
+#[test]
+fn thinking_switched_off_leaves_no_reasoning() {
+    let lm = load();
+    let prompt = chat::prepare(
+        &lm,
+        &request(json!({"chat_template_kwargs": {"enable_thinking": false}})),
+        0,
+    )
+    .unwrap();
+    // The call opening is forced again: the prompt closed the (empty) block already.
+    assert_eq!(prompt.forced, "<tool_call>\n{\"name\": \"");
+    for seed in 0..4 {
+        let req =
+            request(json!({"seed": seed, "chat_template_kwargs": {"enable_thinking": false}}));
+        let outcome = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
+        assert_eq!(outcome.message.reasoning_content, None);
+        assert_eq!(outcome.finish, ChatFinish::ToolCalls);
+    }
+}
+
+async fn post(base: &str, body: Value) -> String {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_reasoning_content() {
+    let lm = Arc::new(load());
+    // A seed whose answer reasons first (found through the pipeline itself).
+    let seed = (0..8)
+        .find(|&s| {
+            chat::run(
+                &lm,
+                &request(json!({ "seed": s })),
+                0,
+                &CancelToken::new(),
+                &mut |_| true,
+            )
+            .unwrap()
+            .message
+            .reasoning_content
+            .is_some()
+        })
+        .expect("a seed that reasons");
+    let state = AppState::new(Arc::new(EngineBackend::new(lm)), 2, 16, None);
+    let app = router(state, 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = serve_on(listener, app, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let body = json!({"model": model_id(), "messages": [{"role": "user", "content": "Weather?"}],
+        "tools": tools(), "tool_choice": "required", "max_reasoning_chars": 24, "parallel_tool_calls": false,
+        "temperature": 1.0, "max_tokens": 160, "seed": seed});
+    let v: Value = serde_json::from_str(&post(&base, body.clone()).await).unwrap();
+    let message = &v["choices"][0]["message"];
+    let reasoning = message["reasoning_content"]
+        .as_str()
+        .expect("reasoning_content");
+    assert!(!reasoning.is_empty());
+    assert_eq!(message["content"], Value::Null);
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let text = post(&base, streamed).await;
+    let mut deltas = String::new();
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        let delta = &chunk["choices"][0]["delta"];
+        if let Some(r) = delta["reasoning_content"].as_str() {
+            deltas.push_str(r);
+        }
+        assert!(
+            delta["content"].as_str().unwrap_or("").is_empty(),
+            "content delta in {data}"
+        );
+    }
+    assert_eq!(deltas, reasoning);
+}

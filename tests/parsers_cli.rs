@@ -112,3 +112,22 @@ fn parse_ids_differ_between_runs() {
     };
     assert_ne!(run(), run());
 }
+
+#[test]
+fn a_closed_stdout_ends_a_listing_quietly() {
+    use std::process::{Command, Stdio};
+    // `callm models | head -1`: the reader goes away before the table is written.
+    for args in [&["models"][..], &["models", "--json"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_callm"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -10,6 +10,17 @@ pub mod parse;
 pub mod render;
 pub mod serve;
 
+/// Writes `text` to stdout at once. A closed stdout (`callm models | head`) is not an
+/// error: the reader has what it wanted.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};

@@ -24,11 +24,11 @@ pub fn run(args: &ModelsArgs, registry: &Registry) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
         return Ok(());
     }
-    println!(
-        "{:<28} {:<8} {:<38} {:<36} parsers",
+    let mut table = format!(
+        "{:<28} {:<8} {:<38} {:<36} parsers\n",
         "family", "arch", "default weights", "template"
     );
     for f in registry.families() {
@@ -36,13 +36,13 @@ pub fn run(args: &ModelsArgs, registry: &Registry) -> anyhow::Result<()> {
             (Some(r), Some(file)) => format!("{r}:{file}"),
             _ => f.hf_repo.clone(),
         };
-        let weights = if weights.len() > 37 {
-            format!("{}…", &weights[..36])
+        let weights = if weights.chars().count() > 37 {
+            format!("{}…", weights.chars().take(36).collect::<String>())
         } else {
             weights
         };
-        println!(
-            "{:<28} {:<8} {:<38} {:<36} {}",
+        table += &format!(
+            "{:<28} {:<8} {:<38} {:<36} {}\n",
             f.name,
             f.architecture.name(),
             weights,
@@ -54,5 +54,6 @@ pub fn run(args: &ModelsArgs, registry: &Registry) -> anyhow::Result<()> {
                 .join(",")
         );
     }
+    super::print(&table)?;
     Ok(())
 }

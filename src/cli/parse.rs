@@ -44,7 +44,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<()> {
         Some(n) => parse_streaming(&chain, &text, opts, n),
         None => chain.parse(&text, &opts),
     };
-    println!("{}", render(&out));
+    super::print(&format!("{}\n", render(&out)))?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub struct RenderArgs {
 /// Renders the request and prints the prompt or its ids.
 pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let out = render_to_string(args)?;
-    print!("{out}");
+    super::print(&out)?;
     Ok(())
 }
 

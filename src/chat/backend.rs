@@ -174,6 +174,8 @@ impl ChatBackend for EngineBackend {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<CompletionOutcome, ChatError> {
         let lm = &self.lm;
+        super::limits::check_prompt_bytes(lm, prompt.len(), "prompt")?;
+        super::limits::check_logit_bias(&req.sampling, super::limits::vocabulary(lm))?;
         let ids = lm
             .tokenizer
             .encode(prompt, lm.tokenizer.add_bos_token())

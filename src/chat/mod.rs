@@ -7,10 +7,12 @@
 //! HTTP statuses) is the front end's business.
 
 pub mod backend;
+pub mod limits;
 pub mod prepare;
 pub mod types;
 
-use crate::engine::{CancelToken, FinishReason};
+use crate::constrain::ConstrainError;
+use crate::engine::{CancelToken, EngineError, FinishReason};
 use crate::openai::ParsedOutput;
 use crate::parsers::{
     collect_events, collect_reasoning, AnswerStream, ReasoningSplitter, StreamEvent,
@@ -87,26 +89,44 @@ pub fn run(
             }
             true
         });
-        Some(result?)
+        match result {
+            // The answer's grammar reached a limit: name the schema at fault.
+            Err(EngineError::Constraint(ConstrainError::BadRequest { message, .. })) => {
+                let located = match (&prep.grammar, lm.constraint_engine()) {
+                    (Some(spec), Ok(engine)) => engine.blame(spec, message),
+                    _ => ConstrainError::Internal(message),
+                };
+                return Err(prepare::constrain_error(located));
+            }
+            other => Some(other?),
+        }
     };
-    client_gone |= !sink.forward(answer.finish(), on_event);
-    let events = sink.events;
-    let parsed = collect_events(&events);
-    let reasoning_content = collect_reasoning(&events);
     let cached_tokens = stats.as_ref().map_or(0, |s| s.cached_tokens);
     let (prompt_tokens, completion_tokens, engine_finish) = match &stats {
         Some(s) => (s.prompt_tokens, s.completion_tokens, s.finish),
         None => (prep.prompt_ids.len(), 0, FinishReason::Cancelled),
     };
+    // The token limit (or the context) cut the answer: whatever is still undecided is a
+    // call it interrupted, never content; the answer finishes with `length`.
+    let cut = engine_finish == FinishReason::Length && !stop_early;
+    let tail = if cut {
+        answer.finish_cut()
+    } else {
+        answer.finish()
+    };
+    client_gone |= !sink.forward(tail, on_event);
+    let events = sink.events;
+    let parsed = collect_events(&events);
+    let reasoning_content = collect_reasoning(&events);
     // Only the request's own stop strings are reported (the family's end markers are not).
     let stop_sequence = stats
         .as_ref()
         .and_then(|s| s.stop_string.clone())
         .filter(|s| req.stop.contains(s));
-    let finish = if !parsed.tool_calls.is_empty() {
-        ChatFinish::ToolCalls
-    } else if engine_finish == FinishReason::Length && !stop_early {
+    let finish = if cut {
         ChatFinish::Length
+    } else if !parsed.tool_calls.is_empty() {
+        ChatFinish::ToolCalls
     } else {
         ChatFinish::Stop
     };

@@ -3,6 +3,7 @@
 //! grammar and parse options. Only what needs the loaded model is judged here (template,
 //! grammar compilation); the request itself was judged at its edge (`crate::request`).
 
+use super::limits;
 use super::types::ChatError;
 use crate::constrain::{ConstrainError, Constraint, GrammarSpec, Thinking, ToolMode};
 use crate::engine::{GenerateParams, SamplingParams};
@@ -27,6 +28,9 @@ pub struct Prepared {
     pub max_calls: Option<usize>,
     /// Alternatives per token in logprobs.
     pub top_logprobs: Option<usize>,
+    /// What the answer's grammar (in `params.constraint`) was compiled from, to name the
+    /// schema at fault when it reaches a limit while generating.
+    pub grammar: Option<GrammarSpec>,
     /// A thinking family's reasoning markers, and whether the prompt already opened the block.
     pub reasoning: Option<(Reasoning, bool)>,
 }
@@ -89,6 +93,13 @@ fn parse_options(lm: &LoadedModel, tools: &[Tool]) -> ParseOptions {
 
 /// Prepares choice number `choice` of `req` (its seed is offset by `choice`).
 pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepared, ChatError> {
+    // The messages' text alone over the limit: refused before rendering (the prompt holds it all).
+    let text_bytes = req
+        .messages
+        .iter()
+        .map(|m| m.content.as_ref().map_or(0, String::len))
+        .fold(0usize, usize::saturating_add);
+    limits::check_prompt_bytes(lm, text_bytes, "messages")?;
     // tool_choice "none" hides the tools from the prompt: the model cannot decide to call.
     let hidden;
     let to_render = if req.tool_choice == ToolChoice::None && !req.tools.is_empty() {
@@ -139,6 +150,8 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
         text: format!("{}{forced}", rendered.text),
         protected: rendered.protected,
     };
+    limits::check_prompt_bytes(lm, prompt.text.len(), "messages")?;
+    limits::check_logit_bias(&req.sampling, limits::vocabulary(lm))?;
     let prompt_ids = crate::template::encode_prompt(lm.tokenizer.inner(), &prompt)
         .map_err(|e| ChatError::Internal(e.to_string()))?;
     let mut params = lm.default_params();
@@ -149,7 +162,8 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
     params.top_logprobs = top_logprobs;
     let parse = parses_calls(req).then(|| parse_options(lm, &req.tools));
     let max_calls = req.single_call().then_some(1);
-    params.constraint = constraint(lm, req, max_calls, thinking.as_ref(), &forced)?;
+    let (compiled, grammar) = constraint(lm, req, max_calls, thinking.as_ref(), &forced)?;
+    params.constraint = compiled;
     Ok(Prepared {
         prompt_ids,
         forced,
@@ -157,20 +171,21 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
         parse,
         max_calls,
         top_logprobs,
+        grammar,
         reasoning,
     })
 }
 
 /// The grammar the answer must follow: calls for `required`/named (and, once opened, in
 /// `auto`), else the `response_format` JSON, after a thinking model's reasoning block;
-/// compiled with the forced answer start consumed.
+/// compiled with the forced answer start consumed, with the spec it was compiled from.
 fn constraint(
     lm: &LoadedModel,
     req: &ChatRequest,
     max_calls: Option<usize>,
     thinking: Option<&Thinking>,
     forced: &str,
-) -> Result<Option<Constraint>, ChatError> {
+) -> Result<(Option<Constraint>, Option<GrammarSpec>), ChatError> {
     let tools = &req.tools;
     let tool_spec = |mode| {
         (!tools.is_empty()).then(|| GrammarSpec::Tools {
@@ -198,24 +213,32 @@ fn constraint(
         (ToolChoice::None, ResponseFormat::Text) => (None, false),
     };
     let Some(spec) = spec else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let compiled = lm
         .constraint_engine()
         .and_then(|e| e.compile_with(&spec, thinking, forced));
     match compiled {
-        Ok(c) => Ok(Some(c)),
+        Ok(c) => Ok((Some(c), Some(spec))),
         // Free text with tools: a tool the grammar cannot express leaves the answer unconstrained.
         Err(e) if best_effort => {
             tracing::warn!(error = %e, "tool calls are not constrained for this request");
-            Ok(None)
+            Ok((None, None))
         }
-        Err(ConstrainError::BadRequest { param, message }) => Err(ChatError::Invalid {
+        Err(e) => Err(constrain_error(e)),
+    }
+}
+
+/// A grammar error as the chat pipeline reports it: a client error naming the schema, or
+/// the model format's limitation (`tool_choice`), or an internal failure.
+pub fn constrain_error(e: ConstrainError) -> ChatError {
+    match e {
+        ConstrainError::BadRequest { param, message } => ChatError::Invalid {
             message: format!("{param}: {message}"),
             param: Some(param),
-        }),
-        Err(ConstrainError::Unsupported(m)) => Err(ChatError::invalid("tool_choice", m)),
-        Err(e @ ConstrainError::Internal(_)) => Err(ChatError::Internal(e.to_string())),
+        },
+        ConstrainError::Unsupported(m) => ChatError::invalid("tool_choice", m),
+        e @ ConstrainError::Internal(_) => ChatError::Internal(e.to_string()),
     }
 }
 

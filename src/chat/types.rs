@@ -57,7 +57,8 @@ pub struct TopLogprob {
 pub enum ChatFinish {
     /// Natural end or stop sequence.
     Stop,
-    /// Token limit.
+    /// The token limit (or the context) cut the answer; a call it interrupted is dropped,
+    /// complete calls before it are kept.
     Length,
     /// The answer is tool calls (written as a legacy `function_call` where the request
     /// asked for one: that is the response writer's business).
@@ -191,6 +192,14 @@ impl From<crate::engine::EngineError> for ChatError {
                 param: None,
             },
             EngineError::EmptyPrompt => ChatError::invalid("messages", "the prompt is empty"),
+            // The request's grammar reached a limit while generating.
+            EngineError::Constraint(crate::constrain::ConstrainError::BadRequest {
+                param,
+                message,
+            }) => ChatError::Invalid {
+                message: format!("{param}: {message}"),
+                param: Some(param),
+            },
             other => ChatError::Internal(other.to_string()),
         }
     }

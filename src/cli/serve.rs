@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::chat::{ChatBackend, RenamedBackend};
 use crate::engine::scheduler::{SchedulerConfig, DEFAULT_MAX_BATCH};
-use crate::server::{router, serve_on, AppState};
+use crate::server::{router, serve_on, Access, AppState};
 
 /// How long open requests may take to finish after SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -21,9 +21,18 @@ pub struct ServeOptions {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on API routes.
+    /// Require `Authorization: Bearer KEY` on API routes (an empty key is refused). Without
+    /// a key, only loopback `Host`s and `Origin`s are answered (see --allow-host).
     #[arg(long, env = "CALLM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Without --api-key: also answer requests for this `Host` name or address (repeatable
+    /// or comma-separated; `*` for any), for deliberate LAN use.
+    #[arg(long, value_delimiter = ',')]
+    pub allow_host: Vec<String>,
+    /// Without --api-key: also answer browser requests from this origin, e.g.
+    /// `http://app.lan:3000` (repeatable or comma-separated; `*` for any).
+    #[arg(long, value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
     /// Model id announced by `/v1/models` and required in requests (default: the model's name).
     #[arg(long)]
     pub served_model_name: Option<String>,
@@ -52,6 +61,8 @@ impl Default for ServeOptions {
             host: "127.0.0.1".to_string(),
             port: 8080,
             api_key: None,
+            allow_host: Vec::new(),
+            allow_origin: Vec::new(),
             served_model_name: None,
             max_concurrent: DEFAULT_MAX_BATCH,
             kv_cache_mb: None,
@@ -113,6 +124,12 @@ pub async fn shutdown_signal() {
 /// Runs the server for `backend` until SIGINT/SIGTERM (served as `--served-model-name`
 /// when given, else as `backend.model_id()`).
 pub async fn serve(backend: Arc<dyn ChatBackend>, opts: &ServeOptions) -> anyhow::Result<()> {
+    if opts.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        anyhow::bail!(
+            "--api-key (or CALLM_API_KEY) is empty: give a non-empty key, or leave it out to \
+             serve without authentication (loopback clients only)"
+        );
+    }
     let backend: Arc<dyn ChatBackend> = match opts.served_model_name.as_deref() {
         Some(name) if !name.is_empty() && name != backend.model_id() => {
             Arc::new(RenamedBackend::new(backend, name))
@@ -135,11 +152,18 @@ pub async fn serve(backend: Arc<dyn ChatBackend>, opts: &ServeOptions) -> anyhow
         opts.queue,
         opts.api_key.clone(),
     )
+    .with_access(Access::new(&opts.allow_host, &opts.allow_origin))
     .with_response_store(opts.response_store_mb.saturating_mul(1 << 20));
     let app = router(state, opts.max_body_bytes);
     println!("callm serving {model} on http://{local}/v1 (OpenAI- and Anthropic-compatible)");
     tracing::info!(%local, model, max_concurrent = opts.max_concurrent, queue = opts.queue,
         auth = opts.api_key.is_some(), "listening");
+    if opts.api_key.is_none() && !ip.is_loopback() {
+        tracing::warn!(
+            "no --api-key on a non-loopback address: anyone on the network may use this server \
+             by its address; names need --allow-host (see SECURITY.md)"
+        );
+    }
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve_on(listener, app, async move {
         shutdown_signal().await;

@@ -95,6 +95,8 @@ impl ConstraintEngine {
             .map_err(|_| ConstrainError::Internal("llguidance panicked on the vocabulary".into()))?
             .map_err(|e| ConstrainError::Internal(e.to_string()))?;
         factory.quiet();
+        // Errors name the schema, never the parser's state or the whole grammar.
+        factory.limits_mut().verbose_errors = false;
         tracing::debug!(
             seconds = t0.elapsed().as_secs_f64(),
             "constrained-decoding vocabulary ready"
@@ -138,31 +140,59 @@ impl ConstraintEngine {
         thinking: Option<&Thinking>,
         forced: &str,
     ) -> Result<Constraint, ConstrainError> {
+        check_schemas(spec)?;
         let lark = self.lark_with(spec, thinking)?;
-        let mut matcher = self.matcher(&lark).map_err(|e| self.blame(spec, e))?;
-        let forced_ids = self.env.tokens_for(forced);
-        matcher.consume_tokens(&forced_ids).map_err(|e| {
-            ConstrainError::Internal(format!(
-                "the forced answer start {forced:?} does not fit the grammar: {e}"
-            ))
-        })?;
-        Ok(Constraint { matcher })
+        if lark.len() > MAX_GRAMMAR_BYTES {
+            return Err(ConstrainError::bad(
+                spec_param(spec),
+                format!(
+                    "the schemas make a grammar of {} bytes, more than the {MAX_GRAMMAR_BYTES} \
+                     callm compiles",
+                    lark.len()
+                ),
+            ));
+        }
+        let matcher = self.ready(&lark, forced).map_err(|e| self.blame(spec, e))?;
+        Ok(Constraint {
+            matcher,
+            param: spec_param(spec),
+        })
     }
 
-    /// A fresh matcher for a lark grammar, or llguidance's error message.
-    fn matcher(&self, lark: &str) -> Result<Matcher, String> {
+    /// A matcher for a lark grammar with `forced` consumed and its next mask computed, or
+    /// llguidance's error. The forced start fits every grammar (the openings are derived
+    /// from it: tested per format), so failing here means the request's schema reached a
+    /// limit (an endless required `$ref`, a huge regex), found before generating.
+    fn ready(&self, lark: &str, forced: &str) -> Result<Matcher, String> {
         let grammar = TopLevelGrammar::from_lark(lark.to_string());
         let parser = catch_unwind(AssertUnwindSafe(|| self.factory.create_parser(grammar)))
             .map_err(|_| "llguidance panicked while compiling the grammar".to_string())?;
-        let m = Matcher::new(parser);
-        match m.get_error() {
-            Some(e) => Err(e),
-            None => Ok(m),
+        let mut m = Matcher::new(parser);
+        if let Some(e) = m.get_error() {
+            return Err(e);
         }
+        m.consume_tokens(&self.env.tokens_for(forced))
+            .map_err(|e| e.to_string())?;
+        if !m.is_stopped() {
+            catch_unwind(AssertUnwindSafe(|| m.compute_mask()))
+                .map_err(|_| "llguidance panicked while computing a mask".to_string())?
+                .map_err(|e| e.to_string())?;
+            // Text the grammar forces from here on (a required chain of properties) is
+            // computed at the first sampled token: try it now, on a copy.
+            let mut probe = m.deep_clone();
+            catch_unwind(AssertUnwindSafe(|| probe.consume_ff_tokens()))
+                .map_err(|_| "llguidance panicked while forcing text".to_string())?;
+            if let Some(e) = probe.get_error() {
+                return Err(e);
+            }
+        }
+        Ok(m)
     }
 
-    /// Turns a compile error into a client error naming the schema at fault.
-    fn blame(&self, spec: &GrammarSpec, err: String) -> ConstrainError {
+    /// Turns a grammar error (at compile time, or a limit reached while generating) into a
+    /// client error naming the schema at fault: for tools, the first whose call, opened up
+    /// to its arguments, fails alone.
+    pub fn blame(&self, spec: &GrammarSpec, err: String) -> ConstrainError {
         let message = short(&err);
         match spec {
             GrammarSpec::JsonSchema { .. } => {
@@ -182,15 +212,19 @@ impl ConstraintEngine {
                             continue;
                         }
                     }
+                    // The tool alone, its call opened up to the arguments (as a named
+                    // choice forces it), so its schema is where the grammar starts.
+                    let name = &t.function.name;
                     let one = GrammarSpec::Tools {
                         format: *format,
                         tools: vec![t.clone()],
-                        mode: ToolMode::Required,
+                        mode: ToolMode::Named(name.clone()),
                         parallel: false,
                     };
+                    let opening = format.def().named_opening(name);
                     let failed = match self.lark(&one) {
                         Err(e) => return e,
-                        Ok(l) => self.matcher(&l).err(),
+                        Ok(l) => self.ready(&l, &opening).err(),
                     };
                     if let Some(e) = failed {
                         return ConstrainError::bad(
@@ -205,20 +239,58 @@ impl ConstraintEngine {
     }
 }
 
+/// The largest grammar (lark text with its embedded JSON Schemas) compiled for a request:
+/// far above any real tool list (128 tools with 4 KB schemas make about 0.6 MB), and small
+/// enough that llguidance's own limits (`ParserLimits`: grammar size, lexer fuel, Earley
+/// items per step) are what bound compile time, not the parsing of the text.
+pub const MAX_GRAMMAR_BYTES: usize = 2 << 20;
+
+/// What llguidance cannot be trusted with, refused before compiling (see
+/// [`schema::check_numbers`]).
+fn check_schemas(spec: &GrammarSpec) -> Result<(), ConstrainError> {
+    match spec {
+        GrammarSpec::JsonObject => Ok(()),
+        GrammarSpec::JsonSchema { schema, .. } => {
+            schema::check_numbers(schema, "response_format.json_schema.schema")
+        }
+        GrammarSpec::Tools { tools, .. } => tools.iter().enumerate().try_for_each(|(i, t)| {
+            let param = format!("tools[{i}].function.parameters");
+            t.function
+                .parameters
+                .as_ref()
+                .map_or(Ok(()), |p| schema::check_numbers(p, &param))
+        }),
+    }
+}
+
+/// The request field a whole grammar comes from.
+fn spec_param(spec: &GrammarSpec) -> &'static str {
+    match spec {
+        GrammarSpec::Tools { .. } => "tools",
+        GrammarSpec::JsonObject | GrammarSpec::JsonSchema { .. } => {
+            "response_format.json_schema.schema"
+        }
+    }
+}
+
 /// The first line of an llguidance error, capped in length.
 fn short(err: &str) -> String {
+    const LEAD: &str = "the schema cannot be enforced: ";
     let line = err.lines().next().unwrap_or(err);
+    let line = line.strip_prefix(LEAD).unwrap_or(line);
     let mut s: String = line.chars().take(400).collect();
     if s.len() < line.len() {
         s.push('…');
     }
-    format!("the schema cannot be enforced: {s}")
+    format!("{LEAD}{s}")
 }
 
 /// A compiled grammar, ready to start generations (cheap to clone).
 #[derive(Clone)]
 pub struct Constraint {
     matcher: Matcher,
+    /// The request field the grammar comes from (named when a limit is reached later).
+    param: &'static str,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -232,6 +304,7 @@ impl Constraint {
     pub fn start(&self) -> ConstraintState {
         ConstraintState {
             matcher: self.matcher.deep_clone(),
+            param: self.param,
         }
     }
 }
@@ -239,6 +312,7 @@ impl Constraint {
 /// One generation's matcher.
 pub struct ConstraintState {
     matcher: Matcher,
+    param: &'static str,
 }
 
 impl ConstraintState {
@@ -248,25 +322,29 @@ impl ConstraintState {
         if self.matcher.is_stopped() {
             return Ok(false);
         }
+        // Failures here are the request's grammar reaching a limit (Earley items, lexer
+        // fuel) or asking for text this model's tokens cannot spell: client errors.
         match self.matcher.compute_mask() {
             Ok(m) => {
                 if mask::apply(m.as_slice(), logits) == 0 {
-                    return Err(ConstrainError::Internal(
-                        "the grammar allows no token of this model".into(),
+                    return Err(ConstrainError::bad(
+                        self.param,
+                        "the schema cannot be enforced: it allows no token of this model",
                     ));
                 }
                 Ok(true)
             }
             Err(_) if self.matcher.is_stopped() => Ok(false),
-            Err(e) => Err(ConstrainError::Internal(e.to_string())),
+            Err(e) => Err(ConstrainError::bad(self.param, short(&e.to_string()))),
         }
     }
 
-    /// Advances the grammar over the sampled token.
+    /// Advances the grammar over the sampled token (which the mask allowed: failing to
+    /// advance is the grammar reaching a limit, a client error like the mask's).
     pub fn commit(&mut self, token: u32) -> Result<(), ConstrainError> {
         self.matcher
             .consume_token(token)
-            .map_err(|e| ConstrainError::Internal(e.to_string()))
+            .map_err(|e| ConstrainError::bad(self.param, short(&e.to_string())))
     }
 
     /// Whether the grammar is complete (only the end of generation may follow).

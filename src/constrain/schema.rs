@@ -66,6 +66,38 @@ pub fn close_objects(schema: &mut Value, depth: usize) {
     }
 }
 
+/// Largest magnitude of a number in a schema callm hands to llguidance: 2^62. llguidance
+/// 1.9 turns integer bounds, `const` and `enum` numbers into `i64` ranges, saturating, and
+/// a value at `i64::MIN` makes its range regex builder recurse forever (one request would
+/// overflow the stack and abort the server). Every number in the schema is checked, wherever
+/// it stands (a property named `default` holds a schema, not a default).
+pub const MAX_NUMBER: f64 = 4_611_686_018_427_387_904.0;
+
+/// Refuses numbers beyond ±[`MAX_NUMBER`] anywhere in `schema` (a client error about `param`).
+pub fn check_numbers(schema: &Value, param: &str) -> Result<(), ConstrainError> {
+    fn walk(v: &Value, param: &str, depth: usize) -> Result<(), ConstrainError> {
+        // serde_json parses at most 128 levels; deeper values cannot come from a request.
+        if depth > 256 {
+            return Ok(());
+        }
+        match v {
+            Value::Number(n) => match n.as_f64() {
+                Some(x) if x.abs() > MAX_NUMBER => Err(ConstrainError::bad(
+                    param,
+                    format!(
+                        "the schema holds the number {n}: numbers beyond ±2^62 are not supported"
+                    ),
+                )),
+                _ => Ok(()),
+            },
+            Value::Object(o) => o.values().try_for_each(|v| walk(v, param, depth + 1)),
+            Value::Array(a) => a.iter().try_for_each(|v| walk(v, param, depth + 1)),
+            _ => Ok(()),
+        }
+    }
+    walk(schema, param, 0)
+}
+
 /// `schema` with callm's JSON layout options attached (`x-guidance`), as `%json` text for
 /// a lark grammar; `lenient` ignores keywords llguidance does not know instead of failing.
 pub fn embed(schema: &Value, lenient: bool) -> String {
@@ -115,6 +147,23 @@ mod tests {
             s["properties"]["d"]["items"]["additionalProperties"],
             json!(false)
         );
+    }
+
+    #[test]
+    fn numbers_beyond_the_integer_range_are_refused() {
+        let ok = json!({"type": "integer", "minimum": -4611686018427387904i64, "maximum": 1e18,
+            "enum": [1, 2.5], "const": {"a": [-7]}});
+        assert!(check_numbers(&ok, "p").is_ok());
+        for bad in [
+            json!({"type": "integer", "minimum": -1e308}),
+            json!({"properties": {"a": {"allOf": [{"maximum": 9.3e18}]}}}),
+            json!({"anyOf": [{"exclusiveMinimum": i64::MIN}]}),
+            json!({"const": {"x": [i64::MIN]}}),
+            json!({"enum": [u64::MAX]}),
+        ] {
+            let e = check_numbers(&bad, "tools[0].function.parameters").unwrap_err();
+            assert_eq!(e.param(), Some("tools[0].function.parameters"), "{bad}");
+        }
     }
 
     #[test]

@@ -23,46 +23,51 @@ impl AnswerStream {
         match self.reasoning.as_mut() {
             Some(r) => {
                 let pieces = r.push(chunk);
-                self.pieces(pieces, false)
+                self.pieces(pieces)
             }
-            None => self.answer(chunk, false),
+            None => self.answer(chunk),
         }
     }
 
     /// Ends the output: decides everything still held back.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
-        match self.reasoning.as_mut() {
-            Some(r) => {
-                let pieces = r.finish();
-                self.pieces(pieces, true)
-            }
-            None => self.answer("", true),
-        }
+        self.end(false)
     }
 
-    fn pieces(&mut self, pieces: Vec<Piece>, eof: bool) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for p in pieces {
-            match p {
-                Piece::Reasoning(t) => out.push(StreamEvent::Reasoning(t)),
-                Piece::Answer(t) => out.extend(self.answer(&t, false)),
+    /// Ends an output the token limit cut: the reasoning as [`AnswerStream::finish`] does,
+    /// the answer's undecided rest dropped ([`StreamParser::finish_cut`]).
+    pub fn finish_cut(&mut self) -> Vec<StreamEvent> {
+        self.end(true)
+    }
+
+    fn end(&mut self, cut: bool) -> Vec<StreamEvent> {
+        let mut out = match self.reasoning.as_mut() {
+            Some(r) => {
+                let pieces = r.finish();
+                self.pieces(pieces)
             }
-        }
-        if eof {
-            out.extend(self.answer("", true));
+            None => Vec::new(),
+        };
+        if let Some(p) = self.parser.as_mut() {
+            out.extend(if cut { p.finish_cut() } else { p.finish() });
         }
         out
     }
 
-    fn answer(&mut self, text: &str, eof: bool) -> Vec<StreamEvent> {
-        match self.parser.as_mut() {
-            Some(p) => {
-                let mut evs = p.push(text);
-                if eof {
-                    evs.extend(p.finish());
-                }
-                evs
+    fn pieces(&mut self, pieces: Vec<Piece>) -> Vec<StreamEvent> {
+        let mut out = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Reasoning(t) => out.push(StreamEvent::Reasoning(t)),
+                Piece::Answer(t) => out.extend(self.answer(&t)),
             }
+        }
+        out
+    }
+
+    fn answer(&mut self, text: &str) -> Vec<StreamEvent> {
+        match self.parser.as_mut() {
+            Some(p) => p.push(text),
             None if text.is_empty() => Vec::new(),
             None => vec![StreamEvent::Content(text.to_string())],
         }

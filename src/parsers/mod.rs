@@ -26,6 +26,7 @@
 
 pub mod answer;
 pub mod chain;
+pub mod cut;
 pub mod format;
 pub mod formats;
 pub mod ids;

@@ -161,6 +161,36 @@ impl StreamParser {
         out
     }
 
+    /// Ends an output the token limit cut: decides what later text could not have changed,
+    /// then drops the undecided rest (a call the limit interrupted, or its marker) instead
+    /// of making it content; complete calls at its start are kept (see [`super::cut`]).
+    pub fn finish_cut(&mut self) -> Vec<StreamEvent> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        let tail = self.markers.push("", true);
+        self.text.push_str(&tail);
+        self.scanned_len = 0;
+        self.run(false, &mut out);
+        let text = std::mem::take(&mut self.text);
+        let rest = &text[self.pos..];
+        let tools = self.opts.tools.clone();
+        if let Some(calls) = super::cut::salvage(&self.chain, tools.as_deref(), rest) {
+            let cx = ScanCx {
+                text: rest,
+                eof: true,
+                tools: tools.as_deref(),
+            };
+            self.calls(rest, calls, &cx, &mut out);
+        }
+        self.pos = text.len();
+        self.text = text;
+        self.finished = true;
+        self.pending_ws.clear();
+        out
+    }
+
     /// The text received so far, end markers and leading labels dropped (the tail of a
     /// possible marker may still be held back).
     pub fn text(&self) -> &str {

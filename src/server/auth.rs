@@ -30,7 +30,8 @@ pub fn check(expected: Option<&str>, header: Option<&str>) -> Result<(), ApiErro
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
     match token {
-        Some(t) if same(t.as_bytes(), expected.as_bytes()) => Ok(()),
+        // An empty key admits nobody (fail closed; `serve` refuses one at start).
+        Some(t) if !expected.is_empty() && same(t.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err(ApiError::unauthorized("Incorrect API key provided.")),
     }
 }
@@ -67,5 +68,8 @@ mod tests {
         assert!(check(Some("k"), Some("Bearer x")).is_err());
         assert!(check(Some("k"), Some("Basic k")).is_err());
         assert!(check(Some("k"), Some("Bearer kk")).is_err());
+        assert!(check(Some(""), Some("Bearer ")).is_err());
+        assert!(check(Some(""), Some("Bearer")).is_err());
+        assert!(check(Some(""), None).is_err());
     }
 }

@@ -11,6 +11,7 @@ use axum::Json;
 use super::chat_shape::{completion_json, total_usage, ChatAssembler, ChatMeta, ChatMsg};
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::observe::RequestId;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::sse_response;
 use super::{check_model, AppState, Delivery, Tokens};
@@ -24,6 +25,7 @@ use crate::request::ChatRequest;
 /// Handles a chat completion request.
 pub async fn chat_completions(
     State(state): State<AppState>,
+    request_id: RequestId,
     ApiJson(body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = state.backend.clone();
@@ -46,6 +48,7 @@ pub async fn chat_completions(
         fingerprint: state.fingerprint.clone(),
         legacy: req.legacy_function_call,
         n,
+        request_id,
     };
     let (mut rx, guard) = start_chat(&state, req).await?;
     if stream {

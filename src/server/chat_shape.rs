@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::observe::RequestId;
 use super::sse::{Assembler, Emit, Payload};
 use crate::chat::{Answer, ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
 use crate::openai::{FunctionCall, PromptTokensDetails, ToolCall, Usage};
@@ -34,6 +35,8 @@ pub struct ChatMeta {
     pub legacy: bool,
     /// Number of choices.
     pub n: u32,
+    /// The request's id (named by mid-stream internal errors).
+    pub request_id: RequestId,
 }
 
 /// Sums usage over choices: the prompt counts once, completions add up.
@@ -262,7 +265,7 @@ impl Assembler for ChatAssembler {
                 }
             }
             ChatMsg::Failed(e) => {
-                out.push(ApiError::from(e).to_json_string());
+                out.push(ApiError::from(e).to_json_string_for(&self.meta.request_id));
                 Emit {
                     data: payloads(out),
                     end: true,
@@ -274,7 +277,7 @@ impl Assembler for ChatAssembler {
     fn on_close(&mut self) -> Vec<Payload> {
         if self.done < self.meta.n as usize {
             let e = ApiError::internal("the generation ended unexpectedly");
-            return vec![e.to_json_string().into()];
+            return vec![e.to_json_string_for(&self.meta.request_id).into()];
         }
         let usage = self.usage();
         tracing::info!(

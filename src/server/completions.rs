@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::chat_shape::{total_usage, usage_json};
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::observe::RequestId;
 use super::run::{new_id, spawn_job, unix_now, CancelGuard};
 use super::sse::{sse_response, Assembler, Emit, Payload};
 use super::{check_model, AppState, Delivery, Tokens};
@@ -36,6 +37,7 @@ struct Meta {
     model: String,
     fingerprint: String,
     total: u32,
+    request_id: RequestId,
 }
 
 fn finish_str(f: ChatFinish) -> &'static str {
@@ -48,6 +50,7 @@ fn finish_str(f: ChatFinish) -> &'static str {
 /// Handles a raw completion request.
 pub async fn completions(
     State(state): State<AppState>,
+    request_id: RequestId,
     ApiJson(body): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = state.backend.clone();
@@ -69,6 +72,7 @@ pub async fn completions(
         model: backend.model_id().to_string(),
         fingerprint: state.fingerprint.clone(),
         total: req.prompts.len() as u32 * n,
+        request_id,
     };
     let slot = state.queue.acquire().await?;
     let cancel = CancelToken::new();
@@ -217,7 +221,9 @@ impl Assembler for CompletionAssembler {
                 }
             }
             CompletionMsg::Failed(e) => Emit {
-                data: vec![ApiError::from(e).to_json_string().into()],
+                data: vec![ApiError::from(e)
+                    .to_json_string_for(&self.meta.request_id)
+                    .into()],
                 end: true,
             },
         }
@@ -225,9 +231,8 @@ impl Assembler for CompletionAssembler {
 
     fn on_close(&mut self) -> Vec<Payload> {
         if self.done < self.meta.total {
-            return vec![ApiError::internal("the generation ended unexpectedly")
-                .to_json_string()
-                .into()];
+            let e = ApiError::internal("the generation ended unexpectedly");
+            return vec![e.to_json_string_for(&self.meta.request_id).into()];
         }
         let usage = prompt_once_usage(self.usages.iter().map(|(i, u)| (*i, u)), self.n);
         tracing::info!(id = %self.meta.id, completion_tokens = usage.completion_tokens, "completion stream finished");

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::observe::RequestId;
 use crate::chat::ChatError;
 use crate::openai::{ErrorBody, ErrorResponse};
 use crate::request::RequestError;
@@ -114,22 +115,82 @@ impl ApiError {
         }
     }
 
-    /// A 500 for failures inside the server or the engine.
-    pub fn internal(message: impl Into<String>) -> Self {
+    /// A 403 for a request a keyless server does not answer (foreign `Host` or `Origin`).
+    pub fn forbidden(message: impl Into<String>, code: &'static str) -> Self {
         ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
+            status: StatusCode::FORBIDDEN,
             message: message.into(),
-            kind: "server_error",
+            kind: "invalid_request_error",
             param: None,
-            code: None,
+            code: Some(code),
         }
     }
 
-    /// The OpenAI error body of this error.
+    /// A 415 for a body that is not declared as JSON.
+    pub fn unsupported_media_type(found: &str) -> Self {
+        ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: format!(
+                "Unsupported Content-Type '{found}': send the body as JSON with \
+                 Content-Type: application/json."
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("unsupported_media_type"),
+        }
+    }
+
+    /// A 408 for a body that did not arrive within the read timeout.
+    pub fn body_timeout(seconds: f64) -> Self {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!("The request body did not arrive within {seconds} seconds."),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("request_timeout"),
+        }
+    }
+
+    /// A 500 for failures inside the server or the engine. `detail` goes to the log (with
+    /// the request id), never to the client: the body only says "internal error".
+    pub fn internal(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: detail.into(),
+            kind: "server_error",
+            param: None,
+            code: Some(INTERNAL_CODE),
+        }
+    }
+
+    /// Whether this is a 500, whose message is a detail for the log only.
+    pub fn is_internal(&self) -> bool {
+        self.status.is_server_error()
+    }
+
+    /// The message a client may see: a 500 says only "internal error", naming
+    /// `request_id` when given; its detail is logged here, never shown.
+    pub fn client_message(&self, request_id: Option<&str>) -> String {
+        if self.is_internal() {
+            tracing::error!(request_id, detail = %self.message, "internal error");
+        }
+        self.body_with(request_id).error.message
+    }
+
+    /// The OpenAI error body of this error (a 500 says only "internal error").
     pub fn body(&self) -> ErrorResponse {
+        self.body_with(None)
+    }
+
+    fn body_with(&self, request_id: Option<&str>) -> ErrorResponse {
+        let message = match (self.is_internal(), request_id) {
+            (false, _) => self.message.clone(),
+            (true, Some(id)) => internal_message(id),
+            (true, None) => "internal error".to_string(),
+        };
         ErrorResponse {
             error: ErrorBody {
-                message: self.message.clone(),
+                message,
                 kind: self.kind.to_string(),
                 param: self.param.clone(),
                 code: self.code.map(str::to_string),
@@ -137,14 +198,41 @@ impl ApiError {
         }
     }
 
-    /// The error body as JSON text (for SSE error events).
+    /// The error body as JSON text (for SSE error events); a 500 says only "internal error"
+    /// and its detail is logged. Prefer [`ApiError::to_json_string_for`], which names the
+    /// request.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string(&self.body()).unwrap_or_else(|_| {
-            r#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#
+        self.json_for(None)
+    }
+
+    /// The error body as JSON text for an SSE error event of request `request_id`; a 500's
+    /// detail is logged under that id and the body names it.
+    pub fn to_json_string_for(&self, request_id: &RequestId) -> String {
+        self.json_for(Some(request_id.as_str()))
+    }
+
+    fn json_for(&self, request_id: Option<&str>) -> String {
+        if self.is_internal() {
+            tracing::error!(request_id, detail = %self.message, "internal error");
+        }
+        serde_json::to_string(&self.body_with(request_id)).unwrap_or_else(|_| {
+            r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#
                 .to_string()
         })
     }
 }
+
+/// The `code` of every 500.
+pub const INTERNAL_CODE: &str = "internal_error";
+
+/// What a 500 tells the client: nothing but the request id to quote.
+pub fn internal_message(request_id: &str) -> String {
+    format!("internal error (request id {request_id})")
+}
+
+/// The detail of a 500, carried in the response's extensions to the request log.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
 
 impl From<RequestError> for ApiError {
     /// A request the edge refused: 400, `invalid_value`, naming the parameter.
@@ -176,11 +264,16 @@ impl From<ChatError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    /// The OpenAI error body; the error rides along in the response's extensions, so that
+    /// The error as a response. A 500's detail rides in the extensions for the request log
+    /// ([`InternalDetail`]), never in the body; any other error rides along itself, so that
     /// another API's routes can answer it in their own shape (`server::anthropic`).
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(self.body())).into_response();
-        resp.extensions_mut().insert(self);
+        if self.is_internal() {
+            resp.extensions_mut().insert(InternalDetail(self.message));
+        } else {
+            resp.extensions_mut().insert(self);
+        }
         resp
     }
 }

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// A JSON request body parsed without requiring a `Content-Type` header.
+/// A JSON request body (its `Content-Type`, size and read time were checked by the router's
+/// gate, `super::guard`, which also holds the body in memory).
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 

@@ -11,7 +11,8 @@
 //!   letters, not `get`) found in the user's text (`auto`); `required` falls back to the first
 //!   tool, a named choice calls that tool. Arguments are built from the JSON schema.
 //!   After `tool`/`function` results it answers `Based on the tool results: ...`.
-//! - Markers in the last user text: `[[internal]]`, `[[context]]`, `[[template]]` fail at once,
+//! - Markers in the last user text: `[[internal]]` (with a backtrace in its detail, as an
+//!   engine error can have), `[[context]]`, `[[template]]` fail at once, `[[panic]]` panics,
 //!   `[[fail-midway]]` fails after three tokens, `[[tokens=N]]` answers N words, `[[think]]`
 //!   reasons first (`Let me think about it.`, one word per token, the answer's reasoning).
 //! - The request's `stop` strings cut the planned text at the first one (reported as the
@@ -121,7 +122,13 @@ impl MockBackend {
 
 fn markers(text: &str) -> Result<(Option<usize>, Option<usize>), ChatError> {
     if text.contains("[[internal]]") {
-        return Err(ChatError::Internal("mock engine failure".into()));
+        let trace = std::backtrace::Backtrace::force_capture();
+        return Err(ChatError::Internal(format!(
+            "mock engine failure\nstack backtrace:\n{trace}"
+        )));
+    }
+    if text.contains("[[panic]]") {
+        panic!("mock engine panicked while holding internal state");
     }
     if text.contains("[[context]]") {
         return Err(ChatError::ContextLength {

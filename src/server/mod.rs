@@ -7,14 +7,17 @@
 //! responses}`), run them on a backend (`crate::chat`) through one job
 //! ([`chat::start_chat`]), and write the answers in their API's shapes.
 //!
-//! One module per job: [`routes`] (router, fallbacks, logging), [`auth`], [`queue`]
-//! (admission), [`extract`] (JSON bodies), [`error`] (error kinds to statuses and OpenAI
-//! error bodies), [`run`] (blocking jobs and cancellation), [`sse`], [`chat`] and
-//! [`chat_shape`], [`completions`], [`anthropic`] (Messages: handlers, shapes, its error
-//! shape), [`responses`] (Responses: handlers, shapes, stream, the response store),
-//! [`tokenize`], and (with the `mock` feature) `mock`, a deterministic test double of the
-//! engine.
+//! One module per job: [`routes`] (router, fallbacks), [`listen`] (the accept loop, header
+//! read timeout), [`observe`] (request ids, the request log, 500s), [`guard`] and
+//! [`access`] (`Host`/`Origin` of keyless servers, JSON content types, body size and read
+//! timeout), [`auth`], [`queue`] (admission), [`extract`] (JSON bodies), [`error`] (error
+//! kinds to statuses and OpenAI error bodies), [`run`] (blocking jobs and cancellation),
+//! [`sse`], [`chat`] and [`chat_shape`], [`completions`], [`anthropic`] (Messages: handlers,
+//! shapes, its error shape), [`responses`] (Responses: handlers, shapes, stream, the response
+//! store), [`tokenize`], and (with the `mock` feature) `mock`, a deterministic test double of
+//! the engine.
 
+pub mod access;
 pub mod anthropic;
 pub mod auth;
 pub mod chat;
@@ -22,8 +25,11 @@ pub mod chat_shape;
 pub mod completions;
 pub mod error;
 pub mod extract;
+pub mod guard;
+pub mod listen;
 #[cfg(feature = "mock")]
 pub mod mock;
+pub mod observe;
 pub mod queue;
 pub mod responses;
 pub mod routes;
@@ -33,8 +39,12 @@ pub mod tokenize;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use access::Access;
 pub use error::ApiError;
+pub use listen::HEADER_READ_TIMEOUT;
+pub use observe::RequestId;
 pub use queue::Queue;
 pub use responses::store::{ResponseStore, DEFAULT_STORE_MB};
 pub use routes::router;
@@ -49,8 +59,13 @@ pub struct AppState {
     pub backend: Arc<dyn ChatBackend>,
     /// Admission control.
     pub queue: Arc<Queue>,
-    /// The bearer token clients must send, if any.
+    /// The bearer token clients must send, if any (an empty key admits nobody: `serve`
+    /// refuses one at start).
     pub api_key: Option<Arc<str>>,
+    /// `Host`s and `Origin`s a keyless server accepts beyond loopback.
+    pub access: Access,
+    /// Time allowed to receive a whole request body.
+    pub body_read_timeout: Duration,
     /// `system_fingerprint` of every answer.
     pub fingerprint: String,
     /// What `GET /metrics` reports: the backend's, plus the requests counted here.
@@ -59,8 +74,12 @@ pub struct AppState {
     pub responses: Arc<ResponseStore>,
 }
 
+/// Time a client has to send a whole request body once its head arrived.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl AppState {
-    /// State for `backend` with `max_concurrent` slots, `queue` waiting places and an optional key.
+    /// State for `backend` with `max_concurrent` slots, `queue` waiting places and an
+    /// optional key; loopback access only and the default body read timeout.
     pub fn new(
         backend: Arc<dyn ChatBackend>,
         max_concurrent: usize,
@@ -71,10 +90,18 @@ impl AppState {
             metrics: backend.metrics().unwrap_or_else(Metrics::new),
             backend,
             queue: Arc::new(Queue::new(max_concurrent, queue)),
-            api_key: api_key.filter(|k| !k.is_empty()).map(Arc::from),
+            api_key: api_key.map(Arc::from),
+            access: Access::default(),
+            body_read_timeout: BODY_READ_TIMEOUT,
             fingerprint: format!("fp_callm_{}", env!("CARGO_PKG_VERSION").replace('.', "_")),
             responses: Arc::new(ResponseStore::new(DEFAULT_STORE_MB << 20)),
         }
+    }
+
+    /// The same state accepting `access` beyond loopback (when keyless).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
     }
 
     /// The same state with a response store of at most `max_bytes`.
@@ -116,13 +143,12 @@ pub fn check_model(requested: Option<&str>, served: &str) -> Result<(), ApiError
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains open connections.
+/// Serves `app` on `listener` until `shutdown` resolves, then drains open connections
+/// (request heads must arrive within [`HEADER_READ_TIMEOUT`]; see [`listen`]).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve_with_timeout(listener, app, shutdown, HEADER_READ_TIMEOUT).await
 }

@@ -1,7 +1,8 @@
-//! The router: endpoints with and without `/v1`, `/metrics`, JSON 404/405 fallbacks, the body
-//! limit, authentication, one log line and one request count per request.
-
-use std::time::Instant;
+//! The router: endpoints with and without `/v1`, `/metrics`, JSON 404/405 fallbacks, and the
+//! layers every route passes (router-level, so routes added here later are covered): the
+//! request log and 500s ([`super::observe`]), one request count per route and status, the gate
+//! ([`super::guard`]: `Host`/`Origin`, JSON content types, body size and read timeout), the body
+//! limit, and authentication.
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{Method, Uri};
@@ -13,10 +14,17 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::BodyLimit;
-use super::{anthropic, auth, chat, completions, responses, tokenize, AppState, Tokens};
+use super::guard::{gate, Gate};
+use super::{anthropic, auth, chat, completions, observe, responses, tokenize, AppState};
 
 /// Builds the complete router for `state`, with bodies limited to `max_body_bytes`.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let gate_state = Gate {
+        keyed: state.api_key.is_some(),
+        access: state.access.clone(),
+        max_body: max_body_bytes,
+        body_read_timeout: state.body_read_timeout,
+    };
     let api = Router::new()
         .route("/chat/completions", post(chat::chat_completions))
         .route("/completions", post(completions::completions))
@@ -51,9 +59,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
+        .layer(middleware::from_fn_with_state(gate_state, gate))
+        .layer(middleware::from_fn(observe::observe))
+        // Counted after `observe`, so a panic counts as the 500 the client saw.
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
-        .layer(middleware::from_fn(log_request))
-        // Outermost: every error on Anthropic's routes leaves in Anthropic's shape.
+        // Outermost: every error on Anthropic's routes (the gate's and 500s included)
+        // leaves in Anthropic's shape.
         .layer(middleware::from_fn(anthropic::error_shape))
         .with_state(state)
 }
@@ -120,22 +131,4 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(method.as_str(), uri.path())
-}
-
-async fn log_request(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let resp = next.run(req).await;
-    let latency_ms = (start.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-    let status = resp.status().as_u16();
-    match resp.extensions().get::<Tokens>() {
-        Some(Tokens(u)) => tracing::info!(
-            %method, %path, status, latency_ms,
-            prompt_tokens = u.prompt_tokens, completion_tokens = u.completion_tokens,
-            "request"
-        ),
-        None => tracing::info!(%method, %path, status, latency_ms, "request"),
-    }
-    resp
 }

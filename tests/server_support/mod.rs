@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use callm::server::listen::serve_with_timeout;
 use callm::server::mock::MockBackend;
-use callm::server::{router, serve_on, AppState};
+use callm::server::{router, Access, AppState};
 use serde_json::Value;
 
 /// Settings of a test server.
@@ -17,6 +18,10 @@ pub struct Config {
     pub queue: usize,
     pub api_key: Option<String>,
     pub max_body: usize,
+    /// `Host`s and `Origin`s accepted beyond loopback (keyless servers).
+    pub access: Access,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Config {
@@ -27,6 +32,9 @@ impl Default for Config {
             queue: 64,
             api_key: None,
             max_body: 1 << 20,
+            access: Access::default(),
+            header_read_timeout: callm::server::HEADER_READ_TIMEOUT,
+            body_read_timeout: callm::server::BODY_READ_TIMEOUT,
         }
     }
 }
@@ -36,6 +44,7 @@ pub struct TestServer {
     pub base: String,
     pub mock: Arc<MockBackend>,
     pub client: reqwest::Client,
+    pub addr: std::net::SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -52,12 +61,18 @@ pub const MODEL: &str = "mock-model";
 /// Starts a server over a fresh mock on 127.0.0.1 and an ephemeral port.
 pub async fn start(cfg: Config) -> TestServer {
     let mock = Arc::new(MockBackend::new(MODEL, Duration::from_millis(cfg.delay_ms)));
-    let state = AppState::new(
-        mock.clone(),
-        cfg.max_concurrent,
-        cfg.queue,
-        cfg.api_key.clone(),
-    );
+    start_backend(mock.clone(), mock, cfg).await
+}
+
+/// Starts a server over `backend` (`mock` is only what the handle reports on).
+pub async fn start_backend(
+    backend: Arc<dyn callm::chat::ChatBackend>,
+    mock: Arc<MockBackend>,
+    cfg: Config,
+) -> TestServer {
+    let mut state = AppState::new(backend, cfg.max_concurrent, cfg.queue, cfg.api_key.clone())
+        .with_access(cfg.access.clone());
+    state.body_read_timeout = cfg.body_read_timeout;
     let app = router(state, cfg.max_body);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -65,19 +80,20 @@ pub async fn start(cfg: Config) -> TestServer {
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let _ = serve_on(listener, app, async {
+        let stop = async {
             let _ = rx.await;
-        })
-        .await;
+        };
+        let _ = serve_with_timeout(listener, app, stop, cfg.header_read_timeout).await;
     });
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120))
         .build()
         .expect("client");
     TestServer {
         base: format!("http://{addr}"),
         mock,
         client,
+        addr,
         shutdown: Some(tx),
     }
 }
@@ -167,6 +183,50 @@ pub fn tools() -> Value {
                 "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
                 "required": ["city"]}}}
     ])
+}
+
+/// A tiny random-weight fixture model (`tiny-models/ARCH`) with the byte-level test
+/// tokenizer of `callm::constrain::testing`, loaded as `family` with `context` positions.
+pub fn tiny_model(arch: &str, family: &str, context: usize) -> callm::runtime::LoadedModel {
+    let fx = callm::paths::fixtures_dir().join("tiny-models").join(arch);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "callm-tiny-{arch}-{family}-{}-{n}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fx.join(f), dir.join(f)).expect("fixture");
+    }
+    let tok = callm::constrain::testing::byte_tokenizer().expect("tokenizer");
+    let json = tok.inner().to_string(false).expect("tokenizer json");
+    std::fs::write(dir.join("tokenizer.json"), json).expect("write");
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"eos_token": "<|im_end|>"}"#,
+    )
+    .expect("write");
+    let opts = callm::runtime::LoadOptions {
+        model: dir.display().to_string(),
+        family: Some(family.to_string()),
+        context: Some(context),
+        ..Default::default()
+    };
+    callm::runtime::LoadedModel::load(&opts, &callm::registry::Registry::builtin())
+        .expect("tiny model")
+}
+
+/// A server over a tiny fixture model (see [`tiny_model`]); requests name no model.
+pub async fn start_tiny(arch: &str, family: &str, context: usize) -> TestServer {
+    let lm = Arc::new(tiny_model(arch, family, context));
+    let backend = Arc::new(callm::chat::EngineBackend::new(lm));
+    let unused = Arc::new(MockBackend::new(MODEL, Duration::ZERO));
+    let cfg = Config {
+        max_body: 32 << 20,
+        ..Config::default()
+    };
+    start_backend(backend, unused, cfg).await
 }
 
 /// The events of an SSE body, in order: `(event name, data)`.

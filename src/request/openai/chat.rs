@@ -19,6 +19,11 @@ use crate::request::{
     ToolChoice,
 };
 
+/// Most tools (or legacy functions) per request: OpenAI's documented limit of 128 functions.
+/// Every tool becomes a grammar alternative and prompt text, so the cap also bounds grammar
+/// compilation (2,000 tools took seconds of CPU and broke llguidance's row limit).
+pub const MAX_TOOLS: usize = 128;
+
 /// Roles accepted in `messages`.
 const ROLES: [&str; 6] = [
     "system",
@@ -231,18 +236,47 @@ fn tools(req: &ChatCompletionRequest) -> Result<(Vec<Tool>, bool), RequestError>
         }
         tools.push(function_def(&format!("tools[{i}].function"), &t.function)?);
     }
+    distinct_and_few(&tools, "tools", ".function")?;
     // `tool_choice` is judged against `tools` before the legacy fields are looked at.
     check_tool_choice(req, &tools)?;
     let mut functions = Vec::new();
     for (i, f) in req.functions.iter().flatten().enumerate() {
         functions.push(function_def(&format!("functions[{i}]"), f)?);
     }
+    distinct_and_few(&functions, "functions", "")?;
     check_function_call(req.function_call.as_ref(), &functions)?;
     Ok(if tools.is_empty() && !functions.is_empty() {
         (functions, true)
     } else {
         (tools, false)
     })
+}
+
+/// At most [`MAX_TOOLS`] tools, no two of the same name (a call could not say which it
+/// means); `list` is the field, `inner` the path from an item to its `name`'s object.
+fn distinct_and_few(tools: &[Tool], list: &str, inner: &str) -> Result<(), RequestError> {
+    if tools.len() > MAX_TOOLS {
+        return Err(RequestError::new(
+            list,
+            format!(
+                "`{list}` holds {} functions; at most {MAX_TOOLS} are supported.",
+                tools.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashMap::with_capacity(tools.len());
+    for (i, t) in tools.iter().enumerate() {
+        if let Some(first) = seen.insert(t.name.as_str(), i) {
+            return Err(RequestError::new(
+                format!("{list}[{i}]{inner}.name"),
+                format!(
+                    "Duplicate function name '{}': {list}[{first}] has the same name.",
+                    t.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_tool_choice(req: &ChatCompletionRequest, tools: &[Tool]) -> Result<(), RequestError> {

@@ -291,6 +291,25 @@ fn completions_prompts_and_defaults() {
 }
 
 #[test]
+fn tools_are_capped_and_named_once() {
+    // OpenAI documents at most 128 functions per request.
+    let many: Vec<Value> = (0..129).map(|i| tool(&format!("f{i}"))).collect();
+    assert_eq!(param(json!({"tools": many})), "tools");
+    let enough: Vec<Value> = (0..128).map(|i| tool(&format!("f{i}"))).collect();
+    assert_eq!(chat(json!({"tools": enough})).unwrap().tools.len(), 128);
+    assert_eq!(
+        param(json!({"tools": [tool("a"), tool("b"), tool("a")]})),
+        "tools[2].function.name"
+    );
+    assert_eq!(
+        param(json!({"functions": [function("a"), function("a")]})),
+        "functions[1].name"
+    );
+    let many: Vec<Value> = (0..129).map(|i| function(&format!("f{i}"))).collect();
+    assert_eq!(param(json!({"functions": many})), "functions");
+}
+
+#[test]
 fn an_assistant_reasoning_is_kept_for_the_template() {
     // `reasoning_content` (as callm answers it) and `reasoning` (its other common name) both
     // reach the domain message; other roles carry none.

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::chat::{collect_outcomes, first_message, start_chat};
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::observe::REQUEST_ID_HEADER;
 use super::run::new_id;
 use super::sse::sse_response;
 use super::{check_model, AppState, Tokens};
@@ -96,10 +97,10 @@ fn overloaded() -> StatusCode {
     StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-/// The body of an error in Anthropic's shape.
-pub fn error_body(e: &ApiError) -> Value {
+/// The body of an error in Anthropic's shape (a 500 names only `request_id`).
+pub fn error_body(e: &ApiError, request_id: Option<&str>) -> Value {
     let (_, kind) = error_kind(e);
-    json!({"type": "error", "error": {"type": kind, "message": e.message}})
+    json!({"type": "error", "error": {"type": kind, "message": e.client_message(request_id)}})
 }
 
 /// Middleware: on the Messages API's routes, any error callm answers (it carries its
@@ -113,7 +114,13 @@ pub async fn error_shape(req: Request, next: Next) -> Response {
     match resp.extensions().get::<ApiError>() {
         Some(e) => {
             let (status, _) = error_kind(e);
-            (status, Json(error_body(e))).into_response()
+            let id = resp.headers().get(REQUEST_ID_HEADER).cloned();
+            let shown = id.as_ref().and_then(|v| v.to_str().ok());
+            let mut out = (status, Json(error_body(e, shown))).into_response();
+            if let Some(id) = id {
+                out.headers_mut().insert(REQUEST_ID_HEADER, id);
+            }
+            out
         }
         None => resp,
     }

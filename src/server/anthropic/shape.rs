@@ -225,7 +225,7 @@ impl MessageStream {
 
 /// An `error` event in Anthropic's shape.
 fn error_event(e: &ApiError) -> Payload {
-    event("error", super::error_body(e))
+    event("error", super::error_body(e, None))
 }
 
 impl Assembler for MessageStream {

@@ -287,14 +287,15 @@ impl ResponseStream {
     }
 
     fn fail(&mut self, e: &ApiError, out: &mut Vec<Payload>) {
+        let message = e.client_message(None);
         self.emit(
             "error",
-            json!({"code": e.code.unwrap_or("server_error"), "message": e.message, "param": e.param}),
+            json!({"code": e.code.unwrap_or("server_error"), "message": message, "param": e.param}),
             out,
         );
         let response = response_json(
             &self.meta,
-            &Status::Failed(e.message.clone()),
+            &Status::Failed(message),
             self.output.clone(),
             None,
         );

@@ -209,9 +209,12 @@ pub fn print_table(model: &str, threads: usize, results: &[ConcurrentResult]) {
     );
     println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
     for r in results {
-        let during = r.itl_during_prefill_s.map_or("-".to_string(), |d| {
-            format!("{:.1} / {:.1}", d[0] * 1e3, d[1] * 1e3)
-        });
+        let during = match (r.itl_during_prefill_s, r.long_prefill_s) {
+            (Some(d), Some(p)) => {
+                format!("{:.1} / {:.1} (prefill {p:.1} s)", d[0] * 1e3, d[1] * 1e3)
+            }
+            _ => "-".to_string(),
+        };
         println!(
             "| {model} | {threads} | {} | {} | {:.2} | {:.2} | {:.3} / {:.3} | {:.1} / {:.1} | {during} |",
             r.clients,

@@ -5,6 +5,7 @@
 //! chat templates or model families (`crate::runtime` bundles those).
 
 pub mod generate;
+mod pacing;
 pub mod prefix_cache;
 pub mod sampling;
 pub mod scheduler;

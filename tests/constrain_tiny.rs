@@ -28,23 +28,9 @@ const MODELS: &[(&str, &str)] = &[
 ];
 
 fn model_dir(arch: &str) -> PathBuf {
-    let fx = callm::paths::fixtures_dir().join("tiny-models").join(arch);
     let dir = std::env::temp_dir().join(format!("callm-constrain-{arch}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
-    }
-    let tok = callm::constrain::testing::byte_tokenizer().unwrap();
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        tok.inner().to_string(false).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        r#"{"eos_token": "<|im_end|>"}"#,
-    )
-    .unwrap();
+    callm::constrain::testing::tiny_model_dir(arch, &dir, r#"{"eos_token": "<|im_end|>"}"#)
+        .unwrap();
     dir
 }
 

@@ -21,23 +21,9 @@ fn load_tiny() -> LoadedModel {
     // One directory per server: a file another test rewrites under a mapped model is a SIGBUS.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let fx = callm::paths::fixtures_dir().join("tiny-models/qwen2");
     let dir = std::env::temp_dir().join(format!("{}-{n}", model_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
-    }
-    let tok = callm::constrain::testing::byte_tokenizer().unwrap();
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        tok.inner().to_string(false).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        r#"{"eos_token": "<|im_end|>"}"#,
-    )
-    .unwrap();
+    callm::constrain::testing::tiny_model_dir("qwen2", &dir, r#"{"eos_token": "<|im_end|>"}"#)
+        .unwrap();
     let opts = LoadOptions {
         model: dir.display().to_string(),
         family: Some("qwen2.5".into()),

@@ -17,23 +17,9 @@ use serde_json::{json, Value};
 const MODEL: &str = "callm-server-batch-qwen2";
 
 fn load_tiny() -> LoadedModel {
-    let fx = callm::paths::fixtures_dir().join("tiny-models/qwen2");
     let dir = std::env::temp_dir().join(format!("{MODEL}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
-    }
-    let tok = callm::constrain::testing::byte_tokenizer().unwrap();
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        tok.inner().to_string(false).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        r#"{"eos_token": "<|im_end|>"}"#,
-    )
-    .unwrap();
+    callm::constrain::testing::tiny_model_dir("qwen2", &dir, r#"{"eos_token": "<|im_end|>"}"#)
+        .unwrap();
     let opts = LoadOptions {
         model: dir.display().to_string(),
         family: Some("qwen2.5".into()),

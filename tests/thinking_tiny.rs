@@ -27,20 +27,13 @@ fn model_id() -> String {
 }
 
 fn load() -> LoadedModel {
-    let fx = callm::paths::fixtures_dir().join("tiny-models/qwen3");
     let dir = std::env::temp_dir().join(model_id());
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
-    }
-    let tok = callm::constrain::testing::byte_tokenizer().unwrap();
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        tok.inner().to_string(false).unwrap(),
+    callm::constrain::testing::tiny_model_dir(
+        "qwen3",
+        &dir,
+        &json!({"eos_token": "<|im_end|>", "chat_template": TEMPLATE}).to_string(),
     )
     .unwrap();
-    let config = json!({"eos_token": "<|im_end|>", "chat_template": TEMPLATE});
-    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
     let opts = LoadOptions {
         model: dir.display().to_string(),
         family: Some("qwen3".into()),

@@ -121,3 +121,25 @@ pub fn random_walk(
     }
     Ok((out, false))
 }
+
+/// A model directory for tests, `dir`: the tiny `arch` fixture's config and weights
+/// (`fixtures/tiny-models/ARCH`) with [`byte_tokenizer`] and `tokenizer_config` (JSON text).
+/// Each caller names its own directory: a file rewritten under a mapped model is a SIGBUS.
+pub fn tiny_model_dir(
+    arch: &str,
+    dir: &std::path::Path,
+    tokenizer_config: &str,
+) -> std::io::Result<()> {
+    let fx = crate::paths::fixtures_dir().join("tiny-models").join(arch);
+    std::fs::create_dir_all(dir)?;
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fx.join(f), dir.join(f))?;
+    }
+    let tok = byte_tokenizer().map_err(std::io::Error::other)?;
+    let json = tok
+        .inner()
+        .to_string(false)
+        .map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("tokenizer.json"), json)?;
+    std::fs::write(dir.join("tokenizer_config.json"), tokenizer_config)
+}

@@ -239,28 +239,9 @@ impl CustomOp1 for DenseLinear {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let w = &self.w;
-        let dims = layout.shape().dims();
-        let Some((&k, lead)) = dims.split_last() else {
-            candle_core::bail!("dense linear: scalar input");
-        };
-        if k != w.k {
-            candle_core::bail!("dense linear: input has {k} columns, weights {}", w.k);
-        }
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("dense linear: expected f32 input");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dense linear: input is not contiguous");
-        };
-        let x = &data[start..end];
-        let m = x.len() / k;
-        let mut out = vec![0f32; m * w.n];
-        if m > 0 && !self.matmul(x, m, &mut out) {
-            candle_core::bail!("dense linear: size mismatch ({m}x{k} by {}x{})", w.n, w.k);
-        }
-        let mut shape = lead.to_vec();
-        shape.push(w.n);
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
+        crate::linear::linear_fwd("dense", (w.k, w.n), storage, layout, |x, m, out| {
+            self.matmul(x, m, out)
+        })
     }
 }
 

@@ -55,27 +55,42 @@ impl CustomOp1 for PackedLinear {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let w = &self.w;
-        let dims = layout.shape().dims();
-        let Some((&k, lead)) = dims.split_last() else {
-            candle_core::bail!("packed linear: scalar input");
-        };
-        if k != w.k {
-            candle_core::bail!("packed linear: input has {k} columns, weights {}", w.k);
-        }
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("packed linear: expected f32 input");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("packed linear: input is not contiguous");
-        };
-        let x = &data[start..end];
-        let m = x.len() / k;
-        let mut out = vec![0f32; m * w.n];
-        if m > 0 && !matmul_with(crate::isa(), w, x, m, &mut out) {
-            candle_core::bail!("packed linear: size mismatch ({m}x{k} by {}x{})", w.n, w.k);
-        }
-        let mut shape = lead.to_vec();
-        shape.push(w.n);
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
+        linear_fwd("packed", (w.k, w.n), storage, layout, |x, m, out| {
+            matmul_with(crate::isa(), w, x, m, out)
+        })
     }
+}
+
+/// The CPU forward pass of a linear layer with `k` inputs and `n` outputs, for any leading
+/// shape: checks the input (`what` names the layer in errors), then `run(x, m, out)` computes
+/// `out[m, n]` from `x[m, k]` and says whether the sizes matched.
+pub(crate) fn linear_fwd(
+    what: &str,
+    (k_w, n): (usize, usize),
+    storage: &CpuStorage,
+    layout: &Layout,
+    run: impl FnOnce(&[f32], usize, &mut [f32]) -> bool,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let dims = layout.shape().dims();
+    let Some((&k, lead)) = dims.split_last() else {
+        candle_core::bail!("{what} linear: scalar input");
+    };
+    if k != k_w {
+        candle_core::bail!("{what} linear: input has {k} columns, weights {k_w}");
+    }
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{what} linear: expected f32 input");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{what} linear: input is not contiguous");
+    };
+    let x = &data[start..end];
+    let m = x.len() / k;
+    let mut out = vec![0f32; m * n];
+    if m > 0 && !run(x, m, &mut out) {
+        candle_core::bail!("{what} linear: size mismatch ({m}x{k} by {n}x{k_w})");
+    }
+    let mut shape = lead.to_vec();
+    shape.push(n);
+    Ok((CpuStorage::F32(out), Shape::from(shape)))
 }

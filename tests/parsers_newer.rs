@@ -268,8 +268,16 @@ fn a_call_inside_the_thinking_is_not_a_call_one_after_it_is() {
     assert_eq!(out.content, None);
 }
 
+/// Cases per property: `PROPTEST_CASES` runs a deeper fuzz than the CI default.
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn reasoning_and_answer_are_the_same_on_every_chunking(

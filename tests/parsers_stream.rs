@@ -277,8 +277,16 @@ fn near_miss() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Cases per property: `PROPTEST_CASES` runs a deeper fuzz than the CI default.
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn streaming_equals_one_shot(text in near_miss(), cuts in prop::collection::vec(any::<usize>(), 0..12), with_tools in any::<bool>()) {
@@ -404,4 +412,28 @@ fn pathological_inputs_stream_in_small_chunks() {
             assert_eq!(collect_events(&events), chain.parse(&text, &opts(true)));
         }
     }
+}
+
+/// A call list at the start of NexusRaven output after leading blank: found whether or not a
+/// chunk ends inside the blank (a proptest once found the streamed and one-shot results differ).
+#[test]
+fn leading_blank_then_call_any_chunking() {
+    for text in [
+        " f(a=1)<bot_end>\nThought: done",
+        "\n\n get_time(tz='JST')",
+        "  Call: f(a=1)",
+        " \u{3000}f(a=1)",
+    ] {
+        let cuts: Vec<usize> = (0..text.len()).collect();
+        assert_equivalent(text, &cuts, true);
+        for cut in 0..text.len() {
+            assert_equivalent(text, &[cut], true);
+            assert_equivalent(text, &[cut], false);
+        }
+    }
+    let chain = ParserChain::single("nexusraven").expect("known");
+    let out = chain.parse(" f(a=1)<bot_end>\nThought: done", &opts(true));
+    assert_eq!(out.tool_calls.len(), 1);
+    assert_eq!(out.tool_calls[0].function.name, "f");
+    assert_eq!(out.content, None);
 }

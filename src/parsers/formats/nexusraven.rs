@@ -54,10 +54,32 @@ impl ToolFormat for NexusRaven {
             MarkerAt::Yes | MarkerAt::Maybe => return Step::NeedMore,
             MarkerAt::No => {}
         }
-        // The identifier test first: it is cheap, the prefix test reads all text before `pos`.
-        if pylit_ident(text, pos) && text[..pos].trim().is_empty() {
-            if let Some(step) = calls(cx, pos) {
-                return step;
+        // A call list at the start of the output, after any blank: the same decision whatever
+        // the chunking, so the start is found by skipping the blank here, not by where the
+        // previous chunk ended. The byte test first: it is cheap, the prefix test reads all
+        // text before `pos`.
+        let blank = text
+            .as_bytes()
+            .get(pos)
+            .is_some_and(u8::is_ascii_whitespace);
+        if (blank || pylit_ident(text, pos))
+            && text.as_bytes()[..pos].iter().all(u8::is_ascii_whitespace)
+        {
+            let start = skip_ws(text, pos);
+            if start == text.len() && !cx.eof {
+                return Step::NeedMore;
+            }
+            if pylit_ident(text, start) {
+                match calls(cx, start) {
+                    Some(Step::Calls { len, calls }) => {
+                        return Step::Calls {
+                            len: len + start - pos,
+                            calls,
+                        }
+                    }
+                    Some(step) => return step,
+                    None => {}
+                }
             }
         }
         crate::parsers::scan::content_until_trigger(cx, pos, &[CALL, THOUGHT], b"")

@@ -10,7 +10,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{act4, dp_avx2, spread_bits, store_avx2_half, store_vnni};
+use super::{act4, dp_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
 use crate::act::QuantActs;
 use crate::codes::{has_high_bit, has_min, offset_of, K_Q8_0};
 use crate::matmul::TileCall;
@@ -33,6 +33,7 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(c: TileCall<'_>) {
     let tb0 = tile * nb;
     for b in 0..nb {
         let tb = tb0 + b;
+        prefetch_ahead(p, tb * lpb, lpb);
         let mut w = [zero; 8];
         // SAFETY: tile block `tb` is in bounds (module docs): its `lpb` aligned lines, 8 masks
         // (kinds with a fifth bit) and 16 scales and minimums (kinds with one) exist.
@@ -117,6 +118,10 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(c: TileCall<'_>) {
         let mut acc = [_mm256_setzero_ps(); MT];
         for b in 0..nb {
             let tb = tb0 + b;
+            if half == 0 {
+                // The second half reads the lines the first brought in.
+                prefetch_ahead(p, tb * lpb, lpb);
+            }
             let mut w = [zero; 8];
             // SAFETY: tile block `tb` is in bounds (module docs): its `lpb` aligned lines, 8
             // masks (kinds with a fifth bit) and 16 scales and minimums (kinds with one) exist;

@@ -13,7 +13,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{act4, dp_avx2, spread_bits, store_avx2_half, store_vnni};
+use super::{act4, dp_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
 use crate::codes::{K_Q4K, K_Q6K};
 use crate::kblocks::QK_K;
 use crate::matmul::TileCall;
@@ -43,6 +43,7 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
         let mut isum = [zero; MT];
         for j in 0..BPS {
             let tb = tb0 + sb * BPS + j;
+            prefetch_ahead(p, tb * 4, 4);
             let mut w = [zero; 8];
             // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines, 8 masks
             // per bit plane the kind has, and `spr * 16` integer scales exist.
@@ -164,6 +165,10 @@ pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
             let mut isum = [zero; MT];
             for j in 0..BPS {
                 let tb = tb0 + sb * BPS + j;
+                if half == 0 {
+                    // The second half reads the lines the first brought in.
+                    prefetch_ahead(p, tb * 4, 4);
+                }
                 let mut w = [zero; 8];
                 // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines (rows
                 // `8·half..` are each line's 32 bytes at `32·half`), 8 masks per bit plane the

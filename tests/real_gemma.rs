@@ -11,8 +11,8 @@
 //! to 3e-5. So two engines agree to a few tenths, not bit for bit, and a greedy choice may flip
 //! where llama.cpp's top two log-probabilities are within that noise. The test therefore checks:
 //! - greedy generation gives llama.cpp's tokens up to any divergence, and a divergence only at a
-//!   step where callm picked one of llama.cpp's top 5 whose log-probability is within
-//!   [`NEAR_TIE`] of llama.cpp's first (a near-tie of two or more; it says where that happened),
+//!   step where callm picked one of llama.cpp's top 5 whose log-probability is within [`NOISE`]
+//!   of llama.cpp's first (a near-tie of two or more; it says where that happened),
 //!   with at least 8 tokens agreeing before a divergence that is not at such a tie of the first
 //!   two (callm's batch-invariant attention, issue 16, sums in another order than before and
 //!   moved two prompts' near-ties: at steps 5 and 7, gaps 0.26 and a three-way 0.075);
@@ -35,6 +35,15 @@ const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 /// A top-2 log-probability gap (nats) below which the two engines may pick differently: the
 /// activation-rounding noise measured above (0.29).
 const NEAR_TIE: f64 = 0.3;
+
+/// How far below llama.cpp's first token (log-probability, nats) the token callm picks where
+/// the two diverge may lie: what two valid computations of this model differ by. Measured,
+/// fed llama.cpp's tokens over the six prompts: callm with an f32 and with an f16 KV cache (the
+/// default for quantized weights, and llama.cpp's) differ by up to 0.62 in the
+/// log-probabilities of llama.cpp's top 5, and callm (f32 cache) and llama.cpp by up to 0.63.
+/// (With the f16 cache, "12 times 7" diverges at a three-way tie of digits, 0.14 and 0.43
+/// below the first, where callm picks the third.)
+const NOISE: f64 = 0.65;
 
 /// Largest difference allowed between callm's and llama.cpp's probability of each of
 /// llama.cpp's top-5 tokens (measured: at most 0.095 over the six prompts).
@@ -127,9 +136,9 @@ fn gemma3_270m_matches_llama_cpp_greedy() {
             let gap = t[0].1 - t[1].1;
             let picked = t.iter().find(|(id, _)| got.get(same) == Some(id));
             assert!(
-                picked.is_some_and(|p| t[0].1 - p.1 < NEAR_TIE),
+                picked.is_some_and(|p| t[0].1 - p.1 < NOISE),
                 "{prompt:?}: callm {got:?} vs llama.cpp {want:?} differ at step {same}, where \
-                 llama.cpp's top five are {t:?}: callm's token is not within {NEAR_TIE} of the top"
+                 llama.cpp's top five are {t:?}: callm's token is not within {NOISE} of the top"
             );
             at_tie = gap < NEAR_TIE;
             diverged.push(format!(

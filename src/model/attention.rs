@@ -11,9 +11,10 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::batch::{to_f32_vec, BatchItem, Rows};
+use super::batch::{to_f32_vec, BatchItem, Rows, Span};
+use super::kv_cache::{BlockView, KvType};
 use super::weights::Linear;
-use crate::kernels::attention::{attend, AttnParams, SeqKv};
+use crate::kernels::attention::{attend, AttnParams, CacheElem, SeqKv};
 use crate::kernels::rope::Rope;
 
 /// The attention input projections: separate, or one fused `[q; k; v]` matrix.
@@ -39,8 +40,9 @@ pub(super) struct AttnSettings {
     pub softcap: Option<f32>,
     /// Epsilon of the q/k norms.
     pub eps: f32,
-    /// Whether attention runs on callm's CPU kernel (f32 on the CPU).
-    pub fused: bool,
+    /// Whether attention runs on callm's CPU kernel (f32 on the CPU), and the type of the
+    /// values its caches hold.
+    pub fused: Option<KvType>,
 }
 
 /// Rotary cos/sin tables, `rotary_dim / 2` values per position (f32, on the host).
@@ -106,7 +108,7 @@ impl Attention {
         let q = norm(q, nh, &self.q_norm)?;
         let k = norm(k, nkv, &self.k_norm)?;
         let table = self.rope.and_then(|r| ctx.ropes.get(r));
-        let out = if s.fused && items.iter().all(|it| it.cache.is_blocks()) {
+        let out = if s.fused.is_some() && items.iter().all(|it| it.cache.is_blocks()) {
             let rope = table.map(|tb| Rope {
                 heads: 0,
                 head_dim: hd,
@@ -226,21 +228,36 @@ pub(super) fn attend_fused(
         it.cache
             .write_rows(layer, span.pos, span.n, &kv[a..b], &vv[a..b], w)?;
     }
-    let mut seqs = Vec::with_capacity(items.len());
-    for (it, span) in items.iter().zip(&rows.spans) {
-        let Some(view) = it.cache.block_view(layer) else {
-            candle_core::bail!("attention: a cache is not in the kernel's layouts");
-        };
-        seqs.push(SeqKv {
+    let mut out = vec![0f32; qv.len()];
+    let views = items
+        .iter()
+        .map(|it| it.cache.block_view(layer))
+        .collect::<Option<Vec<_>>>();
+    let Some(views) = views else {
+        candle_core::bail!("attention: a cache is not in the kernel's layouts");
+    };
+    // Every cache of a model holds the same type; a mix is refused, not converted.
+    fn seq<'a, E: CacheElem>(span: &Span, k: &'a [E], v: &'a [E]) -> SeqKv<'a, E> {
+        SeqKv {
             row0: span.row0,
             n: span.n,
             pos: span.pos,
-            k: view.k,
-            v: view.v,
-        });
+            k,
+            v,
+        }
     }
-    let mut out = vec![0f32; qv.len()];
-    attend(p, &qv, &seqs, &mut out)?;
+    let (mut f32s, mut f16s) = (Vec::new(), Vec::new());
+    for (view, span) in views.iter().zip(&rows.spans) {
+        match *view {
+            BlockView::F32 { k, v } => f32s.push(seq(span, k, v)),
+            BlockView::F16 { k, v } => f16s.push(seq(span, k, v)),
+        }
+    }
+    match (f32s.is_empty(), f16s.is_empty()) {
+        (_, true) => attend(p, &qv, &f32s, &mut out)?,
+        (true, false) => attend(p, &qv, &f16s, &mut out)?,
+        (false, false) => candle_core::bail!("attention: caches of different types in one batch"),
+    }
     Ok(out)
 }
 

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use super::attention::{Attention, AttnSettings, Ctx, QkvProj, RopeTable};
 use super::batch::{select_rows, BatchItem, Rows};
 use super::config::{Arch, ModelConfig};
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvType};
 use super::mlp::{Experts, GateUpProj, GatedMlp, Mlp};
 use super::weights::{Embedding, LayerWeight as LW, Linear, Weight, WeightSource};
 use super::ModelError;
@@ -266,7 +266,10 @@ impl Decoder {
                 .unwrap_or(1.0 / (cfg.head_dim as f64).sqrt()),
             softcap: cfg.opts.attn_logit_softcap,
             eps: cfg.rms_norm_eps as f32,
-            fused: device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention(),
+            fused: (device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention())
+                .then(|| {
+                    KvType::for_weights(layers.first().is_some_and(|l| l.attn.o.is_quantized()))
+                }),
         };
         Ok(Decoder {
             cfg,

@@ -1,11 +1,54 @@
 //! One sequence's key/value cache. On the CPU with f32 activations it holds the layouts of
 //! callm's attention kernel (`kernels::attention`: keys in transposed blocks of 32 positions,
-//! values by position), allocated as the sequence grows, in whole blocks, up to its capacity;
-//! elsewhere, preallocated `[kv_heads, capacity, head_dim]` tensors per layer written in place.
+//! values by position), in f32 or f16 ([`KvType`]), allocated as the sequence grows, in whole
+//! blocks, up to its capacity; elsewhere, preallocated `[kv_heads, capacity, head_dim]`
+//! tensors per layer written in place.
 
 use candle_core::{DType, Device, Tensor};
+use half::f16;
 
-use crate::kernels::attention::{key_block_floats, store_keys, store_values, KEY_BLOCK};
+use crate::kernels::attention::{key_block_floats, store_keys, store_values, CacheElem, KEY_BLOCK};
+
+/// The type of the keys and values a cache in the kernel's layouts holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvType {
+    /// Exact: what the activations were.
+    F32,
+    /// Half the memory, and half the bytes every decode step reads from the cache (which,
+    /// with several sequences or long contexts, weigh as much as the weights); each value
+    /// rounded to nearest (llama.cpp's default cache type).
+    F16,
+}
+
+impl KvType {
+    /// The type of a model's cache: f16 when its weights are quantized (their rounding is far
+    /// coarser than f16's), f32 when they are floats (the exact computation, as transformers
+    /// does it); `CALLM_KV_CACHE=f16|f32` chooses instead (read at each model load).
+    pub fn for_weights(quantized: bool) -> KvType {
+        match std::env::var("CALLM_KV_CACHE").as_deref() {
+            Ok("f32") => KvType::F32,
+            Ok("f16") => KvType::F16,
+            other => {
+                if let Ok(v) = other {
+                    tracing::warn!("CALLM_KV_CACHE={v:?} is neither f16 nor f32: ignored");
+                }
+                if quantized {
+                    KvType::F16
+                } else {
+                    KvType::F32
+                }
+            }
+        }
+    }
+
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+}
 
 /// Keys and values of one layer as tensors: `[kv_heads, capacity, head_dim]` each.
 #[derive(Debug, Clone)]
@@ -16,18 +59,66 @@ struct LayerKv {
 
 /// Keys and values of one layer in the kernel's layouts, for `alloc` positions.
 #[derive(Debug, Clone, Default)]
-struct BlockLayer {
+struct BlockLayer<E> {
     /// `[block][kv_head][head_dim][32]`.
-    k: Vec<f32>,
+    k: Vec<E>,
     /// `[position][kv_head][head_dim]`.
-    v: Vec<f32>,
+    v: Vec<E>,
+}
+
+impl<E: CacheElem> BlockLayer<E> {
+    /// Room for `blocks` key blocks of `kf` values and as many positions of `vf / 32` values.
+    fn resize(&mut self, blocks: usize, kf: usize, vf: usize) {
+        self.k.resize(blocks * kf, E::default());
+        self.v.resize(blocks * vf, E::default());
+    }
+
+    /// A copy of the first `blocks` blocks.
+    fn prefix(&self, blocks: usize, kf: usize, vf: usize) -> Self {
+        BlockLayer {
+            k: self.k[..blocks * kf].to_vec(),
+            v: self.v[..blocks * vf].to_vec(),
+        }
+    }
+
+    /// [`store_keys`] and [`store_values`] for `(kv_heads, head_dim)`: `false` (nothing
+    /// written) when they do not fit.
+    fn write(
+        &mut self,
+        (kvh, hd): (usize, usize),
+        pos: usize,
+        rows: usize,
+        k: &[f32],
+        v: &[f32],
+        stride: usize,
+    ) -> bool {
+        store_keys(&mut self.k, kvh, hd, pos, k, rows, stride)
+            && store_values(&mut self.v, kvh, hd, pos, v, rows, stride)
+    }
+}
+
+/// Every layer's keys and values, of one type.
+#[derive(Debug, Clone)]
+enum BlockLayers {
+    F32(Vec<BlockLayer<f32>>),
+    F16(Vec<BlockLayer<f16>>),
+}
+
+/// Runs `$body` with `$l` bound to the layers, whatever their type.
+macro_rules! with_layers {
+    ($layers:expr, $l:ident => $body:expr) => {
+        match $layers {
+            BlockLayers::F32($l) => $body,
+            BlockLayers::F16($l) => $body,
+        }
+    };
 }
 
 #[derive(Debug, Clone)]
 enum Store {
     /// The CPU kernel's layouts, `alloc` positions allocated (a multiple of the key block).
     Blocks {
-        layers: Vec<BlockLayer>,
+        layers: BlockLayers,
         kv_heads: usize,
         head_dim: usize,
         alloc: usize,
@@ -46,12 +137,23 @@ pub struct KvCache {
     position_bytes: usize,
 }
 
-/// Keys and values of one layer in the CPU kernel's layouts (see `kernels::attention`).
-pub struct BlockView<'a> {
-    /// Keys, `[block][kv_head][head_dim][32]`.
-    pub k: &'a [f32],
-    /// Values, `[position][kv_head][head_dim]`.
-    pub v: &'a [f32],
+/// Keys and values of one layer in the CPU kernel's layouts (see `kernels::attention`): keys
+/// `[block][kv_head][head_dim][32]`, values `[position][kv_head][head_dim]`.
+pub enum BlockView<'a> {
+    /// An f32 cache.
+    F32 {
+        /// Keys.
+        k: &'a [f32],
+        /// Values.
+        v: &'a [f32],
+    },
+    /// An f16 cache.
+    F16 {
+        /// Keys.
+        k: &'a [f16],
+        /// Values.
+        v: &'a [f16],
+    },
 }
 
 impl KvCache {
@@ -79,41 +181,46 @@ impl KvCache {
         })
     }
 
-    /// An empty cache in the CPU attention kernel's layouts (f32), for up to `capacity`
-    /// positions; memory is allocated as positions are added.
+    /// An empty cache in the CPU attention kernel's layouts, holding values of `ty`, for up
+    /// to `capacity` positions; memory is allocated as positions are added.
     pub fn new_blocks(
         num_layers: usize,
         kv_heads: usize,
         head_dim: usize,
         capacity: usize,
+        ty: KvType,
     ) -> Self {
+        let layers = match ty {
+            KvType::F32 => BlockLayers::F32(vec![BlockLayer::default(); num_layers]),
+            KvType::F16 => BlockLayers::F16(vec![BlockLayer::default(); num_layers]),
+        };
         KvCache {
             store: Store::Blocks {
-                layers: vec![BlockLayer::default(); num_layers],
+                layers,
                 kv_heads,
                 head_dim,
                 alloc: 0,
             },
             len: 0,
             capacity,
-            position_bytes: num_layers * 2 * kv_heads * head_dim * 4,
+            position_bytes: num_layers * 2 * kv_heads * head_dim * ty.size(),
         }
     }
 
     /// A new, empty cache shaped for `cfg`, for `capacity` positions (at most its allocated
-    /// context):
-    /// the kernel's layouts when `blocks`, else tensors of `dtype` on `device`.
+    /// context): the kernel's layouts holding values of `blocks`' type when it is set, else
+    /// tensors of `dtype` on `device`.
     pub fn for_model(
         cfg: &super::ModelConfig,
         capacity: usize,
         dtype: DType,
         device: &Device,
-        blocks: bool,
+        blocks: Option<KvType>,
     ) -> candle_core::Result<Self> {
         let capacity = capacity.min(cfg.context);
         let (l, kvh, hd) = (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim);
-        if blocks {
-            Ok(Self::new_blocks(l, kvh, hd, capacity))
+        if let Some(ty) = blocks {
+            Ok(Self::new_blocks(l, kvh, hd, capacity, ty))
         } else {
             Self::new(l, kvh, hd, capacity, dtype, device)
         }
@@ -183,10 +290,7 @@ impl KvCache {
                     key_block_floats(*kv_heads, *head_dim),
                     KEY_BLOCK * *kv_heads * *head_dim,
                 );
-                for l in layers.iter_mut() {
-                    l.k.resize(blocks * kf, 0.0);
-                    l.v.resize(blocks * vf, 0.0);
-                }
+                with_layers!(layers, ls => ls.iter_mut().for_each(|l| l.resize(blocks, kf, vf)));
                 *alloc = blocks * KEY_BLOCK;
             }
         }
@@ -214,13 +318,13 @@ impl KvCache {
         else {
             candle_core::bail!("kv cache: not in the kernel's layouts");
         };
-        let Some(l) = layers.get_mut(layer) else {
-            candle_core::bail!("kv cache: no layer {layer}");
-        };
-        if pos + rows > *alloc
-            || !store_keys(&mut l.k, *kv_heads, *head_dim, pos, k, rows, stride)
-            || !store_values(&mut l.v, *kv_heads, *head_dim, pos, v, rows, stride)
-        {
+        let (kvh, hd) = (*kv_heads, *head_dim);
+        let written = pos + rows <= *alloc
+            && with_layers!(layers, ls => match ls.get_mut(layer) {
+                Some(l) => l.write((kvh, hd), pos, rows, k, v, stride),
+                None => candle_core::bail!("kv cache: no layer {layer}"),
+            });
+        if !written {
             candle_core::bail!("kv cache: {rows} rows at {pos} do not fit {alloc} positions");
         }
         Ok(())
@@ -229,9 +333,10 @@ impl KvCache {
     /// The keys and values of `layer` in the kernel's layouts (`None` for tensor caches).
     pub fn block_view(&self, layer: usize) -> Option<BlockView<'_>> {
         match &self.store {
-            Store::Blocks { layers, .. } => {
-                layers.get(layer).map(|l| BlockView { k: &l.k, v: &l.v })
-            }
+            Store::Blocks { layers, .. } => match layers {
+                BlockLayers::F32(ls) => ls.get(layer).map(|l| BlockView::F32 { k: &l.k, v: &l.v }),
+                BlockLayers::F16(ls) => ls.get(layer).map(|l| BlockView::F16 { k: &l.k, v: &l.v }),
+            },
             Store::Tensors(_) => None,
         }
     }
@@ -298,14 +403,16 @@ impl KvCache {
                     key_block_floats(*kv_heads, *head_dim),
                     KEY_BLOCK * kv_heads * head_dim,
                 );
+                let prefix = |l: &BlockLayers| match l {
+                    BlockLayers::F32(ls) => {
+                        BlockLayers::F32(ls.iter().map(|l| l.prefix(blocks, kf, vf)).collect())
+                    }
+                    BlockLayers::F16(ls) => {
+                        BlockLayers::F16(ls.iter().map(|l| l.prefix(blocks, kf, vf)).collect())
+                    }
+                };
                 Store::Blocks {
-                    layers: layers
-                        .iter()
-                        .map(|l| BlockLayer {
-                            k: l.k[..blocks * kf].to_vec(),
-                            v: l.v[..blocks * vf].to_vec(),
-                        })
-                        .collect(),
+                    layers: prefix(layers),
                     kv_heads: *kv_heads,
                     head_dim: *head_dim,
                     alloc: blocks * KEY_BLOCK,
@@ -342,7 +449,7 @@ mod tests {
 
     #[test]
     fn block_caches_grow_in_blocks_and_copy_their_prefix() {
-        let mut c = KvCache::new_blocks(2, 1, 4, 100);
+        let mut c = KvCache::new_blocks(2, 1, 4, 100, KvType::F32);
         assert_eq!(c.size_bytes(), 0);
         c.reserve(5).unwrap();
         assert_eq!(c.size_bytes(), KEY_BLOCK * c.position_bytes());
@@ -359,12 +466,37 @@ mod tests {
         assert!(c.reserve(96).is_err());
         let p = c.copy_prefix(3, 50).unwrap();
         assert_eq!((p.len(), p.capacity()), (3, 50));
-        let v = p.block_view(1).unwrap();
-        assert_eq!(&v.v[..12], &rows[..12]);
+        let Some(BlockView::F32 { k, v }) = p.block_view(1) else {
+            panic!("an f32 cache gives f32 views");
+        };
+        assert_eq!(&v[..12], &rows[..12]);
         // Key of position 2, dimension 3: block 0, lane 2, row 3.
-        assert_eq!(v.k[3 * KEY_BLOCK + 2], rows[2 * 4 + 3]);
+        assert_eq!(k[3 * KEY_BLOCK + 2], rows[2 * 4 + 3]);
         // Writing past what was reserved is an error, not a panic.
-        let mut fresh = KvCache::new_blocks(1, 1, 4, 10);
+        let mut fresh = KvCache::new_blocks(1, 1, 4, 10, KvType::F32);
         assert!(fresh.write_rows(0, 0, 1, &rows, &rows, 4).is_err());
+    }
+
+    #[test]
+    fn f16_caches_take_half_the_bytes_and_round_what_they_hold() {
+        let (mut c16, mut c32) = (
+            KvCache::new_blocks(2, 2, 8, 64, KvType::F16),
+            KvCache::new_blocks(2, 2, 8, 64, KvType::F32),
+        );
+        assert_eq!(2 * c16.position_bytes(), c32.position_bytes());
+        let rows: Vec<f32> = (0..3 * 16).map(|i| 0.1 * i as f32 - 2.0).collect();
+        for c in [&mut c16, &mut c32] {
+            c.reserve(3).unwrap();
+            c.write_rows(1, 0, 3, &rows, &rows, 16).unwrap();
+            c.advance(3);
+        }
+        assert_eq!(2 * c16.size_bytes(), c32.size_bytes());
+        let p = c16.copy_prefix(2, 10).unwrap();
+        let Some(BlockView::F16 { v, .. }) = p.block_view(1) else {
+            panic!("an f16 cache gives f16 views");
+        };
+        for (h, x) in v[..2 * 16].iter().zip(&rows) {
+            assert_eq!(*h, f16::from_f32(*x));
+        }
     }
 }

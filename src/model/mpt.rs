@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::attention::{attend_fused, attend_plain};
 use super::batch::{select_rows, BatchItem, Rows, Span};
 use super::config::{get_usize, token_ids, Arch, ModelConfig, RopeScaling};
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvType};
 use super::names::Naming;
 use super::weights::{Embedding, Linear, WeightSource};
 use super::ModelError;
@@ -210,8 +210,8 @@ pub struct Mpt {
     norm_f: Norm,
     lm_head: Linear,
     slopes: Option<Vec<f32>>,
-    /// Whether attention runs on callm's CPU kernel (f32 on the CPU).
-    fused: bool,
+    /// Whether attention runs on callm's CPU kernel (f32 on the CPU), and its caches' type.
+    fused: Option<KvType>,
     device: Device,
     dtype: DType,
 }
@@ -278,6 +278,10 @@ impl Mpt {
         let slopes = settings
             .alibi_bias_max
             .map(|max| alibi_slopes(cfg.num_heads, max));
+        let fused = (device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention())
+            .then(|| {
+                KvType::for_weights(blocks.first().is_some_and(|b| b.out_proj.is_quantized()))
+            });
         Ok(Mpt {
             cfg,
             settings,
@@ -287,7 +291,7 @@ impl Mpt {
             norm_f,
             lm_head,
             slopes,
-            fused: device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention(),
+            fused,
             device: device.clone(),
             dtype,
         })
@@ -380,7 +384,7 @@ impl Mpt {
         let q = qkv.narrow(1, 0, nh * hd)?;
         let k = qkv.narrow(1, nh * hd, nkv * hd)?;
         let v = qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?;
-        let out = if self.fused && items.iter().all(|it| it.cache.is_blocks()) {
+        let out = if self.fused.is_some() && items.iter().all(|it| it.cache.is_blocks()) {
             let params = AttnParams {
                 heads: nh,
                 kv_heads: nkv,

@@ -27,6 +27,11 @@ pub enum Linear {
 }
 
 impl Linear {
+    /// Whether the weights are quantized (ggml blocks), not floats.
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Linear::Quant(..) | Linear::Packed(..))
+    }
+
     /// Applies the projection to `x` of shape `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {

@@ -23,6 +23,10 @@ use rayon::prelude::*;
 
 use crate::Isa;
 
+mod layout;
+
+pub use layout::{key_block_floats, store_keys, store_values, CacheElem};
+
 /// Keys per online-softmax step; key blocks start at multiples of it.
 pub const KEY_BLOCK: usize = 32;
 /// Query rows per work item (they share each key block's loads).
@@ -49,9 +53,10 @@ pub struct AttnParams<'a> {
     pub alibi: Option<&'a [f32]>,
 }
 
-/// One sequence of a call: its rows of `q` and `out`, and its cache of the layer.
+/// One sequence of a call: its rows of `q` and `out`, and its cache of the layer (f32 or f16
+/// values, [`CacheElem`]).
 #[derive(Debug, Clone, Copy)]
-pub struct SeqKv<'a> {
+pub struct SeqKv<'a, E: CacheElem = f32> {
     /// First row (token) of this sequence in `q` and `out`.
     pub row0: usize,
     /// Rows (new tokens) of this sequence.
@@ -61,100 +66,30 @@ pub struct SeqKv<'a> {
     /// `pos` earlier positions.
     pub pos: usize,
     /// Keys, `[block][kv_head][head_dim][KEY_BLOCK]`, at least `ceil((pos + n) / 32)` blocks.
-    pub k: &'a [f32],
+    pub k: &'a [E],
     /// Values, `[position][kv_head][head_dim]`, at least `pos + n` positions.
-    pub v: &'a [f32],
-}
-
-/// Floats one key block holds for all kv heads (the unit the key storage grows by).
-pub fn key_block_floats(kv_heads: usize, head_dim: usize) -> usize {
-    kv_heads * head_dim * KEY_BLOCK
-}
-
-/// Writes the keys of positions `pos0..pos0 + rows` into blocked storage `dst`; `src` holds
-/// `rows` rows of `kv_heads * head_dim` values, one every `stride` values. `false` (nothing
-/// written) when `dst` or `src` is too short.
-pub fn store_keys(
-    dst: &mut [f32],
-    kv_heads: usize,
-    head_dim: usize,
-    pos0: usize,
-    src: &[f32],
-    rows: usize,
-    stride: usize,
-) -> bool {
-    let width = kv_heads * head_dim;
-    let end_block = (pos0 + rows).div_ceil(KEY_BLOCK);
-    if rows == 0 {
-        return true;
-    }
-    if stride < width
-        || src.len() < (rows - 1) * stride + width
-        || dst.len() < end_block * key_block_floats(kv_heads, head_dim)
-    {
-        return false;
-    }
-    for t in 0..rows {
-        let p = pos0 + t;
-        let (b, lane) = (p / KEY_BLOCK, p % KEY_BLOCK);
-        let row = &src[t * stride..t * stride + width];
-        for g in 0..kv_heads {
-            let base = (b * kv_heads + g) * head_dim * KEY_BLOCK + lane;
-            for d in 0..head_dim {
-                dst[base + d * KEY_BLOCK] = row[g * head_dim + d];
-            }
-        }
-    }
-    true
-}
-
-/// Writes the values of positions `pos0..pos0 + rows` into `dst` (`[position][kv_head][head_dim]`);
-/// `src` as for [`store_keys`]. `false` (nothing written) when a slice is too short.
-pub fn store_values(
-    dst: &mut [f32],
-    kv_heads: usize,
-    head_dim: usize,
-    pos0: usize,
-    src: &[f32],
-    rows: usize,
-    stride: usize,
-) -> bool {
-    let width = kv_heads * head_dim;
-    if rows == 0 {
-        return true;
-    }
-    if stride < width
-        || src.len() < (rows - 1) * stride + width
-        || dst.len() < (pos0 + rows) * width
-    {
-        return false;
-    }
-    for t in 0..rows {
-        dst[(pos0 + t) * width..(pos0 + t + 1) * width]
-            .copy_from_slice(&src[t * stride..t * stride + width]);
-    }
-    true
+    pub v: &'a [E],
 }
 
 /// Attention of every sequence's rows: `q` and `out` hold rows of `heads * head_dim` values
 /// (token-major, query head `h` at `h * head_dim`), the sequences' rows are disjoint, and each
 /// row attends causally (within the window) to its own sequence's cache. Rows of `out` that
 /// no sequence names are left as they are.
-pub fn attend(
+pub fn attend<E: CacheElem>(
     p: &AttnParams<'_>,
     q: &[f32],
-    seqs: &[SeqKv<'_>],
+    seqs: &[SeqKv<'_, E>],
     out: &mut [f32],
 ) -> candle_core::Result<()> {
     attend_with(crate::isa(), p, q, seqs, out)
 }
 
 /// [`attend`] with the kernels of `isa` (which this CPU must execute: `Isa::available`).
-pub(crate) fn attend_with(
+pub(crate) fn attend_with<E: CacheElem>(
     isa: Isa,
     p: &AttnParams<'_>,
     q: &[f32],
-    seqs: &[SeqKv<'_>],
+    seqs: &[SeqKv<'_, E>],
     out: &mut [f32],
 ) -> candle_core::Result<()> {
     if !Isa::available().contains(&isa) {
@@ -247,11 +182,11 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for OutPtr {}
 
-struct Job<'a> {
+struct Job<'a, E: CacheElem> {
     p: AttnParams<'a>,
     isa: Isa,
     q: &'a [f32],
-    seqs: &'a [SeqKv<'a>],
+    seqs: &'a [SeqKv<'a, E>],
     out: OutPtr,
     rep: usize,
 }
@@ -270,7 +205,7 @@ struct Row {
     slope: f32,
 }
 
-impl Job<'_> {
+impl<E: CacheElem> Job<'_, E> {
     fn run(&self, it: &Item) {
         let (p, s) = (&self.p, &self.seqs[it.seq]);
         let (hd, kvh) = (p.head_dim, p.kv_heads);
@@ -433,12 +368,12 @@ fn group_len(left: usize) -> usize {
 
 /// The 32 dot products of each query row (`q[at..at + hd]` for each offset, 1, 2 or 4 rows)
 /// with a key block (`[hd][32]`), unscaled; a row's numbers do not depend on the others.
-fn scores_group(
+fn scores_group<E: CacheElem>(
     isa: Isa,
     q: &[f32],
     ats: &[usize],
     hd: usize,
-    kb: &[f32],
+    kb: &[E],
     out: &mut [[f32; KEY_BLOCK]],
 ) {
     debug_assert!(kb.len() == hd * KEY_BLOCK && out.len() == ats.len());
@@ -458,7 +393,7 @@ fn scores_group(
                 }
                 // SAFETY: the instruction set was checked when it was selected; each query
                 // holds `hd` values, `kb` holds `hd` rows of 32 keys, each output 32 floats.
-                unsafe { $f::<$r>(qs, hd, kb.as_ptr(), ss) }
+                unsafe { $f::<$r, E>(qs, hd, kb.as_ptr(), ss) }
             }};
         }
         match (isa, ats.len()) {
@@ -483,12 +418,12 @@ fn scores_group(
 
 /// The definition every version follows per key: two partial sums, of the even and of the odd
 /// dimensions, each one fused multiply-add per dimension in order, then added.
-pub(crate) fn scores_portable(q: &[f32], kb: &[f32], s: &mut [f32; KEY_BLOCK]) {
+pub(crate) fn scores_portable<E: CacheElem>(q: &[f32], kb: &[E], s: &mut [f32; KEY_BLOCK]) {
     let mut acc = [[0f32; KEY_BLOCK]; 2];
     for (d, (&qd, k)) in q.iter().zip(kb.chunks_exact(KEY_BLOCK)).enumerate() {
         let a = &mut acc[d % 2];
         for l in 0..KEY_BLOCK {
-            a[l] = qd.mul_add(k[l], a[l]);
+            a[l] = qd.mul_add(k[l].to_f32(), a[l]);
         }
     }
     for l in 0..KEY_BLOCK {
@@ -560,14 +495,14 @@ fn exp_block(isa: Isa, s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
 /// Each `out[k]` must point to `hd` writable floats no other thread touches; `v` must hold rows
 /// `a..e` (`(e - 1) * vs + hd` values).
 #[allow(clippy::too_many_arguments)]
-unsafe fn pv_group(
+unsafe fn pv_group<E: CacheElem>(
     isa: Isa,
     out: &[*mut f32],
     corr: &[f32],
     p: &[[f32; KEY_BLOCK]],
     a: usize,
     e: usize,
-    v: &[f32],
+    v: &[E],
     vs: usize,
     hd: usize,
 ) {
@@ -582,7 +517,7 @@ unsafe fn pv_group(
                 let pp: [&[f32; KEY_BLOCK]; $r] = std::array::from_fn(|k| &p[k]);
                 // SAFETY: the instruction set was checked when it was selected; the caller's
                 // contract.
-                unsafe { $f::<$r>(o, c, pp, a, e, v.as_ptr(), vs, hd) }
+                unsafe { $f::<$r, E>(o, c, pp, a, e, v.as_ptr(), vs, hd) }
             }};
         }
         match (isa, out.len()) {
@@ -593,7 +528,7 @@ unsafe fn pv_group(
                 for k in 0..out.len() {
                     let o = [out[k]];
                     // SAFETY: as above, one row at a time.
-                    unsafe { pv_avx512::<1>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
+                    unsafe { pv_avx512::<1, E>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
                 }
                 return;
             }
@@ -601,7 +536,7 @@ unsafe fn pv_group(
                 for k in 0..out.len() {
                     let o = [out[k]];
                     // SAFETY: as above, one row at a time.
-                    unsafe { pv_avx2::<1>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
+                    unsafe { pv_avx2::<1, E>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
                 }
                 return;
             }
@@ -618,19 +553,19 @@ unsafe fn pv_group(
 
 /// The definition every version follows per value: one running sum from `o · corr`, one fused
 /// multiply-add per visible key in position order.
-pub(crate) fn pv_portable(
+pub(crate) fn pv_portable<E: CacheElem>(
     o: &mut [f32],
     corr: f32,
     p: &[f32; KEY_BLOCK],
     a: usize,
     e: usize,
-    v: &[f32],
+    v: &[E],
     vs: usize,
 ) {
     for (d, od) in o.iter_mut().enumerate() {
         let mut acc = *od * corr;
         for (l, &pl) in p.iter().enumerate().take(e).skip(a) {
-            acc = pl.mul_add(v[l * vs + d], acc);
+            acc = pl.mul_add(v[l * vs + d].to_f32(), acc);
         }
         *od = acc;
     }

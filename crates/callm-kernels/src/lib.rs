@@ -67,8 +67,9 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Every instruction set this CPU executes, best last (detected once). Never AMX, which
-    /// some VMs advertise but fault on.
+    /// Every instruction set this CPU executes, best last (detected once). Never AMX: Linux
+    /// grants its tile registers only on request (`arch_prctl`), and a tile-multiply kernel
+    /// measured slower than VNNI for the 32-value kinds (BENCHMARKS.md, "AMX").
     pub(crate) fn available() -> &'static [Isa] {
         static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
         AVAILABLE.get_or_init(|| {

@@ -1,22 +1,28 @@
+use half::f16;
+
 use super::*;
 use crate::tests::random_f32;
 use rand::{Rng, SeedableRng};
 
 /// One sequence's whole cache (positions `0..len`), in the kernel's layouts.
-struct Cache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+struct Cache<E: CacheElem> {
+    k: Vec<E>,
+    v: Vec<E>,
     /// Keys and values as written: `[position][kv_head * hd]`.
     k_rows: Vec<f32>,
     v_rows: Vec<f32>,
 }
 
-fn cache(len: usize, kvh: usize, hd: usize, rng: &mut impl Rng) -> Cache {
+/// Keys and values are random values of `E` (so that the f64 reference sees what the cache
+/// holds).
+fn cache<E: CacheElem>(len: usize, kvh: usize, hd: usize, rng: &mut impl Rng) -> Cache<E> {
     let w = kvh * hd;
-    let k_rows = random_f32(len * w, rng);
-    let v_rows = random_f32(len * w, rng);
-    let mut k = vec![0f32; len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
-    let mut v = vec![0f32; len * w];
+    let round =
+        |x: Vec<f32>| -> Vec<f32> { x.into_iter().map(|x| E::from_f32(x).to_f32()).collect() };
+    let k_rows = round(random_f32(len * w, rng));
+    let v_rows = round(random_f32(len * w, rng));
+    let mut k = vec![E::default(); len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
+    let mut v = vec![E::default(); len * w];
     // Written in two calls, as a prefill chunk and what follows would be.
     let cut = len / 3;
     assert!(store_keys(&mut k, kvh, hd, 0, &k_rows, cut, w));
@@ -50,7 +56,13 @@ fn cache(len: usize, kvh: usize, hd: usize, rng: &mut impl Rng) -> Cache {
 /// Plain attention in f64 of one query row at `qpos` of head `h`: every visible score, a
 /// two-pass softmax.
 #[allow(clippy::too_many_arguments)]
-fn reference(p: &AttnParams<'_>, c: &Cache, q: &[f32], h: usize, qpos: usize) -> Vec<f64> {
+fn reference<E: CacheElem>(
+    p: &AttnParams<'_>,
+    c: &Cache<E>,
+    q: &[f32],
+    h: usize,
+    qpos: usize,
+) -> Vec<f64> {
     let (hd, kvh) = (p.head_dim, p.kv_heads);
     let g = h / (p.heads / kvh);
     let vis: Vec<usize> = (0..=qpos).filter(|&j| qpos - j < p.window).collect();
@@ -89,6 +101,11 @@ fn reference(p: &AttnParams<'_>, c: &Cache, q: &[f32], h: usize, qpos: usize) ->
 
 #[test]
 fn matches_plain_attention_for_batches_of_sequences() {
+    matches_plain_attention::<f32>();
+    matches_plain_attention::<f16>();
+}
+
+fn matches_plain_attention<E: CacheElem>() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
     let slopes: Vec<f32> = (0..8).map(|h| 0.5f32.powi(h + 1)).collect();
     // (heads, kv_heads, hd, window, softcap, alibi)
@@ -113,7 +130,7 @@ fn matches_plain_attention_for_batches_of_sequences() {
         // Three sequences: a decode step late in a long cache, a prefill chunk from a cached
         // prefix, and a prompt from position 0.
         let shapes = [(1usize, 140usize), (37, 33), (70, 0)];
-        let caches: Vec<Cache> = shapes
+        let caches: Vec<Cache<E>> = shapes
             .iter()
             .map(|&(n, pos)| cache(pos + n, kvh, hd, &mut rng))
             .collect();
@@ -121,7 +138,7 @@ fn matches_plain_attention_for_batches_of_sequences() {
         let width = heads * hd;
         let q = random_f32(total * width, &mut rng);
         let mut row0 = 0;
-        let seqs: Vec<SeqKv<'_>> = shapes
+        let seqs: Vec<SeqKv<'_, E>> = shapes
             .iter()
             .zip(&caches)
             .map(|(&(n, pos), c)| {
@@ -159,6 +176,11 @@ fn matches_plain_attention_for_batches_of_sequences() {
 
 #[test]
 fn a_row_is_the_same_alone_batched_or_chunked_any_way() {
+    same_alone_batched_or_chunked::<f32>();
+    same_alone_batched_or_chunked::<f16>();
+}
+
+fn same_alone_batched_or_chunked<E: CacheElem>() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(22);
     for &(heads, kvh, hd, window) in &[
         (14, 2, 64, usize::MAX),
@@ -176,7 +198,7 @@ fn a_row_is_the_same_alone_batched_or_chunked_any_way() {
         };
         let width = heads * hd;
         let len = 150;
-        let c = cache(len, kvh, hd, &mut rng);
+        let c = cache::<E>(len, kvh, hd, &mut rng);
         let q = random_f32(len * width, &mut rng);
         for &isa in Isa::available() {
             // The whole prompt in one call.
@@ -231,10 +253,16 @@ fn a_row_is_the_same_alone_batched_or_chunked_any_way() {
 
 #[test]
 fn simd_pieces_equal_the_portable_definitions_in_any_group() {
+    simd_pieces_equal_portable::<f32>();
+    simd_pieces_equal_portable::<f16>();
+}
+
+fn simd_pieces_equal_portable<E: CacheElem>() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let elems = |x: Vec<f32>| -> Vec<E> { x.into_iter().map(E::from_f32).collect() };
     for hd in [1usize, 5, 16, 24, 64, 80, 96, 128, 256] {
         let q = random_f32(4 * hd, &mut rng);
-        let kb = random_f32(hd * KEY_BLOCK, &mut rng);
+        let kb = elems(random_f32(hd * KEY_BLOCK, &mut rng));
         let mut want = [[0f32; KEY_BLOCK]; 4];
         for (r, w) in want.iter_mut().enumerate() {
             scores_portable(&q[r * hd..(r + 1) * hd], &kb, w);
@@ -244,7 +272,7 @@ fn simd_pieces_equal_the_portable_definitions_in_any_group() {
             *x = rng.random_range(0.0f32..1.0);
         }
         let vs = hd + 3;
-        let v = random_f32(KEY_BLOCK * vs, &mut rng);
+        let v = elems(random_f32(KEY_BLOCK * vs, &mut rng));
         let o0 = random_f32(4 * hd, &mut rng);
         let corr = [0.75f32, 1.0, 0.5, 0.0];
         for &isa in Isa::available() {
@@ -322,7 +350,7 @@ fn bad_calls_are_errors() {
         softcap: None,
         alibi: None,
     };
-    let c = cache(40, 1, 8, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let c = cache::<f32>(40, 1, 8, &mut rand::rngs::StdRng::seed_from_u64(1));
     let q = vec![0f32; 3 * 16];
     let mut out = vec![0f32; 3 * 16];
     let s = |row0, n, pos| SeqKv {
@@ -332,15 +360,15 @@ fn bad_calls_are_errors() {
         k: &c.k,
         v: &c.v,
     };
-    assert!(attend(&p, &q, &[s(0, 3, 37)], &mut out).is_ok());
+    assert!(attend::<f32>(&p, &q, &[s(0, 3, 37)], &mut out).is_ok());
     // Rows past the call, a cache too short, overlapping sequences, uneven heads.
-    assert!(attend(&p, &q, &[s(1, 3, 0)], &mut out).is_err());
-    assert!(attend(&p, &q, &[s(0, 3, 38)], &mut out).is_err());
-    assert!(attend(&p, &q, &[s(0, 2, 0), s(1, 2, 0)], &mut out).is_err());
-    assert!(attend(&AttnParams { kv_heads: 3, ..p }, &q, &[], &mut out).is_err());
-    assert!(attend(&p, &q[..47], &[], &mut out[..47]).is_err());
+    assert!(attend::<f32>(&p, &q, &[s(1, 3, 0)], &mut out).is_err());
+    assert!(attend::<f32>(&p, &q, &[s(0, 3, 38)], &mut out).is_err());
+    assert!(attend::<f32>(&p, &q, &[s(0, 2, 0), s(1, 2, 0)], &mut out).is_err());
+    assert!(attend::<f32>(&AttnParams { kv_heads: 3, ..p }, &q, &[], &mut out).is_err());
+    assert!(attend::<f32>(&p, &q[..47], &[], &mut out[..47]).is_err());
     let slopes = [0.5f32];
-    assert!(attend(
+    assert!(attend::<f32>(
         &AttnParams {
             alibi: Some(&slopes),
             ..p
@@ -355,4 +383,33 @@ fn bad_calls_are_errors() {
     assert!(!store_keys(&mut k, 1, 8, 30, &[1.0; 24], 3, 8));
     assert!(k.iter().all(|&x| x == 0.0));
     assert!(!store_values(&mut k, 1, 8, 0, &[1.0; 8], 2, 8));
+}
+
+/// An f16 cache holds each key and value rounded to nearest, in the same places as the f32
+/// cache holds them exactly (half's scalar conversion is the reference for the slice one).
+#[test]
+fn f16_storage_rounds_each_value_in_place() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let (kvh, hd, len) = (3, 24, 70);
+    let w = kvh * hd;
+    // Values of every magnitude, halfway cases and ones f16 cannot hold.
+    let mut rows: Vec<f32> = random_f32(len * w, &mut rng)
+        .iter()
+        .map(|x| x * 10f32.powi(rng.random_range(-9..6)))
+        .collect();
+    rows[0] = 1.0 + 2f32.powi(-11);
+    rows[1] = 70000.0;
+    rows[2] = 1e-9;
+    let mut k32 = vec![0f32; len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
+    let mut k16 = vec![f16::ZERO; k32.len()];
+    let (mut v32, mut v16) = (vec![0f32; len * w], vec![f16::ZERO; len * w]);
+    assert!(store_keys(&mut k32, kvh, hd, 0, &rows, len, w));
+    assert!(store_keys(&mut k16, kvh, hd, 0, &rows, len, w));
+    assert!(store_values(&mut v32, kvh, hd, 0, &rows, len, w));
+    assert!(store_values(&mut v16, kvh, hd, 0, &rows, len, w));
+    for (a, b) in k32.iter().zip(&k16).chain(v32.iter().zip(&v16)) {
+        assert_eq!(b.to_bits(), f16::from_f32(*a).to_bits(), "{a}");
+    }
+    assert_eq!(v16[0].to_f32(), 1.0, "ties round to even");
+    assert!(v16[1].to_f32().is_infinite());
 }

@@ -3,7 +3,8 @@
 //! weighted sum of values of 1, 2 or 4 rows (sharing each value load), on AVX-512 and AVX2.
 //! Each follows the portable definitions (`scores_portable`, `pv_portable`) lane by lane, the
 //! same fused multiply-adds in the same order, so a row's numbers never depend on the rows it
-//! was grouped with.
+//! was grouped with. Cached keys and values are f32 or f16 ([`CacheElem`]); f16 ones are
+//! converted to f32 exactly as they are loaded, so both follow the same definitions.
 //!
 //! Bounds, for every unsafe access below: the callers' contracts (query rows of `hd` values,
 //! key blocks of `hd` rows of 32, outputs of 32 scores or `hd` values, value rows `a..e`).
@@ -12,7 +13,58 @@ use core::arch::x86_64::*;
 
 use super::exp::exp8;
 use crate::arch::exp_c;
-use crate::attention::KEY_BLOCK;
+use crate::attention::{CacheElem, KEY_BLOCK};
+
+/// 16 cached values from `p` as floats (f16 ones converted exactly).
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `p` points to 16 readable values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load16<E: CacheElem>(p: *const E) -> __m512 {
+    // SAFETY: 16 values at `p` (the contract): 64 bytes of f32 or 32 of f16.
+    unsafe {
+        if E::HALF {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+        } else {
+            _mm512_loadu_ps(p as *const f32)
+        }
+    }
+}
+
+/// The values of `p` under `mask` (of 16) as floats, 0 elsewhere; reads only those.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL; the values under `mask` are readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn load16_masked<E: CacheElem>(mask: __mmask16, p: *const E) -> __m512 {
+    // SAFETY: masked loads read only the lanes under `mask` (the contract).
+    unsafe {
+        if E::HALF {
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p as *const i16))
+        } else {
+            _mm512_maskz_loadu_ps(mask, p as *const f32)
+        }
+    }
+}
+
+/// 8 cached values from `p` as floats.
+///
+/// # Safety
+/// The CPU must support AVX and F16C; `p` points to 8 readable values.
+#[inline]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn load8<E: CacheElem>(p: *const E) -> __m256 {
+    // SAFETY: 8 values at `p` (the contract): 32 bytes of f32 or 16 of f16.
+    unsafe {
+        if E::HALF {
+            _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        } else {
+            _mm256_loadu_ps(p as *const f32)
+        }
+    }
+}
 
 /// AVX-512: `s_r[l] = Σ_d q_r[d] · kb[d][l]` for `R` rows, as the sum of two partial sums (even
 /// and odd `d`).
@@ -21,26 +73,36 @@ use crate::attention::KEY_BLOCK;
 /// The CPU must support AVX-512 F and FMA; each `q[r]` points to `hd` floats, `kb` to `hd`
 /// rows of 32 floats, each `s[r]` to 32 writable floats.
 #[target_feature(enable = "avx512f,fma")]
-pub(crate) unsafe fn scores_avx512<const R: usize>(
+pub(crate) unsafe fn scores_avx512<const R: usize, E: CacheElem>(
     q: [*const f32; R],
     hd: usize,
-    kb: *const f32,
+    kb: *const E,
     s: [*mut f32; R],
 ) {
     let z = _mm512_setzero_ps();
     let mut acc = [[[z; 2]; 2]; R];
-    for d in 0..hd {
-        let u = d % 2;
+    // One even and one odd dimension per step: `u` is then a constant and the accumulators
+    // stay in registers (indexed by `d % 2`, they were kept on the stack).
+    let step = |acc: &mut [[[__m512; 2]; 2]; R], d: usize, u: usize| {
         // SAFETY: `d < hd`: key row `d` and each query's value `d` exist (the contract).
         unsafe {
             let k = kb.add(d * KEY_BLOCK);
-            let (k0, k1) = (_mm512_loadu_ps(k), _mm512_loadu_ps(k.add(16)));
+            let (k0, k1) = (load16(k), load16(k.add(16)));
             for (qr, a) in q.iter().zip(acc.iter_mut()) {
                 let x = _mm512_set1_ps(*qr.add(d));
                 a[u][0] = _mm512_fmadd_ps(x, k0, a[u][0]);
                 a[u][1] = _mm512_fmadd_ps(x, k1, a[u][1]);
             }
         }
+    };
+    let mut d = 0;
+    while d + 2 <= hd {
+        step(&mut acc, d, 0);
+        step(&mut acc, d + 1, 1);
+        d += 2;
+    }
+    if d < hd {
+        step(&mut acc, d, 0);
     }
     for (a, sr) in acc.iter().zip(s) {
         for (h, (x, y)) in a[0].iter().zip(&a[1]).enumerate() {
@@ -54,25 +116,25 @@ pub(crate) unsafe fn scores_avx512<const R: usize>(
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; otherwise as [`scores_avx512`].
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn scores_avx2<const R: usize>(
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn scores_avx2<const R: usize, E: CacheElem>(
     q: [*const f32; R],
     hd: usize,
-    kb: *const f32,
+    kb: *const E,
     s: [*mut f32; R],
 ) {
     let z = _mm256_setzero_ps();
     let mut acc = [[[z; 4]; 2]; R];
-    for d in 0..hd {
-        let u = d % 2;
+    // Even and odd dimensions in turn, as in `scores_avx512`.
+    let step = |acc: &mut [[[__m256; 4]; 2]; R], d: usize, u: usize| {
         // SAFETY: as in `scores_avx512`.
         unsafe {
             let k = kb.add(d * KEY_BLOCK);
             let kv = [
-                _mm256_loadu_ps(k),
-                _mm256_loadu_ps(k.add(8)),
-                _mm256_loadu_ps(k.add(16)),
-                _mm256_loadu_ps(k.add(24)),
+                load8(k),
+                load8(k.add(8)),
+                load8(k.add(16)),
+                load8(k.add(24)),
             ];
             for (qr, a) in q.iter().zip(acc.iter_mut()) {
                 let x = _mm256_set1_ps(*qr.add(d));
@@ -81,6 +143,15 @@ pub(crate) unsafe fn scores_avx2<const R: usize>(
                 }
             }
         }
+    };
+    let mut d = 0;
+    while d + 2 <= hd {
+        step(&mut acc, d, 0);
+        step(&mut acc, d + 1, 1);
+        d += 2;
+    }
+    if d < hd {
+        step(&mut acc, d, 0);
     }
     for (a, sr) in acc.iter().zip(s) {
         for (h, (x, y)) in a[0].iter().zip(&a[1]).enumerate() {
@@ -202,14 +273,14 @@ pub(crate) unsafe fn exp_block_avx2(s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
 /// The CPU must support AVX-512 F and FMA; each `o[r]` points to `hd` writable floats no
 /// other thread touches; `v` holds rows `a..e` (`(e - 1) * vs + hd` floats).
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,fma")]
-pub(crate) unsafe fn pv_avx512<const R: usize>(
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
     o: [*mut f32; R],
     corr: [f32; R],
     p: [&[f32; KEY_BLOCK]; R],
     a: usize,
     e: usize,
-    v: *const f32,
+    v: *const E,
     vs: usize,
     hd: usize,
 ) {
@@ -230,7 +301,7 @@ pub(crate) unsafe fn pv_avx512<const R: usize>(
                 let mut x = [_mm512_setzero_ps(); $w];
                 for (u, xu) in x.iter_mut().enumerate() {
                     // SAFETY: row `l < e` of `v`, values under `mask` (the contract).
-                    *xu = unsafe { _mm512_maskz_loadu_ps(mask, v.add(l * vs + d + 16 * u)) };
+                    *xu = unsafe { load16_masked(mask, v.add(l * vs + d + 16 * u)) };
                 }
                 for r in 0..R {
                     let pl = _mm512_set1_ps(p[r][l]);
@@ -268,14 +339,14 @@ pub(crate) unsafe fn pv_avx512<const R: usize>(
 #[allow(clippy::too_many_arguments)]
 // `l` indexes both the probabilities and the rows of `v`.
 #[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn pv_avx2<const R: usize>(
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
     o: [*mut f32; R],
     corr: [f32; R],
     p: [&[f32; KEY_BLOCK]; R],
     a: usize,
     e: usize,
-    v: *const f32,
+    v: *const E,
     vs: usize,
     hd: usize,
 ) {
@@ -296,7 +367,7 @@ pub(crate) unsafe fn pv_avx2<const R: usize>(
                     let pl = _mm256_set1_ps(p[r][l]);
                     for u in 0..$w {
                         // SAFETY: row `l < e` of `v` (the contract).
-                        let x = unsafe { _mm256_loadu_ps(v.add(l * vs + d + 8 * u)) };
+                        let x = unsafe { load8(v.add(l * vs + d + 8 * u)) };
                         acc[r][u] = _mm256_fmadd_ps(pl, x, acc[r][u]);
                     }
                 }
@@ -322,7 +393,7 @@ pub(crate) unsafe fn pv_avx2<const R: usize>(
             unsafe {
                 let mut acc = *o[r].add(d) * corr[r];
                 for l in a..e {
-                    acc = p[r][l].mul_add(*v.add(l * vs + d), acc);
+                    acc = p[r][l].mul_add((*v.add(l * vs + d)).to_f32(), acc);
                 }
                 *o[r].add(d) = acc;
             }

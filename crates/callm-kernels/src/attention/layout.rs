@@ -1,0 +1,131 @@
+//! The cache layouts of [`super::attend`]: keys transposed in blocks of [`KEY_BLOCK`]
+//! positions, values by position, each value an f32 or an f16 ([`CacheElem`]).
+
+use half::f16;
+
+use super::KEY_BLOCK;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+}
+
+/// The type of a cached key or value: `f32` (exact), or `f16` (half the memory and half the
+/// bytes each decode step reads; values are rounded to nearest when stored and converted back
+/// exactly when read, so a row's numbers still depend on nothing but its own cache).
+pub trait CacheElem:
+    sealed::Sealed + Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
+    /// Whether this is `f16` (the kernels convert on load).
+    const HALF: bool;
+    /// `x` rounded to this type.
+    fn from_f32(x: f32) -> Self;
+    /// The value as an f32 (exact).
+    fn to_f32(self) -> f32;
+    /// `dst[i] = from_f32(src[i])` (the slices are equally long).
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]);
+}
+
+impl CacheElem for f32 {
+    const HALF: bool = false;
+    #[inline]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+impl CacheElem for f16 {
+    const HALF: bool = true;
+    #[inline]
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src);
+    }
+}
+
+/// Values one key block holds for all kv heads (the unit the key storage grows by).
+pub fn key_block_floats(kv_heads: usize, head_dim: usize) -> usize {
+    kv_heads * head_dim * KEY_BLOCK
+}
+
+/// Writes the keys of positions `pos0..pos0 + rows` into blocked storage `dst`; `src` holds
+/// `rows` rows of `kv_heads * head_dim` values, one every `stride` values. `false` (nothing
+/// written) when `dst` or `src` is too short.
+pub fn store_keys<E: CacheElem>(
+    dst: &mut [E],
+    kv_heads: usize,
+    head_dim: usize,
+    pos0: usize,
+    src: &[f32],
+    rows: usize,
+    stride: usize,
+) -> bool {
+    let width = kv_heads * head_dim;
+    let end_block = (pos0 + rows).div_ceil(KEY_BLOCK);
+    if rows == 0 {
+        return true;
+    }
+    if stride < width
+        || src.len() < (rows - 1) * stride + width
+        || dst.len() < end_block * key_block_floats(kv_heads, head_dim)
+    {
+        return false;
+    }
+    for t in 0..rows {
+        let p = pos0 + t;
+        let (b, lane) = (p / KEY_BLOCK, p % KEY_BLOCK);
+        let row = &src[t * stride..t * stride + width];
+        for g in 0..kv_heads {
+            let base = (b * kv_heads + g) * head_dim * KEY_BLOCK + lane;
+            for d in 0..head_dim {
+                dst[base + d * KEY_BLOCK] = E::from_f32(row[g * head_dim + d]);
+            }
+        }
+    }
+    true
+}
+
+/// Writes the values of positions `pos0..pos0 + rows` into `dst` (`[position][kv_head][head_dim]`);
+/// `src` as for [`store_keys`]. `false` (nothing written) when a slice is too short.
+pub fn store_values<E: CacheElem>(
+    dst: &mut [E],
+    kv_heads: usize,
+    head_dim: usize,
+    pos0: usize,
+    src: &[f32],
+    rows: usize,
+    stride: usize,
+) -> bool {
+    let width = kv_heads * head_dim;
+    if rows == 0 {
+        return true;
+    }
+    if stride < width
+        || src.len() < (rows - 1) * stride + width
+        || dst.len() < (pos0 + rows) * width
+    {
+        return false;
+    }
+    for t in 0..rows {
+        E::from_f32_slice(
+            &src[t * stride..t * stride + width],
+            &mut dst[(pos0 + t) * width..(pos0 + t + 1) * width],
+        );
+    }
+    true
+}

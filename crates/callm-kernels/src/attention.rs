@@ -266,7 +266,9 @@ impl<E: CacheElem> Job<'_, E> {
                 for (x, v) in at.iter_mut().zip(&vis[i..i + g]) {
                     *x = rows[v.0].at;
                 }
-                scores_group(self.isa, self.q, &at[..g], hd, kb, &mut sc[i..i + g]);
+                // The next block of this kv head, which the kernel asks the cache for.
+                let ahead = if b < last { kvh * kb_len } else { 0 };
+                scores_group(self.isa, self.q, &at[..g], hd, kb, &mut sc[i..i + g], ahead);
                 i += g;
             }
             // The online softmax, row by row.
@@ -375,6 +377,7 @@ fn scores_group<E: CacheElem>(
     hd: usize,
     kb: &[E],
     out: &mut [[f32; KEY_BLOCK]],
+    ahead: usize,
 ) {
     debug_assert!(kb.len() == hd * KEY_BLOCK && out.len() == ats.len());
     debug_assert!(ats.iter().all(|&a| a + hd <= q.len()));
@@ -393,7 +396,7 @@ fn scores_group<E: CacheElem>(
                 }
                 // SAFETY: the instruction set was checked when it was selected; each query
                 // holds `hd` values, `kb` holds `hd` rows of 32 keys, each output 32 floats.
-                unsafe { $f::<$r, E>(qs, hd, kb.as_ptr(), ss) }
+                unsafe { $f::<$r, E>(qs, hd, kb.as_ptr(), ss, ahead) }
             }};
         }
         match (isa, ats.len()) {
@@ -403,7 +406,7 @@ fn scores_group<E: CacheElem>(
             (Isa::Avx2, 1) => return group!(scores_avx2, 1),
             (Isa::Avx512Vnni | Isa::Avx2, _) => {
                 for (a, o) in ats.iter().zip(out.iter_mut()) {
-                    scores_group(isa, q, &[*a], hd, kb, std::slice::from_mut(o));
+                    scores_group(isa, q, &[*a], hd, kb, std::slice::from_mut(o), ahead);
                 }
                 return;
             }

@@ -279,7 +279,7 @@ fn simd_pieces_equal_portable<E: CacheElem>() {
             for g in [1usize, 2, 3, 4] {
                 let ats: Vec<usize> = (0..g).map(|r| r * hd).collect();
                 let mut got = [[0f32; KEY_BLOCK]; 4];
-                scores_group(isa, &q, &ats, hd, &kb, &mut got[..g]);
+                scores_group(isa, &q, &ats, hd, &kb, &mut got[..g], 0);
                 assert_eq!(&got[..g], &want[..g], "{isa:?} scores hd {hd} group {g}");
                 for (lo, hi) in [(0, 32), (3, 17), (5, 6), (31, 32)] {
                     let mut y = o0.clone();

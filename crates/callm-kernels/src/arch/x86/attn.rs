@@ -49,6 +49,30 @@ unsafe fn load16_masked<E: CacheElem>(mask: __mmask16, p: *const E) -> __m512 {
     }
 }
 
+/// Asks the cache for the 32 cached values at `p` (one key row of a block): a hint that reads
+/// nothing architecturally and never faults, so `p` may lie past the cache (formed with
+/// wrapping arithmetic, never dereferenced).
+#[inline(always)]
+fn prefetch_row<E: CacheElem>(p: *const E) {
+    let p = p as *const i8;
+    // SAFETY: a prefetch does not access memory.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+    if !E::HALF {
+        // SAFETY: as above.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64)) };
+    }
+}
+
+/// Asks the cache for the `n` cached values at `p` (as [`prefetch_row`]).
+#[inline(always)]
+fn prefetch_values<E: CacheElem>(p: *const E, n: usize) {
+    let bytes = n * std::mem::size_of::<E>();
+    for off in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch does not access memory.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((p as *const i8).wrapping_add(off)) };
+    }
+}
+
 /// 8 cached values from `p` as floats.
 ///
 /// # Safety
@@ -67,17 +91,20 @@ unsafe fn load8<E: CacheElem>(p: *const E) -> __m256 {
 }
 
 /// AVX-512: `s_r[l] = Σ_d q_r[d] · kb[d][l]` for `R` rows, as the sum of two partial sums (even
-/// and odd `d`).
+/// and odd `d`). With `ahead` set, each key row asks the cache for the row `ahead` values on
+/// (the next block of the same kv head): the hardware prefetcher alone leaves the kernel
+/// waiting on the cache's lines.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and FMA; each `q[r]` points to `hd` floats, `kb` to `hd`
-/// rows of 32 floats, each `s[r]` to 32 writable floats.
+/// rows of 32 values, each `s[r]` to 32 writable floats.
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn scores_avx512<const R: usize, E: CacheElem>(
     q: [*const f32; R],
     hd: usize,
     kb: *const E,
     s: [*mut f32; R],
+    ahead: usize,
 ) {
     let z = _mm512_setzero_ps();
     let mut acc = [[[z; 2]; 2]; R];
@@ -87,6 +114,9 @@ pub(crate) unsafe fn scores_avx512<const R: usize, E: CacheElem>(
         // SAFETY: `d < hd`: key row `d` and each query's value `d` exist (the contract).
         unsafe {
             let k = kb.add(d * KEY_BLOCK);
+            if ahead != 0 {
+                prefetch_row::<E>(k.wrapping_add(ahead));
+            }
             let (k0, k1) = (load16(k), load16(k.add(16)));
             for (qr, a) in q.iter().zip(acc.iter_mut()) {
                 let x = _mm512_set1_ps(*qr.add(d));
@@ -122,6 +152,7 @@ pub(crate) unsafe fn scores_avx2<const R: usize, E: CacheElem>(
     hd: usize,
     kb: *const E,
     s: [*mut f32; R],
+    ahead: usize,
 ) {
     let z = _mm256_setzero_ps();
     let mut acc = [[[z; 4]; 2]; R];
@@ -130,6 +161,9 @@ pub(crate) unsafe fn scores_avx2<const R: usize, E: CacheElem>(
         // SAFETY: as in `scores_avx512`.
         unsafe {
             let k = kb.add(d * KEY_BLOCK);
+            if ahead != 0 {
+                prefetch_row::<E>(k.wrapping_add(ahead));
+            }
             let kv = [
                 load8(k),
                 load8(k.add(8)),
@@ -299,6 +333,7 @@ pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
             }
             for l in a..e {
                 let mut x = [_mm512_setzero_ps(); $w];
+                prefetch_values::<E>(v.wrapping_add((l + KEY_BLOCK) * vs + d), 16 * $w);
                 for (u, xu) in x.iter_mut().enumerate() {
                     // SAFETY: row `l < e` of `v`, values under `mask` (the contract).
                     *xu = unsafe { load16_masked(mask, v.add(l * vs + d + 16 * u)) };

@@ -358,17 +358,18 @@ impl<E: CacheElem> Job<'_, E> {
     }
 }
 
-/// Rows handled together by [`scores_group`] and [`pv_group`] out of `left`: 4, 2 or 1.
+/// Rows handled together by [`scores_group`] and [`pv_group`] out of `left`: up to 4 (a GQA group of 3 query heads stays one group).
 fn group_len(left: usize) -> usize {
     match left {
         0 => 0,
         1 => 1,
-        2 | 3 => 2,
+        2 => 2,
+        3 => 3,
         _ => 4,
     }
 }
 
-/// The 32 dot products of each query row (`q[at..at + hd]` for each offset, 1, 2 or 4 rows)
+/// The 32 dot products of each query row (`q[at..at + hd]` for each offset, 1 to 4 rows)
 /// with a key block (`[hd][32]`), unscaled; a row's numbers do not depend on the others.
 fn scores_group<E: CacheElem>(
     isa: Isa,
@@ -401,6 +402,7 @@ fn scores_group<E: CacheElem>(
         }
         match (isa, ats.len()) {
             (Isa::Avx512Vnni, 4) => return group!(scores_avx512, 4),
+            (Isa::Avx512Vnni, 3) => return group!(scores_avx512, 3),
             (Isa::Avx512Vnni, 2) => return group!(scores_avx512, 2),
             (Isa::Avx512Vnni, 1) => return group!(scores_avx512, 1),
             (Isa::Avx2, 1) => return group!(scores_avx2, 1),
@@ -490,7 +492,7 @@ fn exp_block(isa: Isa, s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
     }
 }
 
-/// For each row `k` (1, 2 or 4): `o_k ← o_k · corr_k + Σ_{l ∈ a..e} p_k[l] · v[l]` over its
+/// For each row `k` (1 to 4): `o_k ← o_k · corr_k + Σ_{l ∈ a..e} p_k[l] · v[l]` over its
 /// `hd` values, where `v[l]` is the row `l * vs` values into `v`; a row's numbers do not depend
 /// on the others.
 ///
@@ -525,6 +527,7 @@ unsafe fn pv_group<E: CacheElem>(
         }
         match (isa, out.len()) {
             (Isa::Avx512Vnni, 4) => return group!(pv_avx512, 4),
+            (Isa::Avx512Vnni, 3) => return group!(pv_avx512, 3),
             (Isa::Avx512Vnni, 2) => return group!(pv_avx512, 2),
             (Isa::Avx512Vnni, 1) => return group!(pv_avx512, 1),
             (Isa::Avx512Vnni, _) => {

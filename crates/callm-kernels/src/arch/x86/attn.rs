@@ -1,6 +1,6 @@
-//! x86-64 pieces of [`crate::attention`]: the 32 scores of 1, 2 or 4 query rows against a
+//! x86-64 pieces of [`crate::attention`]: the 32 scores of 1 to 4 query rows against a
 //! transposed key block (the rows share each key load), the block's exponentials, and the
-//! weighted sum of values of 1, 2 or 4 rows (sharing each value load), on AVX-512 and AVX2.
+//! weighted sum of values of 1 to 4 rows (sharing each value load), on AVX-512 and AVX2.
 //! Each follows the portable definitions (`scores_portable`, `pv_portable`) lane by lane, the
 //! same fused multiply-adds in the same order, so a row's numbers never depend on the rows it
 //! was grouped with. Cached keys and values are f32 or f16 ([`CacheElem`]); f16 ones are

@@ -1,5 +1,7 @@
 //! Device selection (`--device cpu|cuda[:N]|metal`) and thread settings.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::Device;
 
 /// Errors choosing a device.
@@ -88,19 +90,89 @@ pub fn set_threads(n: Option<usize>) {
 /// kernels inside it split their work with the other workers directly, instead of each one
 /// waking the pool from outside and sleeping until it finishes. A model's forward pass runs
 /// here: it holds hundreds of parallel matmuls per token.
+///
+/// While `f` runs, the pool's other workers stay awake ([`with_team`]), so each of those
+/// parallel kernels starts at once instead of first waking a sleeping worker.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
     }
     let mut out = None;
-    rayon::scope(|_| out = Some(f()));
+    rayon::scope(|_| out = Some(with_team(f)));
     // `rayon::scope` returns only after its closure ran.
     out.expect("rayon::scope ran the closure")
+}
+
+/// Runs `f` on this worker while every other worker of the pool polls for the jobs `f`'s
+/// parallel kernels create, until `f` returns (or unwinds).
+///
+/// Rayon puts an idle worker to sleep after a few dozen rounds without work, and waking it
+/// takes a system call on each side: a forward pass has short serial stretches (norms, rope,
+/// the cache writes) between its parallel matmuls, long enough for the other workers to fall
+/// asleep, so without this most matmuls began by waking one (measured: 5-7% of a decode
+/// step's CPU time in `futex` and the scheduler, more with more sequences per step). This is
+/// what llama.cpp's thread pool does too: its threads spin between the operations of a graph.
+/// The pollers only run jobs; which job runs where never changes a result (every kernel's
+/// outputs are computed the same way whichever thread takes them).
+fn with_team<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let helpers = rayon::current_num_threads().saturating_sub(1);
+    if helpers == 0 {
+        return f();
+    }
+    let done = AtomicBool::new(false);
+    /// Sets the flag when `f` returns or unwinds: the pollers must never outlive it.
+    struct Finish<'a>(&'a AtomicBool);
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let mut out = None;
+    rayon::scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|_| poll_until(&done));
+        }
+        let _finish = Finish(&done);
+        out = Some(f());
+    });
+    out.expect("rayon::scope ran the closure")
+}
+
+/// Polls without giving up the CPU for this many rounds without work (about 100 µs), then
+/// yields it to the OS between polls: where the cores are shared (other processes, more
+/// threads than cores) a spinning thread must not keep a working one waiting for a time slice.
+const SPIN_ROUNDS: u32 = 1024;
+
+/// Runs the pool's pending jobs as they appear until `done` is set.
+fn poll_until(done: &AtomicBool) {
+    let mut idle = 0u32;
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle = 0;
+        } else if idle < SPIN_ROUNDS {
+            idle += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_pool_returns_the_value_and_unwinds_without_hanging() {
+        use rayon::prelude::*;
+        // The parallel work inside runs (on whichever worker) and gives the same answer.
+        let sum = on_pool(|| (0..10_000u64).into_par_iter().sum::<u64>());
+        assert_eq!(sum, 49_995_000);
+        // A panic inside still releases the polling workers, and reaches the caller.
+        let r = std::panic::catch_unwind(|| on_pool(|| -> u32 { panic!("inside") }));
+        assert!(r.is_err());
+        assert_eq!(on_pool(|| 7), 7);
+    }
 
     #[test]
     fn parses_device_names() {

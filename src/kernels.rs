@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-pub use callm_kernels::{attention, rope, BlockKind, DenseLinear, Isa, PackedLinear};
+pub use callm_kernels::{attention, rope, BlockKind, DenseLinear, Isa, PackedLinear, SiluMul};
 
 /// Whether `CALLM_KERNELS` is set to `value` now.
 fn setting_is(value: &str) -> bool {

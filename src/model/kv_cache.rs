@@ -1,6 +1,6 @@
 //! One sequence's key/value cache. On the CPU with f32 activations it holds the layouts of
 //! callm's attention kernel (`kernels::attention`: keys in transposed blocks of 32 positions,
-//! values by position), in f32 or f16 ([`KvType`]), allocated as the sequence grows, in whole
+//! values in blocks by position), in f32 or f16 ([`KvType`]), allocated as the sequence grows, in whole
 //! blocks, up to its capacity; elsewhere, preallocated `[kv_heads, capacity, head_dim]`
 //! tensors per layer written in place.
 
@@ -62,12 +62,12 @@ struct LayerKv {
 struct BlockLayer<E> {
     /// `[block][kv_head][head_dim][32]`.
     k: Vec<E>,
-    /// `[position][kv_head][head_dim]`.
+    /// `[block][kv_head][32][head_dim]`.
     v: Vec<E>,
 }
 
 impl<E: CacheElem> BlockLayer<E> {
-    /// Room for `blocks` key blocks of `kf` values and as many positions of `vf / 32` values.
+    /// Room for `blocks` blocks of `kf` keys and `vf` values.
     fn resize(&mut self, blocks: usize, kf: usize, vf: usize) {
         self.k.resize(blocks * kf, E::default());
         self.v.resize(blocks * vf, E::default());
@@ -138,7 +138,7 @@ pub struct KvCache {
 }
 
 /// Keys and values of one layer in the CPU kernel's layouts (see `kernels::attention`): keys
-/// `[block][kv_head][head_dim][32]`, values `[position][kv_head][head_dim]`.
+/// `[block][kv_head][head_dim][32]`, values `[block][kv_head][32][head_dim]`.
 pub enum BlockView<'a> {
     /// An f32 cache.
     F32 {
@@ -495,8 +495,14 @@ mod tests {
         let Some(BlockView::F16 { v, .. }) = p.block_view(1) else {
             panic!("an f16 cache gives f16 views");
         };
-        for (h, x) in v[..2 * 16].iter().zip(&rows) {
-            assert_eq!(*h, f16::from_f32(*x));
+        // Values `[block][kv_head][32][head_dim]`: position p of head g at (g * 32 + p) * 8.
+        for p in 0..2 {
+            for g in 0..2 {
+                for d in 0..8 {
+                    let x = rows[p * 16 + g * 8 + d];
+                    assert_eq!(v[(g * KEY_BLOCK + p) * 8 + d], f16::from_f32(x));
+                }
+            }
         }
     }
 }

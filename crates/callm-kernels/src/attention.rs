@@ -14,7 +14,8 @@
 //!
 //! Keys are stored transposed in blocks, `[block][kv_head][head_dim][32]` ([`store_keys`]), so a
 //! row's 32 scores are vector multiply-adds over the head dimension with no horizontal sums;
-//! values are stored by position, `[position][kv_head][head_dim]` ([`store_values`]). Rows of
+//! values in blocks by position, `[block][kv_head][32][head_dim]` ([`store_values`]), so a kv
+//! head's keys and values of a block are each one contiguous run. Rows of
 //! the same kv head are grouped (several positions of a prompt, the query heads of a GQA
 //! group) so that each key block is read from memory once for all of them; groups run on
 //! rayon's pool.
@@ -25,6 +26,7 @@ use crate::Isa;
 
 mod layout;
 
+use layout::value_row;
 pub use layout::{key_block_floats, store_keys, store_values, CacheElem};
 
 /// Keys per online-softmax step; key blocks start at multiples of it.
@@ -67,7 +69,7 @@ pub struct SeqKv<'a, E: CacheElem = f32> {
     pub pos: usize,
     /// Keys, `[block][kv_head][head_dim][KEY_BLOCK]`, at least `ceil((pos + n) / 32)` blocks.
     pub k: &'a [E],
-    /// Values, `[position][kv_head][head_dim]`, at least `pos + n` positions.
+    /// Values, `[block][kv_head][32][head_dim]`, at least `ceil((pos + n) / 32)` blocks.
     pub v: &'a [E],
 }
 
@@ -112,7 +114,7 @@ pub(crate) fn attend_with<E: CacheElem>(
         let end = s.pos + s.n;
         if s.row0 + s.n > total
             || s.k.len() < end.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)
-            || s.v.len() < end * kvh * hd
+            || s.v.len() < end.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)
         {
             candle_core::bail!("attention: a sequence's rows or cache are out of bounds");
         }
@@ -312,7 +314,9 @@ impl<E: CacheElem> Job<'_, E> {
                 v.3 = corr;
             }
             // Values, up to four rows with the same visible keys sharing each value load.
-            let vb = &s.v[(j0 * kvh + it.g) * hd..];
+            let vb = &s.v[value_row(b, it.g, 0, kvh, hd)..][..kb_len];
+            // The next block of this kv head's values, which the kernel asks the cache for.
+            let v_ahead = if b < last { kvh * kb_len } else { 0 };
             let mut i = 0;
             while i < nv {
                 let mut g = 1;
@@ -340,8 +344,8 @@ impl<E: CacheElem> Job<'_, E> {
                         a,
                         e,
                         vb,
-                        kvh * hd,
                         hd,
+                        v_ahead,
                     )
                 };
                 i += g;
@@ -493,12 +497,13 @@ fn exp_block(isa: Isa, s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
 }
 
 /// For each row `k` (1 to 4): `o_k ← o_k · corr_k + Σ_{l ∈ a..e} p_k[l] · v[l]` over its
-/// `hd` values, where `v[l]` is the row `l * vs` values into `v`; a row's numbers do not depend
-/// on the others.
+/// `hd` values, where `v[l]` is the row `l * hd` values into `v` (a kv head's values of one
+/// block); a row's numbers do not depend on the others. `ahead`: how far after `v` the next
+/// block's values lie, which the kernels ask the cache for as they go (a hint only).
 ///
 /// # Safety
 /// Each `out[k]` must point to `hd` writable floats no other thread touches; `v` must hold rows
-/// `a..e` (`(e - 1) * vs + hd` values).
+/// `a..e` (`e * hd` values).
 #[allow(clippy::too_many_arguments)]
 unsafe fn pv_group<E: CacheElem>(
     isa: Isa,
@@ -508,10 +513,10 @@ unsafe fn pv_group<E: CacheElem>(
     a: usize,
     e: usize,
     v: &[E],
-    vs: usize,
     hd: usize,
+    ahead: usize,
 ) {
-    debug_assert!(e >= 1 && v.len() >= (e - 1) * vs + hd);
+    debug_assert!(e >= 1 && v.len() >= e * hd);
     #[cfg(target_arch = "x86_64")]
     {
         use crate::arch::x86::attn::{pv_avx2, pv_avx512};
@@ -522,7 +527,7 @@ unsafe fn pv_group<E: CacheElem>(
                 let pp: [&[f32; KEY_BLOCK]; $r] = std::array::from_fn(|k| &p[k]);
                 // SAFETY: the instruction set was checked when it was selected; the caller's
                 // contract.
-                unsafe { $f::<$r, E>(o, c, pp, a, e, v.as_ptr(), vs, hd) }
+                unsafe { $f::<$r, E>(o, c, pp, a, e, v.as_ptr(), hd, ahead) }
             }};
         }
         match (isa, out.len()) {
@@ -534,7 +539,9 @@ unsafe fn pv_group<E: CacheElem>(
                 for k in 0..out.len() {
                     let o = [out[k]];
                     // SAFETY: as above, one row at a time.
-                    unsafe { pv_avx512::<1, E>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
+                    unsafe {
+                        pv_avx512::<1, E>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), hd, ahead)
+                    };
                 }
                 return;
             }
@@ -542,7 +549,7 @@ unsafe fn pv_group<E: CacheElem>(
                 for k in 0..out.len() {
                     let o = [out[k]];
                     // SAFETY: as above, one row at a time.
-                    unsafe { pv_avx2::<1, E>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), vs, hd) };
+                    unsafe { pv_avx2::<1, E>(o, [corr[k]], [&p[k]], a, e, v.as_ptr(), hd, ahead) };
                 }
                 return;
             }
@@ -553,7 +560,7 @@ unsafe fn pv_group<E: CacheElem>(
     for k in 0..out.len() {
         // SAFETY: the caller's contract.
         let o = unsafe { std::slice::from_raw_parts_mut(out[k], hd) };
-        pv_portable(o, corr[k], &p[k], a, e, v, vs);
+        pv_portable(o, corr[k], &p[k], a, e, v);
     }
 }
 
@@ -566,12 +573,12 @@ pub(crate) fn pv_portable<E: CacheElem>(
     a: usize,
     e: usize,
     v: &[E],
-    vs: usize,
 ) {
+    let hd = o.len();
     for (d, od) in o.iter_mut().enumerate() {
         let mut acc = *od * corr;
         for (l, &pl) in p.iter().enumerate().take(e).skip(a) {
-            acc = pl.mul_add(v[l * vs + d].to_f32(), acc);
+            acc = pl.mul_add(v[l * hd + d].to_f32(), acc);
         }
         *od = acc;
     }

@@ -38,6 +38,7 @@ pub mod attention;
 mod blocks;
 mod codes;
 mod dense;
+mod glu;
 mod kblocks;
 mod linear;
 mod matmul;
@@ -49,6 +50,7 @@ use std::sync::OnceLock;
 
 pub use blocks::BlockKind;
 pub use dense::DenseLinear;
+pub use glu::{silu_mul, SiluMul};
 pub use linear::PackedLinear;
 
 /// The instruction set a kernel uses.

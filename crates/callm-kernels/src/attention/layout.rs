@@ -1,5 +1,8 @@
-//! The cache layouts of [`super::attend`]: keys transposed in blocks of [`KEY_BLOCK`]
-//! positions, values by position, each value an f32 or an f16 ([`CacheElem`]).
+//! The cache layouts of [`super::attend`], both in blocks of [`KEY_BLOCK`] positions and, within
+//! a block, by kv head: keys transposed (`[block][kv_head][head_dim][32]`), values by position
+//! (`[block][kv_head][32][head_dim]`), each value an f32 or an f16 ([`CacheElem`]). A work item
+//! of the kernel (one kv head of one sequence) so reads whole contiguous 4 KiB runs (f16, 64
+//! values per head) of keys and of values per block, never a head's slice out of every row.
 
 use half::f16;
 
@@ -53,6 +56,14 @@ impl CacheElem for f16 {
         f16::to_f32(self)
     }
     fn from_f32_slice(src: &[f32], dst: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::isa().has_avx2() {
+                // SAFETY: the selected instruction set includes F16C (detected at run time).
+                unsafe { crate::arch::x86::attn::to_f16_slice(src, dst) };
+                return;
+            }
+        }
         use half::slice::HalfFloatSliceExt;
         dst.convert_from_f32_slice(src);
     }
@@ -86,22 +97,32 @@ pub fn store_keys<E: CacheElem>(
     {
         return false;
     }
+    // One head's keys converted at a time (vector conversion), then spread over the block.
+    let mut buf = [E::default(); 256];
     for t in 0..rows {
         let p = pos0 + t;
         let (b, lane) = (p / KEY_BLOCK, p % KEY_BLOCK);
         let row = &src[t * stride..t * stride + width];
         for g in 0..kv_heads {
             let base = (b * kv_heads + g) * head_dim * KEY_BLOCK + lane;
-            for d in 0..head_dim {
-                dst[base + d * KEY_BLOCK] = E::from_f32(row[g * head_dim + d]);
+            let head = &row[g * head_dim..(g + 1) * head_dim];
+            const CHUNK: usize = 256;
+            for (c, chunk) in head.chunks(CHUNK).enumerate() {
+                let conv = &mut buf[..chunk.len()];
+                E::from_f32_slice(chunk, conv);
+                let at = base + c * CHUNK * KEY_BLOCK;
+                for (d, &x) in conv.iter().enumerate() {
+                    dst[at + d * KEY_BLOCK] = x;
+                }
             }
         }
     }
     true
 }
 
-/// Writes the values of positions `pos0..pos0 + rows` into `dst` (`[position][kv_head][head_dim]`);
-/// `src` as for [`store_keys`]. `false` (nothing written) when a slice is too short.
+/// Writes the values of positions `pos0..pos0 + rows` into blocked storage `dst`
+/// (`[block][kv_head][32][head_dim]`); `src` as for [`store_keys`]. `false` (nothing written)
+/// when a slice is too short.
 pub fn store_values<E: CacheElem>(
     dst: &mut [E],
     kv_heads: usize,
@@ -115,17 +136,35 @@ pub fn store_values<E: CacheElem>(
     if rows == 0 {
         return true;
     }
+    let end_block = (pos0 + rows).div_ceil(KEY_BLOCK);
     if stride < width
         || src.len() < (rows - 1) * stride + width
-        || dst.len() < (pos0 + rows) * width
+        || dst.len() < end_block * key_block_floats(kv_heads, head_dim)
     {
         return false;
     }
     for t in 0..rows {
-        E::from_f32_slice(
-            &src[t * stride..t * stride + width],
-            &mut dst[(pos0 + t) * width..(pos0 + t + 1) * width],
-        );
+        let p = pos0 + t;
+        let (b, lane) = (p / KEY_BLOCK, p % KEY_BLOCK);
+        let row = &src[t * stride..t * stride + width];
+        for g in 0..kv_heads {
+            let at = value_row(b, g, lane, kv_heads, head_dim);
+            E::from_f32_slice(
+                &row[g * head_dim..(g + 1) * head_dim],
+                &mut dst[at..at + head_dim],
+            );
+        }
     }
     true
+}
+
+/// Where the values of position `32 * block + lane` of kv head `g` start in blocked storage.
+pub(crate) fn value_row(
+    block: usize,
+    g: usize,
+    lane: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> usize {
+    ((block * kv_heads + g) * KEY_BLOCK + lane) * head_dim
 }

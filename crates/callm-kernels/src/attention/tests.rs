@@ -22,7 +22,7 @@ fn cache<E: CacheElem>(len: usize, kvh: usize, hd: usize, rng: &mut impl Rng) ->
     let k_rows = round(random_f32(len * w, rng));
     let v_rows = round(random_f32(len * w, rng));
     let mut k = vec![E::default(); len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
-    let mut v = vec![E::default(); len * w];
+    let mut v = vec![E::default(); len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
     // Written in two calls, as a prefill chunk and what follows would be.
     let cut = len / 3;
     assert!(store_keys(&mut k, kvh, hd, 0, &k_rows, cut, w));
@@ -271,8 +271,7 @@ fn simd_pieces_equal_portable<E: CacheElem>() {
         for x in p.iter_mut().flatten() {
             *x = rng.random_range(0.0f32..1.0);
         }
-        let vs = hd + 3;
-        let v = elems(random_f32(KEY_BLOCK * vs, &mut rng));
+        let v = elems(random_f32(KEY_BLOCK * hd, &mut rng));
         let o0 = random_f32(4 * hd, &mut rng);
         let corr = [0.75f32, 1.0, 0.5, 0.0];
         for &isa in Isa::available() {
@@ -284,13 +283,13 @@ fn simd_pieces_equal_portable<E: CacheElem>() {
                 for (lo, hi) in [(0, 32), (3, 17), (5, 6), (31, 32)] {
                     let mut y = o0.clone();
                     for r in 0..g {
-                        pv_portable(&mut y[r * hd..(r + 1) * hd], corr[r], &p[r], lo, hi, &v, vs);
+                        pv_portable(&mut y[r * hd..(r + 1) * hd], corr[r], &p[r], lo, hi, &v);
                     }
                     let mut x = o0.clone();
                     let outs: Vec<*mut f32> = (0..g).map(|r| x[r * hd..].as_mut_ptr()).collect();
                     // SAFETY: each output points to `hd` floats of `x`; `v` holds 32 rows of
-                    // `vs >= hd` values.
-                    unsafe { pv_group(isa, &outs, &corr[..g], &p[..g], lo, hi, &v, vs, hd) };
+                    // `hd` values (the prefetch hint of the next block reads nothing).
+                    unsafe { pv_group(isa, &outs, &corr[..g], &p[..g], lo, hi, &v, hd, 4096) };
                     assert_eq!(x, y, "{isa:?} pv hd {hd} group {g} keys {lo}..{hi}");
                 }
             }
@@ -363,7 +362,9 @@ fn bad_calls_are_errors() {
     assert!(attend::<f32>(&p, &q, &[s(0, 3, 37)], &mut out).is_ok());
     // Rows past the call, a cache too short, overlapping sequences, uneven heads.
     assert!(attend::<f32>(&p, &q, &[s(1, 3, 0)], &mut out).is_err());
-    assert!(attend::<f32>(&p, &q, &[s(0, 3, 38)], &mut out).is_err());
+    // (The cache holds whole blocks: 40 positions take two, 64 positions' room.)
+    assert!(attend::<f32>(&p, &q, &[s(0, 3, 61)], &mut out).is_ok());
+    assert!(attend::<f32>(&p, &q, &[s(0, 3, 62)], &mut out).is_err());
     assert!(attend::<f32>(&p, &q, &[s(0, 2, 0), s(1, 2, 0)], &mut out).is_err());
     assert!(attend::<f32>(&AttnParams { kv_heads: 3, ..p }, &q, &[], &mut out).is_err());
     assert!(attend::<f32>(&p, &q[..47], &[], &mut out[..47]).is_err());
@@ -402,7 +403,7 @@ fn f16_storage_rounds_each_value_in_place() {
     rows[2] = 1e-9;
     let mut k32 = vec![0f32; len.div_ceil(KEY_BLOCK) * key_block_floats(kvh, hd)];
     let mut k16 = vec![f16::ZERO; k32.len()];
-    let (mut v32, mut v16) = (vec![0f32; len * w], vec![f16::ZERO; len * w]);
+    let (mut v32, mut v16) = (vec![0f32; k32.len()], vec![f16::ZERO; k32.len()]);
     assert!(store_keys(&mut k32, kvh, hd, 0, &rows, len, w));
     assert!(store_keys(&mut k16, kvh, hd, 0, &rows, len, w));
     assert!(store_values(&mut v32, kvh, hd, 0, &rows, len, w));

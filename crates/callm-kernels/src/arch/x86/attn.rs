@@ -300,12 +300,13 @@ pub(crate) unsafe fn exp_block_avx2(s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
     _mm_cvtss_f32(q)
 }
 
-/// AVX-512: for `R` rows, `o_r ← o_r · corr_r + Σ_{l ∈ a..e} p_r[l] · v[l·vs ..]`, one running
-/// sum per value, 64 values per pass, then 16, then a masked tail.
+/// AVX-512: for `R` rows, `o_r ← o_r · corr_r + Σ_{l ∈ a..e} p_r[l] · v[l·hd ..]`, one running
+/// sum per value, 64 values per pass, then 16, then a masked tail; row `l` of the block
+/// `ahead` values further is prefetched as row `l` is read.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and FMA; each `o[r]` points to `hd` writable floats no
-/// other thread touches; `v` holds rows `a..e` (`(e - 1) * vs + hd` floats).
+/// other thread touches; `v` holds rows `a..e` (`e * hd` values).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
@@ -315,9 +316,10 @@ pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
     a: usize,
     e: usize,
     v: *const E,
-    vs: usize,
     hd: usize,
+    ahead: usize,
 ) {
+    let vs = hd;
     let c: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(corr[r]));
     let mut d = 0;
     macro_rules! pass {
@@ -333,7 +335,7 @@ pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
             }
             for l in a..e {
                 let mut x = [_mm512_setzero_ps(); $w];
-                prefetch_values::<E>(v.wrapping_add((l + KEY_BLOCK) * vs + d), 16 * $w);
+                prefetch_values::<E>(v.wrapping_add(ahead + l * vs + d), 16 * $w);
                 for (u, xu) in x.iter_mut().enumerate() {
                     // SAFETY: row `l < e` of `v`, values under `mask` (the contract).
                     *xu = unsafe { load16_masked(mask, v.add(l * vs + d + 16 * u)) };
@@ -382,9 +384,10 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
     a: usize,
     e: usize,
     v: *const E,
-    vs: usize,
     hd: usize,
+    _ahead: usize,
 ) {
+    let vs = hd;
     let c: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(corr[r]));
     let mut d = 0;
     macro_rules! pass {
@@ -434,5 +437,28 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
             }
         }
         d += 1;
+    }
+}
+
+/// `dst[i] = f16(src[i])`, rounded to nearest even: 8 values per instruction, the last few
+/// with `half`'s scalar conversion, which rounds the same way.
+///
+/// # Safety
+/// The CPU must support AVX and F16C.
+#[target_feature(enable = "avx,f16c")]
+pub(crate) unsafe fn to_f16_slice(src: &[f32], dst: &mut [half::f16]) {
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: values `i..i + 8` lie in both slices (f16: two bytes each).
+        unsafe {
+            let h =
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(src.as_ptr().add(i)));
+            _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+        }
+        i += 8;
+    }
+    for j in i..n {
+        dst[j] = half::f16::from_f32(src[j]);
     }
 }

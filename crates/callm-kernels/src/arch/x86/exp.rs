@@ -1,4 +1,5 @@
-//! The vector `exp` on AVX2 + FMA, for the attention's softmax ([`crate::attention`]).
+//! The vector `exp` on AVX2 + FMA, for the attention's softmax ([`crate::attention`]) and the
+//! SwiGLU product ([`crate::glu`]).
 
 use core::arch::x86_64::*;
 
@@ -33,4 +34,48 @@ pub(crate) fn exp8(x: __m256) -> __m256 {
         23,
     ));
     _mm256_andnot_ps(underflow, _mm256_mul_ps(er, pow2))
+}
+
+/// `out[i] = silu(g[i]) * u[i]` ([`crate::glu`]): `g / (1 + e^(-g))` with [`exp8`], rounded,
+/// then times `u`; 8 values per step, the last partial step masked (the same operations).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `g`, `u` and `out` must be equally long.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    debug_assert!(g.len() == n && u.len() == n);
+    let one = _mm256_set1_ps(1.0);
+    let neg = _mm256_set1_ps(-0.0);
+    let step = |x: __m256, y: __m256| {
+        let e = exp8(_mm256_xor_ps(x, neg));
+        _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), y)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: values `i..i + 8` lie in all three slices (equal lengths, the contract).
+        unsafe {
+            let y = step(
+                _mm256_loadu_ps(g.as_ptr().add(i)),
+                _mm256_loadu_ps(u.as_ptr().add(i)),
+            );
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
+        }
+        i += 8;
+    }
+    if i < n {
+        let left = (n - i) as i32;
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(left),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        // SAFETY: the mask covers values `i..n` only, inside all three slices.
+        unsafe {
+            let y = step(
+                _mm256_maskload_ps(g.as_ptr().add(i), mask),
+                _mm256_maskload_ps(u.as_ptr().add(i), mask),
+            );
+            _mm256_maskstore_ps(out.as_mut_ptr().add(i), mask, y);
+        }
+    }
 }

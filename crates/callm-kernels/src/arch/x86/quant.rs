@@ -3,13 +3,11 @@
 
 use core::arch::x86_64::*;
 
-use half::f16;
-
 use crate::blocks::QK;
 
 /// The same numbers as `act::quantize_blocks_generic` (round half away from zero included):
 /// quantizes the whole blocks of 32 values that `x`, `q`, `d`, `isum` and `s` all hold.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn quantize_blocks_avx2(
     x: &[f32],
     q: &mut [i8],
@@ -72,9 +70,19 @@ pub(crate) fn quantize_blocks_avx2(
         let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         // SAFETY: `qb` holds 32 bytes.
         unsafe { _mm256_storeu_si256(qb.as_mut_ptr() as *mut __m256i, bytes) };
-        let dh = f16::from_f32(scale).to_f32();
+        let dh = round_f16(scale);
         *db = dh;
         *ib = sum;
-        *sb = f16::from_f32(f16::from_f32(sum as f32).to_f32() * dh).to_f32();
+        *sb = round_f16(round_f16(sum as f32) * dh);
     }
+}
+
+/// `x` rounded to the nearest f16 (ties to even) and back: `half`'s `f16::from_f32(x).to_f32()`
+/// in two instructions (that crate checks for F16C at every call, which cost as much as the
+/// rest of the quantization).
+#[inline]
+#[target_feature(enable = "f16c")]
+fn round_f16(x: f32) -> f32 {
+    let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x));
+    _mm_cvtss_f32(_mm_cvtph_ps(h))
 }

@@ -39,6 +39,7 @@ mod blocks;
 mod codes;
 mod dense;
 mod glu;
+mod huge;
 mod kblocks;
 mod linear;
 mod matmul;

@@ -107,7 +107,7 @@ impl PackedMatrix {
             k,
             nb,
             tiles,
-            qs: vec![Line([0; 64]); tiles * nb * lpb],
+            qs: crate::huge::zeroed_vec(tiles * nb * lpb, Line([0; 64])),
             qh: if kind.has_high_bit() {
                 vec![0; tiles * nb * 8]
             } else {

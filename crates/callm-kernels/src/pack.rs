@@ -43,7 +43,7 @@ pub(crate) struct PackedMatrix {
     /// Tiles, `ceil(n / 16)`.
     pub(crate) tiles: usize,
     /// Quant lines, tile-major then block: [`PackedMatrix::lines_per_block`] per tile block.
-    pub(crate) qs: Vec<Line>,
+    pub(crate) qs: crate::huge::Lines,
     /// Bit-4 masks (Q5_0, Q5_1, Q5_K, Q6_K), 8 per tile block; empty for other kinds.
     pub(crate) qh: Vec<u64>,
     /// Bit-5 masks (Q6_K), 8 per tile block; empty for other kinds.
@@ -107,7 +107,7 @@ impl PackedMatrix {
             k,
             nb,
             tiles,
-            qs: crate::huge::zeroed_vec(tiles * nb * lpb, Line([0; 64])),
+            qs: crate::huge::Lines::zeroed(tiles * nb * lpb),
             qh: if kind.has_high_bit() {
                 vec![0; tiles * nb * 8]
             } else {

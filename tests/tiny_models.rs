@@ -272,3 +272,39 @@ fn moe_runs_only_the_routed_experts() {
         std::fs::remove_file(&tmp).ok();
     }
 }
+
+/// `--kv-cache-type` (the configuration's `kv_cache`) is what a model's caches hold: an f16
+/// cache asked for on float weights takes half the bytes per position and its logits stay
+/// near transformers' (f16 keys and values round at ~1e-3 relative), while the default for
+/// float weights stays exact.
+#[test]
+fn the_kv_cache_type_asked_for_is_the_one_used() {
+    let dir = callm::paths::fixtures_dir().join("tiny-models/llama3");
+    let g = golden(&dir);
+    let refs =
+        candle_core::safetensors::load(dir.join("logits.safetensors"), &Device::Cpu).unwrap();
+    let load_as = |kv: Option<callm::model::KvType>| {
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let mut cfg = ModelConfig::from_hf_json(&text, "config.json").unwrap();
+        cfg.kv_cache = kv;
+        let mut src =
+            SafetensorsSource::open(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
+                .unwrap();
+        callm::model::load_model(cfg, &mut src, DType::F32, &Device::Cpu).unwrap()
+    };
+    let (exact, half) = (load_as(None), load_as(Some(callm::model::KvType::F16)));
+    let (c32, c16) = (exact.new_cache(64).unwrap(), half.new_cache(64).unwrap());
+    assert_eq!(c32.position_bytes(), 2 * c16.position_bytes());
+    let case = &g["cases"][0];
+    let input = ids(&case["input_ids"]);
+    let want = &refs[case["logits_tensor"].as_str().unwrap()];
+    let got32 = exact
+        .forward(&input, &mut exact.new_cache(64).unwrap(), true)
+        .unwrap();
+    let got16 = half
+        .forward(&input, &mut half.new_cache(64).unwrap(), true)
+        .unwrap();
+    assert!(max_abs_diff(&got32, want) <= 1e-4);
+    let d16 = max_abs_diff(&got16, want);
+    assert!(d16 > 0.0 && d16 <= 2e-2, "f16 cache: max abs diff {d16}");
+}

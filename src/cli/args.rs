@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::engine::SamplingParams;
+use crate::model::KvType;
 use crate::runtime::LoadOptions;
 
 /// Which model to load and where to run it.
@@ -27,6 +28,29 @@ pub struct ModelArgs {
     /// CPU threads for all compute pools (default: physical cores; env CALLM_THREADS).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Type of the KV cache on the CPU (default: f16 for quantized weights, f32 for float
+    /// weights). f16 holds twice the positions in `--kv-cache-mb` and reads half the bytes
+    /// per step; f32 is exact.
+    #[arg(long, value_enum, env = "CALLM_KV_CACHE")]
+    pub kv_cache_type: Option<KvCacheType>,
+}
+
+/// `--kv-cache-type` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCacheType {
+    /// Half precision: half the memory and bytes read.
+    F16,
+    /// Single precision: exact.
+    F32,
+}
+
+impl From<KvCacheType> for KvType {
+    fn from(t: KvCacheType) -> KvType {
+        match t {
+            KvCacheType::F16 => KvType::F16,
+            KvCacheType::F32 => KvType::F32,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -38,6 +62,7 @@ impl ModelArgs {
             device: self.device.clone(),
             context: self.ctx,
             tokenizer: self.tokenizer.clone(),
+            kv_cache: self.kv_cache_type.map(KvType::from),
             batch: Default::default(),
         }
     }
@@ -104,5 +129,40 @@ impl SamplingArgs {
             logit_bias: self.logit_bias.clone(),
             seed: self.seed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    #[test]
+    fn the_kv_cache_type_reaches_the_load_options() {
+        let load = |args: &[&str]| {
+            Wrap::try_parse_from(["callm", "-m", "x"].iter().chain(args))
+                .map(|w| w.model.load_options().kv_cache)
+        };
+        // (The test harness may run with CALLM_KV_CACHE unset only: nothing here sets it.)
+        if std::env::var_os("CALLM_KV_CACHE").is_none() {
+            assert_eq!(load(&[]).unwrap(), None);
+        }
+        assert_eq!(
+            load(&["--kv-cache-type", "f32"]).unwrap(),
+            Some(KvType::F32)
+        );
+        assert_eq!(
+            load(&["--kv-cache-type", "f16"]).unwrap(),
+            Some(KvType::F16)
+        );
+        // Anything else is a clear error naming the choices.
+        let err = load(&["--kv-cache-type", "q8"]).unwrap_err().to_string();
+        assert!(err.contains("f16") && err.contains("f32"), "{err}");
     }
 }

@@ -89,6 +89,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         rope_scaling: RopeScaling::None,
         max_position_embeddings: get_usize(v, "seq_length").unwrap_or(8192),
         context: 0,
+        kv_cache: None,
         keys: Default::default(),
         tie_word_embeddings: false,
         qkv_bias: get_bool(v, "add_qkv_bias").unwrap_or(true),

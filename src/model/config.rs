@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::kv_cache::KvType;
 use super::options::{self, ArchOptions};
 use super::rope::rope_scaling_of;
 pub use super::rope::{Llama3RopeScaling, LongRopeScaling, RopeScaling};
@@ -112,6 +113,9 @@ pub struct ModelConfig {
     /// Positions allocated: rope tables and caches hold this many (`--ctx`; by default the
     /// declared context up to [`DEFAULT_MAX_CONTEXT`]). Set with [`ModelConfig::set_context`].
     pub context: usize,
+    /// The type of the KV cache in the CPU kernel's layouts (`--kv-cache-type`); `None`: f16
+    /// for quantized weights, f32 for float ones ([`KvType::choose`]).
+    pub kv_cache: Option<KvType>,
     /// Which file's key names errors about this configuration use.
     pub keys: KeyStyle,
     /// Output projection shares the embedding matrix.
@@ -308,6 +312,7 @@ impl ModelConfig {
             rope_scaling,
             max_position_embeddings,
             context: 0,
+            kv_cache: None,
             keys: KeyStyle::ConfigJson,
             tie_word_embeddings: v
                 .get("tie_word_embeddings")

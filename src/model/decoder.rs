@@ -268,7 +268,10 @@ impl Decoder {
             eps: cfg.rms_norm_eps as f32,
             fused: (device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention())
                 .then(|| {
-                    KvType::for_weights(layers.first().is_some_and(|l| l.attn.o.is_quantized()))
+                    KvType::choose(
+                        cfg.kv_cache,
+                        layers.first().is_some_and(|l| l.attn.o.is_quantized()),
+                    )
                 }),
         };
         Ok(Decoder {

@@ -21,23 +21,14 @@ pub enum KvType {
 }
 
 impl KvType {
-    /// The type of a model's cache: f16 when its weights are quantized (their rounding is far
-    /// coarser than f16's), f32 when they are floats (the exact computation, as transformers
-    /// does it); `CALLM_KV_CACHE=f16|f32` chooses instead (read at each model load).
-    pub fn for_weights(quantized: bool) -> KvType {
-        match std::env::var("CALLM_KV_CACHE").as_deref() {
-            Ok("f32") => KvType::F32,
-            Ok("f16") => KvType::F16,
-            other => {
-                if let Ok(v) = other {
-                    tracing::warn!("CALLM_KV_CACHE={v:?} is neither f16 nor f32: ignored");
-                }
-                if quantized {
-                    KvType::F16
-                } else {
-                    KvType::F32
-                }
-            }
+    /// The type of a model's cache: `wanted` when given (`--kv-cache-type`), else f16 when its
+    /// weights are quantized (their rounding is far coarser than f16's) and f32 when they are
+    /// floats (the exact computation, as transformers does it).
+    pub fn choose(wanted: Option<KvType>, quantized: bool) -> KvType {
+        match wanted {
+            Some(t) => t,
+            None if quantized => KvType::F16,
+            None => KvType::F32,
         }
     }
 
@@ -445,6 +436,14 @@ impl KvCache {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cache_type_is_the_one_asked_for_else_follows_the_weights() {
+        assert_eq!(KvType::choose(None, true), KvType::F16);
+        assert_eq!(KvType::choose(None, false), KvType::F32);
+        assert_eq!(KvType::choose(Some(KvType::F32), true), KvType::F32);
+        assert_eq!(KvType::choose(Some(KvType::F16), false), KvType::F16);
+    }
+
     use super::*;
 
     #[test]

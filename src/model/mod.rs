@@ -31,7 +31,7 @@ use candle_core::{DType, Device, Tensor};
 pub use batch::{BatchItem, Logits};
 pub use config::{Arch, ModelConfig};
 pub use decoder::Decoder;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvType};
 
 /// Errors loading or running a model.
 #[derive(Debug, thiserror::Error)]

@@ -120,6 +120,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         rope_scaling: RopeScaling::None,
         max_position_embeddings: get_usize(v, "max_seq_len").unwrap_or(2048),
         context: 0,
+        kv_cache: None,
         keys: Default::default(),
         tie_word_embeddings: true,
         qkv_bias: mpt.bias,
@@ -280,7 +281,10 @@ impl Mpt {
             .map(|max| alibi_slopes(cfg.num_heads, max));
         let fused = (device.is_cpu() && dtype == DType::F32 && crate::kernels::fused_attention())
             .then(|| {
-                KvType::for_weights(blocks.first().is_some_and(|b| b.out_proj.is_quantized()))
+                KvType::choose(
+                    cfg.kv_cache,
+                    blocks.first().is_some_and(|b| b.out_proj.is_quantized()),
+                )
             });
         Ok(Mpt {
             cfg,

@@ -13,7 +13,7 @@ use crate::engine::prefix_cache::PrefixCache;
 use crate::engine::{Scheduler, SchedulerConfig};
 use crate::loader::{self, ModelFiles};
 use crate::metrics::Metrics;
-use crate::model::{self, gguf::GgufFile, LanguageModel};
+use crate::model::{self, gguf::GgufFile, KvType, LanguageModel};
 use crate::parsers;
 use crate::registry::{ModelHints, Registry};
 use crate::template::{ModelTemplateInfo, PromptRenderer};
@@ -32,6 +32,8 @@ pub struct LoadOptions {
     pub context: Option<usize>,
     /// `--tokenizer`: a directory or tokenizer.json overriding the model's tokenizer.
     pub tokenizer: Option<PathBuf>,
+    /// `--kv-cache-type`: the KV cache's type on the CPU (default: by the weights).
+    pub kv_cache: Option<KvType>,
     /// How the scheduler batches sequences (`--max-concurrent`, `--kv-cache-mb`).
     pub batch: SchedulerConfig,
 }
@@ -45,8 +47,8 @@ impl LoadedModel {
         let device = crate::device::select(opts.device.as_deref())?;
         let resolved = loader::resolve(&opts.model, registry)?;
         let (model, tokenizer, template, archs, mut names): Loaded = match &resolved.files {
-            ModelFiles::Gguf(path) => load_gguf(path, &device, opts.context)?,
-            ModelFiles::Dir(dir) => load_dir(dir, &device, opts.context)?,
+            ModelFiles::Gguf(path) => load_gguf(path, &device, opts)?,
+            ModelFiles::Dir(dir) => load_dir(dir, &device, opts)?,
         };
         // Where a SentencePiece tokenizer is read from once the family is known.
         let mut spm_dir = match &resolved.files {
@@ -246,12 +248,13 @@ fn check_runs(model: &dyn LanguageModel, tokenizer: &Tokenizer, name: &str) -> a
     Ok(())
 }
 
-fn load_gguf(path: &Path, device: &Device, context: Option<usize>) -> anyhow::Result<Loaded> {
+fn load_gguf(path: &Path, device: &Device, opts: &LoadOptions) -> anyhow::Result<Loaded> {
     let gguf = GgufFile::open(path, device)?;
     let meta = gguf_meta(&gguf, path)?;
     let mut cfg = gguf.config()?;
-    cfg.set_context(context)
+    cfg.set_context(opts.context)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    cfg.kv_cache = opts.kv_cache;
     let decoder = gguf.load_with(cfg, device)?;
     Ok((
         Arc::from(decoder),
@@ -262,7 +265,7 @@ fn load_gguf(path: &Path, device: &Device, context: Option<usize>) -> anyhow::Re
     ))
 }
 
-fn load_dir(dir: &Path, device: &Device, context: Option<usize>) -> anyhow::Result<Loaded> {
+fn load_dir(dir: &Path, device: &Device, opts: &LoadOptions) -> anyhow::Result<Loaded> {
     // tokenizer.json now; a SentencePiece model once the family (and its extra tokens) is known.
     let tok_path = dir.join("tokenizer.json");
     let tokenizer = if tok_path.is_file() {
@@ -279,8 +282,9 @@ fn load_dir(dir: &Path, device: &Device, context: Option<usize>) -> anyhow::Resu
     let dtype = model::default_dtype(device);
     let mut model_cfg = model::read_dir_config(dir)?;
     model_cfg
-        .set_context(context)
+        .set_context(opts.context)
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    model_cfg.kv_cache = opts.kv_cache;
     let decoder = model::load_dir_with(dir, model_cfg, dtype, device)?;
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;

@@ -9,7 +9,9 @@
 
 use std::sync::OnceLock;
 
-pub use callm_kernels::{attention, rope, BlockKind, DenseLinear, Isa, PackedLinear, SiluMul};
+pub use callm_kernels::{
+    attention, rope, BlockKind, DenseLinear, Isa, PackedLinear, RmsNorm, SiluMul,
+};
 
 /// Whether `CALLM_KERNELS` is set to `value` now.
 fn setting_is(value: &str) -> bool {
@@ -39,8 +41,8 @@ pub fn enabled() -> bool {
     isa() > Isa::Scalar && !setting_is("off")
 }
 
-/// Whether callm's CPU attention ([`attention`]) and dense matmul ([`DenseLinear`]) replace
-/// candle's ops for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
+/// Whether callm's CPU attention ([`attention`]), dense matmul ([`DenseLinear`]) and RMS norm
+/// ([`rms_norm`]) replace candle's ops for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
 /// measurements; results are then not batch-invariant). Read once.
 pub fn fused_attention() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
@@ -49,6 +51,26 @@ pub fn fused_attention() -> bool {
         isa();
         !setting_is("off")
     })
+}
+
+/// RMS normalisation over the last dimension of `x` with weight `w`: callm's row kernel for
+/// f32 on the CPU (the same numbers for a row whatever the batch, rows in parallel), candle's
+/// op elsewhere or with `CALLM_KERNELS=off`.
+pub fn rms_norm(
+    x: &candle_core::Tensor,
+    w: &candle_core::Tensor,
+    eps: f32,
+) -> candle_core::Result<candle_core::Tensor> {
+    use candle_core::DType;
+    if x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && fused_attention()
+    {
+        x.contiguous()?.apply_op2_no_bwd(w, &RmsNorm { eps })
+    } else {
+        candle_nn::ops::rms_norm(x, w, eps)
+    }
 }
 
 #[cfg(test)]

@@ -99,10 +99,8 @@ impl Attention {
         };
         // The per-head norms over `hd`, rows kept token-major: `[rows, heads * hd]`.
         let norm = |x: Tensor, count: usize, w: &Option<Tensor>| match w {
-            Some(w) => {
-                candle_nn::ops::rms_norm(&x.reshape((t, count, hd))?.contiguous()?, w, s.eps)?
-                    .reshape((t, count * hd))
-            }
+            Some(w) => crate::kernels::rms_norm(&x.reshape((t, count, hd))?, w, s.eps)?
+                .reshape((t, count * hd)),
             None => Ok(x),
         };
         let q = norm(q, nh, &self.q_norm)?;
@@ -222,11 +220,26 @@ pub(super) fn attend_fused(
         }
         .apply(&mut kv, &rows.positions)?;
     }
+    // Each sequence's keys and values into its own cache: sequences in parallel (the writes
+    // into the transposed key blocks touch a cache line per value).
     let w = p.kv_heads * p.head_dim;
-    for (it, span) in items.iter_mut().zip(&rows.spans) {
+    let write = |it: &mut BatchItem<'_>, span: &Span| {
         let (a, b) = (span.row0 * w, (span.row0 + span.n) * w);
-        it.cache
-            .write_rows(layer, span.pos, span.n, &kv[a..b], &vv[a..b], w)?;
+        let (Some(k), Some(v)) = (kv.get(a..b), vv.get(a..b)) else {
+            candle_core::bail!("attention: rows {a}..{b} beyond the batch's keys");
+        };
+        it.cache.write_rows(layer, span.pos, span.n, k, v, w)
+    };
+    if items.len() >= 2 {
+        use rayon::prelude::*;
+        items
+            .par_iter_mut()
+            .zip(rows.spans.par_iter())
+            .try_for_each(|(it, span)| write(it, span))?;
+    } else {
+        for (it, span) in items.iter_mut().zip(&rows.spans) {
+            write(it, span)?;
+        }
     }
     let mut out = vec![0f32; qv.len()];
     let views = items

@@ -323,7 +323,7 @@ impl Decoder {
         };
         let eps = self.cfg.rms_norm_eps as f32;
         let norm = |t: &Tensor, w: &Option<Tensor>| match w {
-            Some(w) => candle_nn::ops::rms_norm(t, w, eps),
+            Some(w) => crate::kernels::rms_norm(t, w, eps),
             None => Ok(t.clone()),
         };
         // The residual stream: `x + scale * branch`.
@@ -332,10 +332,10 @@ impl Decoder {
             None => x + branch,
         };
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let h = crate::kernels::rms_norm(&x, &layer.attn_norm, eps)?;
             let a = layer.attn.forward(&self.attn, &ctx, i, &h, items)?;
             x = add(x, norm(&a, &layer.post_attn_norm)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)?;
+            let h = crate::kernels::rms_norm(&x, &layer.mlp_norm, eps)?;
             let m = layer.mlp.forward(&h, o.activation)?;
             x = add(x, norm(&m, &layer.post_mlp_norm)?)?;
         }

@@ -45,13 +45,13 @@ impl QuantActs {
         self.isum.resize(nb, 0);
         self.s.resize(nb, 0.0);
         let x = &x[..m * k];
-        if m < 16 {
+        let Some(r) = crate::par::rows_per_task(m, k) else {
             quantize_blocks(x, &mut self.q, &mut self.d, &mut self.isum, &mut self.s);
             return;
-        }
-        // Prefill: rows in parallel, 8 rows per task.
+        };
+        // Rows in parallel, `r` rows per task.
         use rayon::prelude::*;
-        let (rows, blocks) = (8 * k, 8 * k / QK);
+        let (rows, blocks) = (r * k, r * k / QK);
         x.par_chunks(rows)
             .zip(self.q.par_chunks_mut(rows))
             .zip(self.d.par_chunks_mut(blocks))
@@ -71,16 +71,16 @@ impl QuantActs {
         self.bs16.resize(m * k / 16, 0);
         self.bsp.resize(m * k / 64, 0);
         let x = &x[..m * k];
-        if m < 16 {
-            quantize_k(x, &mut self.q, &mut self.dk, &mut self.bs16);
-        } else {
+        if let Some(r) = crate::par::rows_per_task(m, k) {
             use rayon::prelude::*;
-            let rows = 8 * k;
+            let rows = r * k;
             x.par_chunks(rows)
                 .zip(self.q.par_chunks_mut(rows))
                 .zip(self.dk.par_chunks_mut(rows / QK_K))
                 .zip(self.bs16.par_chunks_mut(rows / 16))
                 .for_each(|(((x, q), d), bs)| quantize_k(x, q, d, bs));
+        } else {
+            quantize_k(x, &mut self.q, &mut self.dk, &mut self.bs16);
         }
         for (p, s) in self.bsp.iter_mut().zip(self.bs16.chunks_exact(4)) {
             // |sum of 32 i8| <= 4096 fits an i16.

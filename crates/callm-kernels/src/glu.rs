@@ -11,9 +11,6 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-/// Rows per parallel task in long calls (prefill); decode rows run on the calling thread.
-const ROWS_PER_TASK: usize = 16;
-
 /// `silu(gate) * up` for f32 CPU tensors of one shape `[rows, width]` (each row contiguous;
 /// the two may be narrowed halves of one fused `[gate; up]` projection).
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +41,12 @@ impl CustomOp2 for SiluMul {
         let row = |r: usize, o: &mut [f32]| {
             silu_mul(&g[r * gs..r * gs + width], &u[r * us..r * us + width], o);
         };
-        if rows >= 2 * ROWS_PER_TASK {
-            out.par_chunks_mut(ROWS_PER_TASK * width.max(1))
+        if let Some(per_task) = crate::par::rows_per_task(rows, width) {
+            out.par_chunks_mut(per_task * width)
                 .enumerate()
                 .for_each(|(t, chunk)| {
                     for (i, o) in chunk.chunks_exact_mut(width).enumerate() {
-                        row(t * ROWS_PER_TASK + i, o);
+                        row(t * per_task + i, o);
                     }
                 });
         } else {

@@ -43,7 +43,9 @@ mod huge;
 mod kblocks;
 mod linear;
 mod matmul;
+mod norm;
 mod pack;
+mod par;
 pub mod rope;
 mod scalar;
 
@@ -53,6 +55,7 @@ pub use blocks::BlockKind;
 pub use dense::DenseLinear;
 pub use glu::{silu_mul, SiluMul};
 pub use linear::PackedLinear;
+pub use norm::RmsNorm;
 
 /// The instruction set a kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

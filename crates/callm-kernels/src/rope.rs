@@ -41,7 +41,7 @@ impl Rope<'_> {
         if positions.iter().any(|&p| p >= rows) {
             candle_core::bail!("rope: a position is beyond the table's {rows}");
         }
-        for (row, &p) in x.chunks_exact_mut(width).zip(positions) {
+        let row = |row: &mut [f32], p: usize| {
             let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
             for head in row.chunks_exact_mut(hd) {
                 for i in 0..half {
@@ -53,6 +53,23 @@ impl Rope<'_> {
                     let (a, b) = (head[i1], head[i2]);
                     head[i1] = a * cos[i] - b * sin[i];
                     head[i2] = a * sin[i] + b * cos[i];
+                }
+            }
+        };
+        match crate::par::rows_per_task(positions.len(), width) {
+            Some(r) => {
+                use rayon::prelude::*;
+                x.par_chunks_mut(r * width)
+                    .zip(positions.par_chunks(r))
+                    .for_each(|(rows, ps)| {
+                        for (x, &p) in rows.chunks_exact_mut(width).zip(ps) {
+                            row(x, p);
+                        }
+                    });
+            }
+            None => {
+                for (x, &p) in x.chunks_exact_mut(width).zip(positions) {
+                    row(x, p);
                 }
             }
         }

@@ -12,10 +12,11 @@ use crate::matmul::matmul_with;
 use crate::pack::PackedMatrix;
 use crate::Isa;
 
-const KINDS: [BlockKind; 4] = [
+const KINDS: [BlockKind; 5] = [
     BlockKind::Q4_0,
     BlockKind::Q4_1,
     BlockKind::Q5_0,
+    BlockKind::Q5_1,
     BlockKind::Q8_0,
 ];
 
@@ -131,6 +132,55 @@ fn packed_kernels_match_reference() {
                     assert!(
                         (g - e).abs() <= tol,
                         "{kind:?} {isa:?} n={n} k={k} m={m} at {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn largest_integer_sums_do_not_overflow() {
+    // Every weight at its largest integer (all bits set) against activations all at +-127: the
+    // sums the SIMD kernels keep in 16-bit lanes before widening reach their largest, and must
+    // still equal the reference's 32-bit sums.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    for kind in KINDS {
+        let (n, nb, m) = (16, 4, 3);
+        let k = nb * QK;
+        let mut w = random_blocks(kind, n * nb, &mut rng);
+        let scalars = if kind.has_min() { 4 } else { 2 };
+        for blk in w.chunks_mut(kind.block_bytes()) {
+            // Q8_0's extreme is -128; the others' is every bit set.
+            blk[scalars..].fill(if kind == BlockKind::Q8_0 { 0x80 } else { 0xFF });
+        }
+        // Row 0 all +1, row 1 all -1, row 2 alternating blocks.
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| match i / k {
+                0 => 1.0,
+                1 => -1.0,
+                _ if (i / QK).is_multiple_of(2) => 1.0,
+                _ => -1.0,
+            })
+            .collect();
+        let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
+        let a = QuantActs::quantize(&x, m, k);
+        let row_bytes = nb * kind.block_bytes();
+        for &isa in Isa::available() {
+            let mut got = vec![f32::NAN; m * n];
+            assert!(matmul_with(isa, &p, &x, m, &mut got));
+            for t in 0..m {
+                let (aq, ad, asum) = (
+                    a.row(t),
+                    &a.d[t * nb..(t + 1) * nb],
+                    &a.s[t * nb..(t + 1) * nb],
+                );
+                for r in 0..n {
+                    let e = vec_dot_ref(kind, &w[r * row_bytes..(r + 1) * row_bytes], aq, ad, asum);
+                    let g = got[t * n + r];
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{kind:?} {isa:?} ({t},{r}): {g} vs {e}"
                     );
                 }
             }

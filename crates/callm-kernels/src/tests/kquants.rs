@@ -145,3 +145,44 @@ fn k_kernels_match_candle_matmul() {
         assert!(PackedMatrix::pack(kind, &[0; 4096], 1, 288).is_none());
     }
 }
+
+#[test]
+fn largest_integer_sums_do_not_overflow() {
+    // Every weight integer at its largest (all bits set) against activations all at +-127: the
+    // sums the SIMD kernels keep in 16-bit lanes before widening reach their largest, and must
+    // still give candle's numbers.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    for kind in KINDS {
+        let (n, nsb, m) = (16, 2, 3);
+        let k = nsb * QK_K;
+        let mut w = random_blocks(kind, n * nsb, &mut rng);
+        for blk in w.chunks_mut(kind.block_bytes()) {
+            // Q6_K keeps its f16 scale last; the others keep `d` and `dmin` first.
+            match kind {
+                BlockKind::Q6K => blk[..208].fill(0xFF),
+                _ => blk[4..].fill(0xFF),
+            }
+        }
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| match i / k {
+                0 => 1.0,
+                1 => -1.0,
+                _ if (i / 16).is_multiple_of(2) => 1.0,
+                _ => -1.0,
+            })
+            .collect();
+        let mm = QMatMul::from_qtensor(qtensor(&w, kind, n, k)).unwrap();
+        let want = flat(&mm.forward(&tensor(x.clone(), m, k)).unwrap());
+        let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
+        for &isa in Isa::available() {
+            let mut got = vec![f32::NAN; m * n];
+            assert!(matmul_with(isa, &p, &x, m, &mut got));
+            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{kind:?} {isa:?} at {i}: {g} vs {e}"
+                );
+            }
+        }
+    }
+}

@@ -114,10 +114,35 @@ pub(crate) fn spread_bits(bits: u32) -> __m256i {
 }
 
 /// `u8 x i8` dot of four bytes per 32-bit lane, added to `acc` (AVX2 has no `vpdpbusd`). Each
-/// pair of products must fit an `i16`: true for 4/5-bit weights and for Q8_0 handled with the
-/// sign trick.
+/// pair of products must fit an `i16`: true for Q8_0 handled with the sign trick, the one kind
+/// that needs this per line (the 4/5/6-bit kernels add several lines' `vpmaddubsw` pair sums in
+/// `i16` lanes first and widen once: fewer multiplies per row, the same integers).
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) fn dp_avx2(acc: __m256i, w: __m256i, x: __m256i, ones: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones))
+}
+
+/// `u8 x i8` dot of the weight lines `w` (line `i` against activation operand `x(base + i)`),
+/// summed per 32-bit lane: the `vpmaddubsw` pair sums of `group` lines at a time are added in
+/// `i16` lanes, then widened once with `vpmaddwd`. `group` lines' pair sums must fit an `i16`
+/// (the caller's kind bounds them): 8 lines of 4-bit weights against `|x| <= 128` reach 30,720.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn dp_lines_avx2(
+    w: &[__m256i],
+    base: usize,
+    group: usize,
+    x: impl Fn(usize) -> __m256i,
+    ones: __m256i,
+) -> __m256i {
+    let mut total = _mm256_setzero_si256();
+    for (g, lines) in w.chunks(group).enumerate() {
+        let mut s16 = _mm256_setzero_si256();
+        for (h, &wh) in (base + g * group..).zip(lines) {
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wh, x(h)));
+        }
+        total = _mm256_add_epi32(total, _mm256_madd_epi16(s16, ones));
+    }
+    total
 }

@@ -10,7 +10,9 @@
 
 use core::arch::x86_64::*;
 
-use super::{act4, dp_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
+use super::{
+    act4, dp_avx2, dp_lines_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni,
+};
 use crate::act::QuantActs;
 use crate::codes::{has_high_bit, has_min, offset_of, K_Q8_0};
 use crate::matmul::TileCall;
@@ -163,11 +165,10 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(c: TileCall<'_>) {
                 let ab = (t0 + t) * nb + b;
                 // SAFETY: activation block `ab` is in bounds (module docs); `h < 8`.
                 let x = |h: usize| _mm256_set1_epi32(unsafe { act4(a, ab, h) });
-                let mut s0 = zero;
-                let mut s1 = zero;
-                for h in (0..8).step_by(2) {
-                    let (x0, x1) = (x(h), x(h + 1));
-                    if K == K_Q8_0 {
+                let mut isum = if K == K_Q8_0 {
+                    let (mut s0, mut s1) = (zero, zero);
+                    for h in (0..8).step_by(2) {
+                        let (x0, x1) = (x(h), x(h + 1));
                         s0 = dp_avx2(s0, _mm256_abs_epi8(w[h]), _mm256_sign_epi8(x0, w[h]), ones);
                         s1 = dp_avx2(
                             s1,
@@ -175,12 +176,14 @@ pub(crate) unsafe fn tile_avx2<const MT: usize, const K: u8>(c: TileCall<'_>) {
                             _mm256_sign_epi8(x1, w[h + 1]),
                             ones,
                         );
-                    } else {
-                        s0 = dp_avx2(s0, w[h], x0, ones);
-                        s1 = dp_avx2(s1, w[h + 1], x1, ones);
                     }
-                }
-                let mut isum = _mm256_add_epi32(s0, s1);
+                    _mm256_add_epi32(s0, s1)
+                } else {
+                    // 4-bit weights: all 8 lines' pair sums fit one i16 lane (16 products of
+                    // at most 15 · 127); 5-bit ones: 4 lines (8 products of at most 31 · 127).
+                    let group = if has_high_bit(K) { 4 } else { 8 };
+                    dp_lines_avx2(&w, 0, group, x, ones)
+                };
                 // SAFETY: activation block `ab` is in bounds (module docs).
                 let (isum_a, d_a, s_a) = unsafe { act_sums(a, ab) };
                 if off != 0 {

@@ -13,7 +13,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{act4, dp_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
+use super::{act4, dp_lines_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
 use crate::codes::{K_Q4K, K_Q6K};
 use crate::kblocks::QK_K;
 use crate::matmul::TileCall;
@@ -217,24 +217,25 @@ pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
                             *a.bs16.get_unchecked(2 * ab + 1),
                         )
                     };
-                    let mut lo = dp_avx2(zero, w[0], x(0), ones);
-                    let mut hi = dp_avx2(zero, w[4], x(4), ones);
-                    lo = dp_avx2(lo, w[1], x(1), ones);
-                    hi = dp_avx2(hi, w[5], x(5), ones);
-                    lo = dp_avx2(lo, w[2], x(2), ones);
-                    hi = dp_avx2(hi, w[6], x(6), ones);
-                    lo = dp_avx2(lo, w[3], x(3), ones);
-                    hi = dp_avx2(hi, w[7], x(7), ones);
+                    // Lines' pair sums added in i16 lanes before widening: Q4_K's 4-bit
+                    // weights allow 8 lines per lane (16 products of at most 15 · 128), Q5_K's
+                    // 4, Q6_K's 2 (4 products of at most 63 · 128).
+                    let group = match K {
+                        K_Q4K => 8,
+                        K_Q6K => 2,
+                        _ => 4,
+                    };
+                    let run = |h0: usize, h1: usize| dp_lines_avx2(&w[h0..h1], h0, group, x, ones);
                     if K == K_Q6K {
-                        lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(32 * bs_lo));
-                        hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(32 * bs_hi));
+                        let lo = _mm256_sub_epi32(run(0, 4), _mm256_set1_epi32(32 * bs_lo));
+                        let hi = _mm256_sub_epi32(run(4, 8), _mm256_set1_epi32(32 * bs_hi));
                         let v = _mm256_add_epi32(
                             _mm256_mullo_epi32(lo, s0),
                             _mm256_mullo_epi32(hi, s1),
                         );
                         *isum_t = _mm256_add_epi32(*isum_t, v);
                     } else {
-                        let dot = _mm256_add_epi32(lo, hi);
+                        let dot = run(0, 8);
                         *isum_t = _mm256_add_epi32(*isum_t, _mm256_mullo_epi32(dot, s0));
                     }
                 }

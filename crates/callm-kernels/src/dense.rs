@@ -104,18 +104,32 @@ impl DenseLinear {
 
     /// `out[m, n] = x[m, k] · Wᵀ`; `false` (and `out` untouched) when the sizes do not match.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> bool {
-        self.matmul_with(crate::isa(), x, m, out)
+        self.matmul_uninit(crate::isa(), x, m, crate::linear::as_uninit(out))
     }
 
-    /// [`DenseLinear::matmul`] with the kernel of `isa`; `false` also when this CPU does not
-    /// execute it.
+    /// [`DenseLinear::matmul`] with the kernel of `isa`.
+    #[cfg(test)]
     pub(crate) fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) -> bool {
+        self.matmul_uninit(isa, x, m, crate::linear::as_uninit(out))
+    }
+
+    /// [`DenseLinear::matmul`] with the kernel of `isa` (`false` also when this CPU does not
+    /// execute it), into an output that may be uninitialized: returning `true`, it has written
+    /// all `m * n` floats of `out` (every output belongs to exactly one work item, whose kernel
+    /// stores it).
+    pub(crate) fn matmul_uninit(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        m: usize,
+        out: &mut [std::mem::MaybeUninit<f32>],
+    ) -> bool {
         let p = &*self.w;
         if m == 0 || x.len() != m * p.k || out.len() != m * p.n || !Isa::available().contains(&isa)
         {
             return false;
         }
-        let ptr = OutPtr(out.as_mut_ptr());
+        let ptr = OutPtr(out.as_mut_ptr().cast());
         let xp = XPtr(x.as_ptr());
         split(m, p.tiles, m * p.n * p.k, |tiles, toks| {
             let mut t0 = toks.start;
@@ -243,7 +257,7 @@ impl CustomOp1 for DenseLinear {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let w = &self.w;
         crate::linear::linear_fwd("dense", (w.k, w.n), storage, layout, |x, m, out| {
-            self.matmul(x, m, out)
+            self.matmul_uninit(crate::isa(), x, m, out)
         })
     }
 }

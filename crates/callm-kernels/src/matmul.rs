@@ -29,16 +29,31 @@ impl OutPtr {
     }
 }
 
-/// `out[m, n] = x[m, k] · Wᵀ` for packed `W`, with the kernel for `isa`.
-///
-/// Returns `false` (leaving `out` untouched) when the sizes do not match or this CPU does not
-/// execute `isa`. These checks are what the tile kernels' bounds rest on.
+/// [`matmul_uninit`] into initialized floats.
+#[cfg(test)]
 pub(crate) fn matmul_with(
     isa: Isa,
     p: &PackedMatrix,
     x: &[f32],
     m: usize,
     out: &mut [f32],
+) -> bool {
+    matmul_uninit(isa, p, x, m, crate::linear::as_uninit(out))
+}
+
+/// `out[m, n] = x[m, k] · Wᵀ` for packed `W`, with the kernel for `isa`.
+///
+/// Returns `false` (leaving `out` untouched) when the sizes do not match or this CPU does not
+/// execute `isa`. These checks are what the tile kernels' bounds rest on.
+///
+/// `out` may be uninitialized: returning `true`, this has written all `m * n` of its floats
+/// (every output belongs to exactly one work item, whose kernel stores it).
+pub(crate) fn matmul_uninit(
+    isa: Isa,
+    p: &PackedMatrix,
+    x: &[f32],
+    m: usize,
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) -> bool {
     if m == 0 || x.len() != m * p.k || out.len() != m * p.n || !Isa::available().contains(&isa) {
         return false;
@@ -60,8 +75,8 @@ pub(crate) fn matmul_with(
     true
 }
 
-fn run(isa: Isa, p: &PackedMatrix, a: &QuantActs, out: &mut [f32]) {
-    let ptr = OutPtr(out.as_mut_ptr());
+fn run(isa: Isa, p: &PackedMatrix, a: &QuantActs, out: &mut [std::mem::MaybeUninit<f32>]) {
+    let ptr = OutPtr(out.as_mut_ptr().cast());
     split(a.m, p.tiles, a.m * p.n * p.k, |tiles, toks| {
         run_item(isa, p, a, tiles, toks, ptr)
     });
@@ -102,7 +117,7 @@ pub(crate) fn split(
 /// against tile `tile` of `p`, writing the first `cols` (≤ 16) outputs of each row `r` at
 /// `out + r * ldo`.
 ///
-/// The tile kernels' contract (what `run_item` establishes, from the sizes `matmul_with`
+/// The tile kernels' contract (what `run_item` establishes, from the sizes `matmul_uninit`
 /// checked): `tile < p.tiles`, `t0 + MT <= a.m`, `a.k == p.k`, `a` quantized for `p`'s kind
 /// (Q8_K for the K-quants), and those outputs writable, by this call only.
 #[derive(Clone, Copy)]
@@ -136,8 +151,8 @@ fn run_item(
         let mt = (toks.end - t0).min(MT);
         for tile in tiles.clone() {
             let cols = (p.n - tile * TILE).min(TILE);
-            // SAFETY: this CPU executes `isa` (checked by `matmul_with`); `tile < p.tiles`,
-            // `t0 + mt <= a.m`, `a.k == p.k` (the sizes `matmul_with` checked, and `a` quantized
+            // SAFETY: this CPU executes `isa` (checked by `matmul_uninit`); `tile < p.tiles`,
+            // `t0 + mt <= a.m`, `a.k == p.k` (the sizes `matmul_uninit` checked, and `a` quantized
             // from `x` for `p`'s kind), and the written columns `tile*16 .. +cols` of rows
             // `t0..t0+mt` lie inside `out` (`m * n` values), disjoint from other items'.
             unsafe {

@@ -142,7 +142,10 @@ pub(crate) unsafe fn scores_avx512<const R: usize, E: CacheElem>(
     }
 }
 
-/// AVX2: [`scores_avx512`] in 8-lane registers.
+/// AVX2: [`scores_avx512`] in 8-lane registers. Sixteen registers hold the accumulators of
+/// `R` rows × 2 partial sums for only so many keys, so the block's 32 keys are done in passes
+/// of 32 (one row), 16 (2-3 rows) or 8 keys (4 rows); each lane's sums are the same
+/// operations in the same order whatever the pass, so a row's numbers do not depend on `R`.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; otherwise as [`scores_avx512`].
@@ -154,43 +157,49 @@ pub(crate) unsafe fn scores_avx2<const R: usize, E: CacheElem>(
     s: [*mut f32; R],
     ahead: usize,
 ) {
+    // 8-key chunks per pass.
+    let chunks = match R {
+        1 => 4,
+        2 | 3 => 2,
+        _ => 1,
+    };
     let z = _mm256_setzero_ps();
-    let mut acc = [[[z; 4]; 2]; R];
-    // Even and odd dimensions in turn, as in `scores_avx512`.
-    let step = |acc: &mut [[[__m256; 4]; 2]; R], d: usize, u: usize| {
-        // SAFETY: as in `scores_avx512`.
-        unsafe {
-            let k = kb.add(d * KEY_BLOCK);
-            if ahead != 0 {
-                prefetch_row::<E>(k.wrapping_add(ahead));
-            }
-            let kv = [
-                load8(k),
-                load8(k.add(8)),
-                load8(k.add(16)),
-                load8(k.add(24)),
-            ];
-            for (qr, a) in q.iter().zip(acc.iter_mut()) {
-                let x = _mm256_set1_ps(*qr.add(d));
-                for (ac, kc) in a[u].iter_mut().zip(kv) {
-                    *ac = _mm256_fmadd_ps(x, kc, *ac);
+    for c0 in (0..4).step_by(chunks) {
+        let mut acc = [[[z; 4]; 2]; R];
+        // Even and odd dimensions in turn, as in `scores_avx512`.
+        let step = |acc: &mut [[[__m256; 4]; 2]; R], d: usize, u: usize| {
+            // SAFETY: as in `scores_avx512`; chunks `c0 .. c0 + chunks` lie in the 32 keys.
+            unsafe {
+                let k = kb.add(d * KEY_BLOCK);
+                if ahead != 0 && c0 == 0 {
+                    prefetch_row::<E>(k.wrapping_add(ahead));
+                }
+                let mut kv = [z; 4];
+                for (c, kc) in kv.iter_mut().enumerate().take(chunks) {
+                    *kc = load8(k.add(8 * (c0 + c)));
+                }
+                for (qr, a) in q.iter().zip(acc.iter_mut()) {
+                    let x = _mm256_set1_ps(*qr.add(d));
+                    for (ac, kc) in a[u].iter_mut().zip(kv).take(chunks) {
+                        *ac = _mm256_fmadd_ps(x, kc, *ac);
+                    }
                 }
             }
+        };
+        let mut d = 0;
+        while d + 2 <= hd {
+            step(&mut acc, d, 0);
+            step(&mut acc, d + 1, 1);
+            d += 2;
         }
-    };
-    let mut d = 0;
-    while d + 2 <= hd {
-        step(&mut acc, d, 0);
-        step(&mut acc, d + 1, 1);
-        d += 2;
-    }
-    if d < hd {
-        step(&mut acc, d, 0);
-    }
-    for (a, sr) in acc.iter().zip(s) {
-        for (h, (x, y)) in a[0].iter().zip(&a[1]).enumerate() {
-            // SAFETY: `sr` points to 32 writable floats (the contract).
-            unsafe { _mm256_storeu_ps(sr.add(8 * h), _mm256_add_ps(*x, *y)) };
+        if d < hd {
+            step(&mut acc, d, 0);
+        }
+        for (a, sr) in acc.iter().zip(s) {
+            for (h, (x, y)) in a[0].iter().zip(&a[1]).enumerate().take(chunks) {
+                // SAFETY: `sr` points to 32 writable floats (the contract).
+                unsafe { _mm256_storeu_ps(sr.add(8 * (c0 + h)), _mm256_add_ps(*x, *y)) };
+            }
         }
     }
 }
@@ -368,8 +377,9 @@ pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
     debug_assert!(d >= hd);
 }
 
-/// AVX2: [`pv_avx512`] in 8-lane registers (32 values per pass, then 8), the last `hd mod 8`
-/// values with scalar fused multiply-adds (the same operations per value).
+/// AVX2: [`pv_avx512`] in 8-lane registers (32 values per pass, 16 for four rows, then 8),
+/// the last `hd mod 8` values with scalar fused multiply-adds (the same operations per value,
+/// whatever the pass).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; otherwise as [`pv_avx512`].
@@ -401,12 +411,15 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
                 }
             }
             for l in a..e {
+                let mut x = [_mm256_setzero_ps(); $w];
+                for (u, xu) in x.iter_mut().enumerate() {
+                    // SAFETY: row `l < e` of `v` (the contract).
+                    *xu = unsafe { load8(v.add(l * vs + d + 8 * u)) };
+                }
                 for r in 0..R {
                     let pl = _mm256_set1_ps(p[r][l]);
                     for u in 0..$w {
-                        // SAFETY: row `l < e` of `v` (the contract).
-                        let x = unsafe { load8(v.add(l * vs + d + 8 * u)) };
-                        acc[r][u] = _mm256_fmadd_ps(pl, x, acc[r][u]);
+                        acc[r][u] = _mm256_fmadd_ps(pl, x[u], acc[r][u]);
                     }
                 }
             }
@@ -419,8 +432,15 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
             d += 8 * $w;
         }};
     }
-    while d + 32 <= hd {
-        pass!(4);
+    // Four rows of 32 values would take all sixteen registers for their sums.
+    if R <= 3 {
+        while d + 32 <= hd {
+            pass!(4);
+        }
+    } else {
+        while d + 16 <= hd {
+            pass!(2);
+        }
     }
     while d + 8 <= hd {
         pass!(1);

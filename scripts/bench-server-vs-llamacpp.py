@@ -12,9 +12,16 @@ The prompt asks the model to go on counting ("1, 2, 3, ..."), greedy, so that bo
 generate the full `--n` tokens without an early end; a client that ends early is reported
 with the tokens it got (the table's `tokens` column shows the total).
 
+Repetitions are whole sweeps over the client counts, so that each repetition's counts run
+within minutes of each other: on a machine whose speed drifts, the ratio of N clients to the
+first count is then taken within one sweep. A summary after the table gives, per server and N,
+the median aggregate over the repetitions and the median of those per-sweep ratios (nearest
+rank: the lower of two). Without
+`--llama-server` only callm runs (the ratios need no peer).
+
 Standard library only. Usage:
   scripts/bench-server-vs-llamacpp.py --callm target/release/callm \
-      --llama-server path/to/llama-server --model ~/.cache/callm/models/X.gguf \
+      [--llama-server path/to/llama-server] --model ~/.cache/callm/models/X.gguf \
       [--threads 2] [--clients 1,2,4,8] [--n 128] [--reps 1]
 """
 
@@ -173,7 +180,7 @@ def load():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--callm", required=True)
-    ap.add_argument("--llama-server", required=True)
+    ap.add_argument("--llama-server", help="llama.cpp's server; without it only callm runs")
     ap.add_argument("--model", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", default="1,2,4,8")
@@ -181,14 +188,20 @@ def main():
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--port", type=int, default=18180)
     args = ap.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+    if not counts or min(counts) < 1 or args.reps < 1:
+        sys.exit("--clients takes positive counts and --reps at least 1")
+    engines = ["callm"] + (["llama-server"] if args.llama_server else [])
     name = os.path.basename(args.model)
     print(f"# {name}, -t {args.threads}, {args.n} tokens per client, load {load()}")
     print("| engine | clients | rep | aggregate t/s | per client t/s | TTFT p50/p95 s "
           "| ITL p50/p95 ms | tokens |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for clients in [int(c) for c in args.clients.split(",")]:
-        for rep in range(1, args.reps + 1):
-            for engine in ("callm", "llama-server"):
+    # aggregate[engine][clients] = one value per repetition
+    aggregate = {e: {c: [] for c in counts} for e in engines}
+    for rep in range(1, args.reps + 1):
+        for clients in counts:
+            for engine in engines:
                 proc = start(engine, args, clients, args.port)
                 try:
                     run_clients(args.port, 1, 8)  # warm-up
@@ -197,11 +210,23 @@ def main():
                     stop(proc)
                 if r["tokens"] == 0:
                     sys.exit(f"{engine} with {clients} clients generated nothing")
+                aggregate[engine][clients].append(r["aggregate"])
                 print(f"| {engine} | {clients} | {rep} | {r['aggregate']:.2f} "
                       f"| {r['per_client']:.2f} | {r['ttft'][0]:.3f} / {r['ttft'][1]:.3f} "
                       f"| {r['itl'][0] * 1e3:.1f} / {r['itl'][1] * 1e3:.1f} | {r['tokens']} |",
                       flush=True)
     print(f"# load after: {load()}")
+    base = counts[0]
+    print()
+    print(f"| engine | clients | median aggregate t/s | median ratio to {base} client(s), "
+          "per sweep |")
+    print("| --- | ---: | ---: | ---: |")
+    for engine in engines:
+        for clients in counts:
+            runs = aggregate[engine][clients]
+            ratios = [x / b for x, b in zip(runs, aggregate[engine][base]) if b > 0]
+            ratio = f"{quantile(ratios, 0.5):.2f}x" if ratios else "-"
+            print(f"| {engine} | {clients} | {quantile(runs, 0.5):.2f} | {ratio} |")
 
 
 if __name__ == "__main__":

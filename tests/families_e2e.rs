@@ -227,6 +227,44 @@ fn cli_render_generate_and_bench_run_for_both_families() {
             ok && out.contains("pp16") && out.contains("tg4"),
             "{fixture} bench: {out}"
         );
+        // The batching bench: sweeps over the client counts, each count's aggregate against
+        // the first count's in the same sweep (so the first is exactly 1).
+        let run = Command::new(env!("CARGO_BIN_EXE_callm"))
+            .args([
+                "bench",
+                "-m",
+                &d,
+                "--concurrent",
+                "1,2",
+                "-p",
+                "8",
+                "-n",
+                "4",
+                "-r",
+                "2",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{fixture} bench --concurrent: {out}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let v: Value = serde_json::from_str(&out).expect("bench --json prints JSON");
+        let runs = v["concurrent"].as_array().expect("one result per count");
+        assert_eq!(runs.len(), 2, "{out}");
+        assert_eq!(runs[0]["clients"], 1);
+        assert_eq!(runs[0]["ratio_to_first"], 1.0, "{out}");
+        assert!(
+            runs[1]["ratio_to_first"].as_f64().is_some_and(|r| r > 0.0),
+            "{out}"
+        );
+        assert!(
+            runs[1]["aggregate_ts"].as_f64().is_some_and(|r| r > 0.0),
+            "{out}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

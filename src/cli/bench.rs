@@ -20,7 +20,7 @@ pub struct BenchArgs {
     /// Tokens to generate (the tg test; 0 skips it).
     #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
     n_gen: usize,
-    /// Repetitions of each test.
+    /// Repetitions of each test (with --concurrent: sweeps over the client counts).
     #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
     reps: usize,
     /// Print JSON instead of a table.
@@ -276,8 +276,10 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--concurrent`: each client count in turn, `-r` repetitions each (after one warm-up run),
-/// the repetition with the median aggregate rate reported.
+/// `--concurrent`: `-r` sweeps over the client counts (after one warm-up sweep), so that the
+/// counts are measured minutes apart at most even where the machine's speed drifts; for each
+/// count the sweep with the median aggregate rate is reported, with the median over sweeps of
+/// its aggregate against the first count's in the same sweep.
 fn run_concurrent(
     args: &BenchArgs,
     lm: std::sync::Arc<LoadedModel>,
@@ -298,31 +300,42 @@ fn run_concurrent(
     if args.long_prompt > 0 {
         prompts.push(all[most * args.n_prompt..].to_vec());
     }
-    let mut results = vec![];
-    for &clients in &args.concurrent {
-        let sc = Scenario {
-            clients,
-            n_prompt: args.n_prompt,
-            n_gen: args.n_gen,
-            arrival_ms: args.arrival_ms,
-            long_prompt: args.long_prompt,
-        };
-        if args.long_prompt > 0 {
-            // The long prompt goes right after this run's clients.
-            prompts.swap(clients, most);
-        }
-        let mut reps = vec![];
-        for rep in 0..=args.reps {
+    // runs[i][sweep]: client count i's run in that sweep.
+    let mut runs: Vec<Vec<bc::ConcurrentResult>> = vec![vec![]; args.concurrent.len()];
+    for sweep in 0..=args.reps {
+        for (i, &clients) in args.concurrent.iter().enumerate() {
+            let sc = Scenario {
+                clients,
+                n_prompt: args.n_prompt,
+                n_gen: args.n_gen,
+                arrival_ms: args.arrival_ms,
+                long_prompt: args.long_prompt,
+            };
+            if args.long_prompt > 0 {
+                // The long prompt goes right after this run's clients.
+                prompts.swap(clients, most);
+            }
             let r = bc::run(&lm, &prompts, sc)?;
-            if rep > 0 {
-                reps.push(r);
+            if args.long_prompt > 0 {
+                prompts.swap(clients, most);
+            }
+            if sweep > 0 {
+                runs[i].push(r);
             }
         }
-        if args.long_prompt > 0 {
-            prompts.swap(clients, most);
-        }
+    }
+    let rates: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|rs| rs.iter().map(|r| r.aggregate_ts).collect())
+        .collect();
+    let ratios = bc::median_ratios(&rates);
+    let mut results = vec![];
+    for (mut reps, ratio) in runs.into_iter().zip(ratios) {
         reps.sort_by(|a, b| a.aggregate_ts.total_cmp(&b.aggregate_ts));
-        results.push(reps.swap_remove(reps.len() / 2));
+        // The lower middle for an even count, as the quantiles.
+        let mut r = reps.swap_remove((reps.len() - 1) / 2);
+        r.ratio_to_first = ratio;
+        results.push(r);
     }
     if args.json {
         let out = serde_json::json!({"model": lm.name, "threads": threads, "concurrent": results});

@@ -52,6 +52,31 @@ pub struct ConcurrentResult {
     pub itl_during_prefill_s: Option<[f64; 2]>,
     /// With a long prompt: its prefill time, seconds.
     pub long_prefill_s: Option<f64>,
+    /// The median over sweeps of this count's aggregate divided by the first count's in the
+    /// same sweep (`bench -r` sweeps over the counts); `None` where no sweep has both.
+    pub ratio_to_first: Option<f64>,
+}
+
+/// For `rates[i][sweep]` (client count `i`'s aggregate in each sweep): per count, the median
+/// over the sweeps of its rate divided by count 0's rate in the same sweep (nearest rank, as
+/// [`quantile`]: an even number of sweeps takes the lower middle one). Sweeps where count 0
+/// measured nothing are left out; `None` where none is left.
+pub fn median_ratios(rates: &[Vec<f64>]) -> Vec<Option<f64>> {
+    let Some(first) = rates.first() else {
+        return vec![];
+    };
+    rates
+        .iter()
+        .map(|rs| {
+            let v: Vec<f64> = rs
+                .iter()
+                .zip(first)
+                .filter(|(_, &f)| f > 0.0)
+                .map(|(&r, &f)| r / f)
+                .collect();
+            (!v.is_empty()).then(|| quantile(&v, 0.5))
+        })
+        .collect()
 }
 
 /// The `q`-quantile (0..=1) of `v` by the nearest-rank rule; 0 for an empty `v`.
@@ -199,15 +224,16 @@ fn summarize(
         itl_s: pq(&gaps),
         itl_during_prefill_s: long.map(|_| pq(&during)),
         long_prefill_s: long.map(|(a, b)| (b - a).as_secs_f64()),
+        ratio_to_first: None,
     }
 }
 
 /// Prints `results` as a markdown table.
 pub fn print_table(model: &str, threads: usize, results: &[ConcurrentResult]) {
     println!(
-        "| model | threads | clients | arrivals | aggregate t/s | per client t/s | TTFT p50/p95 s | ITL p50/p95 ms | ITL in prefill p50/p95 ms |"
+        "| model | threads | clients | arrivals | aggregate t/s | x first count | per client t/s | TTFT p50/p95 s | ITL p50/p95 ms | ITL in prefill p50/p95 ms |"
     );
-    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in results {
         let during = match (r.itl_during_prefill_s, r.long_prefill_s) {
             (Some(d), Some(p)) => {
@@ -215,8 +241,11 @@ pub fn print_table(model: &str, threads: usize, results: &[ConcurrentResult]) {
             }
             _ => "-".to_string(),
         };
+        let ratio = r
+            .ratio_to_first
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.2}x"));
         println!(
-            "| {model} | {threads} | {} | {} | {:.2} | {:.2} | {:.3} / {:.3} | {:.1} / {:.1} | {during} |",
+            "| {model} | {threads} | {} | {} | {:.2} | {ratio} | {:.2} | {:.3} / {:.3} | {:.1} / {:.1} | {during} |",
             r.clients,
             r.mode,
             r.aggregate_ts,
@@ -231,7 +260,29 @@ pub fn print_table(model: &str, threads: usize, results: &[ConcurrentResult]) {
 
 #[cfg(test)]
 mod tests {
-    use super::quantile;
+    use super::{median_ratios, quantile};
+
+    #[test]
+    fn ratios_are_taken_within_a_sweep_then_the_median() {
+        // Three sweeps whose speeds drift: 100, 150, 80 t/s for one client.
+        let rates = vec![
+            vec![100.0, 150.0, 80.0],
+            vec![250.0, 300.0, 240.0],
+            vec![300.0, 600.0, 400.0],
+        ];
+        let r = median_ratios(&rates);
+        assert_eq!(r[0], Some(1.0));
+        // 2.5, 2.0, 3.0 -> 2.5 (the median of the ratios, not 250 / 100 of the medians).
+        assert_eq!(r[1], Some(2.5));
+        // 3.0, 4.0, 5.0 -> 4.0.
+        assert_eq!(r[2], Some(4.0));
+        // An even count takes the lower middle (3.0 and 2.5: 2.5); a sweep without a first
+        // rate is left out.
+        let r = median_ratios(&[vec![100.0, 0.0, 200.0], vec![300.0, 50.0, 500.0]]);
+        assert_eq!(r[1], Some(2.5));
+        assert_eq!(median_ratios(&[vec![0.0], vec![1.0]])[1], None);
+        assert!(median_ratios(&[]).is_empty());
+    }
 
     #[test]
     fn nearest_rank_quantiles() {

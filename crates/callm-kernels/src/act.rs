@@ -108,6 +108,11 @@ impl QuantActs {
 fn quantize_blocks(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if crate::isa() == crate::Isa::Avx512Vnni {
+            // SAFETY: that instruction set includes AVX-512 F/BW/VL and F16C (detected).
+            unsafe { crate::arch::x86::quant::quantize_blocks_avx512(x, q, d, isum, s) };
+            return;
+        }
         if crate::isa().has_avx2() {
             // SAFETY: the selected instruction set includes AVX2 and FMA (detected at run time).
             unsafe { crate::arch::x86::quant::quantize_blocks_avx2(x, q, d, isum, s) };
@@ -244,6 +249,28 @@ mod tests {
         assert_eq!(a.0[17], 2);
         quantize_blocks(&x, &mut b.0, &mut b.1, &mut b.2, &mut b.3);
         assert_eq!(a, b);
+        // Each vector path this CPU runs, not only the one selected.
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::arch::x86::quant;
+            use crate::Isa;
+            let available = Isa::available();
+            if available.contains(&Isa::Avx2) {
+                let mut c = b.clone();
+                // SAFETY: AVX2, FMA and F16C were detected.
+                unsafe { quant::quantize_blocks_avx2(&x, &mut c.0, &mut c.1, &mut c.2, &mut c.3) };
+                assert_eq!(a, c);
+            }
+            if available.contains(&Isa::Avx512Vnni) {
+                let mut c = b.clone();
+                c.0.fill(0);
+                // SAFETY: AVX-512 F/BW/VL and F16C were detected.
+                unsafe {
+                    quant::quantize_blocks_avx512(&x, &mut c.0, &mut c.1, &mut c.2, &mut c.3)
+                };
+                assert_eq!(a, c);
+            }
+        }
         assert_eq!(zeros.d[0], 0.0);
         assert!(zeros.q.iter().all(|&q| q == 0));
     }

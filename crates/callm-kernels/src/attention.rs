@@ -422,7 +422,8 @@ fn scores_group<E: CacheElem>(
             _ => {}
         }
     }
-    let _ = isa;
+    // The prefetch distance only steers the x86 kernels.
+    let _ = (isa, ahead);
     for (a, o) in ats.iter().zip(out.iter_mut()) {
         scores_portable(&q[*a..*a + hd], kb, o);
     }
@@ -563,7 +564,7 @@ unsafe fn pv_group<E: CacheElem>(
             _ => {}
         }
     }
-    let _ = isa;
+    let _ = (isa, ahead);
     for k in 0..out.len() {
         // SAFETY: the caller's contract.
         let o = unsafe { std::slice::from_raw_parts_mut(out[k], hd) };

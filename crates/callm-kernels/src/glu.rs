@@ -8,6 +8,8 @@
 //! last partial vector is masked, not finished in scalar code), so a value's result depends on
 //! nothing but its inputs: not on its row, nor on how many rows share the call.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
@@ -37,12 +39,15 @@ impl CustomOp2 for SiluMul {
         let (rows, width) = l1.shape().dims2()?;
         let (g, gs) = rows_of(g, l1, rows, width)?;
         let (u, us) = rows_of(u, l2, rows, width)?;
-        let mut out = vec![0f32; rows * width];
-        let row = |r: usize, o: &mut [f32]| {
-            silu_mul(&g[r * gs..r * gs + width], &u[r * us..r * us + width], o);
+        let len = rows * width;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let row = |r: usize, o: &mut [MaybeUninit<f32>]| {
+            silu_mul_uninit(&g[r * gs..r * gs + width], &u[r * us..r * us + width], o);
         };
+        let spare = &mut out.spare_capacity_mut()[..len];
         if let Some(per_task) = crate::par::rows_per_task(rows, width) {
-            out.par_chunks_mut(per_task * width)
+            spare
+                .par_chunks_mut(per_task * width)
                 .enumerate()
                 .for_each(|(t, chunk)| {
                     for (i, o) in chunk.chunks_exact_mut(width).enumerate() {
@@ -50,10 +55,13 @@ impl CustomOp2 for SiluMul {
                     }
                 });
         } else {
-            for (r, o) in out.chunks_exact_mut(width.max(1)).enumerate() {
+            for (r, o) in spare.chunks_exact_mut(width.max(1)).enumerate() {
                 row(r, o);
             }
         }
+        // SAFETY: `len` floats are allocated and the rows above (`rows` of `width`, each chunk a
+        // whole number of rows) wrote every one of them.
+        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((rows, width))))
     }
 }
@@ -82,6 +90,11 @@ fn rows_of<'a>(
 
 /// `out[i] = silu(g[i]) * u[i]` (the slices are equally long).
 pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+    silu_mul_uninit(g, u, crate::linear::as_uninit(out));
+}
+
+/// [`silu_mul`] into an output it only writes (every value of it).
+fn silu_mul_uninit(g: &[f32], u: &[f32], out: &mut [MaybeUninit<f32>]) {
     assert!(
         g.len() == out.len() && u.len() == out.len(),
         "silu-mul: lengths"
@@ -96,7 +109,7 @@ pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
         }
     }
     for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-        *o = silu_scalar(g) * u;
+        o.write(silu_scalar(g) * u);
     }
 }
 

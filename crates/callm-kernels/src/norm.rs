@@ -8,6 +8,8 @@
 //! of them (`par`). Every row takes the same path whatever the batch, so a row's result never
 //! depends on the other rows.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 
 /// Lanes of the sum of squares.
@@ -46,11 +48,14 @@ impl CustomOp2 for RmsNorm {
             candle_core::bail!("rms-norm: {} weights for rows of {width}", w.len());
         }
         let rows = x.len() / width;
-        let mut out = vec![0f32; x.len()];
+        let len = x.len();
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let spare = &mut out.spare_capacity_mut()[..len];
         match crate::par::rows_per_task(rows, width) {
             Some(r) => {
                 use rayon::prelude::*;
-                out.par_chunks_mut(r * width)
+                spare
+                    .par_chunks_mut(r * width)
                     .zip(x.par_chunks(r * width))
                     .for_each(|(o, x)| {
                         for (o, x) in o.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
@@ -59,20 +64,23 @@ impl CustomOp2 for RmsNorm {
                     });
             }
             None => {
-                for (o, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+                for (o, x) in spare.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
                     rms_row(x, w, self.eps, o);
                 }
             }
         }
+        // SAFETY: `len` floats are allocated, and every row of `width` (`len` is a multiple of
+        // it) was written by `rms_row`, which writes each value of its output.
+        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from_dims(dims)))
     }
 }
 
 /// One row: `out = x * rsqrt(mean(x²) + eps) * w` (equal lengths).
-pub(crate) fn rms_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+pub(crate) fn rms_row(x: &[f32], w: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
     let inv = 1.0 / (sum_squares(x) / x.len() as f32 + eps).sqrt();
     for ((o, &x), &w) in out.iter_mut().zip(x).zip(w) {
-        *o = x * inv * w;
+        o.write(x * inv * w);
     }
 }
 

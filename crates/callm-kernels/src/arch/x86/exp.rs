@@ -2,6 +2,7 @@
 //! SwiGLU product ([`crate::glu`]).
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 use crate::arch::exp_c;
 
@@ -42,7 +43,7 @@ pub(crate) fn exp8(x: __m256) -> __m256 {
 /// # Safety
 /// The CPU must support AVX2 and FMA; `g`, `u` and `out` must be equally long.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
+pub(crate) unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [MaybeUninit<f32>]) {
     let n = out.len();
     debug_assert!(g.len() == n && u.len() == n);
     let one = _mm256_set1_ps(1.0);
@@ -59,7 +60,7 @@ pub(crate) unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
                 _mm256_loadu_ps(g.as_ptr().add(i)),
                 _mm256_loadu_ps(u.as_ptr().add(i)),
             );
-            _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i) as *mut f32, y);
         }
         i += 8;
     }
@@ -75,7 +76,7 @@ pub(crate) unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
                 _mm256_maskload_ps(g.as_ptr().add(i), mask),
                 _mm256_maskload_ps(u.as_ptr().add(i), mask),
             );
-            _mm256_maskstore_ps(out.as_mut_ptr().add(i), mask, y);
+            _mm256_maskstore_ps(out.as_mut_ptr().add(i) as *mut f32, mask, y);
         }
     }
 }

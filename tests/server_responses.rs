@@ -266,6 +266,18 @@ async fn reasoning_is_an_item_first_streamed_and_read_back() {
     check_response(last);
     assert_eq!(last["output"][0]["id"], done["item_id"], "the same item");
     assert_eq!(last["output"][0]["content"][0]["text"], deltas);
+    // The mock streams one delta per reasoning token: usage counts them.
+    let reasoning_deltas = data
+        .iter()
+        .filter(|v| v["type"] == "response.reasoning_text.delta")
+        .count();
+    assert!(reasoning_deltas > 1);
+    assert_eq!(
+        last["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64(),
+        Some(reasoning_deltas as u64),
+        "{}",
+        last["usage"]
+    );
 
     // A stored response with reasoning continues: its reasoning item reads back as input.
     let mut b = body(json!("[[think]] hello"));

@@ -101,6 +101,56 @@ fn reasoning_first_then_a_valid_call() {
     assert!(reasoned > 0, "no seed reasoned first");
 }
 
+/// `reasoning_tokens` against the generated tokens themselves (their texts, from the
+/// logprobs): a block that opens the answer ends with the first token after which the
+/// output holds the close marker, and every token up to that one is the block's.
+#[test]
+fn reasoning_tokens_count_the_block() {
+    let lm = load();
+    let mut with = 0;
+    for seed in 0..8 {
+        let req = request(json!({ "seed": seed, "logprobs": true }));
+        let mut tokens: Vec<String> = Vec::new();
+        let outcome = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |ev| {
+            if let ChatEvent::Logprob(e) = ev {
+                tokens.push(e.token);
+            }
+            true
+        })
+        .unwrap();
+        let u = outcome.usage;
+        assert_eq!(tokens.len(), u.completion_tokens as usize, "seed {seed}");
+        let want = if outcome.message.reasoning_content.is_some() {
+            with += 1;
+            let mut text = String::new();
+            let end = tokens
+                .iter()
+                .position(|t| {
+                    text.push_str(t);
+                    text.contains("</think>")
+                })
+                .expect("a closed block (a call follows it)");
+            assert!(
+                text.trim_start().starts_with("<think>"),
+                "seed {seed}: {text:?}"
+            );
+            end + 1
+        } else {
+            0
+        };
+        assert_eq!(
+            u.reasoning_tokens,
+            Some(want as u32),
+            "seed {seed}: {tokens:?}"
+        );
+        assert!(
+            want < tokens.len(),
+            "seed {seed}: the call's tokens follow the block"
+        );
+    }
+    assert!(with > 0, "no seed reasoned");
+}
+
 #[test]
 fn thinking_switched_off_leaves_no_reasoning() {
     let lm = load();
@@ -117,6 +167,7 @@ fn thinking_switched_off_leaves_no_reasoning() {
             request(json!({"seed": seed, "chat_template_kwargs": {"enable_thinking": false}}));
         let outcome = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
         assert_eq!(outcome.message.reasoning_content, None);
+        assert_eq!(outcome.usage.reasoning_tokens.unwrap_or(0), 0);
         assert_eq!(outcome.finish, ChatFinish::ToolCalls);
     }
 }
@@ -177,6 +228,16 @@ async fn the_server_answers_reasoning_content() {
     assert!(!reasoning.is_empty());
     assert_eq!(message["content"], Value::Null);
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    // OpenAI's usage names the reasoning's share of the completion tokens.
+    let reasoning_tokens = v["usage"]["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .expect("completion_tokens_details.reasoning_tokens");
+    let completion_tokens = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(
+        reasoning_tokens >= 2 && reasoning_tokens < completion_tokens,
+        "{}",
+        v["usage"]
+    );
 
     let mut streamed = body;
     streamed["stream"] = json!(true);

@@ -200,6 +200,8 @@ impl ChatBackend for EngineBackend {
                 prompt_tokens: stats.prompt_tokens as u32,
                 completion_tokens: stats.completion_tokens as u32,
                 cached_tokens: Some(stats.cached_tokens as u32),
+                // Raw completions are not split into reasoning and answer.
+                reasoning_tokens: None,
             },
         })
     }

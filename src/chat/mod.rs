@@ -77,9 +77,11 @@ pub fn run(
                 }
             }
             if tok.text.is_empty() {
+                // Counted (a reasoning token or not), nothing to decide.
+                answer.push_token("");
                 return true;
             }
-            if !sink.forward(answer.push(&tok.text), on_event) {
+            if !sink.forward(answer.push_token(&tok.text), on_event) {
                 client_gone = true;
                 return false;
             }
@@ -151,6 +153,7 @@ pub fn run(
             prompt_tokens: prompt_tokens as u32,
             completion_tokens: completion_tokens as u32,
             cached_tokens: Some(cached_tokens as u32),
+            reasoning_tokens: answer.reasoning_tokens().map(|n| n as u32),
         },
         logprobs,
         cancelled: client_gone || (engine_finish == FinishReason::Cancelled && !stop_early),

@@ -97,6 +97,9 @@ pub struct TokenUsage {
     pub completion_tokens: u32,
     /// Prompt tokens reused from the prefix cache; `None` where the backend does not say.
     pub cached_tokens: Option<u32>,
+    /// Generated tokens of a thinking model's reasoning block (part of `completion_tokens`);
+    /// `None` for a model without reasoning markers or a backend that does not say.
+    pub reasoning_tokens: Option<u32>,
 }
 
 /// The complete result of one choice.

@@ -16,6 +16,16 @@ pub struct Usage {
     /// Details of the prompt tokens (how many came from the prefix cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Details of the completion tokens (how many were a thinking model's reasoning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// OpenAI's `usage.completion_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompletionTokensDetails {
+    /// Generated tokens of the model's reasoning (its thinking block, markers included).
+    pub reasoning_tokens: u32,
 }
 
 /// OpenAI's `usage.prompt_tokens_details`.

@@ -29,6 +29,25 @@ impl AnswerStream {
         }
     }
 
+    /// Feeds one generated token's text (empty for a token that completes no character),
+    /// counting it towards [`AnswerStream::reasoning_tokens`]; returns the events it decides.
+    pub fn push_token(&mut self, text: &str) -> Vec<StreamEvent> {
+        match self.reasoning.as_mut() {
+            Some(r) => {
+                let pieces = r.push_token(text);
+                self.pieces(pieces)
+            }
+            None if text.is_empty() => Vec::new(),
+            None => self.answer(text),
+        }
+    }
+
+    /// Generated tokens of a thinking model's reasoning block, its markers included; `None`
+    /// for a family without reasoning markers.
+    pub fn reasoning_tokens(&self) -> Option<usize> {
+        self.reasoning.as_ref().map(ReasoningSplitter::tokens)
+    }
+
     /// Ends the output: decides everything still held back.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
         self.end(false)

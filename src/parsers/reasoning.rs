@@ -71,6 +71,13 @@ pub struct ReasoningSplitter {
     pending_ws: String,
     /// Some reasoning was given out (leading whitespace is dropped before it).
     reasoned: bool,
+    /// The block was opened (by the output, or by the prompt).
+    opened: bool,
+    /// Generated tokens of the block, its markers included ([`ReasoningSplitter::push_token`]).
+    tokens: usize,
+    /// Tokens pushed while nothing was decided (whitespace, part of an open marker): the
+    /// block's if it opens.
+    undecided: usize,
 }
 
 impl ReasoningSplitter {
@@ -82,7 +89,37 @@ impl ReasoningSplitter {
             held: String::new(),
             pending_ws: String::new(),
             reasoned: false,
+            opened: inside,
+            tokens: 0,
+            undecided: 0,
         }
+    }
+
+    /// [`ReasoningSplitter::push`] of one generated token's text (empty for a token that
+    /// completes no character), counting the token as the block's when it opens, continues
+    /// or closes it: OpenAI's `reasoning_tokens`.
+    pub fn push_token(&mut self, text: &str) -> Vec<Piece> {
+        let before = self.state;
+        let out = if text.is_empty() {
+            Vec::new()
+        } else {
+            self.push(text)
+        };
+        match before {
+            State::Inside => self.tokens += 1,
+            State::Start if self.state == State::Start => self.undecided += 1,
+            State::Start if self.opened => {
+                self.tokens += std::mem::take(&mut self.undecided) + 1;
+            }
+            State::Start => self.undecided = 0,
+            State::After | State::Answer => {}
+        }
+        out
+    }
+
+    /// Generated tokens of the reasoning block so far (see [`ReasoningSplitter::push_token`]).
+    pub fn tokens(&self) -> usize {
+        self.tokens
     }
 
     /// Splits the next chunk; returns the pieces it decides.
@@ -109,6 +146,7 @@ impl ReasoningSplitter {
                     let rest = held.trim_start();
                     if let Some(after) = rest.strip_prefix(self.markers.open.as_str()) {
                         self.state = State::Inside;
+                        self.opened = true;
                         self.held = after.to_string();
                     } else if !eof && self.markers.open.starts_with(rest) {
                         // Whitespace only, or the beginning of the open marker: wait.
@@ -249,6 +287,46 @@ mod tests {
         }
         let every: Vec<usize> = (0..text.len()).collect();
         assert_eq!(split(text, &every, false), want);
+    }
+
+    /// Reasoning tokens of `tokens` pushed one by one.
+    fn count(tokens: &[&str], inside: bool) -> usize {
+        let mut s = ReasoningSplitter::new(think(), inside);
+        for t in tokens {
+            s.push_token(t);
+        }
+        s.finish();
+        s.tokens()
+    }
+
+    #[test]
+    fn reasoning_tokens_are_the_blocks_markers_included() {
+        // Qwen3's tokens: the markers are one token each.
+        let qwen = [
+            "<think>",
+            "\n",
+            "Lyon",
+            ".",
+            "\n",
+            "</think>",
+            "\n\n",
+            "<tool_call>",
+            "{}",
+        ];
+        assert_eq!(count(&qwen, false), 6);
+        // Leading whitespace and a marker split over tokens count once the block opens; a
+        // token that completes no character (empty text) inside it counts.
+        let split = [" ", "\n", "<th", "ink>", "a", "", "b", "</", "think>", "Hi"];
+        assert_eq!(count(&split, false), 9);
+        // A token that closes the block and starts the answer is the block's.
+        assert_eq!(count(&["<think>", "x", "</think>Hi", "!"], false), 3);
+        // Opened by the prompt: from the first token.
+        assert_eq!(count(&["x", "y", "</think>", "Hi"], true), 3);
+        // Never closed: every token.
+        assert_eq!(count(&["<think>", "x", "y"], false), 3);
+        // No block: none, whitespace before the answer included.
+        assert_eq!(count(&[" ", "Hello", " <think>", "x</think>"], false), 0);
+        assert_eq!(count(&["<", "b>"], false), 0);
     }
 
     #[test]

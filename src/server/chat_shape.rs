@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::observe::RequestId;
 use super::sse::{Assembler, Emit, Payload};
 use crate::chat::{Answer, ChatError, ChatEvent, ChatFinish, ChatOutcome, TokenUsage};
-use crate::openai::{FunctionCall, PromptTokensDetails, ToolCall, Usage};
+use crate::openai::{CompletionTokensDetails, FunctionCall, PromptTokensDetails, ToolCall, Usage};
 
 /// A message from a running chat job.
 #[derive(Debug)]
@@ -50,11 +50,15 @@ pub fn total_usage<'a>(usages: impl IntoIterator<Item = &'a TokenUsage>) -> Toke
             first = false;
         }
         total.completion_tokens += u.completion_tokens;
+        if let Some(r) = u.reasoning_tokens {
+            total.reasoning_tokens = Some(total.reasoning_tokens.unwrap_or(0) + r);
+        }
     }
     total
 }
 
-/// OpenAI's `usage` object (`prompt_tokens_details` where the backend counts cached tokens).
+/// OpenAI's `usage` object (`prompt_tokens_details` where the backend counts cached tokens,
+/// `completion_tokens_details` where the model has reasoning markers).
 pub fn usage_json(u: TokenUsage) -> Usage {
     Usage {
         prompt_tokens: u.prompt_tokens,
@@ -63,6 +67,9 @@ pub fn usage_json(u: TokenUsage) -> Usage {
         prompt_tokens_details: u
             .cached_tokens
             .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
+        completion_tokens_details: u
+            .reasoning_tokens
+            .map(|reasoning_tokens| CompletionTokensDetails { reasoning_tokens }),
     }
 }
 

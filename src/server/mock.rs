@@ -371,6 +371,8 @@ impl ChatBackend for MockBackend {
             reasoning.push_str(token);
         }
         out.message.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
+        // A plan with reasoning is a thinking model's: its block's tokens are counted.
+        out.usage.reasoning_tokens = (!plan.reasoning.is_empty()).then_some(emitted as u32);
         let mut text = String::new();
         for token in plan
             .text

@@ -122,7 +122,7 @@ pub fn usage_json(u: &TokenUsage) -> Value {
         "input_tokens": u.prompt_tokens,
         "input_tokens_details": {"cached_tokens": u.cached_tokens.unwrap_or(0)},
         "output_tokens": u.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
         "total_tokens": u.prompt_tokens + u.completion_tokens,
     })
 }

@@ -151,6 +151,119 @@ fn reasoning_tokens_count_the_block() {
     assert!(with > 0, "no seed reasoned");
 }
 
+/// What the reasoning budget feeds once the block is full (the templates' close).
+const CLOSE: &str = "\n</think>\n\n";
+
+/// One run of `req` with its tokens' texts (from the logprobs) and its usage's
+/// `reasoning_tokens`.
+fn run_tokens(lm: &LoadedModel, req: &ChatRequest) -> (Vec<String>, usize, ChatFinish) {
+    let mut tokens = Vec::new();
+    let outcome = chat::run(lm, req, 0, &CancelToken::new(), &mut |ev| {
+        if let ChatEvent::Logprob(e) = ev {
+            tokens.push(e.token);
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(tokens.len(), outcome.usage.completion_tokens as usize);
+    let reasoning = outcome.usage.reasoning_tokens.unwrap_or(0) as usize;
+    (tokens, reasoning, outcome.finish)
+}
+
+/// Checks a block closed by the budget and returns where the close began: the `n_close`
+/// tokens there are the close, at most 3 tokens after the first `budget` (the close waits for
+/// a whole character: UTF-8 takes up to 4 bytes, one token each with the byte-level test
+/// tokenizer), and the block's tokens end with the one that completes the close marker.
+fn closed_at(
+    tokens: &[String],
+    reasoning: usize,
+    budget: usize,
+    n_close: usize,
+    seed: u64,
+) -> usize {
+    let start = (budget..=budget + 3)
+        .find(|&s| tokens.len() >= s + n_close && tokens[s..s + n_close].concat() == CLOSE)
+        .unwrap_or_else(|| panic!("seed {seed}: no close after {budget} tokens: {tokens:?}"));
+    let through_marker = (1..=n_close)
+        .find(|&j| tokens[start..start + j].concat().contains("</think>"))
+        .expect("the close holds the marker");
+    assert_eq!(reasoning, start + through_marker, "seed {seed}: {tokens:?}");
+    start
+}
+
+/// `max_reasoning_tokens` (Anthropic's `thinking.budget_tokens`) under a required call: a
+/// block that reaches the budget is closed by the templates' close right there, the tokens
+/// before it are those the same seed gives without a budget, and a valid call follows.
+#[test]
+fn max_reasoning_tokens_closes_the_block_then_the_call_follows() {
+    // More than the byte-level test tokenizer's open marker takes (7 tokens).
+    const BUDGET: usize = 12;
+    let lm = load();
+    let n_close = lm.tokenizer.encode(CLOSE, false).unwrap().len();
+    let (mut capped, mut longer_free) = (0, 0);
+    for seed in 0..8 {
+        let base = json!({"seed": seed, "logprobs": true, "max_reasoning_chars": 64});
+        let (free, free_reasoning, _) = run_tokens(&lm, &request(base.clone()));
+        if free_reasoning > BUDGET + n_close {
+            longer_free += 1;
+        }
+        let mut with = base;
+        with["max_reasoning_tokens"] = json!(BUDGET);
+        let (tokens, reasoning, finish) = run_tokens(&lm, &request(with));
+        if reasoning > BUDGET {
+            capped += 1;
+            let start = closed_at(&tokens, reasoning, BUDGET, n_close, seed);
+            assert_eq!(tokens[..start], free[..start], "seed {seed}");
+        } else {
+            // Closed by the model within the budget: as without one.
+            assert_eq!(tokens, free, "seed {seed}");
+        }
+        assert_eq!(finish, ChatFinish::ToolCalls, "seed {seed}: {tokens:?}");
+    }
+    assert!(capped > 0, "no block reached the budget");
+    assert!(longer_free > 0, "no block ran past the budget without it");
+}
+
+/// A prompt that opens the block (thinking templates' `<think>\n` generation prompt), with
+/// no grammar: the first `max_reasoning_tokens` tokens are reasoning, then the close, then
+/// the answer.
+#[test]
+fn max_reasoning_tokens_bounds_a_block_the_prompt_opened() {
+    const BUDGET: usize = 3;
+    let dir = std::env::temp_dir().join(format!("{}-opened", model_id()));
+    let template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n<think>\n";
+    callm::constrain::testing::tiny_model_dir(
+        "qwen3",
+        &dir,
+        &json!({"eos_token": "<|im_end|>", "chat_template": template}).to_string(),
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        model: dir.display().to_string(),
+        family: Some("qwen3".into()),
+        context: Some(256),
+        ..Default::default()
+    };
+    let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    let n_close = lm.tokenizer.encode(CLOSE, false).unwrap().len();
+    let mut capped = 0;
+    for seed in 0..6 {
+        let body = json!({"model": model_id(), "messages": [{"role": "user", "content": "Hi"}],
+            "temperature": 1.0, "max_tokens": 40, "seed": seed, "logprobs": true,
+            "max_reasoning_tokens": BUDGET});
+        let wire: ChatCompletionRequest = serde_json::from_value(body).unwrap();
+        let (tokens, reasoning, _) = run_tokens(&lm, &ChatRequest::try_from(wire).unwrap());
+        if tokens.len() >= BUDGET + 3 + n_close {
+            // Still open after the budget (no end token, no close of its own): closed there.
+            capped += 1;
+            closed_at(&tokens, reasoning, BUDGET, n_close, seed);
+        } else {
+            assert!(reasoning <= tokens.len(), "seed {seed}: {tokens:?}");
+        }
+    }
+    assert!(capped > 0, "no answer ran past the budget");
+}
+
 #[test]
 fn thinking_switched_off_leaves_no_reasoning() {
     let lm = load();

@@ -46,7 +46,8 @@ pub struct MessagesRequest {
     #[serde(default)]
     pub output_config: Option<OutputConfig>,
     /// Extended thinking: `{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`
-    /// (or `"adaptive"`); passed to thinking templates as `enable_thinking`.
+    /// (or `"adaptive"`); passed to thinking templates as `enable_thinking`, and
+    /// `budget_tokens` caps the reasoning block's tokens.
     #[serde(default)]
     pub thinking: Option<ThinkingConfig>,
 }
@@ -57,7 +58,7 @@ pub struct ThinkingConfig {
     /// `enabled`, `adaptive` or `disabled`.
     #[serde(rename = "type", default)]
     pub kind: String,
-    /// Anthropic's token budget for thinking (callm bounds reasoning by characters instead).
+    /// Most tokens of thinking (with `enabled`): the block is closed once it holds that many.
     #[serde(default)]
     pub budget_tokens: Option<u32>,
 }

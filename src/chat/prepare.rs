@@ -6,7 +6,7 @@
 use super::limits;
 use super::types::ChatError;
 use crate::constrain::{ConstrainError, Constraint, GrammarSpec, Thinking, ToolMode};
-use crate::engine::{GenerateParams, SamplingParams};
+use crate::engine::{GenerateParams, ReasoningBudget, SamplingParams};
 use crate::openai as wire;
 use crate::parsers::{AnswerStream, ParseOptions, Reasoning, ReasoningSplitter};
 use crate::request::{ChatRequest, ResponseFormat, Sampling, Tool, ToolChoice};
@@ -164,6 +164,10 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
     let max_calls = req.single_call().then_some(1);
     let (compiled, grammar) = constraint(lm, req, max_calls, thinking.as_ref(), &forced)?;
     params.constraint = compiled;
+    params.reasoning_budget = match (&thinking, req.limits.max_reasoning_tokens) {
+        (Some(t), Some(max)) => Some(reasoning_budget(lm, t, max)?),
+        _ => None,
+    };
     Ok(Prepared {
         prompt_ids,
         forced,
@@ -173,6 +177,28 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
         top_logprobs,
         grammar,
         reasoning,
+    })
+}
+
+/// The cap of `max` tokens on the answer's reasoning block `t`: once reached, the close
+/// marker is fed as the family's templates write it after reasoning (`\n</think>\n\n`).
+fn reasoning_budget(
+    lm: &LoadedModel,
+    t: &Thinking,
+    max: u32,
+) -> Result<ReasoningBudget, ChatError> {
+    let close_ids = lm
+        .tokenizer
+        .encode(&format!("\n{}\n\n", t.close), false)
+        .map_err(|e| ChatError::Internal(e.to_string()))?;
+    Ok(ReasoningBudget {
+        markers: Reasoning {
+            open: t.open.clone(),
+            close: t.close.clone(),
+        },
+        started: t.started,
+        max_tokens: max as usize,
+        close_ids,
     })
 }
 

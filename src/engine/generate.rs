@@ -13,6 +13,7 @@ use super::sequence::SeqHandle;
 use super::stop::StopMatcher;
 use super::EngineError;
 use crate::constrain::Constraint;
+use crate::parsers::{Reasoning, ReasoningSplitter};
 
 /// A shared flag that stops a generation at the next token.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +73,84 @@ pub struct GenerateParams {
     /// Ids at or above this are never sampled: a model's padded vocabulary beyond what its
     /// tokenizer knows (ChatGLM3 has 65024 logits for 64798 tokens). `None`: no limit.
     pub vocab_limit: Option<usize>,
+    /// A cap on the tokens of the answer's reasoning block (Anthropic's
+    /// `thinking.budget_tokens`); `None`: no cap.
+    pub reasoning_budget: Option<ReasoningBudget>,
+}
+
+/// A cap on a thinking model's reasoning block: once the block (as
+/// [`ReasoningSplitter`] sees it: at the start of the answer, or from the first token when the
+/// prompt opened it) holds `max_tokens` generated tokens and is still open, the tokens of
+/// `close_ids` are fed in place of sampled ones, which ends the block; the answer follows.
+#[derive(Debug, Clone)]
+pub struct ReasoningBudget {
+    /// The family's markers.
+    pub markers: Reasoning,
+    /// The prompt opened the block: the answer starts inside it.
+    pub started: bool,
+    /// Most generated tokens in the block before it is closed (its open marker's included).
+    pub max_tokens: usize,
+    /// The tokens that close the block (the close marker, with line breaks around it).
+    pub close_ids: Vec<u32>,
+}
+
+/// Where a generation stands against its [`ReasoningBudget`].
+struct BudgetWatch<'a> {
+    budget: &'a ReasoningBudget,
+    splitter: ReasoningSplitter,
+    /// The last token completed its text (no bytes of a character held back): the close may
+    /// follow it without splitting a character.
+    boundary: bool,
+    /// Close tokens fed so far: `None` before the close began.
+    fed: Option<usize>,
+}
+
+impl<'a> BudgetWatch<'a> {
+    fn new(budget: &'a ReasoningBudget) -> Self {
+        BudgetWatch {
+            budget,
+            splitter: ReasoningSplitter::new(budget.markers.clone(), budget.started),
+            boundary: true,
+            fed: None,
+        }
+    }
+
+    /// Follows one generated token's text (empty while it ends inside a character).
+    fn push(&mut self, text: &str) {
+        self.splitter.push_token(text);
+        self.boundary = !text.is_empty();
+    }
+
+    /// The token to feed now instead of sampling, if any: the close's next token once the
+    /// open block has used its budget, at a character boundary, where `allowed` (the grammar)
+    /// lets it come. Where the first close token is not allowed yet, sampling goes on and
+    /// the close waits; where a later one is not, the close ends there (never against the
+    /// grammar).
+    fn next(&mut self, allowed: impl Fn(u32) -> bool) -> Option<u32> {
+        let ids = &self.budget.close_ids;
+        let i = match self.fed {
+            Some(i) => i,
+            None if self.boundary
+                && self.splitter.is_inside()
+                && self.splitter.tokens() >= self.budget.max_tokens =>
+            {
+                0
+            }
+            None => return None,
+        };
+        match ids.get(i).copied().filter(|&id| allowed(id)) {
+            Some(id) => {
+                self.fed = Some(i + 1);
+                Some(id)
+            }
+            None => {
+                if i > 0 {
+                    self.fed = Some(ids.len());
+                }
+                None
+            }
+        }
+    }
 }
 
 impl Default for GenerateParams {
@@ -85,6 +164,7 @@ impl Default for GenerateParams {
             ignore_eos: false,
             constraint: None,
             vocab_limit: None,
+            reasoning_budget: None,
         }
     }
 }
@@ -170,6 +250,7 @@ pub fn generate(
     let mut finish = FinishReason::Length;
     let mut stop_string = None;
     let mut grammar = params.constraint.as_ref().map(Constraint::start);
+    let mut watch = params.reasoning_budget.as_ref().map(BudgetWatch::new);
     while out.len() < max_new {
         if cancel.is_cancelled() {
             finish = FinishReason::Cancelled;
@@ -184,8 +265,20 @@ pub fn generate(
                 break;
             }
         }
-        let (id, logprob) = sampler.sample(&mut logits, params.top_logprobs);
-        let is_stop = params.stop_token_ids.contains(&id);
+        // The close of a reasoning block over its budget, where the grammar (and the
+        // vocabulary limit) allow it.
+        let next = watch.as_mut().and_then(|w| {
+            w.next(|id| {
+                logits
+                    .get(id as usize)
+                    .is_some_and(|l| *l > f32::NEG_INFINITY)
+            })
+        });
+        let (id, logprob) = match next {
+            Some(id) => (id, sampler.force(&mut logits, id, params.top_logprobs)),
+            None => sampler.sample(&mut logits, params.top_logprobs),
+        };
+        let is_stop = next.is_none() && params.stop_token_ids.contains(&id);
         // A stop token the grammar allowed ends a complete answer (even when benchmarking).
         if is_stop && (!params.ignore_eos || grammar.is_some()) {
             finish = FinishReason::Stop;
@@ -196,6 +289,9 @@ pub fn generate(
         }
         out.push(id);
         let piece = detok.push(id).map_err(EngineError::Tokenizer)?;
+        if let Some(w) = watch.as_mut() {
+            w.push(&piece);
+        }
         let step = stop.push(&piece);
         let keep_going = on_token(TokenEvent {
             id,

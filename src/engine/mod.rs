@@ -13,7 +13,9 @@ pub mod sequence;
 pub mod session;
 pub mod stop;
 
-pub use generate::{CancelToken, FinishReason, GenerateParams, GenerateStats, TokenEvent};
+pub use generate::{
+    CancelToken, FinishReason, GenerateParams, GenerateStats, ReasoningBudget, TokenEvent,
+};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::SeqHandle;
 pub use session::Generator;

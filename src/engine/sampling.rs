@@ -179,6 +179,21 @@ impl Sampler {
         (token, lp)
     }
 
+    /// Takes `token` as the next one without sampling (a forced token): records it, and with
+    /// `top_logprobs = Some(k)` returns its log-probabilities under the same penalties and bias
+    /// a sampled token's would have.
+    pub fn force(
+        &mut self,
+        logits: &mut [f32],
+        token: u32,
+        top_logprobs: Option<usize>,
+    ) -> Option<TokenLogprob> {
+        self.process(logits);
+        let lp = top_logprobs.map(|k| logprobs_of(logits, token, k));
+        self.record(token);
+        lp
+    }
+
     /// Records a token that was forced rather than sampled.
     pub fn record(&mut self, token: u32) {
         *self.counts.entry(token).or_insert(0) += 1;

@@ -31,6 +31,7 @@ use super::sequence::{Event, Join, Msg, SeqHandle};
 use super::EngineError;
 use crate::metrics::Metrics;
 use crate::model::{BatchItem, KvCache, LanguageModel, Logits};
+use candle_core::Tensor;
 
 /// How long a step waits for threads still sampling their sequence's next token.
 const GRACE: Duration = Duration::from_millis(10);
@@ -462,10 +463,7 @@ impl State {
             }
         }
         let started = Instant::now();
-        let result = self
-            .model
-            .forward_batch(&mut items)
-            .and_then(|l| l.to_vec2::<f32>());
+        let result = self.model.forward_batch(&mut items).and_then(host_f32);
         self.pacer
             .record(decoding, prefill, started.elapsed().as_secs_f64());
         self.metrics.batch_sequences.observe(items.len() as f64);
@@ -489,18 +487,26 @@ impl State {
                 return;
             }
         };
-        let mut rows = rows.into_iter();
+        let n_rows = rows.dims().first().copied().unwrap_or(0);
+        let mut next_row = 0;
         let now = Instant::now();
         for (r, p) in self.running.iter_mut().zip(&plan) {
             if let Some((_, Logits::Last)) = p {
-                let Some(row) = rows.next() else { break };
+                if next_row >= n_rows {
+                    break;
+                }
+                let row = next_row;
+                next_row += 1;
                 match r.last {
                     None => self.metrics.ttft.observe((now - r.arrived).as_secs_f64()),
                     Some(t) => self.metrics.itl.observe((now - t).as_secs_f64()),
                 }
                 r.last = Some(now);
                 r.phase = Phase::Sampling;
-                let _ = r.reply.send(Event::Logits(row));
+                let _ = r.reply.send(Event::Logits {
+                    all: rows.clone(),
+                    row,
+                });
             }
         }
     }
@@ -516,5 +522,18 @@ impl State {
                 .sum::<usize>() as i64,
         );
         m.kv_waiting.set(self.queue.len() as i64);
+    }
+}
+
+/// The step's logits as f32 on the CPU, where every sequence's thread reads its row: as they
+/// are when the model computed them there (the CPU path: no copy), else one conversion or
+/// transfer for the whole step.
+fn host_f32(logits: Tensor) -> candle_core::Result<Tensor> {
+    logits.dims2()?;
+    let logits = logits.to_device(&candle_core::Device::Cpu)?;
+    if logits.dtype() == candle_core::DType::F32 {
+        Ok(logits)
+    } else {
+        logits.to_dtype(candle_core::DType::F32)
     }
 }

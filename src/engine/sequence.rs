@@ -5,6 +5,8 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use candle_core::Tensor;
+
 use super::generate::CancelToken;
 use super::EngineError;
 
@@ -39,8 +41,11 @@ pub(super) struct Join {
 pub(super) enum Event {
     /// Admitted: this many prompt tokens came from the prefix cache.
     Started { cached: usize },
-    /// The logits of the next token (after the prompt, then after each fed token).
-    Logits(Vec<f32>),
+    /// The logits of the next token (after the prompt, then after each fed token): row `row`
+    /// of the step's logits `[rows, vocab]`, shared by every sequence of the step. The
+    /// sequence's own thread copies its row out, so the scheduler's thread, which the next
+    /// step waits for, copies nothing.
+    Logits { all: Tensor, row: usize },
     /// Cancelled (its flag was set) and out of the batch.
     Cancelled,
     /// The forward pass failed.
@@ -65,7 +70,13 @@ impl SeqHandle {
             }
             match self.rx.recv_timeout(CANCEL_POLL) {
                 Ok(Event::Started { cached }) => self.cached = cached,
-                Ok(Event::Logits(l)) => return Ok(Some(l)),
+                Ok(Event::Logits { all, row }) => {
+                    return all
+                        .get(row)
+                        .and_then(|r| r.to_vec1::<f32>())
+                        .map(Some)
+                        .map_err(EngineError::Model)
+                }
                 Ok(Event::Cancelled) => return Ok(None),
                 Ok(Event::Failed(e)) => return Err(EngineError::Model(candle_core::Error::Msg(e))),
                 Err(RecvTimeoutError::Timeout) => {}

@@ -78,6 +78,11 @@ pub struct ChatCompletionRequest {
     /// answer (callm extension; default 8192, capped at 32768).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reasoning_chars: Option<u32>,
+    /// Most generated tokens in a thinking model's reasoning block: once it holds that many,
+    /// the block is closed and the answer follows (callm extension, as Anthropic's
+    /// `thinking.budget_tokens`; default: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reasoning_tokens: Option<u32>,
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,

@@ -122,6 +122,11 @@ impl ReasoningSplitter {
         self.tokens
     }
 
+    /// Whether the output is inside an open block (opened, not closed yet).
+    pub fn is_inside(&self) -> bool {
+        self.state == State::Inside
+    }
+
     /// Splits the next chunk; returns the pieces it decides.
     pub fn push(&mut self, chunk: &str) -> Vec<Piece> {
         self.held.push_str(chunk);

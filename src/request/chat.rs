@@ -209,6 +209,10 @@ pub struct Limits {
     /// Most characters of a thinking model's reasoning block before a required call or a
     /// JSON answer (callm's `max_reasoning_chars`); `None`: the pipeline's default.
     pub max_reasoning_chars: Option<u32>,
+    /// Most generated tokens in a thinking model's reasoning block: then the block is closed
+    /// and the answer follows (Anthropic's `thinking.budget_tokens`, callm's
+    /// `max_reasoning_tokens`); `None`: no cap.
+    pub max_reasoning_tokens: Option<u32>,
 }
 
 impl Limits {
@@ -226,6 +230,7 @@ impl Default for Limits {
             logprobs: None,
             parallel_tool_calls: true,
             max_reasoning_chars: None,
+            max_reasoning_tokens: None,
         }
     }
 }

@@ -82,12 +82,21 @@ fn conversation(req: MessagesRequest, max_tokens: u32) -> Result<ChatRequest, Re
             logprobs: None,
             parallel_tool_calls: parallel,
             max_reasoning_chars: None,
+            max_reasoning_tokens: thinking_budget(req.thinking.as_ref()),
         },
         template_kwargs: thinking_kwargs(req.thinking.as_ref())?,
         prompt_end,
     };
     request.check_prompt_end("messages")?;
     Ok(request)
+}
+
+/// The reasoning token budget of `thinking`: its `budget_tokens` when thinking is
+/// `enabled` (an `adaptive` model budgets itself; `disabled` has no block to bound).
+fn thinking_budget(thinking: Option<&crate::anthropic::ThinkingConfig>) -> Option<u32> {
+    thinking
+        .filter(|t| t.kind == "enabled")
+        .and_then(|t| t.budget_tokens)
 }
 
 /// `thinking` as the template variable thinking templates read (`enable_thinking`); no

@@ -310,3 +310,31 @@ fn thinking_is_the_templates_enable_thinking() {
         "thinking.type"
     );
 }
+
+#[test]
+fn budget_tokens_caps_the_reasoning_block() {
+    let budget = |thinking: Value| {
+        convert(json!({ "thinking": thinking }))
+            .unwrap()
+            .limits
+            .max_reasoning_tokens
+    };
+    assert_eq!(
+        budget(json!({"type": "enabled", "budget_tokens": 2048})),
+        Some(2048)
+    );
+    assert_eq!(budget(json!({"type": "enabled"})), None);
+    // Thinking off has no block to bound; an adaptive model budgets itself.
+    assert_eq!(
+        budget(json!({"type": "disabled", "budget_tokens": 2048})),
+        None
+    );
+    assert_eq!(
+        budget(json!({"type": "adaptive", "budget_tokens": 2048})),
+        None
+    );
+    assert_eq!(
+        convert(json!({})).unwrap().limits.max_reasoning_tokens,
+        None
+    );
+}

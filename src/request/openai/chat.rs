@@ -74,6 +74,7 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
                 logprobs,
                 parallel_tool_calls: req.parallel_tool_calls != Some(false),
                 max_reasoning_chars: req.max_reasoning_chars,
+                max_reasoning_tokens: req.max_reasoning_tokens,
             },
             template_kwargs: req.chat_template_kwargs.unwrap_or_default(),
             prompt_end,

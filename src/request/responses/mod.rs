@@ -68,6 +68,7 @@ impl TryFrom<ResponsesRequest> for ChatRequest {
                 logprobs: None,
                 parallel_tool_calls: req.parallel_tool_calls != Some(false),
                 max_reasoning_chars: None,
+                max_reasoning_tokens: None,
             },
             template_kwargs: Default::default(),
             prompt_end: PromptEnd::GenerationPrompt,

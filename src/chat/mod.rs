@@ -7,6 +7,7 @@
 //! HTTP statuses) is the front end's business.
 
 pub mod backend;
+pub mod budget;
 pub mod limits;
 pub mod prepare;
 pub mod types;

@@ -3,10 +3,11 @@
 //! grammar and parse options. Only what needs the loaded model is judged here (template,
 //! grammar compilation); the request itself was judged at its edge (`crate::request`).
 
+use super::budget::ReasoningBudget;
 use super::limits;
 use super::types::ChatError;
 use crate::constrain::{ConstrainError, Constraint, GrammarSpec, Thinking, ToolMode};
-use crate::engine::{GenerateParams, ReasoningBudget, SamplingParams};
+use crate::engine::{GenerateParams, SamplingParams};
 use crate::openai as wire;
 use crate::parsers::{AnswerStream, ParseOptions, Reasoning, ReasoningSplitter};
 use crate::request::{ChatRequest, ResponseFormat, Sampling, Tool, ToolChoice};
@@ -164,8 +165,8 @@ pub fn prepare(lm: &LoadedModel, req: &ChatRequest, choice: u32) -> Result<Prepa
     let max_calls = req.single_call().then_some(1);
     let (compiled, grammar) = constraint(lm, req, max_calls, thinking.as_ref(), &forced)?;
     params.constraint = compiled;
-    params.reasoning_budget = match (&thinking, req.limits.max_reasoning_tokens) {
-        (Some(t), Some(max)) => Some(reasoning_budget(lm, t, max)?),
+    params.steer = match (&thinking, req.limits.max_reasoning_tokens) {
+        (Some(t), Some(max)) => Some(reasoning_budget(lm, t, max)?.steer()),
         _ => None,
     };
     Ok(Prepared {

@@ -13,7 +13,6 @@ use super::sequence::SeqHandle;
 use super::stop::StopMatcher;
 use super::EngineError;
 use crate::constrain::Constraint;
-use crate::parsers::{Reasoning, ReasoningSplitter};
 
 /// A shared flag that stops a generation at the next token.
 #[derive(Debug, Clone, Default)]
@@ -73,83 +72,29 @@ pub struct GenerateParams {
     /// Ids at or above this are never sampled: a model's padded vocabulary beyond what its
     /// tokenizer knows (ChatGLM3 has 65024 logits for 64798 tokens). `None`: no limit.
     pub vocab_limit: Option<usize>,
-    /// A cap on the tokens of the answer's reasoning block (Anthropic's
-    /// `thinking.budget_tokens`); `None`: no cap.
-    pub reasoning_budget: Option<ReasoningBudget>,
+    /// Feeds tokens in place of sampled ones where the request's plan says so (the close of
+    /// a reasoning block over its budget); `None`: every token is sampled.
+    pub steer: Option<SteerFactory>,
 }
 
-/// A cap on a thinking model's reasoning block: once the block (as
-/// [`ReasoningSplitter`] sees it: at the start of the answer, or from the first token when the
-/// prompt opened it) holds `max_tokens` generated tokens and is still open, the tokens of
-/// `close_ids` are fed in place of sampled ones, which ends the block; the answer follows.
-#[derive(Debug, Clone)]
-pub struct ReasoningBudget {
-    /// The family's markers.
-    pub markers: Reasoning,
-    /// The prompt opened the block: the answer starts inside it.
-    pub started: bool,
-    /// Most generated tokens in the block before it is closed (its open marker's included).
-    pub max_tokens: usize,
-    /// The tokens that close the block (the close marker, with line breaks around it).
-    pub close_ids: Vec<u32>,
-}
-
-/// Where a generation stands against its [`ReasoningBudget`].
-struct BudgetWatch<'a> {
-    budget: &'a ReasoningBudget,
-    splitter: ReasoningSplitter,
-    /// The last token completed its text (no bytes of a character held back): the close may
-    /// follow it without splitting a character.
-    boundary: bool,
-    /// Close tokens fed so far: `None` before the close began.
-    fed: Option<usize>,
-}
-
-impl<'a> BudgetWatch<'a> {
-    fn new(budget: &'a ReasoningBudget) -> Self {
-        BudgetWatch {
-            budget,
-            splitter: ReasoningSplitter::new(budget.markers.clone(), budget.started),
-            boundary: true,
-            fed: None,
-        }
-    }
-
+/// Decides, token by token, whether a token is fed instead of sampled: the chat layer's
+/// reasoning budget (`chat::budget`). The token loop shows it every generated token's text
+/// and asks it, before each sampling, for a token to feed; `allowed` says whether the grammar
+/// (and the vocabulary limit) let a token come there.
+pub trait Steer: Send {
     /// Follows one generated token's text (empty while it ends inside a character).
-    fn push(&mut self, text: &str) {
-        self.splitter.push_token(text);
-        self.boundary = !text.is_empty();
-    }
+    fn push(&mut self, text: &str);
+    /// The token to feed now instead of sampling, if any.
+    fn next(&mut self, allowed: &dyn Fn(u32) -> bool) -> Option<u32>;
+}
 
-    /// The token to feed now instead of sampling, if any: the close's next token once the
-    /// open block has used its budget, at a character boundary, where `allowed` (the grammar)
-    /// lets it come. Where the first close token is not allowed yet, sampling goes on and
-    /// the close waits; where a later one is not, the close ends there (never against the
-    /// grammar).
-    fn next(&mut self, allowed: impl Fn(u32) -> bool) -> Option<u32> {
-        let ids = &self.budget.close_ids;
-        let i = match self.fed {
-            Some(i) => i,
-            None if self.boundary
-                && self.splitter.is_inside()
-                && self.splitter.tokens() >= self.budget.max_tokens =>
-            {
-                0
-            }
-            None => return None,
-        };
-        match ids.get(i).copied().filter(|&id| allowed(id)) {
-            Some(id) => {
-                self.fed = Some(i + 1);
-                Some(id)
-            }
-            None => {
-                if i > 0 {
-                    self.fed = Some(ids.len());
-                }
-                None
-            }
-        }
+/// Makes a fresh [`Steer`] for each generation (each choice) of a request.
+#[derive(Clone)]
+pub struct SteerFactory(pub Arc<dyn Fn() -> Box<dyn Steer> + Send + Sync>);
+
+impl std::fmt::Debug for SteerFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SteerFactory")
     }
 }
 
@@ -164,7 +109,7 @@ impl Default for GenerateParams {
             ignore_eos: false,
             constraint: None,
             vocab_limit: None,
-            reasoning_budget: None,
+            steer: None,
         }
     }
 }
@@ -250,7 +195,7 @@ pub fn generate(
     let mut finish = FinishReason::Length;
     let mut stop_string = None;
     let mut grammar = params.constraint.as_ref().map(Constraint::start);
-    let mut watch = params.reasoning_budget.as_ref().map(BudgetWatch::new);
+    let mut steer = params.steer.as_ref().map(|f| (f.0)());
     while out.len() < max_new {
         if cancel.is_cancelled() {
             finish = FinishReason::Cancelled;
@@ -265,10 +210,10 @@ pub fn generate(
                 break;
             }
         }
-        // The close of a reasoning block over its budget, where the grammar (and the
-        // vocabulary limit) allow it.
-        let next = watch.as_mut().and_then(|w| {
-            w.next(|id| {
+        // A token to feed (the close of a reasoning block over its budget), where the grammar
+        // and the vocabulary limit allow it.
+        let next = steer.as_mut().and_then(|w| {
+            w.next(&|id| {
                 logits
                     .get(id as usize)
                     .is_some_and(|l| *l > f32::NEG_INFINITY)
@@ -289,7 +234,7 @@ pub fn generate(
         }
         out.push(id);
         let piece = detok.push(id).map_err(EngineError::Tokenizer)?;
-        if let Some(w) = watch.as_mut() {
+        if let Some(w) = steer.as_mut() {
             w.push(&piece);
         }
         let step = stop.push(&piece);

@@ -14,7 +14,7 @@ pub mod session;
 pub mod stop;
 
 pub use generate::{
-    CancelToken, FinishReason, GenerateParams, GenerateStats, ReasoningBudget, TokenEvent,
+    CancelToken, FinishReason, GenerateParams, GenerateStats, Steer, SteerFactory, TokenEvent,
 };
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::SeqHandle;

@@ -91,10 +91,14 @@ impl Loader<'_> {
                 self.layer(i, LW::K),
                 self.layer(i, LW::V),
             );
-            QkvProj::Separate {
-                q: self.src.linear(&qn, q_out, h, bias)?,
-                k: self.src.linear(&kn, kv_out, h, bias)?,
-                v: self.src.linear(&vn, kv_out, h, bias)?,
+            let (q, k, v) = (
+                self.src.linear(&qn, q_out, h, bias)?,
+                self.src.linear(&kn, kv_out, h, bias)?,
+                self.src.linear(&vn, kv_out, h, bias)?,
+            );
+            match Linear::stack(&[&q, &k, &v]) {
+                Some(qkv) => QkvProj::Fused(qkv),
+                None => QkvProj::Separate { q, k, v },
             }
         };
         let (q_norm, k_norm) = if c.opts.qk_norm {
@@ -126,11 +130,13 @@ impl Loader<'_> {
         ff: usize,
     ) -> Result<GatedMlp, ModelError> {
         let h = self.cfg.hidden_size;
+        let (gate, up) = (self.linear(gate, ff, h)?, self.linear(up, ff, h)?);
+        let gate_up = match Linear::stack(&[&gate, &up]) {
+            Some(gu) => GateUpProj::Fused(gu),
+            None => GateUpProj::Separate { gate, up },
+        };
         Ok(GatedMlp {
-            gate_up: GateUpProj::Separate {
-                gate: self.linear(gate, ff, h)?,
-                up: self.linear(up, ff, h)?,
-            },
+            gate_up,
             down: self.linear(down, h, ff)?,
             width: ff,
         })

@@ -22,7 +22,8 @@ pub enum Linear {
     DenseCpu(DenseLinear, Option<Tensor>),
     /// Quantized weights with an optional dense bias (candle's kernels).
     Quant(QMatMul, Option<Tensor>),
-    /// Quantized weights repacked for callm's CPU kernels, with an optional dense bias.
+    /// Quantized weights repacked for callm's CPU kernels (which add an f32 bias themselves),
+    /// with an optional dense bias of another type.
     Packed(PackedLinear, Option<Tensor>),
 }
 
@@ -30,6 +31,22 @@ impl Linear {
     /// Whether the weights are quantized (ggml blocks), not floats.
     pub fn is_quantized(&self) -> bool {
         matches!(self, Linear::Quant(..) | Linear::Packed(..))
+    }
+
+    /// One projection whose output is `parts`' outputs side by side, when callm's packed CPU
+    /// kernels hold them all (biases, in the kernels, on all or none): the input is then
+    /// quantized once and the pool forks once for all of them (a layer's q, k and v, or gate
+    /// and up), and each output is what its own projection computes, bit for bit. `None`
+    /// otherwise (the parts stay separate).
+    pub fn stack(parts: &[&Linear]) -> Option<Linear> {
+        let packed = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Packed(w, None) => Some(w),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Linear::Packed(PackedLinear::concat(&packed)?, None))
     }
 
     /// Applies the projection to `x` of shape `[..., in]`.
@@ -56,7 +73,16 @@ fn add_bias(y: Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
 fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Linear> {
     if q.device().is_cpu() && kernels::enabled() {
         if let Some(p) = PackedLinear::from_qtensor(&q) {
-            return Ok(Linear::Packed(p, bias));
+            // An f32 bias goes into the kernels' op: added to the rows it writes, instead of
+            // candle's `broadcast_add` over a new tensor (on candle's own thread pool, which
+            // spins against rayon's, once the output is large).
+            return Ok(match bias {
+                Some(b) if b.dtype() == DType::F32 => match p.clone().with_bias(b.to_vec1()?) {
+                    Some(p) => Linear::Packed(p, None),
+                    None => Linear::Packed(p, Some(b)),
+                },
+                b => Linear::Packed(p, b),
+            });
         }
     }
     if q.device().is_cpu()

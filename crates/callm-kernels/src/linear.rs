@@ -7,14 +7,22 @@ use candle_core::quantized::QTensor;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 use crate::blocks::BlockKind;
-use crate::matmul::matmul_uninit;
+use crate::matmul::matmul_concat_uninit;
 use crate::pack::PackedMatrix;
 
-/// A quantized linear layer `y = x Wᵀ` on packed weights, applied to a candle tensor as a
-/// [`CustomOp1`].
+/// A quantized linear layer `y = x Wᵀ (+ b)` on packed weights, applied to a candle tensor as a
+/// [`CustomOp1`]. `W` may be several matrices over the same input, stacked on the output
+/// ([`PackedLinear::concat`]: a layer's q, k and v projections, or gate and up).
 #[derive(Debug, Clone)]
 pub struct PackedLinear {
-    w: Arc<PackedMatrix>,
+    /// The stacked matrices (one for a plain layer), each with `k` inputs.
+    parts: Arc<[Arc<PackedMatrix>]>,
+    /// Inputs, and outputs of all parts together.
+    k: usize,
+    n: usize,
+    /// The bias, `n` values added to each output row (`y + b`, one f32 addition per value, as
+    /// candle's `broadcast_add` of the bias would make it).
+    bias: Option<Arc<[f32]>>,
 }
 
 impl PackedLinear {
@@ -27,7 +35,57 @@ impl PackedLinear {
             return None;
         }
         let w = PackedMatrix::pack(BlockKind::from_ggml(q.dtype())?, &q.data().ok()?, n, k)?;
-        Some(PackedLinear { w: Arc::new(w) })
+        Some(PackedLinear {
+            parts: Arc::new([Arc::new(w)]),
+            k,
+            n,
+            bias: None,
+        })
+    }
+
+    /// The layer with a bias added to each output row; `None` unless `bias` holds one value
+    /// per output.
+    pub fn with_bias(self, bias: Vec<f32>) -> Option<Self> {
+        (bias.len() == self.n).then(|| PackedLinear {
+            bias: Some(bias.into()),
+            ..self
+        })
+    }
+
+    /// One layer whose output is the outputs of `layers` side by side (`[x W1ᵀ | x W2ᵀ | ...]`),
+    /// each computed exactly as by its own layer, in one call: the input is quantized once and
+    /// every part's tiles are split over the pool together. `None` when `layers` is empty or
+    /// their input sizes differ, or some have a bias and others not.
+    pub fn concat(layers: &[&PackedLinear]) -> Option<Self> {
+        let first = layers.first()?;
+        let k = first.k;
+        if layers
+            .iter()
+            .any(|l| l.k != k || l.bias.is_some() != first.bias.is_some())
+        {
+            return None;
+        }
+        let bias = first.bias.is_some().then(|| {
+            layers
+                .iter()
+                .flat_map(|l| l.bias.iter().flat_map(|b| b.iter().copied()))
+                .collect()
+        });
+        let parts: Vec<Arc<PackedMatrix>> = layers
+            .iter()
+            .flat_map(|l| l.parts.iter().cloned())
+            .collect();
+        Some(PackedLinear {
+            n: parts.iter().map(|p| p.n).sum(),
+            parts: parts.into(),
+            k,
+            bias,
+        })
+    }
+
+    /// Outputs per input row (all parts together).
+    pub fn out_features(&self) -> usize {
+        self.n
     }
 
     /// Applies the layer to `x` of shape `[..., k]` (f32 on the CPU; other float types are
@@ -55,10 +113,15 @@ impl CustomOp1 for PackedLinear {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let w = &self.w;
-        linear_fwd("packed", (w.k, w.n), storage, layout, |x, m, out| {
-            matmul_uninit(crate::isa(), w, x, m, out)
-        })
+        let parts: Vec<&PackedMatrix> = self.parts.iter().map(|p| &**p).collect();
+        let (mut y, shape) =
+            linear_fwd("packed", (self.k, self.n), storage, layout, |x, m, out| {
+                matmul_concat_uninit(crate::isa(), &parts, x, m, out)
+            })?;
+        if let (Some(b), CpuStorage::F32(v)) = (&self.bias, &mut y) {
+            add_rows(v, b);
+        }
+        Ok((y, shape))
     }
 }
 
@@ -104,6 +167,21 @@ pub(crate) fn linear_fwd(
     let mut shape = lead.to_vec();
     shape.push(n);
     Ok((CpuStorage::F32(out), Shape::from(shape)))
+}
+
+/// Adds `b` to each row of `y` (rows of `b.len()` values), rows in parallel when there are
+/// enough of them: a value's sum depends on nothing but its two terms.
+fn add_rows(y: &mut [f32], b: &[f32]) {
+    let width = b.len().max(1);
+    let row = |r: &mut [f32]| r.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    match crate::par::rows_per_task(y.len() / width, width) {
+        Some(per_task) => {
+            use rayon::prelude::*;
+            y.par_chunks_mut(per_task * width)
+                .for_each(|c| c.chunks_exact_mut(width).for_each(row));
+        }
+        None => y.chunks_exact_mut(width).for_each(row),
+    }
 }
 
 /// Views initialized floats as an output the kernels only write: they store floats and never

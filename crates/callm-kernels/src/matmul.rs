@@ -29,7 +29,7 @@ impl OutPtr {
     }
 }
 
-/// [`matmul_uninit`] into initialized floats.
+/// [`matmul_concat_uninit`] of one matrix into initialized floats.
 #[cfg(test)]
 pub(crate) fn matmul_with(
     isa: Isa,
@@ -38,48 +38,81 @@ pub(crate) fn matmul_with(
     m: usize,
     out: &mut [f32],
 ) -> bool {
-    matmul_uninit(isa, p, x, m, crate::linear::as_uninit(out))
+    matmul_concat_uninit(isa, &[p], x, m, crate::linear::as_uninit(out))
 }
 
-/// `out[m, n] = x[m, k] · Wᵀ` for packed `W`, with the kernel for `isa`.
+/// `out[m, n1 + n2 + ...] = [x · W1ᵀ | x · W2ᵀ | ...]` with the kernel for `isa`: one packed
+/// matrix (`out = x · Wᵀ`) or several over the same input (`k` columns each) in one call. The activations are quantized once for all of them
+/// (once per activation format their kinds take), and the tiles of every part are split over
+/// the pool together, so the call pays one fork and one join instead of one per matrix. Each
+/// output comes from the same tile kernel, on the same quantized activations, as in a call of
+/// its part alone, so the results are bit for bit the separate calls', side by side.
 ///
-/// Returns `false` (leaving `out` untouched) when the sizes do not match or this CPU does not
-/// execute `isa`. These checks are what the tile kernels' bounds rest on.
-///
-/// `out` may be uninitialized: returning `true`, this has written all `m * n` of its floats
+/// Returns `false` (leaving `out` untouched) when `parts` is empty, the sizes do not match or
+/// this CPU does not execute `isa`: these checks are what the tile kernels' bounds rest on.
+/// `out` may be uninitialized: returning `true`, this has written all `m * Σn` of its floats
 /// (every output belongs to exactly one work item, whose kernel stores it).
-pub(crate) fn matmul_uninit(
+pub(crate) fn matmul_concat_uninit(
     isa: Isa,
-    p: &PackedMatrix,
+    parts: &[&PackedMatrix],
     x: &[f32],
     m: usize,
     out: &mut [std::mem::MaybeUninit<f32>],
 ) -> bool {
-    if m == 0 || x.len() != m * p.k || out.len() != m * p.n || !Isa::available().contains(&isa) {
+    let Some(k) = parts.first().map(|p| p.k) else {
+        return false;
+    };
+    let n: usize = parts.iter().map(|p| p.n).sum();
+    if m == 0
+        || parts.iter().any(|p| p.k != k)
+        || x.len() != m * k
+        || out.len() != m * n
+        || !Isa::available().contains(&isa)
+    {
         return false;
     }
     thread_local! {
-        static ACTS: std::cell::RefCell<QuantActs> = std::cell::RefCell::new(QuantActs::default());
+        static ACTS: std::cell::RefCell<[QuantActs; 2]> = std::cell::RefCell::default();
     }
-    // The buffer is taken out of the thread-local for the call, not borrowed: while this
-    // thread waits inside `run` for its parallel items, rayon may have it run another forward
-    // pass's matmul (concurrent requests), which then finds an empty buffer of its own.
+    // The buffers are taken out of the thread-local for the call, not borrowed: while this
+    // thread waits inside `split` for its parallel items, rayon may have it run another forward
+    // pass's matmul (concurrent requests), which then finds empty buffers of its own.
     let mut acts = ACTS.with(|cell| cell.take());
-    if p.kind.is_k() {
-        acts.quantize_k_into(x, m, p.k);
-    } else {
-        acts.quantize_into(x, m, p.k);
+    let [blocks, kq] = &mut acts;
+    // The 32-value kinds take Q8_0/Q8_1 activations, the K-quants Q8_K: each made once.
+    if parts.iter().any(|p| !p.kind.is_k()) {
+        blocks.quantize_into(x, m, k);
     }
-    run(isa, p, &acts, out);
+    if parts.iter().any(|p| p.kind.is_k()) {
+        kq.quantize_k_into(x, m, k);
+    }
+    let (blocks, kq) = (&*blocks, &*kq);
+    let ptr = OutPtr(out.as_mut_ptr().cast());
+    let tiles: usize = parts.iter().map(|p| p.tiles).sum();
+    // In prefill an item's tiles are read once per 8 tokens, from L2 while they fit: items as
+    // large as the largest part's own, not a share of all the parts' tiles.
+    let sizing = if m > MT {
+        parts.iter().map(|p| p.tiles).max().unwrap_or(tiles)
+    } else {
+        tiles
+    };
+    split_sized(m, tiles, m * n * k, sizing, |range, toks| {
+        // The item's tiles, numbered across the parts, cut at the parts' borders.
+        let (mut first, mut col) = (0, 0);
+        for p in parts {
+            let (lo, hi) = (range.start.max(first), range.end.min(first + p.tiles));
+            if lo < hi {
+                let a = if p.kind.is_k() { kq } else { blocks };
+                // The part's first column: `col + p.n <= n`, inside every output row.
+                let at = OutPtr(ptr.get().wrapping_add(col));
+                run_item(isa, p, a, lo - first..hi - first, toks.clone(), at, n);
+            }
+            first += p.tiles;
+            col += p.n;
+        }
+    });
     ACTS.with(|cell| cell.replace(acts));
     true
-}
-
-fn run(isa: Isa, p: &PackedMatrix, a: &QuantActs, out: &mut [std::mem::MaybeUninit<f32>]) {
-    let ptr = OutPtr(out.as_mut_ptr().cast());
-    split(a.m, p.tiles, a.m * p.n * p.k, |tiles, toks| {
-        run_item(isa, p, a, tiles, toks, ptr)
-    });
 }
 
 /// Splits `m` tokens x `tiles` output tiles into work items (contiguous tile ranges x up to
@@ -93,6 +126,17 @@ pub(crate) fn split(
     macs: usize,
     item: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
 ) {
+    split_sized(m, tiles, macs, tiles, item)
+}
+
+/// [`split`] with items of the tile count a split of `sizing` tiles would give.
+fn split_sized(
+    m: usize,
+    tiles: usize,
+    macs: usize,
+    sizing: usize,
+    item: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
     let threads = rayon::current_num_threads();
     if threads <= 1 || macs < SERIAL_MACS {
         item(0..tiles, 0..m);
@@ -101,7 +145,7 @@ pub(crate) fn split(
     let token_groups = m.div_ceil(TOKENS_PER_ITEM);
     // Enough items per thread to balance, each a contiguous range of tiles.
     let want = (threads * 4).div_ceil(token_groups).max(1);
-    let tiles_per_item = tiles.div_ceil(want).max(1);
+    let tiles_per_item = sizing.min(tiles).div_ceil(want).max(1);
     let tile_groups = tiles.div_ceil(tiles_per_item);
     (0..tile_groups * token_groups)
         .into_par_iter()
@@ -117,7 +161,7 @@ pub(crate) fn split(
 /// against tile `tile` of `p`, writing the first `cols` (≤ 16) outputs of each row `r` at
 /// `out + r * ldo`.
 ///
-/// The tile kernels' contract (what `run_item` establishes, from the sizes `matmul_uninit`
+/// The tile kernels' contract (what `run_item` establishes, from the sizes `matmul_concat_uninit`
 /// checked): `tile < p.tiles`, `t0 + MT <= a.m`, `a.k == p.k`, `a` quantized for `p`'s kind
 /// (Q8_K for the K-quants), and those outputs writable, by this call only.
 #[derive(Clone, Copy)]
@@ -138,6 +182,8 @@ pub(crate) struct TileCall<'a> {
     pub(crate) cols: usize,
 }
 
+/// Tiles `tiles` of `p` for tokens `toks`: output row `t`'s column `c` of the part at
+/// `out + t * ldo + c`.
 fn run_item(
     isa: Isa,
     p: &PackedMatrix,
@@ -145,16 +191,18 @@ fn run_item(
     tiles: std::ops::Range<usize>,
     toks: std::ops::Range<usize>,
     out: OutPtr,
+    ldo: usize,
 ) {
     let mut t0 = toks.start;
     while t0 < toks.end {
         let mt = (toks.end - t0).min(MT);
         for tile in tiles.clone() {
             let cols = (p.n - tile * TILE).min(TILE);
-            // SAFETY: this CPU executes `isa` (checked by `matmul_uninit`); `tile < p.tiles`,
-            // `t0 + mt <= a.m`, `a.k == p.k` (the sizes `matmul_uninit` checked, and `a` quantized
-            // from `x` for `p`'s kind), and the written columns `tile*16 .. +cols` of rows
-            // `t0..t0+mt` lie inside `out` (`m * n` values), disjoint from other items'.
+            // SAFETY: this CPU executes `isa` (checked by `matmul_concat_uninit`);
+            // `tile < p.tiles`, `t0 + mt <= a.m`, `a.k == p.k` (the sizes it checked, and `a`
+            // quantized from `x` for `p`'s kind), and the written columns `tile*16 .. +cols`
+            // of rows `t0..t0+mt` (stride `ldo`) lie inside the part's columns of the output,
+            // disjoint from other items'.
             unsafe {
                 let call = TileCall {
                     p,
@@ -162,7 +210,7 @@ fn run_item(
                     tile,
                     t0,
                     out: out.0.add(tile * TILE),
-                    ldo: p.n,
+                    ldo,
                     cols,
                 };
                 tile_dispatch(isa, mt, call);

@@ -6,6 +6,7 @@ use rand::Rng;
 use crate::blocks::BlockKind;
 
 mod blocks;
+mod concat;
 mod kquants;
 
 /// Random blocks of `kind`: random integers with a random finite scale (and minimum).

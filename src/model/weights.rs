@@ -18,7 +18,8 @@ use crate::kernels::{self, DenseLinear, PackedLinear};
 pub enum Linear {
     /// Dense weights `[out, in]` (candle's matmul: GPUs, other dtypes, `CALLM_KERNELS=off`).
     Dense(candle_nn::Linear),
-    /// Dense f32 weights repacked for callm's row-invariant CPU kernel, with an optional bias.
+    /// Dense f32 weights repacked for callm's row-invariant CPU kernel (which adds an f32 bias
+    /// itself), with an optional dense bias of another type.
     DenseCpu(DenseLinear, Option<Tensor>),
     /// Quantized weights with an optional dense bias (candle's kernels).
     Quant(QMatMul, Option<Tensor>),
@@ -90,10 +91,25 @@ fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Li
         && matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
     {
         if let Some(d) = DenseLinear::from_tensor(&q.dequantize(&Device::Cpu)?) {
-            return Ok(Linear::DenseCpu(d, bias));
+            return Ok(dense_cpu(d, bias));
         }
     }
     Ok(Linear::Quant(QMatMul::from_arc(q)?, bias))
+}
+
+/// callm's dense CPU layer, an f32 bias inside it (as for the packed layers in
+/// [`quant_linear`]).
+/// A bias that is not one f32 per output stays a tensor (candle's add reports the mismatch).
+fn dense_cpu(d: DenseLinear, bias: Option<Tensor>) -> Linear {
+    match bias {
+        Some(b) if b.dtype() == DType::F32 => {
+            match b.to_vec1().ok().and_then(|v| d.clone().with_bias(v)) {
+                Some(d) => Linear::DenseCpu(d, None),
+                None => Linear::DenseCpu(d, Some(b)),
+            }
+        }
+        b => Linear::DenseCpu(d, b),
+    }
 }
 
 /// A dense projection: callm's row-invariant kernel for f32 weights on the CPU (unless
@@ -101,7 +117,7 @@ fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Li
 pub fn dense_linear(w: Tensor, b: Option<Tensor>) -> Linear {
     if w.device().is_cpu() && w.dtype() == DType::F32 && kernels::fused_attention() {
         if let Some(d) = DenseLinear::from_tensor(&w) {
-            return Linear::DenseCpu(d, b);
+            return dense_cpu(d, b);
         }
     }
     Linear::Dense(candle_nn::Linear::new(w, b))

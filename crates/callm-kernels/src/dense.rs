@@ -65,11 +65,14 @@ pub(crate) struct DenseCall<'a> {
     pub(crate) cols: usize,
 }
 
-/// A dense linear layer `y = x Wᵀ` on repacked f32 weights, applied to a candle tensor as a
-/// [`CustomOp1`]; row-invariant (see the module docs).
+/// A dense linear layer `y = x Wᵀ (+ b)` on repacked f32 weights, applied to a candle tensor as
+/// a [`CustomOp1`]; row-invariant (see the module docs).
 #[derive(Debug, Clone)]
 pub struct DenseLinear {
     w: Arc<DenseMatrix>,
+    /// The bias, added to each output row as the packed layer adds it
+    /// ([`crate::PackedLinear::with_bias`]).
+    bias: Option<Arc<[f32]>>,
 }
 
 impl DenseLinear {
@@ -77,6 +80,17 @@ impl DenseLinear {
     pub fn new(w: &[f32], n: usize, k: usize) -> Option<Self> {
         Some(DenseLinear {
             w: Arc::new(DenseMatrix::pack(w, n, k)?),
+            bias: None,
+        })
+    }
+
+    /// The layer with a bias added to each output row (one f32 addition per value, as candle's
+    /// `broadcast_add` would make it, without a second tensor); `None` unless `bias` holds one
+    /// value per output.
+    pub fn with_bias(self, bias: Vec<f32>) -> Option<Self> {
+        (bias.len() == self.w.n).then(|| DenseLinear {
+            bias: Some(bias.into()),
+            ..self
         })
     }
 
@@ -256,9 +270,14 @@ impl CustomOp1 for DenseLinear {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let w = &self.w;
-        crate::linear::linear_fwd("dense", (w.k, w.n), storage, layout, |x, m, out| {
-            self.matmul_uninit(crate::isa(), x, m, out)
-        })
+        let (mut y, shape) =
+            crate::linear::linear_fwd("dense", (w.k, w.n), storage, layout, |x, m, out| {
+                self.matmul_uninit(crate::isa(), x, m, out)
+            })?;
+        if let (Some(b), CpuStorage::F32(v)) = (&self.bias, &mut y) {
+            crate::linear::add_rows(v, b);
+        }
+        Ok((y, shape))
     }
 }
 
@@ -267,6 +286,29 @@ mod tests {
     use super::*;
     use crate::tests::random_f32;
     use rand::SeedableRng;
+
+    /// The bias inside the op adds what candle's `broadcast_add` adds, bit for bit, for decode
+    /// rows and for enough rows to be added in parallel; a bias of the wrong length is refused.
+    #[test]
+    fn bias_is_added_as_candle_adds_it() {
+        use candle_core::{Device, Tensor};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let (n, k) = (48, 64);
+        let lin = DenseLinear::new(&random_f32(n * k, &mut rng), n, k).unwrap();
+        let b = random_f32(n, &mut rng);
+        let biased = lin.clone().with_bias(b.clone()).expect("one per output");
+        let bt = Tensor::from_vec(b, n, &Device::Cpu).unwrap();
+        for m in [1, 3, 80] {
+            let x = Tensor::from_vec(random_f32(m * k, &mut rng), (m, k), &Device::Cpu).unwrap();
+            let want = lin.forward(&x).unwrap().broadcast_add(&bt).unwrap();
+            let got = biased.forward(&x).unwrap();
+            assert_eq!(
+                got.to_vec2::<f32>().unwrap(),
+                want.to_vec2::<f32>().unwrap()
+            );
+        }
+        assert!(lin.with_bias(vec![0.0; n + 1]).is_none());
+    }
 
     #[test]
     fn matches_f64_and_every_row_is_the_same_alone() {

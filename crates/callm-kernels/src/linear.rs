@@ -171,7 +171,7 @@ pub(crate) fn linear_fwd(
 
 /// Adds `b` to each row of `y` (rows of `b.len()` values), rows in parallel when there are
 /// enough of them: a value's sum depends on nothing but its two terms.
-fn add_rows(y: &mut [f32], b: &[f32]) {
+pub(crate) fn add_rows(y: &mut [f32], b: &[f32]) {
     let width = b.len().max(1);
     let row = |r: &mut [f32]| r.iter_mut().zip(b).for_each(|(v, b)| *v += b);
     match crate::par::rows_per_task(y.len() / width, width) {

@@ -447,15 +447,36 @@ pub(crate) fn scores_portable<E: CacheElem>(q: &[f32], kb: &[E], s: &mut [f32; K
 /// `s[l] ← s[l] · scale` for the visible lanes `a..e`, −∞ for the others; returns their maximum
 /// (−∞ when none).
 #[inline]
-fn scale_mask_max(isa: Isa, s: &mut [f32; KEY_BLOCK], a: usize, e: usize, scale: f32) -> f32 {
+pub(crate) fn scale_mask_max(
+    isa: Isa,
+    s: &mut [f32; KEY_BLOCK],
+    a: usize,
+    e: usize,
+    scale: f32,
+) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if isa == Isa::Avx512Vnni {
             // SAFETY: the instruction set was checked when it was selected.
             return unsafe { crate::arch::x86::attn::scale_mask_max_avx512(s, a, e, scale) };
         }
+        if isa.has_avx2() {
+            // SAFETY: AVX2 is part of the selected instruction set.
+            return unsafe { crate::arch::x86::attn::scale_mask_max_avx2(s, a, e, scale) };
+        }
     }
     let _ = isa;
+    scale_mask_max_portable(s, a, e, scale)
+}
+
+/// The definition [`scale_mask_max`]'s kernels follow, for scores without NaN (with a NaN
+/// score a kernel may return NaN, on which the caller skips the block).
+pub(crate) fn scale_mask_max_portable(
+    s: &mut [f32; KEY_BLOCK],
+    a: usize,
+    e: usize,
+    scale: f32,
+) -> f32 {
     let mut mb = f32::NEG_INFINITY;
     for (l, x) in s.iter_mut().enumerate() {
         if l < a || l >= e {

@@ -257,6 +257,34 @@ fn simd_pieces_equal_the_portable_definitions_in_any_group() {
     simd_pieces_equal_portable::<f16>();
 }
 
+#[test]
+fn scale_mask_max_equals_the_portable_definition() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    for (a, e) in [
+        (0, 32),
+        (3, 17),
+        (5, 6),
+        (31, 32),
+        (0, 1),
+        (8, 16),
+        (9, 9),
+        (0, 0),
+    ] {
+        let mut s0 = [0f32; KEY_BLOCK];
+        for x in s0.iter_mut() {
+            *x = rng.random_range(-40.0f32..40.0);
+        }
+        let mut want = s0;
+        let wm = scale_mask_max_portable(&mut want, a, e, 0.125);
+        for &isa in Isa::available() {
+            let mut got = s0;
+            let gm = scale_mask_max(isa, &mut got, a, e, 0.125);
+            assert_eq!(got, want, "{isa:?} lanes {a}..{e}");
+            assert_eq!(gm.to_bits(), wm.to_bits(), "{isa:?} maximum of {a}..{e}");
+        }
+    }
+}
+
 fn simd_pieces_equal_portable<E: CacheElem>() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(23);
     let elems = |x: Vec<f32>| -> Vec<E> { x.into_iter().map(E::from_f32).collect() };

@@ -144,8 +144,10 @@ pub(crate) unsafe fn scores_avx512<const R: usize, E: CacheElem>(
 
 /// AVX2: [`scores_avx512`] in 8-lane registers. Sixteen registers hold the accumulators of
 /// `R` rows × 2 partial sums for only so many keys, so the block's 32 keys are done in passes
-/// of 32 (one row), 16 (2-3 rows) or 8 keys (4 rows); each lane's sums are the same
-/// operations in the same order whatever the pass, so a row's numbers do not depend on `R`.
+/// of 32 (one row), 16 (two rows) or 8 keys (three or four: with 16 keys, three rows' twelve
+/// sums, the key vectors and the broadcast query value left the compiler one register short,
+/// and it kept a sum in memory); each lane's sums are the same operations in the same order
+/// whatever the pass, so a row's numbers do not depend on `R`.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; otherwise as [`scores_avx512`].
@@ -160,7 +162,7 @@ pub(crate) unsafe fn scores_avx2<const R: usize, E: CacheElem>(
     // 8-key chunks per pass.
     let chunks = match R {
         1 => 4,
-        2 | 3 => 2,
+        2 => 2,
         _ => 1,
     };
     let z = _mm256_setzero_ps();
@@ -237,6 +239,41 @@ pub(crate) unsafe fn scale_mask_max_avx512(
         }
     }
     _mm512_reduce_max_ps(m)
+}
+
+/// AVX2: [`scale_mask_max_avx512`] in four 8-lane parts, the visible lanes chosen by
+/// comparing each lane's index with `a` and `e`.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn scale_mask_max_avx2(
+    s: &mut [f32; KEY_BLOCK],
+    a: usize,
+    e: usize,
+    scale: f32,
+) -> f32 {
+    // Lane indices and bounds fit an `i32`: all are at most 32.
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let (lo, hi) = (_mm256_set1_epi32(a as i32 - 1), _mm256_set1_epi32(e as i32));
+    let (sc, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
+    let mut m = ninf;
+    for c in 0..4 {
+        let idx = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * c as i32));
+        let vis = _mm256_and_si256(_mm256_cmpgt_epi32(idx, lo), _mm256_cmpgt_epi32(hi, idx));
+        // SAFETY: `s` holds 32 floats: part `c` is 8 of them.
+        unsafe {
+            let p = s.as_mut_ptr().add(8 * c);
+            let x = _mm256_mul_ps(_mm256_loadu_ps(p), sc);
+            let v = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(vis));
+            _mm256_storeu_ps(p, v);
+            m = _mm256_max_ps(m, v);
+        }
+    }
+    let q = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+    let q = _mm_max_ss(q, _mm_shuffle_ps(q, q, 1));
+    _mm_cvtss_f32(q)
 }
 
 /// `exp` of 16 floats: [`exp8`]'s operations on 16 lanes (each lane's result is exactly
@@ -377,9 +414,11 @@ pub(crate) unsafe fn pv_avx512<const R: usize, E: CacheElem>(
     debug_assert!(d >= hd);
 }
 
-/// AVX2: [`pv_avx512`] in 8-lane registers (32 values per pass, 16 for four rows, then 8),
-/// the last `hd mod 8` values with scalar fused multiply-adds (the same operations per value,
-/// whatever the pass).
+/// AVX2: [`pv_avx512`] in 8-lane registers (32 values per pass for one or two rows, 24 for
+/// three, 16 for four, then 8), the last `hd mod 8` values with scalar fused multiply-adds
+/// (the same operations per value, whatever the pass). The first pass over a block asks the cache for the block `ahead`
+/// values on, row by row (without it the kernel waited on its value loads: over half its
+/// samples at 8 SmolLM2 sequences).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; otherwise as [`pv_avx512`].
@@ -395,7 +434,7 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
     e: usize,
     v: *const E,
     hd: usize,
-    _ahead: usize,
+    ahead: usize,
 ) {
     let vs = hd;
     let c: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(corr[r]));
@@ -410,16 +449,17 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
                     acc[r][u] = _mm256_mul_ps(x, c[r]);
                 }
             }
+            let first = d == 0 && ahead != 0;
             for l in a..e {
-                let mut x = [_mm256_setzero_ps(); $w];
-                for (u, xu) in x.iter_mut().enumerate() {
-                    // SAFETY: row `l < e` of `v` (the contract).
-                    *xu = unsafe { load8(v.add(l * vs + d + 8 * u)) };
+                if first {
+                    prefetch_values::<E>(v.wrapping_add(ahead + l * vs), hd);
                 }
-                for r in 0..R {
-                    let pl = _mm256_set1_ps(p[r][l]);
-                    for u in 0..$w {
-                        acc[r][u] = _mm256_fmadd_ps(pl, x[u], acc[r][u]);
+                let pl: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(p[r][l]));
+                for u in 0..$w {
+                    // SAFETY: row `l < e` of `v` (the contract).
+                    let x = unsafe { load8(v.add(l * vs + d + 8 * u)) };
+                    for r in 0..R {
+                        acc[r][u] = _mm256_fmadd_ps(pl[r], x, acc[r][u]);
                     }
                 }
             }
@@ -432,15 +472,25 @@ pub(crate) unsafe fn pv_avx2<const R: usize, E: CacheElem>(
             d += 8 * $w;
         }};
     }
-    // Four rows of 32 values would take all sixteen registers for their sums.
-    if R <= 3 {
-        while d + 32 <= hd {
-            pass!(4);
+    // Registers: `R` broadcast probabilities, `R × w` sums and one value vector (one value
+    // vector at a time, against every row, keeps the sums in registers; loading all `w`
+    // vectors first spilled two sums per key). Three rows of 32 values would need all sixteen,
+    // and the compiler then spilled two sums: they go 24 values a pass.
+    match R {
+        1 | 2 => {
+            while d + 32 <= hd {
+                pass!(4);
+            }
         }
-    } else {
-        while d + 16 <= hd {
-            pass!(2);
+        3 => {
+            while d + 24 <= hd {
+                pass!(3);
+            }
         }
+        _ => {}
+    }
+    while d + 16 <= hd {
+        pass!(2);
     }
     while d + 8 <= hd {
         pass!(1);

@@ -19,13 +19,14 @@ fn setting_is(value: &str) -> bool {
 }
 
 /// The instruction set the packed kernels use on this CPU: the best available, lowered by
-/// `CALLM_KERNELS=avx2|neon|scalar` (for testing; a set this CPU lacks is ignored). Chosen
+/// `CALLM_KERNELS=avx2|avxvnni|neon|scalar` (for testing; a set this CPU lacks is ignored). Chosen
 /// once, before any kernel runs ([`callm_kernels::select_isa`]).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
         let wanted = match std::env::var("CALLM_KERNELS").as_deref() {
             Ok("avx2") => Some(Isa::Avx2),
+            Ok("avxvnni") => Some(Isa::AvxVnni),
             Ok("neon") => Some(Isa::Neon),
             Ok("scalar") => Some(Isa::Scalar),
             _ => None,

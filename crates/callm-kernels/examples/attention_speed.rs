@@ -5,7 +5,8 @@
 //! (build it at both commits and run the two binaries alternately); speed is never asserted.
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p callm-kernels --example attention_speed [avx2]`
-//! times one core; `avx2` selects the AVX2 kernels on an AVX-512 machine.
+//! times one core; `avx2` selects the AVX2 kernels on an AVX-512 machine (AVX-VNNI machines run
+//! the same attention kernels as AVX2 ones).
 
 use std::time::Instant;
 
@@ -20,9 +21,11 @@ const HEAD_DIM: usize = 64;
 const LAYERS: usize = 30;
 
 fn main() -> candle_core::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("avx2") {
-        select_isa(Some(Isa::Avx2));
-    }
+    match std::env::args().nth(1).as_deref() {
+        Some("avx2") => select_isa(Some(Isa::Avx2)),
+        Some("avxvnni") => select_isa(Some(Isa::AvxVnni)),
+        _ => select_isa(None),
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let p = AttnParams {
         heads: HEADS,

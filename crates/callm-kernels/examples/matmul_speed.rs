@@ -2,16 +2,22 @@
 //! microseconds per call and per row, the best of 5 runs. An A/B tool for kernel changes (build
 //! it at both commits and run the two binaries alternately); speed is never asserted.
 //!
-//! `RAYON_NUM_THREADS=1 cargo run --release -p callm-kernels --example matmul_speed` times one
-//! core's kernel; with more threads each call also pays the pool's wake-up.
+//! `RAYON_NUM_THREADS=1 cargo run --release -p callm-kernels --example matmul_speed
+//! [avx2|avxvnni]` times one core's kernel (`avx2`, `avxvnni`: those kernels on a machine with
+//! better ones); with more threads each call also pays the pool's wake-up.
 
 use std::time::Instant;
 
-use callm_kernels::PackedLinear;
+use callm_kernels::{select_isa, Isa, PackedLinear};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 fn main() -> candle_core::Result<()> {
+    match std::env::args().nth(1).as_deref() {
+        Some("avx2") => select_isa(Some(Isa::Avx2)),
+        Some("avxvnni") => select_isa(Some(Isa::AvxVnni)),
+        _ => select_isa(None),
+    };
     let dev = Device::Cpu;
     // (output rows, inputs, kind, calls per timing run)
     let shapes = [

@@ -409,11 +409,11 @@ fn scores_group<E: CacheElem>(
             (Isa::Avx512Vnni, 3) => return group!(scores_avx512, 3),
             (Isa::Avx512Vnni, 2) => return group!(scores_avx512, 2),
             (Isa::Avx512Vnni, 1) => return group!(scores_avx512, 1),
-            (Isa::Avx2, 4) => return group!(scores_avx2, 4),
-            (Isa::Avx2, 3) => return group!(scores_avx2, 3),
-            (Isa::Avx2, 2) => return group!(scores_avx2, 2),
-            (Isa::Avx2, 1) => return group!(scores_avx2, 1),
-            (Isa::Avx512Vnni | Isa::Avx2, _) => {
+            (Isa::Avx2 | Isa::AvxVnni, 4) => return group!(scores_avx2, 4),
+            (Isa::Avx2 | Isa::AvxVnni, 3) => return group!(scores_avx2, 3),
+            (Isa::Avx2 | Isa::AvxVnni, 2) => return group!(scores_avx2, 2),
+            (Isa::Avx2 | Isa::AvxVnni, 1) => return group!(scores_avx2, 1),
+            (Isa::Avx512Vnni | Isa::Avx2 | Isa::AvxVnni, _) => {
                 for (a, o) in ats.iter().zip(out.iter_mut()) {
                     scores_group(isa, q, &[*a], hd, kb, std::slice::from_mut(o), ahead);
                 }
@@ -570,11 +570,11 @@ unsafe fn pv_group<E: CacheElem>(
                 }
                 return;
             }
-            (Isa::Avx2, 4) => return group!(pv_avx2, 4),
-            (Isa::Avx2, 3) => return group!(pv_avx2, 3),
-            (Isa::Avx2, 2) => return group!(pv_avx2, 2),
-            (Isa::Avx2, 1) => return group!(pv_avx2, 1),
-            (Isa::Avx2, _) => {
+            (Isa::Avx2 | Isa::AvxVnni, 4) => return group!(pv_avx2, 4),
+            (Isa::Avx2 | Isa::AvxVnni, 3) => return group!(pv_avx2, 3),
+            (Isa::Avx2 | Isa::AvxVnni, 2) => return group!(pv_avx2, 2),
+            (Isa::Avx2 | Isa::AvxVnni, 1) => return group!(pv_avx2, 1),
+            (Isa::Avx2 | Isa::AvxVnni, _) => {
                 for k in 0..out.len() {
                     let o = [out[k]];
                     // SAFETY: as above, one row at a time.

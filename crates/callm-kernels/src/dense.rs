@@ -227,7 +227,7 @@ unsafe fn dense_dispatch(isa: Isa, mt: usize, c: DenseCall<'_>) {
         }
         match isa {
             Isa::Avx512Vnni => return by_mt!(tile_avx512),
-            Isa::Avx2 => return by_mt!(tile_avx2),
+            Isa::Avx2 | Isa::AvxVnni => return by_mt!(tile_avx2),
             _ => {}
         }
     }

@@ -64,6 +64,10 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2 with AVX-VNNI: `vpdpbusd` on 256-bit registers, without AVX-512 (Intel's client
+    /// CPUs from Alder Lake on, whose cores lack AVX-512). The 32-value kinds' tile kernels use
+    /// it; everything else runs the AVX2 code.
+    AvxVnni,
     /// AVX-512 F/BW/VL + VNNI.
     Avx512Vnni,
     /// aarch64 NEON (Armv8.0): widening multiplies and pairwise adds.
@@ -87,6 +91,9 @@ impl Isa {
                     && is_x86_feature_detected!("f16c")
                 {
                     v.push(Isa::Avx2);
+                    if is_x86_feature_detected!("avxvnni") {
+                        v.push(Isa::AvxVnni);
+                    }
                     if is_x86_feature_detected!("avx512f")
                         && is_x86_feature_detected!("avx512bw")
                         && is_x86_feature_detected!("avx512vl")
@@ -113,7 +120,7 @@ impl Isa {
     /// quantization, exp and attention paths).
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn has_avx2(self) -> bool {
-        matches!(self, Isa::Avx2 | Isa::Avx512Vnni)
+        matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni)
     }
 }
 

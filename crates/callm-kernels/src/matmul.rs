@@ -287,6 +287,18 @@ unsafe fn tile_dispatch(isa: Isa, mt: usize, c: TileCall<'_>) {
                     (mt, c)
                 )
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => {
+                use crate::arch::x86::tiles::tile_avxvnni;
+                use crate::arch::x86::tiles_k::tile_avxvnni_k;
+                pick!(
+                    true,
+                    k: (tile_avxvnni_k, tile_avxvnni_k),
+                    blocks: (tile_avxvnni, tile_avxvnni),
+                    p,
+                    (mt, c)
+                )
+            }
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot | Isa::Neon => {
                 use crate::arch::arm::tiles::{tile_neon, tile_neon_dot};

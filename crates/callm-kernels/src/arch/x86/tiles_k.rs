@@ -145,142 +145,181 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
     unsafe { store_vnni(&acc, c) };
 }
 
-/// AVX2 + FMA: same contract as [`tile_vnni_k`], two 8-row halves per tile.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C; otherwise as [`tile_vnni_k`].
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn tile_avx2_k<const MT: usize, const K: u8>(c: TileCall<'_>) {
-    let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
-    let nb = p.nb;
-    let nsb = nb / BPS;
-    let nib = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
-    let zero = _mm256_setzero_si256();
-    let tb0 = tile * nb;
-    let spr = if K == K_Q6K { 2 } else { 1 };
-    for half in 0..2 {
-        let mut acc = [_mm256_setzero_ps(); MT];
-        for sb in 0..nsb {
-            let mut isum = [zero; MT];
-            for j in 0..BPS {
-                let tb = tb0 + sb * BPS + j;
-                if half == 0 {
-                    // The second half reads the lines the first brought in.
-                    prefetch_ahead(p, tb * 4, 4);
-                }
-                let mut w = [zero; 8];
-                // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines (rows
-                // `8·half..` are each line's 32 bytes at `32·half`), 8 masks per bit plane the
-                // kind has, and `spr * 16` integer scales exist.
-                let (s0, s1) = unsafe {
-                    let lines = p.qs.as_ptr().add(tb * 4) as *const u8;
-                    let line = |l: usize| {
-                        _mm256_load_si256(lines.add(l * 64 + 32 * half) as *const __m256i)
-                    };
-                    for g in 0..4 {
-                        let v = line(g);
-                        w[2 * g] = _mm256_and_si256(v, nib);
-                        w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+/// The 256-bit K-quant kernels, one function per instruction set: two 8-row halves per tile,
+/// the integer dot of lines `h0..h1` of each row given by `$dot` (over the unpacked unsigned
+/// lines `w` and the activation operands `x(h)`); all else is the same code.
+macro_rules! tile_k_256 {
+    ($(#[$doc:meta])* $name:ident, $features:literal, |$w:ident, $h0:ident, $h1:ident, $x:ident| $dot:expr) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $name<const MT: usize, const K: u8>(c: TileCall<'_>) {
+            let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
+            let nb = p.nb;
+            let nsb = nb / BPS;
+            let nib = _mm256_set1_epi8(0x0F);
+            let zero = _mm256_setzero_si256();
+            let tb0 = tile * nb;
+            let spr = if K == K_Q6K { 2 } else { 1 };
+            for half in 0..2 {
+                let mut acc = [_mm256_setzero_ps(); MT];
+                for sb in 0..nsb {
+                    let mut isum = [zero; MT];
+                    for j in 0..BPS {
+                        let tb = tb0 + sb * BPS + j;
+                        if half == 0 {
+                            // The second half reads the lines the first brought in.
+                            prefetch_ahead(p, tb * 4, 4);
+                        }
+                        let mut w = [zero; 8];
+                        // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines (rows
+                        // `8·half..` are each line's 32 bytes at `32·half`), 8 masks per bit plane the
+                        // kind has, and `spr * 16` integer scales exist.
+                        let (s0, s1) = unsafe {
+                            let lines = p.qs.as_ptr().add(tb * 4) as *const u8;
+                            let line = |l: usize| {
+                                _mm256_load_si256(lines.add(l * 64 + 32 * half) as *const __m256i)
+                            };
+                            for g in 0..4 {
+                                let v = line(g);
+                                w[2 * g] = _mm256_and_si256(v, nib);
+                                w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                            }
+                            let mut or_plane = |plane: &[u64], bit: i8| {
+                                let masks = plane.as_ptr().add(tb * 8);
+                                for (h, wh) in w.iter_mut().enumerate() {
+                                    let set = spread_bits((*masks.add(h) >> (32 * half)) as u32);
+                                    *wh =
+                                        _mm256_or_si256(*wh, _mm256_and_si256(set, _mm256_set1_epi8(bit)));
+                                }
+                            };
+                            if K != K_Q4K {
+                                or_plane(&p.qh, 0x10);
+                            }
+                            if K == K_Q6K {
+                                or_plane(&p.qh2, 0x20);
+                            }
+                            let ks = p.ks.as_ptr().add(tb * spr * TILE + 8 * half);
+                            let s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks as *const __m128i));
+                            let s1 = if K == K_Q6K {
+                                _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks.add(TILE) as *const __m128i))
+                            } else {
+                                zero
+                            };
+                            (s0, s1)
+                        };
+                        for (t, isum_t) in isum.iter_mut().enumerate() {
+                            let ab = (t0 + t) * nb + sb * BPS + j;
+                            // SAFETY: activation block `ab` is in bounds (module docs); `h < 8`.
+                            let x = |h: usize| _mm256_set1_epi32(unsafe { act4(a, ab, h) });
+                            // SAFETY: activation block `ab` is in bounds (module docs): its two sums of 16.
+                            let (bs_lo, bs_hi) = unsafe {
+                                (
+                                    *a.bs16.get_unchecked(2 * ab),
+                                    *a.bs16.get_unchecked(2 * ab + 1),
+                                )
+                            };
+                            let run = |$h0: usize, $h1: usize| -> __m256i {
+                                let $w = &w;
+                                let $x = &x;
+                                $dot
+                            };
+                            if K == K_Q6K {
+                                let lo = _mm256_sub_epi32(run(0, 4), _mm256_set1_epi32(32 * bs_lo));
+                                let hi = _mm256_sub_epi32(run(4, 8), _mm256_set1_epi32(32 * bs_hi));
+                                let v = _mm256_add_epi32(
+                                    _mm256_mullo_epi32(lo, s0),
+                                    _mm256_mullo_epi32(hi, s1),
+                                );
+                                *isum_t = _mm256_add_epi32(*isum_t, v);
+                            } else {
+                                let dot = run(0, 8);
+                                *isum_t = _mm256_add_epi32(*isum_t, _mm256_mullo_epi32(dot, s0));
+                            }
+                        }
                     }
-                    let mut or_plane = |plane: &[u64], bit: i8| {
-                        let masks = plane.as_ptr().add(tb * 8);
-                        for (h, wh) in w.iter_mut().enumerate() {
-                            let set = spread_bits((*masks.add(h) >> (32 * half)) as u32);
-                            *wh =
-                                _mm256_or_si256(*wh, _mm256_and_si256(set, _mm256_set1_epi8(bit)));
+                    let tsb = tile * nsb + sb;
+                    // Q4_K/Q5_K's minimum term, two blocks per vpmaddwd (rows 8·half.. of each pair).
+                    let mut mins = [zero; 4];
+                    // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for
+                    // Q4_K/Q5_K its 16 minimum scales and 128 integer minimums, exist.
+                    let (dw, mw) = unsafe {
+                        let scales = |v: &[u16]| {
+                            _mm256_cvtph_ps(_mm_loadu_si128(
+                                v.as_ptr().add(tsb * TILE + 8 * half).cast(),
+                            ))
+                        };
+                        if K != K_Q6K {
+                            let km = p.kmin.as_ptr().add(tsb * 128 + 16 * half);
+                            for (jp, v) in mins.iter_mut().enumerate() {
+                                *v = _mm256_loadu_si256(km.add(32 * jp) as *const __m256i);
+                            }
+                            (scales(&p.d), scales(&p.m))
+                        } else {
+                            (scales(&p.d), _mm256_setzero_ps())
                         }
                     };
-                    if K != K_Q4K {
-                        or_plane(&p.qh, 0x10);
-                    }
-                    if K == K_Q6K {
-                        or_plane(&p.qh2, 0x20);
-                    }
-                    let ks = p.ks.as_ptr().add(tb * spr * TILE + 8 * half);
-                    let s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks as *const __m128i));
-                    let s1 = if K == K_Q6K {
-                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks.add(TILE) as *const __m128i))
-                    } else {
-                        zero
-                    };
-                    (s0, s1)
-                };
-                for (t, isum_t) in isum.iter_mut().enumerate() {
-                    let ab = (t0 + t) * nb + sb * BPS + j;
-                    // SAFETY: activation block `ab` is in bounds (module docs); `h < 8`.
-                    let x = |h: usize| _mm256_set1_epi32(unsafe { act4(a, ab, h) });
-                    // SAFETY: activation block `ab` is in bounds (module docs): its two sums of 16.
-                    let (bs_lo, bs_hi) = unsafe {
-                        (
-                            *a.bs16.get_unchecked(2 * ab),
-                            *a.bs16.get_unchecked(2 * ab + 1),
-                        )
-                    };
-                    // Lines' pair sums added in i16 lanes before widening: Q4_K's 4-bit
-                    // weights allow 8 lines per lane (16 products of at most 15 · 128), Q5_K's
-                    // 4, Q6_K's 2 (4 products of at most 63 · 128).
-                    let group = match K {
-                        K_Q4K => 8,
-                        K_Q6K => 2,
-                        _ => 4,
-                    };
-                    let run = |h0: usize, h1: usize| dp_lines_avx2(&w[h0..h1], h0, group, x, ones);
-                    if K == K_Q6K {
-                        let lo = _mm256_sub_epi32(run(0, 4), _mm256_set1_epi32(32 * bs_lo));
-                        let hi = _mm256_sub_epi32(run(4, 8), _mm256_set1_epi32(32 * bs_hi));
-                        let v = _mm256_add_epi32(
-                            _mm256_mullo_epi32(lo, s0),
-                            _mm256_mullo_epi32(hi, s1),
-                        );
-                        *isum_t = _mm256_add_epi32(*isum_t, v);
-                    } else {
-                        let dot = run(0, 8);
-                        *isum_t = _mm256_add_epi32(*isum_t, _mm256_mullo_epi32(dot, s0));
+                    for (t, acc_t) in acc.iter_mut().enumerate() {
+                        let asb = (t0 + t) * nsb + sb;
+                        // SAFETY: activation superblock `asb` is in bounds (module docs).
+                        let ad = _mm256_set1_ps(unsafe { *a.dk.get_unchecked(asb) });
+                        *acc_t =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, ad), *acc_t);
+                        if K != K_Q6K {
+                            let mut msum = zero;
+                            for (jp, v) in mins.iter().enumerate() {
+                                // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums.
+                                let pair = unsafe { *a.bsp.get_unchecked(asb * 4 + jp) };
+                                let pr = _mm256_madd_epi16(*v, _mm256_set1_epi32(pair));
+                                msum = _mm256_add_epi32(msum, pr);
+                            }
+                            *acc_t =
+                                _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(mw, ad), *acc_t);
+                        }
                     }
                 }
+                // SAFETY: AVX2 is enabled here; the rows' outputs are writable by the contract.
+                unsafe { store_avx2_half(&acc, c, half) };
             }
-            let tsb = tile * nsb + sb;
-            // Q4_K/Q5_K's minimum term, two blocks per vpmaddwd (rows 8·half.. of each pair).
-            let mut mins = [zero; 4];
-            // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for
-            // Q4_K/Q5_K its 16 minimum scales and 128 integer minimums, exist.
-            let (dw, mw) = unsafe {
-                let scales = |v: &[u16]| {
-                    _mm256_cvtph_ps(_mm_loadu_si128(
-                        v.as_ptr().add(tsb * TILE + 8 * half).cast(),
-                    ))
-                };
-                if K != K_Q6K {
-                    let km = p.kmin.as_ptr().add(tsb * 128 + 16 * half);
-                    for (jp, v) in mins.iter_mut().enumerate() {
-                        *v = _mm256_loadu_si256(km.add(32 * jp) as *const __m256i);
-                    }
-                    (scales(&p.d), scales(&p.m))
-                } else {
-                    (scales(&p.d), _mm256_setzero_ps())
-                }
-            };
-            for (t, acc_t) in acc.iter_mut().enumerate() {
-                let asb = (t0 + t) * nsb + sb;
-                // SAFETY: activation superblock `asb` is in bounds (module docs).
-                let ad = _mm256_set1_ps(unsafe { *a.dk.get_unchecked(asb) });
-                *acc_t =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, ad), *acc_t);
-                if K != K_Q6K {
-                    let mut msum = zero;
-                    for (jp, v) in mins.iter().enumerate() {
-                        // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums.
-                        let pair = unsafe { *a.bsp.get_unchecked(asb * 4 + jp) };
-                        let pr = _mm256_madd_epi16(*v, _mm256_set1_epi32(pair));
-                        msum = _mm256_add_epi32(msum, pr);
-                    }
-                    *acc_t =
-                        _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(mw, ad), *acc_t);
-                }
-            }
+
         }
-        // SAFETY: AVX2 is enabled here; the rows' outputs are writable by the contract.
-        unsafe { store_avx2_half(&acc, c, half) };
-    }
+    };
 }
+
+tile_k_256!(
+    /// AVX2 + FMA: same contract as [`tile_vnni_k`], two 8-row halves per tile. Lines' pair
+    /// sums are added in i16 lanes before widening: Q4_K's 4-bit weights allow 8 lines per
+    /// lane (16 products of at most 15 · 128), Q5_K's 4, Q6_K's 2 (4 products of at most
+    /// 63 · 128).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; otherwise as [`tile_vnni_k`].
+    tile_avx2_k,
+    "avx2,fma,f16c",
+    |w, h0, h1, x| {
+        let group = match K {
+            K_Q4K => 8,
+            K_Q6K => 2,
+            _ => 4,
+        };
+        dp_lines_avx2(&w[h0..h1], h0, group, x, _mm256_set1_epi16(1))
+    }
+);
+
+tile_k_256!(
+    /// AVX-VNNI: [`tile_avx2_k`] with one 256-bit `vpdpbusd` per line (the same integers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA, F16C and AVX-VNNI; otherwise as [`tile_vnni_k`].
+    tile_avxvnni_k,
+    "avx2,fma,f16c,avxvnni",
+    |w, h0, h1, x| {
+        let mut s = _mm256_setzero_si256();
+        // `h` indexes both the lines and the activation operands (an iterator over `w` here
+        // measured 8x slower).
+        #[allow(clippy::needless_range_loop)]
+        for h in h0..h1 {
+            s = _mm256_dpbusd_avx_epi32(s, w[h], x(h));
+        }
+        s
+    }
+);

@@ -489,7 +489,8 @@ pub(crate) fn scale_mask_max_portable(
     mb
 }
 
-/// `s ← exp(s − m)` for the 32 scores (−∞ gives 0); returns their sum, in a fixed order.
+/// `s ← exp(s − m)` for the 32 scores (−∞ gives 0); returns their sum in the order of
+/// [`block_sum`], on every instruction set.
 #[inline]
 fn exp_block(isa: Isa, s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -512,13 +513,22 @@ fn exp_block(isa: Isa, s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
     #[allow(unreachable_code)]
     {
         let _ = isa;
-        let mut sum = 0f32;
         for x in s.iter_mut() {
             *x = (*x - m).exp();
-            sum += *x;
         }
-        sum
+        block_sum(s)
     }
+}
+
+/// The sum of a block's 32 exponentials, in the order every `exp_block` kernel adds them (that
+/// of four 8-lane parts): lane `j` of `t` is `(x[j] + x[8 + j]) + (x[16 + j] + x[24 + j])`, then
+/// `q[i] = t[i] + t[4 + i]`, and the sum is `(q[0] + q[2]) + (q[1] + q[3])`. One order for all
+/// instruction sets makes a row's normalizer, and so its output, the same on any of them (a
+/// seeded generation then gives the same text on an AVX2 laptop as on an AVX-512 server).
+pub(crate) fn block_sum(x: &[f32; KEY_BLOCK]) -> f32 {
+    let t: [f32; 8] = std::array::from_fn(|j| (x[j] + x[8 + j]) + (x[16 + j] + x[24 + j]));
+    let q: [f32; 4] = std::array::from_fn(|i| t[i] + t[4 + i]);
+    (q[0] + q[2]) + (q[1] + q[3])
 }
 
 /// For each row `k` (1 to 4): `o_k ← o_k · corr_k + Σ_{l ∈ a..e} p_k[l] · v[l]` over its

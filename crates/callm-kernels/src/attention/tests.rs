@@ -367,6 +367,43 @@ fn block_exp_is_within_two_ulps_of_f64() {
 }
 
 #[test]
+fn exp_blocks_sum_in_one_order_on_every_instruction_set() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    for round in 0..200 {
+        let mut s0 = [0f32; KEY_BLOCK];
+        for (l, x) in s0.iter_mut().enumerate() {
+            // Some masked lanes (−∞), values spread over many magnitudes.
+            *x = if (l + round) % 7 == 0 {
+                f32::NEG_INFINITY
+            } else {
+                rng.random_range(-30.0f32..0.0)
+            };
+        }
+        let mut first: Option<([f32; KEY_BLOCK], f32)> = None;
+        for &isa in Isa::available() {
+            let mut s = s0;
+            let sum = exp_block(isa, &mut s, 0.0);
+            assert_eq!(
+                sum.to_bits(),
+                block_sum(&s).to_bits(),
+                "{isa:?} round {round}"
+            );
+            if isa == Isa::Scalar {
+                // The portable fallback takes the library's `exp`, not the kernels' polynomial.
+                continue;
+            }
+            match &first {
+                None => first = Some((s, sum)),
+                Some((fs, fsum)) => {
+                    assert_eq!(&s, fs, "{isa:?} exponentials, round {round}");
+                    assert_eq!(sum.to_bits(), fsum.to_bits(), "{isa:?} sum, round {round}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn bad_calls_are_errors() {
     let p = AttnParams {
         heads: 2,

@@ -5,8 +5,8 @@ use core::arch::aarch64::*;
 
 use crate::arch::exp_c;
 
-/// `s ← exp(s − m)` for a block of 32 scores with [`exp4`] (−∞ gives 0); returns the sum as
-/// the pairwise sum of the eight 4-lane parts, then its lanes (`vaddvq`), in a fixed order.
+/// `s ← exp(s − m)` for a block of 32 scores with [`exp4`] (−∞ gives 0); returns their sum in
+/// the order `attention::block_sum` defines for every instruction set.
 #[target_feature(enable = "neon")]
 pub(crate) fn exp_block_neon(s: &mut [f32; crate::attention::KEY_BLOCK], m: f32) -> f32 {
     let mv = vdupq_n_f32(m);
@@ -19,9 +19,13 @@ pub(crate) fn exp_block_neon(s: &mut [f32; crate::attention::KEY_BLOCK], m: f32)
             vst1q_f32(p, *ec);
         }
     }
-    let a = vaddq_f32(vaddq_f32(e[0], e[1]), vaddq_f32(e[2], e[3]));
-    let b = vaddq_f32(vaddq_f32(e[4], e[5]), vaddq_f32(e[6], e[7]));
-    vaddvq_f32(vaddq_f32(a, b))
+    // The order of `attention::block_sum`: `t` (8 lanes) in two halves of 4, then `q`, then
+    // `(q0 + q2) + (q1 + q3)`.
+    let t_lo = vaddq_f32(vaddq_f32(e[0], e[2]), vaddq_f32(e[4], e[6]));
+    let t_hi = vaddq_f32(vaddq_f32(e[1], e[3]), vaddq_f32(e[5], e[7]));
+    let q = vaddq_f32(t_lo, t_hi);
+    let r = vadd_f32(vget_low_f32(q), vget_high_f32(q));
+    vget_lane_f32::<0>(r) + vget_lane_f32::<1>(r)
 }
 
 /// `exp` of 4 floats, the method and constants of x86's `exp8`: `2^k · e^r` with

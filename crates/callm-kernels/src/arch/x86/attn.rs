@@ -302,8 +302,9 @@ fn exp16(x: __m512) -> __m512 {
     _mm512_maskz_mov_ps(!underflow, _mm512_mul_ps(er, pow2))
 }
 
-/// AVX-512: `s ← exp(s − m)` with [`exp16`] (−∞ gives 0); returns the sum of the two halves'
-/// lanes, reduced in a fixed order.
+/// AVX-512: `s ← exp(s − m)` with [`exp16`] (−∞ gives 0); returns their sum in the order
+/// [`crate::attention::block_sum`] defines (that of [`exp_block_avx2`]'s 8-lane parts), so
+/// that every instruction set normalizes a row alike.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and FMA.
@@ -319,7 +320,18 @@ pub(crate) unsafe fn exp_block_avx512(s: &mut [f32; KEY_BLOCK], m: f32) -> f32 {
         _mm512_storeu_ps(p.add(16), e1);
         (e0, e1)
     };
-    _mm512_reduce_add_ps(_mm512_add_ps(e0, e1))
+    // The four 8-value parts as AVX2 holds them: ((x0..8 + x8..16) + (x16..24 + x24..32)).
+    let half = |v: __m512| {
+        _mm256_add_ps(
+            _mm512_castps512_ps256(v),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+        )
+    };
+    let t = _mm256_add_ps(half(e0), half(e1));
+    let q = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+    _mm_cvtss_f32(q)
 }
 
 /// `s ← exp(s − m)` with [`exp8`] (−∞ gives 0); returns the sum as

@@ -42,6 +42,16 @@ pub fn enabled() -> bool {
     isa() > Isa::Scalar && !setting_is("off")
 }
 
+/// What runs a CPU forward pass's quantized matmuls, for benchmark reports: the instruction
+/// set of callm's kernels, or `candle` (`CALLM_KERNELS=off`, or a CPU without a SIMD kernel).
+pub fn describe() -> &'static str {
+    if enabled() {
+        isa().name()
+    } else {
+        "candle"
+    }
+}
+
 /// Whether callm's CPU attention ([`attention`]), dense matmul ([`DenseLinear`]) and RMS norm
 /// ([`rms_norm`]) replace candle's ops for f32 activations: unless `CALLM_KERNELS=off` (candle as it ships, for A/B
 /// measurements; results are then not batch-invariant). Read once.

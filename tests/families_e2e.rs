@@ -253,6 +253,32 @@ fn cli_render_generate_and_bench_run_for_both_families() {
             String::from_utf8_lossy(&run.stderr)
         );
         let v: Value = serde_json::from_str(&out).expect("bench --json prints JSON");
+        // The report names the kernels that ran: on x86-64 the best set this CPU has (detected
+        // here on its own), unless CALLM_KERNELS chooses.
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var_os("CALLM_KERNELS").is_none() {
+            let has = |f: &str| match f {
+                "avx512" => {
+                    std::is_x86_feature_detected!("avx512f")
+                        && std::is_x86_feature_detected!("avx512bw")
+                        && std::is_x86_feature_detected!("avx512vl")
+                        && std::is_x86_feature_detected!("avx512vnni")
+                }
+                "avxvnni" => std::is_x86_feature_detected!("avxvnni"),
+                _ => {
+                    std::is_x86_feature_detected!("avx2")
+                        && std::is_x86_feature_detected!("fma")
+                        && std::is_x86_feature_detected!("f16c")
+                }
+            };
+            let want = match (has("avx2"), has("avxvnni"), has("avx512")) {
+                (false, ..) => "candle",
+                (true, _, true) => "avx512vnni",
+                (true, true, false) => "avxvnni",
+                (true, false, false) => "avx2",
+            };
+            assert_eq!(v["kernels"], want, "{out}");
+        }
         let runs = v["concurrent"].as_array().expect("one result per count");
         assert_eq!(runs.len(), 2, "{out}");
         assert_eq!(runs[0]["clients"], 1);

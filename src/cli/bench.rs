@@ -236,11 +236,14 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
     } else {
         "Metal"
     };
+    // Which CPU kernels ran: numbers from AVX2, AVX-VNNI and AVX-512 machines differ.
+    let kernels = lm.device.is_cpu().then(crate::kernels::describe);
     if args.json {
         let out = serde_json::json!({
             "model": lm.name,
             "family": lm.family.name,
             "backend": backend,
+            "kernels": kernels,
             "threads": threads,
             "results": results,
             "prefix_reuse": prefix.as_ref().map(|p| serde_json::json!({
@@ -257,7 +260,12 @@ pub fn run(args: &BenchArgs, registry: &Registry) -> anyhow::Result<()> {
         for r in &results {
             println!(
                 "| {} | {} | {} | {} | {:.2} ± {:.2} |",
-                lm.name, backend, threads, r.test, r.avg_ts, r.stddev_ts
+                lm.name,
+                kernels.map_or_else(|| backend.to_string(), |k| format!("{backend} ({k})")),
+                threads,
+                r.test,
+                r.avg_ts,
+                r.stddev_ts
             );
         }
         if let Some(p) = &prefix {
@@ -338,7 +346,13 @@ fn run_concurrent(
         results.push(r);
     }
     if args.json {
-        let out = serde_json::json!({"model": lm.name, "threads": threads, "concurrent": results});
+        let kernels = lm.device.is_cpu().then(crate::kernels::describe);
+        let out = serde_json::json!({
+            "model": lm.name,
+            "kernels": kernels,
+            "threads": threads,
+            "concurrent": results,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         bc::print_table(&lm.name, threads, &results);

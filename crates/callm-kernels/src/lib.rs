@@ -116,6 +116,18 @@ impl Isa {
         })
     }
 
+    /// The set's name, as `CALLM_KERNELS` spells those it accepts (for reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neon+dotprod",
+        }
+    }
+
     /// Whether this is an x86-64 instruction set with AVX2 (the vectorized activation
     /// quantization, exp and attention paths).
     #[cfg(target_arch = "x86_64")]

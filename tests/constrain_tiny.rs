@@ -28,20 +28,29 @@ const MODELS: &[(&str, &str)] = &[
 ];
 
 fn model_dir(arch: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("callm-constrain-{arch}-{}", std::process::id()));
+    // One directory per load: the tests run in parallel, and a model file another test rewrites
+    // while this one maps or reads it fails the load or is a SIGBUS.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir =
+        std::env::temp_dir().join(format!("callm-constrain-{arch}-{}-{n}", std::process::id()));
     callm::constrain::testing::tiny_model_dir(arch, &dir, r#"{"eos_token": "<|im_end|>"}"#)
         .unwrap();
     dir
 }
 
 fn load(arch: &str, family: &str) -> LoadedModel {
+    let dir = model_dir(arch);
     let opts = LoadOptions {
-        model: model_dir(arch).display().to_string(),
+        model: dir.display().to_string(),
         family: Some(family.to_string()),
         context: Some(256),
         ..Default::default()
     };
-    LoadedModel::load(&opts, &Registry::builtin()).unwrap()
+    let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    // Loaded (the weights stay mapped after the files are unlinked).
+    std::fs::remove_dir_all(&dir).ok();
+    lm
 }
 
 fn tools() -> Value {

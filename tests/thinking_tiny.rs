@@ -27,7 +27,13 @@ fn model_id() -> String {
 }
 
 fn load() -> LoadedModel {
-    let dir = std::env::temp_dir().join(model_id());
+    // One directory per load: the tests run in parallel, and a model file another test rewrites
+    // while this one maps or reads it fails the load (seen: "too short to be a safetensors
+    // file") or is a SIGBUS. The model's own directory keeps the name the server serves it by.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let top = std::env::temp_dir().join(format!("{}-{n}", model_id()));
+    let dir = top.join(model_id());
     callm::constrain::testing::tiny_model_dir(
         "qwen3",
         &dir,
@@ -40,7 +46,10 @@ fn load() -> LoadedModel {
         context: Some(256),
         ..Default::default()
     };
-    LoadedModel::load(&opts, &Registry::builtin()).unwrap()
+    let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    // Loaded (the weights stay mapped after the files are unlinked).
+    std::fs::remove_dir_all(&top).ok();
+    lm
 }
 
 fn tools() -> Value {

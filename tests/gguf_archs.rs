@@ -221,7 +221,11 @@ fn write_gguf(arch: &str, quant: GgmlDType) -> PathBuf {
     let md = metadata(arch, &cfg);
     let dir = std::env::temp_dir().join(format!("callm-gguf-archs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{arch}-{quant:?}.gguf"));
+    // One file per call: tests run in parallel and several write the same arch and kind, and
+    // a file truncated and rewritten under another test's load breaks that load.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{arch}-{quant:?}-{n}.gguf"));
     let mut f = std::fs::File::create(&path).unwrap();
     let mdr: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tsr: Vec<(&str, &QTensor)> = qts.iter().map(|(k, v)| (k.as_str(), v)).collect();

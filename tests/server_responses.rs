@@ -131,7 +131,14 @@ async fn a_text_answer_is_a_completed_response() {
         assert_eq!(v["store"], true);
         assert_eq!(v["tool_choice"], "auto");
         assert_eq!(v["text"], json!({"format": {"type": "text"}}));
+        assert_eq!(v["reasoning"], json!({"effort": null, "summary": null}));
     }
+    // The reasoning settings asked for are echoed, as the hosted API does.
+    let mut b = body(json!("hello"));
+    b["reasoning"] = json!({"effort": "low", "summary": "auto"});
+    let (status, v) = s.post_json("/v1/responses", &b).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["reasoning"], json!({"effort": "low", "summary": "auto"}));
     let mut b = body(json!("[[tokens=50]]"));
     b["max_output_tokens"] = json!(3);
     let (_, v) = s.post_json("/v1/responses", &b).await;
@@ -518,6 +525,14 @@ async fn errors_have_openai_shapes() {
         (
             json!({"input": "x", "tools": [{"type": "file_search", "vector_store_ids": []}]}),
             Some("tools[0].type"),
+        ),
+        (
+            json!({"input": "x", "reasoning": {"effort": "max"}}),
+            Some("reasoning.effort"),
+        ),
+        (
+            json!({"input": "x", "reasoning": {"summary": "brief"}}),
+            Some("reasoning.summary"),
         ),
     ] {
         let (status, v) = s.post_json("/v1/responses", &b).await;

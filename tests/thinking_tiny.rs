@@ -2,7 +2,8 @@
 //! byte-level tokenizer, loaded as family `qwen3`, under its grammars (what a model that
 //! writes noise does when constrained). The answer's reasoning is `reasoning_content`, never
 //! content nor a call; under `tool_choice: required` the reasoning comes first, bounded by
-//! `max_reasoning_chars`, then valid calls; `enable_thinking: false` leaves no reasoning.
+//! `max_reasoning_chars`, then valid calls; `enable_thinking: false` (or `reasoning_effort:
+//! "none"`) leaves no reasoning.
 //! Through the server: `message.reasoning_content` and `delta.reasoning_content`.
 
 use std::sync::Arc;
@@ -273,25 +274,31 @@ fn max_reasoning_tokens_bounds_a_block_the_prompt_opened() {
     assert!(capped > 0, "no answer ran past the budget");
 }
 
+/// Thinking switched off by the template variable, or by the effort level `none` (which the
+/// template layer turns into the variable this template reads).
 #[test]
 fn thinking_switched_off_leaves_no_reasoning() {
     let lm = load();
-    let prompt = chat::prepare(
-        &lm,
-        &request(json!({"chat_template_kwargs": {"enable_thinking": false}})),
-        0,
-    )
-    .unwrap();
-    // The call opening is forced again: the prompt closed the (empty) block already.
-    assert_eq!(prompt.forced, "<tool_call>\n{\"name\": \"");
-    for seed in 0..4 {
-        let req =
-            request(json!({"seed": seed, "chat_template_kwargs": {"enable_thinking": false}}));
-        let outcome = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
-        assert_eq!(outcome.message.reasoning_content, None);
-        assert_eq!(outcome.usage.reasoning_tokens.unwrap_or(0), 0);
-        assert_eq!(outcome.finish, ChatFinish::ToolCalls);
+    for off in [
+        json!({"chat_template_kwargs": {"enable_thinking": false}}),
+        json!({"reasoning_effort": "none"}),
+    ] {
+        let prompt = chat::prepare(&lm, &request(off.clone()), 0).unwrap();
+        // The call opening is forced again: the prompt closed the (empty) block already.
+        assert_eq!(prompt.forced, "<tool_call>\n{\"name\": \"", "{off}");
+        for seed in 0..4 {
+            let mut body = off.clone();
+            body["seed"] = json!(seed);
+            let req = request(body);
+            let outcome = chat::run(&lm, &req, 0, &CancelToken::new(), &mut |_| true).unwrap();
+            assert_eq!(outcome.message.reasoning_content, None);
+            assert_eq!(outcome.usage.reasoning_tokens.unwrap_or(0), 0);
+            assert_eq!(outcome.finish, ChatFinish::ToolCalls);
+        }
     }
+    // Any other level leaves thinking on: the grammar lets the block come first.
+    let on = chat::prepare(&lm, &request(json!({"reasoning_effort": "low"})), 0).unwrap();
+    assert_eq!(on.forced, "");
 }
 
 async fn post(base: &str, body: Value) -> String {

@@ -46,8 +46,8 @@ pub struct MessagesRequest {
     #[serde(default)]
     pub output_config: Option<OutputConfig>,
     /// Extended thinking: `{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`
-    /// (or `"adaptive"`); passed to thinking templates as `enable_thinking`, and
-    /// `budget_tokens` caps the reasoning block's tokens.
+    /// (or `"adaptive"`); turns a thinking template's switch on or off (`enable_thinking`,
+    /// Granite's `thinking`), and `budget_tokens` caps the reasoning block's tokens.
     #[serde(default)]
     pub thinking: Option<ThinkingConfig>,
 }

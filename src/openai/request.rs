@@ -83,6 +83,10 @@ pub struct ChatCompletionRequest {
     /// `thinking.budget_tokens`; default: no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reasoning_tokens: Option<u32>,
+    /// How much a reasoning model reasons: `none`, `minimal`, `low`, `medium`, `high`, `xhigh`
+    /// (`none` turns a thinking template's reasoning off; see `template::thinking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
     /// Extra template variables (callm extension), e.g. `builtin_tools`, `date_string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,

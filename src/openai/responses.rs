@@ -38,6 +38,18 @@ pub struct ResponsesRequest {
     /// Nucleus sampling mass.
     #[serde(default)]
     pub top_p: Option<f32>,
+    /// Reasoning options: `{"effort": "none" | "minimal" | "low" | "medium" | "high" |
+    /// "xhigh", "summary": "auto" | "concise" | "detailed"}`.
+    #[serde(default)]
+    pub reasoning: Option<ReasoningOptions>,
+    /// Most generated tokens in a thinking model's reasoning block (callm extension, as in
+    /// Chat Completions).
+    #[serde(default)]
+    pub max_reasoning_tokens: Option<u32>,
+    /// Most characters of reasoning before a required call or a JSON answer (callm extension,
+    /// as in Chat Completions).
+    #[serde(default)]
+    pub max_reasoning_chars: Option<u32>,
     /// Text output options: `{"format": {"type": "text" | "json_object" | "json_schema", ...}}`.
     #[serde(default)]
     pub text: Option<TextOptions>,
@@ -172,6 +184,17 @@ pub struct ToolChoiceObject {
     /// The function to call.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// `reasoning`: how much a reasoning model reasons, and the summary asked for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReasoningOptions {
+    /// The effort level.
+    #[serde(default)]
+    pub effort: Option<String>,
+    /// The kind of summary (callm writes none: its reasoning item holds the text itself).
+    #[serde(default)]
+    pub summary: Option<String>,
 }
 
 /// `text`: the output format.

@@ -27,6 +27,9 @@ pub struct ChatRequest {
     pub limits: Limits,
     /// Extra chat-template variables (`chat_template_kwargs`), e.g. `date_string`.
     pub template_kwargs: Map<String, Value>,
+    /// Thinking on or off and the effort level: the template layer sets the variables the
+    /// model's template reads for them, where `template_kwargs` does not set them itself.
+    pub reasoning: super::ReasoningControl,
     /// How the prompt ends: a new assistant turn, the conversation as it is, or the final
     /// assistant message left open for the answer to continue.
     pub prompt_end: PromptEnd,

@@ -15,6 +15,7 @@
 pub mod anthropic;
 pub mod chat;
 pub mod openai;
+pub mod reasoning;
 pub mod responses;
 pub mod sampling;
 pub mod text;
@@ -22,6 +23,7 @@ pub mod text;
 pub use chat::{
     ChatRequest, Limits, Message, PromptEnd, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
 };
+pub use reasoning::{Effort, ReasoningControl};
 pub use sampling::Sampling;
 pub use text::TextRequest;
 

@@ -1,7 +1,7 @@
 //! A compiled chat template, cached process-wide by its text.
 
 use minijinja::{Environment, ErrorKind, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::env::{build_environment, raised_message, Clock, TEMPLATE_NAME};
@@ -12,6 +12,9 @@ use super::limits::{MAX_PROMPT_BYTES, MAX_TEMPLATE_BYTES, RENDER_FUEL};
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
+    /// The variables the template looks up without setting them (minijinja's static
+    /// analysis): the context it reads.
+    reads: HashSet<String>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -52,9 +55,14 @@ impl ChatTemplate {
         }
         let env = build_environment(source.to_string(), clock)
             .map_err(|e| TemplateError::Syntax(format!("{e:#}")))?;
+        let reads = env
+            .get_template(TEMPLATE_NAME)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default();
         let t = Arc::new(ChatTemplate {
             env,
             source: source.to_string(),
+            reads,
         });
         cache()
             .lock()
@@ -66,6 +74,11 @@ impl ChatTemplate {
     /// The template text.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the template reads the context variable `name` (one it does not set itself).
+    pub fn reads(&self, name: &str) -> bool {
+        self.reads.contains(name)
     }
 
     /// Renders with `ctx` (messages, tools, add_generation_prompt, bos_token, ...).

@@ -22,6 +22,7 @@ pub mod pyjson;
 pub mod pystub;
 pub mod render;
 pub mod source;
+pub mod thinking;
 
 pub use chat::ChatTemplate;
 pub use encode::encode_prompt;

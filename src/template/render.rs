@@ -184,7 +184,9 @@ impl PromptRenderer {
         add_generation_prompt: bool,
     ) -> Result<RenderedPrompt, TemplateError> {
         let input = normalize_request(req, &self.options);
-        let kwargs = &req.template_kwargs;
+        let kwargs = &super::thinking::with_reasoning(&req.template_kwargs, req.reasoning, |v| {
+            self.reads(v)
+        });
         match self.render_input(input, kwargs, add_generation_prompt) {
             Err(TemplateError::Raised(msg))
                 if !self.options.split_parallel_calls && has_parallel_calls(req) =>
@@ -200,6 +202,14 @@ impl PromptRenderer {
             }
             other => other,
         }
+    }
+
+    /// Whether one of the model's templates reads the context variable `name`.
+    pub fn reads(&self, name: &str) -> bool {
+        self.default
+            .iter()
+            .chain(&self.tool_use)
+            .any(|t| t.reads(name))
     }
 
     /// Renders already-normalized input with extra context variables.

@@ -45,8 +45,12 @@ def outputs(calls):
 
 def test_two_step_flow(client, model):
     items = [{"role": "user", "content": QUESTION}]
-    first = client.responses.create(model=model, input=items, tool_choice="required", **BASE)
+    # Clients such as Codex send a reasoning level to every model: a model without a thinking
+    # switch answers as usual, and the settings come back parsed by the SDK.
+    first = client.responses.create(model=model, input=items, tool_choice="required",
+                                    reasoning={"effort": "low", "summary": "auto"}, **BASE)
     check(first.object == "response" and first.status == "completed", f"{first.status}")
+    check(first.reasoning.effort == "low" and first.reasoning.summary == "auto", f"{first.reasoning}")
     check(first.id.startswith("resp_"), f"id {first.id!r}")
     u = first.usage
     check(u.total_tokens == u.input_tokens + u.output_tokens, f"usage {u}")
@@ -107,6 +111,11 @@ def test_errors(client, model, base_url):
         raise AssertionError("background accepted")
     except openai.BadRequestError as e:
         check(e.body["param"] == "background", f"{e.body}")
+    try:
+        client.responses.create(model=model, input="x", reasoning={"effort": "max"})
+        raise AssertionError("an unknown reasoning effort accepted")
+    except openai.BadRequestError as e:
+        check(e.body["param"] == "reasoning.effort", f"{e.body}")
     status, body = raw_post(f"{base_url}/responses", b'{"input": [')
     check(status == 400 and body["error"]["type"] == "invalid_request_error", f"malformed: {status} {body}")
 

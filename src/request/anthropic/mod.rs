@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::anthropic::{self as wire, Content, ContentBlock, MessagesRequest};
 use crate::request::{
-    ChatRequest, Limits, Message, PromptEnd, RequestError, ResponseFormat, Role, Sampling, Tool,
-    ToolCall, ToolChoice,
+    ChatRequest, Limits, Message, PromptEnd, ReasoningControl, RequestError, ResponseFormat, Role,
+    Sampling, Tool, ToolCall, ToolChoice,
 };
 
 /// Most stop sequences per request.
@@ -84,7 +84,8 @@ fn conversation(req: MessagesRequest, max_tokens: u32) -> Result<ChatRequest, Re
             max_reasoning_chars: None,
             max_reasoning_tokens: thinking_budget(req.thinking.as_ref()),
         },
-        template_kwargs: thinking_kwargs(req.thinking.as_ref())?,
+        template_kwargs: Default::default(),
+        reasoning: thinking_switch(req.thinking.as_ref())?,
         prompt_end,
     };
     request.check_prompt_end("messages")?;
@@ -99,14 +100,13 @@ fn thinking_budget(thinking: Option<&crate::anthropic::ThinkingConfig>) -> Optio
         .and_then(|t| t.budget_tokens)
 }
 
-/// `thinking` as the template variable thinking templates read (`enable_thinking`); no
-/// variable when the request does not say.
-fn thinking_kwargs(
+/// `thinking` as the thinking switch of templates that have one (the template layer sets
+/// the variable the template reads); nothing asked when the request does not say.
+fn thinking_switch(
     thinking: Option<&crate::anthropic::ThinkingConfig>,
-) -> Result<serde_json::Map<String, serde_json::Value>, RequestError> {
-    let mut kwargs = serde_json::Map::new();
+) -> Result<ReasoningControl, RequestError> {
     let Some(t) = thinking else {
-        return Ok(kwargs);
+        return Ok(ReasoningControl::default());
     };
     let enabled = match t.kind.as_str() {
         "enabled" | "adaptive" => true,
@@ -120,8 +120,10 @@ fn thinking_kwargs(
             ))
         }
     };
-    kwargs.insert("enable_thinking".into(), enabled.into());
-    Ok(kwargs)
+    Ok(ReasoningControl {
+        thinking: Some(enabled),
+        effort: None,
+    })
 }
 
 /// `system`: a string or text blocks, joined.

@@ -290,21 +290,22 @@ fn output_config_format_is_an_enforced_schema_and_tools_may_be_strict() {
 }
 
 #[test]
-fn thinking_is_the_templates_enable_thinking() {
-    let kwarg = |thinking: Value| {
+fn thinking_is_the_templates_thinking_switch() {
+    let switch = |thinking: Value| {
         convert(json!({ "thinking": thinking }))
             .unwrap()
-            .template_kwargs
-            .get("enable_thinking")
-            .cloned()
+            .reasoning
+            .thinking
     };
     assert_eq!(
-        kwarg(json!({"type": "enabled", "budget_tokens": 2048})),
-        Some(json!(true))
+        switch(json!({"type": "enabled", "budget_tokens": 2048})),
+        Some(true)
     );
-    assert_eq!(kwarg(json!({"type": "adaptive"})), Some(json!(true)));
-    assert_eq!(kwarg(json!({"type": "disabled"})), Some(json!(false)));
-    assert_eq!(convert(json!({})).unwrap().template_kwargs.len(), 0);
+    assert_eq!(switch(json!({"type": "adaptive"})), Some(true));
+    assert_eq!(switch(json!({"type": "disabled"})), Some(false));
+    let none = convert(json!({})).unwrap();
+    assert_eq!(none.reasoning, Default::default());
+    assert_eq!(none.template_kwargs.len(), 0);
     assert_eq!(
         refused(json!({"thinking": {"type": "x"}})).param,
         "thinking.type"

@@ -3,7 +3,7 @@
 //! Decisions made here, once: roles and content parts, tool and function definitions,
 //! `tool_choice` and legacy `function_call` (legacy `functions` are the tools when `tools`
 //! is absent or empty, and then the answer is a legacy `function_call`), `response_format`,
-//! sampling ranges and `logit_bias`, stops, token and choice limits. History is completed on
+//! sampling ranges and `logit_bias`, stops, token and choice limits, `reasoning_effort`. History is completed on
 //! the way: calls without id get `call_{message}_{index}`, a result without `tool_call_id`
 //! (legacy `function` results) answers the oldest unanswered call of the last assistant
 //! message, and call arguments are parsed from their JSON text.
@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use super::{at_least_one, sampling_fields, SamplingFields};
 use crate::openai::{self as wire, ChatCompletionRequest, MessageContent};
 use crate::request::{
-    ChatRequest, Limits, Message, PromptEnd, RequestError, ResponseFormat, Role, Tool, ToolCall,
-    ToolChoice,
+    ChatRequest, Limits, Message, PromptEnd, ReasoningControl, RequestError, ResponseFormat, Role,
+    Tool, ToolCall, ToolChoice,
 };
 
 /// Most tools (or legacy functions) per request: OpenAI's documented limit of 128 functions.
@@ -54,6 +54,8 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
         let (tools, legacy) = tools(&req)?;
         let tool_choice = tool_choice(&req, legacy)?;
         let response_format = response_format(req.response_format.as_ref())?;
+        let reasoning =
+            ReasoningControl::from_effort("reasoning_effort", req.reasoning_effort.as_deref())?;
         let messages = messages(req.messages);
         let prompt_end = prompt_end(
             &messages,
@@ -77,6 +79,7 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
                 max_reasoning_tokens: req.max_reasoning_tokens,
             },
             template_kwargs: req.chat_template_kwargs.unwrap_or_default(),
+            reasoning,
             prompt_end,
         };
         request.check_prompt_end("continue_final_message")?;

@@ -355,3 +355,26 @@ fn generation_prompt_and_continuing_the_final_message() {
             .unwrap();
     assert_eq!(r.messages[0].reasoning_content, None);
 }
+
+#[test]
+fn reasoning_effort_is_typed_once() {
+    use crate::request::{Effort, ReasoningControl};
+    let r = chat(json!({"reasoning_effort": "minimal"})).unwrap();
+    assert_eq!(r.reasoning, ReasoningControl::effort(Effort::Minimal));
+    assert_eq!(r.reasoning.thinking, Some(true));
+    assert_eq!(
+        chat(json!({"reasoning_effort": "none"}))
+            .unwrap()
+            .reasoning
+            .thinking,
+        Some(false)
+    );
+    assert_eq!(
+        chat(json!({})).unwrap().reasoning,
+        ReasoningControl::default()
+    );
+    assert_eq!(
+        param(json!({"reasoning_effort": "auto"})),
+        "reasoning_effort"
+    );
+}

@@ -6,7 +6,9 @@
 //! `function_call_output` items are tool results; `reasoning` items are skipped; images,
 //! files and hosted-tool items are refused), function tools (`strict` defaults to true, as
 //! in the hosted API; hosted tools are refused), `tool_choice`, `parallel_tool_calls`,
-//! `max_output_tokens`, sampling ranges, `text.format`, and what callm does not do
+//! `max_output_tokens`, sampling ranges, `text.format`, `reasoning` (the effort level; the
+//! summary kind checked) with callm's `max_reasoning_tokens` / `max_reasoning_chars`, and
+//! what callm does not do
 //! (`background`, hosted `conversation` and `prompt`). `previous_response_id` is the
 //! server's: it prepends the stored conversation's items before this conversion.
 
@@ -16,13 +18,13 @@ mod tests;
 use serde_json::Value;
 
 use crate::openai::responses::{
-    ContentPart, InputItem, ItemContent, ResponseInput, ResponseTool, ResponseToolChoice,
-    ResponsesRequest,
+    ContentPart, InputItem, ItemContent, ReasoningOptions, ResponseInput, ResponseTool,
+    ResponseToolChoice, ResponsesRequest,
 };
 use crate::request::openai::parse_arguments;
 use crate::request::{
-    ChatRequest, Limits, Message, PromptEnd, RequestError, ResponseFormat, Role, Sampling, Tool,
-    ToolCall, ToolChoice,
+    ChatRequest, Limits, Message, PromptEnd, ReasoningControl, RequestError, ResponseFormat, Role,
+    Sampling, Tool, ToolCall, ToolChoice,
 };
 
 impl TryFrom<ResponsesRequest> for ChatRequest {
@@ -67,10 +69,11 @@ impl TryFrom<ResponsesRequest> for ChatRequest {
                 n: 1,
                 logprobs: None,
                 parallel_tool_calls: req.parallel_tool_calls != Some(false),
-                max_reasoning_chars: None,
-                max_reasoning_tokens: None,
+                max_reasoning_chars: req.max_reasoning_chars,
+                max_reasoning_tokens: req.max_reasoning_tokens,
             },
             template_kwargs: Default::default(),
+            reasoning: reasoning(req.reasoning.as_ref())?,
             prompt_end: PromptEnd::GenerationPrompt,
         };
         Ok(request)
@@ -89,6 +92,29 @@ impl ResponseInput {
             ResponseInput::Items(items) => items,
         }
     }
+}
+
+/// Summaries a request may ask for.
+const SUMMARIES: [&str; 3] = ["auto", "concise", "detailed"];
+
+/// `reasoning`: the effort level; a summary kind is checked (callm's reasoning item carries
+/// the reasoning itself, with an empty summary).
+fn reasoning(r: Option<&ReasoningOptions>) -> Result<ReasoningControl, RequestError> {
+    let Some(r) = r else {
+        return Ok(ReasoningControl::default());
+    };
+    if let Some(s) = r.summary.as_deref() {
+        if !SUMMARIES.contains(&s) {
+            return Err(RequestError::new(
+                "reasoning.summary",
+                format!(
+                    "Invalid value '{s}' for reasoning.summary: expected one of {}.",
+                    SUMMARIES.join(", ")
+                ),
+            ));
+        }
+    }
+    ReasoningControl::from_effort("reasoning.effort", r.effort.as_deref())
 }
 
 /// What callm refuses outright: background runs and hosted state other than stored responses.

@@ -238,3 +238,35 @@ fn a_reasoning_item_is_the_reasoning_of_the_answer_after_it() {
     assert_eq!(m[3].reasoning_content.as_deref(), Some("Paris is a city."));
     assert_eq!(m[4].role, Role::User);
 }
+
+#[test]
+fn reasoning_effort_and_budgets() {
+    use crate::request::{Effort, ReasoningControl};
+    let r = with(
+        json!({"reasoning": {"effort": "none", "summary": "detailed"},
+        "max_reasoning_tokens": 64, "max_reasoning_chars": 100}),
+    )
+    .unwrap();
+    assert_eq!(r.reasoning, ReasoningControl::effort(Effort::None));
+    assert_eq!(r.reasoning.thinking, Some(false));
+    assert_eq!(r.limits.max_reasoning_tokens, Some(64));
+    assert_eq!(r.limits.max_reasoning_chars, Some(100));
+    let r = with(json!({"reasoning": {"effort": "high"}})).unwrap();
+    assert_eq!(r.reasoning.effort, Some(Effort::High));
+    assert_eq!(r.reasoning.thinking, Some(true));
+    // A summary alone asks nothing of the reasoning.
+    let r = with(json!({"reasoning": {"summary": "auto"}})).unwrap();
+    assert_eq!(r.reasoning, ReasoningControl::default());
+    assert_eq!(
+        with(json!({})).unwrap().reasoning,
+        ReasoningControl::default()
+    );
+    assert_eq!(
+        refused(json!({"reasoning": {"effort": "max"}})).param,
+        "reasoning.effort"
+    );
+    assert_eq!(
+        refused(json!({"reasoning": {"summary": "short"}})).param,
+        "reasoning.summary"
+    );
+}

@@ -23,6 +23,7 @@ pub struct Echo {
     previous_response_id: Option<String>,
     metadata: Map<String, Value>,
     user: Option<String>,
+    reasoning: Value,
 }
 
 impl Echo {
@@ -58,6 +59,10 @@ impl Echo {
             previous_response_id: previous,
             metadata: req.metadata.clone().unwrap_or_default(),
             user: req.user.clone(),
+            reasoning: {
+                let r = req.reasoning.clone().unwrap_or_default();
+                json!({"effort": r.effort, "summary": r.summary})
+            },
         }
     }
 }
@@ -209,7 +214,7 @@ pub fn response_json(
         "output": output,
         "parallel_tool_calls": e.parallel_tool_calls,
         "previous_response_id": e.previous_response_id,
-        "reasoning": {"effort": null, "summary": null},
+        "reasoning": e.reasoning,
         "service_tier": "default",
         "store": e.store,
         "temperature": e.temperature,

@@ -7,6 +7,8 @@
 //! The reference is each request alone, with a scheduler that runs one sequence and feeds its
 //! prompt one token per step: the slowest, unbatched way.
 
+mod tiny_support;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -22,21 +24,7 @@ use callm::model::{LanguageModel, ModelConfig};
 use candle_core::{DType, Device};
 use serde_json::Value;
 
-const ARCHS: &[&str] = &[
-    "llama3",
-    "mistral",
-    "qwen2",
-    "deepseek-llama",
-    "codellama",
-    "chatglm3",
-    "mpt",
-    "qwen3",
-    "qwen3_moe",
-    "gemma3",
-    "phi3",
-    "granite",
-    "smollm3",
-];
+use tiny_support::ARCHS;
 
 fn load(arch: &str) -> (Arc<dyn LanguageModel>, Vec<u32>) {
     let dir = callm::paths::fixtures_dir().join("tiny-models").join(arch);

@@ -8,6 +8,8 @@
 //! The reference is each sequence alone, computed position by position: decoding one token at
 //! a time, which is what the issue asks batched and chunked runs to reproduce exactly.
 
+mod tiny_support;
+
 use std::path::Path;
 
 use callm::model::weights::SafetensorsSource;
@@ -15,21 +17,7 @@ use callm::model::{BatchItem, KvCache, LanguageModel, Logits, ModelConfig};
 use candle_core::{DType, Device};
 use serde_json::Value;
 
-const ARCHS: &[&str] = &[
-    "llama3",
-    "mistral",
-    "qwen2",
-    "deepseek-llama",
-    "codellama",
-    "chatglm3",
-    "mpt",
-    "qwen3",
-    "qwen3_moe",
-    "gemma3",
-    "phi3",
-    "granite",
-    "smollm3",
-];
+use tiny_support::ARCHS;
 
 fn load(dir: &Path) -> Box<dyn LanguageModel> {
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();

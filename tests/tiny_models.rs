@@ -3,27 +3,15 @@
 //! Logits at every position within 1e-4 of the reference and the 16-token greedy
 //! continuation identical, with both config key styles where the fixture has both.
 
+mod tiny_support;
+
 use std::path::Path;
 
 use callm::model::{decoder::Decoder, weights::SafetensorsSource, LanguageModel, ModelConfig};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-const ARCHS: &[&str] = &[
-    "llama3",
-    "mistral",
-    "qwen2",
-    "deepseek-llama",
-    "codellama",
-    "chatglm3",
-    "mpt",
-    "qwen3",
-    "qwen3_moe",
-    "gemma3",
-    "phi3",
-    "granite",
-    "smollm3",
-];
+use tiny_support::ARCHS;
 
 fn load(dir: &Path, config_file: &str) -> Box<dyn LanguageModel> {
     let text = std::fs::read_to_string(dir.join(config_file)).unwrap();
@@ -65,6 +53,11 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+#[test]
+fn every_fixture_architecture_is_tested() {
+    tiny_support::check_archs_cover_the_fixtures();
 }
 
 #[test]

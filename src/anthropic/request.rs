@@ -42,7 +42,7 @@ pub struct MessagesRequest {
     #[serde(default)]
     pub metadata: Option<Metadata>,
     /// Output options: `format` (`{"type": "json_schema", "schema": {...}}`, structured
-    /// outputs); `effort` is ignored.
+    /// outputs) and `effort`.
     #[serde(default)]
     pub output_config: Option<OutputConfig>,
     /// Extended thinking: `{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`
@@ -69,6 +69,10 @@ pub struct OutputConfig {
     /// The answer's format: `{"type": "json_schema", "schema": {...}}`.
     #[serde(default)]
     pub format: Option<Value>,
+    /// How much effort the answer takes: `low`, `medium`, `high`, `xhigh` or `max` (the level
+    /// of templates that take one, e.g. gpt-oss's).
+    #[serde(default)]
+    pub effort: Option<String>,
 }
 
 /// `metadata` of a request.

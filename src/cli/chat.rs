@@ -16,7 +16,7 @@ use crate::openai::{
     ChatCompletionRequest, ChatMessage, FunctionCall, FunctionDefinition, MessageContent,
     NamedFunction, NamedToolChoice, Tool, ToolCall, ToolChoice,
 };
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, Effort};
 
 /// Most model turns in a row without a user message (tool call rounds).
 const MAX_TOOL_ROUNDS: usize = 8;
@@ -42,6 +42,10 @@ pub struct ChatOptions {
     /// Seed for reproducible sampling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How much a thinking model reasons (`none` turns its thinking off; see the README's
+    /// "Reasoning").
+    #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(Effort::NAMES))]
+    pub reasoning_effort: Option<String>,
 }
 
 /// Reads a tools file into OpenAI `tools`.
@@ -187,6 +191,7 @@ fn assistant_turns(
             temperature: opts.temperature,
             max_tokens: opts.max_tokens,
             seed: opts.seed,
+            reasoning_effort: opts.reasoning_effort.clone(),
             stream: Some(true),
             ..Default::default()
         };

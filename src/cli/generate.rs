@@ -9,7 +9,7 @@ use crate::cli::args::{ModelArgs, SamplingArgs};
 use crate::engine::CancelToken;
 use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool};
 use crate::registry::Registry;
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, Effort};
 use crate::runtime::LoadedModel;
 
 /// Arguments of `callm generate`.
@@ -38,6 +38,10 @@ pub struct GenerateArgs {
     /// Constrain the answer to JSON valid against this JSON Schema file.
     #[arg(long = "json-schema", value_name = "FILE")]
     json_schema: Option<PathBuf>,
+    /// How much a thinking model reasons (`none` turns its thinking off; see the README's
+    /// "Reasoning").
+    #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(Effort::NAMES))]
+    reasoning_effort: Option<String>,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -56,6 +60,7 @@ pub fn run(args: &GenerateArgs, registry: &Registry) -> anyhow::Result<()> {
         None => None,
     };
     let mut body = chat_request(args.system.as_deref(), &args.prompt, tools);
+    body.reasoning_effort = args.reasoning_effort.clone();
     let schema = match &args.json_schema {
         Some(p) => {
             let text = std::fs::read_to_string(p)

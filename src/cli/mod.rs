@@ -133,3 +133,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_effort_takes_the_api_levels_only() {
+        for cmd in ["generate", "chat"] {
+            let args = |level: &str| {
+                let mut a = vec!["callm", cmd, "-m", "x", "--reasoning-effort", level];
+                if cmd == "generate" {
+                    a.extend(["-p", "hi"]);
+                }
+                Cli::try_parse_from(a)
+            };
+            for level in crate::request::Effort::NAMES {
+                assert!(args(level).is_ok(), "{cmd} {level}");
+            }
+            let err = args("max").unwrap_err().to_string();
+            assert!(err.contains("minimal"), "{cmd}: {err}");
+        }
+    }
+}

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::anthropic::{self as wire, Content, ContentBlock, MessagesRequest};
 use crate::request::{
-    ChatRequest, Limits, Message, PromptEnd, ReasoningControl, RequestError, ResponseFormat, Role,
-    Sampling, Tool, ToolCall, ToolChoice,
+    ChatRequest, Effort, Limits, Message, PromptEnd, ReasoningControl, RequestError,
+    ResponseFormat, Role, Sampling, Tool, ToolCall, ToolChoice,
 };
 
 /// Most stop sequences per request.
@@ -85,7 +85,10 @@ fn conversation(req: MessagesRequest, max_tokens: u32) -> Result<ChatRequest, Re
             max_reasoning_tokens: thinking_budget(req.thinking.as_ref()),
         },
         template_kwargs: Default::default(),
-        reasoning: thinking_switch(req.thinking.as_ref())?,
+        reasoning: ReasoningControl {
+            thinking: thinking_switch(req.thinking.as_ref())?,
+            effort: effort(req.output_config.as_ref().and_then(|o| o.effort.as_deref()))?,
+        },
         prompt_end,
     };
     request.check_prompt_end("messages")?;
@@ -100,13 +103,34 @@ fn thinking_budget(thinking: Option<&crate::anthropic::ThinkingConfig>) -> Optio
         .and_then(|t| t.budget_tokens)
 }
 
+/// Anthropic's effort levels.
+const EFFORTS: [&str; 5] = ["low", "medium", "high", "xhigh", "max"];
+
+/// `output_config.effort` as an effort level (`max`: the highest); absent: none asked.
+fn effort(value: Option<&str>) -> Result<Option<Effort>, RequestError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    if !EFFORTS.contains(&v) {
+        return Err(RequestError::new(
+            "output_config.effort",
+            format!(
+                "output_config.effort: '{v}' is not one of {}.",
+                EFFORTS.join(", ")
+            ),
+        ));
+    }
+    let level = if v == "max" { "xhigh" } else { v };
+    Effort::parse("output_config.effort", level).map(Some)
+}
+
 /// `thinking` as the thinking switch of templates that have one (the template layer sets
-/// the variable the template reads); nothing asked when the request does not say.
+/// the variable the template reads); `None` when the request does not say.
 fn thinking_switch(
     thinking: Option<&crate::anthropic::ThinkingConfig>,
-) -> Result<ReasoningControl, RequestError> {
+) -> Result<Option<bool>, RequestError> {
     let Some(t) = thinking else {
-        return Ok(ReasoningControl::default());
+        return Ok(None);
     };
     let enabled = match t.kind.as_str() {
         "enabled" | "adaptive" => true,
@@ -120,10 +144,7 @@ fn thinking_switch(
             ))
         }
     };
-    Ok(ReasoningControl {
-        thinking: Some(enabled),
-        effort: None,
-    })
+    Ok(Some(enabled))
 }
 
 /// `system`: a string or text blocks, joined.

@@ -306,6 +306,20 @@ fn thinking_is_the_templates_thinking_switch() {
     let none = convert(json!({})).unwrap();
     assert_eq!(none.reasoning, Default::default());
     assert_eq!(none.template_kwargs.len(), 0);
+    // output_config.effort is the level; it leaves the switch as `thinking` says.
+    use crate::request::Effort;
+    let level = |effort: &str| {
+        convert(json!({"output_config": {"effort": effort}}))
+            .unwrap()
+            .reasoning
+    };
+    assert_eq!(level("low").effort, Some(Effort::Low));
+    assert_eq!(level("max").effort, Some(Effort::XHigh));
+    assert_eq!(level("high").thinking, None);
+    assert_eq!(
+        refused(json!({"output_config": {"effort": "none"}})).param,
+        "output_config.effort"
+    );
     assert_eq!(
         refused(json!({"thinking": {"type": "x"}})).param,
         "thinking.type"

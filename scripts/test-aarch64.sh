@@ -84,6 +84,12 @@ if [ ! -f "$root/.callm-ready" ]; then
 fi
 
 # --- mounts: the repo at its own path (so the binaries run on the host with the same paths) ----
+# A run that was interrupted (its cleanup never ran) leaves its bind mounts in this script's own
+# chroot, some onto directories deleted since: take them down, deepest first.
+for m in $(awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+  echo "aarch64: unmounting $m, left by an interrupted run"
+  umount -l "$m" || skip "cannot unmount $m, left by an interrupted run"
+done
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 mounted=()
 cleanup() {

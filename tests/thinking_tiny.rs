@@ -28,6 +28,11 @@ fn model_id() -> String {
 }
 
 fn load() -> LoadedModel {
+    load_with(Default::default())
+}
+
+/// [`load`] with a server's default reasoning settings (`serve --reasoning-effort`).
+fn load_with(reasoning: callm::request::ReasoningControl) -> LoadedModel {
     // One directory per load: the tests run in parallel, and a model file another test rewrites
     // while this one maps or reads it fails the load (seen: "too short to be a safetensors
     // file") or is a SIGBUS. The model's own directory keeps the name the server serves it by.
@@ -45,6 +50,7 @@ fn load() -> LoadedModel {
         model: dir.display().to_string(),
         family: Some("qwen3".into()),
         context: Some(256),
+        reasoning,
         ..Default::default()
     };
     let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
@@ -299,6 +305,30 @@ fn thinking_switched_off_leaves_no_reasoning() {
     // Any other level leaves thinking on: the grammar lets the block come first.
     let on = chat::prepare(&lm, &request(json!({"reasoning_effort": "low"})), 0).unwrap();
     assert_eq!(on.forced, "");
+}
+
+/// A server started with `--reasoning-effort none`: requests that say nothing of reasoning
+/// get thinking off; one that asks for a level, or sets the template variable, keeps it.
+#[test]
+fn a_default_effort_applies_to_requests_that_ask_nothing() {
+    use callm::request::{Effort, ReasoningControl};
+    let lm = load_with(ReasoningControl::effort(Effort::None));
+    let forced = |extra: Value| chat::prepare(&lm, &request(extra), 0).unwrap().forced;
+    assert_eq!(forced(json!({})), "<tool_call>\n{\"name\": \"");
+    let outcome = chat::run(
+        &lm,
+        &request(json!({"seed": 1})),
+        0,
+        &CancelToken::new(),
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(outcome.message.reasoning_content, None);
+    assert_eq!(forced(json!({"reasoning_effort": "high"})), "");
+    assert_eq!(
+        forced(json!({"chat_template_kwargs": {"enable_thinking": true}})),
+        ""
+    );
 }
 
 async fn post(base: &str, body: Value) -> String {

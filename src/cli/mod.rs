@@ -111,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => {
             let mut opts = a.model.load_options();
             opts.batch = a.server.batch();
+            opts.reasoning = a.server.reasoning();
             let lm = Arc::new(LoadedModel::load(&opts, &registry)?);
             // Build the constrained-decoding vocabulary now rather than on the first request.
             let warm = lm.clone();
@@ -154,5 +155,14 @@ mod tests {
             let err = args("max").unwrap_err().to_string();
             assert!(err.contains("minimal"), "{cmd}: {err}");
         }
+        let serve = |level: &str| {
+            Cli::try_parse_from(["callm", "serve", "-m", "x", "--reasoning-effort", level])
+        };
+        let Command::Serve(a) = serve("none").unwrap().command else {
+            panic!("not serve");
+        };
+        assert_eq!(a.server.reasoning().thinking, Some(false));
+        let err = serve("off").unwrap_err().to_string();
+        assert!(err.contains("minimal"), "serve: {err}");
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::chat::{ChatBackend, RenamedBackend};
 use crate::engine::scheduler::{SchedulerConfig, DEFAULT_MAX_BATCH};
+use crate::request::{Effort, ReasoningControl};
 use crate::server::{router, serve_on, Access, AppState};
 
 /// How long open requests may take to finish after SIGINT/SIGTERM.
@@ -53,6 +54,10 @@ pub struct ServeOptions {
     /// MiB; the least recently used go first; 0 stores nothing.
     #[arg(long, env = "CALLM_RESPONSE_STORE_MB", default_value_t = crate::server::DEFAULT_STORE_MB)]
     pub response_store_mb: usize,
+    /// The reasoning effort of requests that set none (`none` turns a thinking model's
+    /// reasoning off unless a request turns it on); a request's own setting wins.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_effort)]
+    pub reasoning_effort: Option<Effort>,
 }
 
 impl Default for ServeOptions {
@@ -69,11 +74,19 @@ impl Default for ServeOptions {
             queue: 64,
             max_body_bytes: 16 * 1024 * 1024,
             response_store_mb: crate::server::DEFAULT_STORE_MB,
+            reasoning_effort: None,
         }
     }
 }
 
 impl ServeOptions {
+    /// The reasoning settings of requests that ask for none.
+    pub fn reasoning(&self) -> ReasoningControl {
+        self.reasoning_effort
+            .map(ReasoningControl::effort)
+            .unwrap_or_default()
+    }
+
     /// The scheduler settings these options ask for.
     pub fn batch(&self) -> SchedulerConfig {
         SchedulerConfig {
@@ -82,6 +95,11 @@ impl ServeOptions {
             ..Default::default()
         }
     }
+}
+
+/// `--reasoning-effort LEVEL`.
+fn parse_effort(level: &str) -> Result<Effort, String> {
+    Effort::parse("--reasoning-effort", level).map_err(|e| e.message)
 }
 
 /// Installs a `tracing` subscriber for the server log (`RUST_LOG`, default `info`);

@@ -10,7 +10,7 @@ use super::normalize::{normalize_request, CallIdStyle, NormalizeOptions, Templat
 use super::protect::{Protector, RenderedPrompt};
 use super::source::ModelTemplateInfo;
 use crate::registry::Family;
-use crate::request::{ChatRequest, Message, PromptEnd, Role, Tool, ToolCall};
+use crate::request::{ChatRequest, Message, PromptEnd, ReasoningControl, Role, Tool, ToolCall};
 
 /// Context variables a request's `chat_template_kwargs` cannot override.
 const RESERVED: &[&str] = &["messages", "tools", "add_generation_prompt"];
@@ -23,6 +23,8 @@ pub struct PromptRenderer {
     tool_use: Option<Arc<ChatTemplate>>,
     options: NormalizeOptions,
     protector: Protector,
+    /// The reasoning settings of requests that ask for none (`callm serve --reasoning-effort`).
+    default_reasoning: ReasoningControl,
 }
 
 /// The argument key of the probe call (see [`PromptRenderer::wants_text_arguments`]).
@@ -95,6 +97,7 @@ impl PromptRenderer {
             tool_use,
             options,
             protector: Protector::new(tokens),
+            default_reasoning: ReasoningControl::default(),
         };
         renderer.options.text_arguments = renderer.wants_text_arguments();
         Ok(renderer)
@@ -128,6 +131,13 @@ impl PromptRenderer {
         all.extend(self.info.bos_token.iter().cloned());
         all.extend(self.info.eos_token.iter().cloned());
         self.protector = Protector::new(all);
+        self
+    }
+
+    /// Renders requests that ask nothing of the reasoning (neither thinking on or off nor an
+    /// effort level) with `control`; a request that asks anything keeps its own settings.
+    pub fn with_default_reasoning(mut self, control: ReasoningControl) -> Self {
+        self.default_reasoning = control;
         self
     }
 
@@ -184,9 +194,13 @@ impl PromptRenderer {
         add_generation_prompt: bool,
     ) -> Result<RenderedPrompt, TemplateError> {
         let input = normalize_request(req, &self.options);
-        let kwargs = &super::thinking::with_reasoning(&req.template_kwargs, req.reasoning, |v| {
-            self.reads(v)
-        });
+        let control = if req.reasoning == ReasoningControl::default() {
+            self.default_reasoning
+        } else {
+            req.reasoning
+        };
+        let kwargs =
+            &super::thinking::with_reasoning(&req.template_kwargs, control, |v| self.reads(v));
         match self.render_input(input, kwargs, add_generation_prompt) {
             Err(TemplateError::Raised(msg))
                 if !self.options.split_parallel_calls && has_parallel_calls(req) =>

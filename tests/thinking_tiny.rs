@@ -50,10 +50,10 @@ fn load_with(reasoning: callm::request::ReasoningControl) -> LoadedModel {
         model: dir.display().to_string(),
         family: Some("qwen3".into()),
         context: Some(256),
-        reasoning,
         ..Default::default()
     };
-    let lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    let mut lm = LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    lm.renderer.set_default_reasoning(reasoning);
     // Loaded (the weights stay mapped after the files are unlinked).
     std::fs::remove_dir_all(&top).ok();
     lm

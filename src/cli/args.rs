@@ -64,7 +64,6 @@ impl ModelArgs {
             tokenizer: self.tokenizer.clone(),
             kv_cache: self.kv_cache_type.map(KvType::from),
             batch: Default::default(),
-            reasoning: Default::default(),
         }
     }
 }

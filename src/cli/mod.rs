@@ -111,8 +111,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => {
             let mut opts = a.model.load_options();
             opts.batch = a.server.batch();
-            opts.reasoning = a.server.reasoning();
-            let lm = Arc::new(LoadedModel::load(&opts, &registry)?);
+            let mut lm = LoadedModel::load(&opts, &registry)?;
+            lm.renderer.set_default_reasoning(a.server.reasoning());
+            let lm = Arc::new(lm);
             // Build the constrained-decoding vocabulary now rather than on the first request.
             let warm = lm.clone();
             std::thread::spawn(move || {

@@ -36,8 +36,6 @@ pub struct LoadOptions {
     pub kv_cache: Option<KvType>,
     /// How the scheduler batches sequences (`--max-concurrent`, `--kv-cache-mb`).
     pub batch: SchedulerConfig,
-    /// The reasoning settings of requests that ask for none (`serve --reasoning-effort`).
-    pub reasoning: crate::request::ReasoningControl,
 }
 
 pub use crate::model::config::DEFAULT_MAX_CONTEXT;
@@ -119,8 +117,7 @@ impl LoadedModel {
                 PromptRenderer::new(info, Some(&family))?
             }
         }
-        .with_tokenizer(tokenizer.inner())
-        .with_default_reasoning(opts.reasoning);
+        .with_tokenizer(tokenizer.inner());
         let parsers = parsers::chain(&family.parsers)?;
         stop_token_ids.sort_unstable();
         stop_token_ids.dedup();

@@ -136,9 +136,8 @@ impl PromptRenderer {
 
     /// Renders requests that ask nothing of the reasoning (neither thinking on or off nor an
     /// effort level) with `control`; a request that asks anything keeps its own settings.
-    pub fn with_default_reasoning(mut self, control: ReasoningControl) -> Self {
+    pub fn set_default_reasoning(&mut self, control: ReasoningControl) {
         self.default_reasoning = control;
-        self
     }
 
     /// Protects every added token of `tok` (special or not) in request text.

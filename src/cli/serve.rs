@@ -99,7 +99,8 @@ impl ServeOptions {
 
 /// `--reasoning-effort LEVEL`.
 fn parse_effort(level: &str) -> Result<Effort, String> {
-    Effort::parse("--reasoning-effort", level).map_err(|e| e.message)
+    Effort::parse("--reasoning-effort", level)
+        .map_err(|_| format!("expected one of {}", Effort::NAMES.join(", ")))
 }
 
 /// Installs a `tracing` subscriber for the server log (`RUST_LOG`, default `info`);

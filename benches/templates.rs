@@ -1,6 +1,8 @@
 //! Rendering speed of a typical tools prompt (Qwen2.5 template, two tools, a tool round trip),
 //! and the worst cases of hostile templates: how long a render runs before it stops at its
-//! budget (`callm::template::limits`), which bounds how long a server slot stays busy.
+//! budget (`callm::template::limits`), which bounds how long a server slot stays busy. Last,
+//! the typical prompt again through the render worker of `callm::template::sandbox` (what
+//! the `callm` binary does), for the cost of the process boundary.
 
 use callm::openai::ChatCompletionRequest;
 use callm::request::ChatRequest;
@@ -34,9 +36,42 @@ fn request() -> ChatRequest {
     ChatRequest::try_from(body).expect("valid request")
 }
 
-fn bench(c: &mut Criterion) {
+/// A long conversation: 100 tools with long descriptions, 200 turns (a 0.4 MB prompt).
+fn long_request() -> ChatRequest {
+    let tools: Vec<_> = (0..100)
+        .map(|i| {
+            let props: serde_json::Map<_, _> = (0..8)
+                .map(|j| {
+                    let d = format!("parameter {j} of tool {i}. ").repeat(5);
+                    (
+                        format!("p{j}"),
+                        serde_json::json!({"type": "string", "description": d}),
+                    )
+                })
+                .collect();
+            serde_json::json!({"type": "function", "function": {"name": format!("tool_{i}"),
+                "description": format!("Does thing number {i}. ").repeat(20),
+                "parameters": {"type": "object", "properties": props, "required": ["p0"]}}})
+        })
+        .collect();
+    let mut messages: Vec<_> = (0..100)
+        .flat_map(|i| {
+            [
+                serde_json::json!({"role": "user", "content": format!("question {i} ").repeat(100)}),
+                serde_json::json!({"role": "assistant", "content": format!("answer {i} ").repeat(100)}),
+            ]
+        })
+        .collect();
+    messages.push(serde_json::json!({"role": "user", "content": "last"}));
+    let body: ChatCompletionRequest =
+        serde_json::from_value(serde_json::json!({"tools": tools, "messages": messages}))
+            .expect("valid request body");
+    ChatRequest::try_from(body).expect("valid request")
+}
+
+fn renderer() -> PromptRenderer {
     let info = ModelTemplateInfo::from_template(TEMPLATE, None, Some("<|im_end|>".into()));
-    let renderer = PromptRenderer::new(info, None)
+    PromptRenderer::new(info, None)
         .expect("template compiles")
         .with_protected_tokens([
             "<|im_start|>",
@@ -44,10 +79,18 @@ fn bench(c: &mut Criterion) {
             "<|endoftext|>",
             "<tool_call>",
             "</tool_call>",
-        ]);
+        ])
+}
+
+fn bench(c: &mut Criterion) {
+    let renderer = renderer();
     let req = request();
     c.bench_function("render_tools_prompt", |b| {
         b.iter(|| renderer.render(black_box(&req)).expect("renders"))
+    });
+    let long = long_request();
+    c.bench_function("render_long_prompt", |b| {
+        b.iter(|| renderer.render(black_box(&long)).expect("renders"))
     });
 }
 
@@ -99,5 +142,21 @@ fn bench_hostile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_hostile);
+/// The typical prompt rendered in a worker process (installed last: every later render in
+/// this process goes through the worker).
+fn bench_sandboxed(c: &mut Criterion) {
+    use callm::template::sandbox::{install, SandboxConfig};
+    assert!(install(SandboxConfig::new(env!("CARGO_BIN_EXE_callm"))));
+    let renderer = renderer();
+    let req = request();
+    c.bench_function("render_tools_prompt_sandboxed", |b| {
+        b.iter(|| renderer.render(black_box(&req)).expect("renders"))
+    });
+    let long = long_request();
+    c.bench_function("render_long_prompt_sandboxed", |b| {
+        b.iter(|| renderer.render(black_box(&long)).expect("renders"))
+    });
+}
+
+criterion_group!(benches, bench, bench_hostile, bench_sandboxed);
 criterion_main!(benches);

@@ -100,7 +100,30 @@ impl Command {
 }
 
 /// Runs the parsed command line.
+/// Renders chat templates in worker processes of this executable
+/// ([`crate::template::sandbox`]) unless `CALLM_TEMPLATE_SANDBOX` is `off` (or `0`, `false`).
+fn install_template_sandbox() {
+    let setting = std::env::var("CALLM_TEMPLATE_SANDBOX").unwrap_or_default();
+    if matches!(
+        setting.trim().to_ascii_lowercase().as_str(),
+        "off" | "0" | "false"
+    ) {
+        tracing::info!("CALLM_TEMPLATE_SANDBOX={setting}: chat templates render in-process");
+        return;
+    }
+    match std::env::current_exe() {
+        Ok(exe) => {
+            crate::template::sandbox::install(crate::template::sandbox::SandboxConfig::new(exe));
+        }
+        Err(e) => tracing::warn!(
+            "cannot find this executable ({e}); chat templates render in-process, without the \
+             render worker's memory and time limits"
+        ),
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    install_template_sandbox();
     let registry = Registry::load()?;
     match &cli.command {
         Command::Generate(a) => generate::run(a, &registry),

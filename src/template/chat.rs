@@ -12,6 +12,7 @@ use super::limits::{MAX_PROMPT_BYTES, MAX_TEMPLATE_BYTES, RENDER_FUEL};
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
+    clock: Clock,
     /// The variables the template looks up without setting them (minijinja's static
     /// analysis): the context it reads.
     reads: HashSet<String>,
@@ -62,6 +63,7 @@ impl ChatTemplate {
         let t = Arc::new(ChatTemplate {
             env,
             source: source.to_string(),
+            clock,
             reads,
         });
         cache()
@@ -81,7 +83,22 @@ impl ChatTemplate {
         self.reads.contains(name)
     }
 
-    /// Renders with `ctx` (messages, tools, add_generation_prompt, bos_token, ...).
+    /// Renders with the JSON context `ctx`: in a worker process of the installed
+    /// [`super::sandbox`] when there is one, else in this process. The two give the same text.
+    pub fn render_json(
+        &self,
+        ctx: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, TemplateError> {
+        if let Some(sandbox) = super::sandbox::installed() {
+            if let Some(done) = sandbox.render(&self.source, self.clock, ctx) {
+                return done.map(|(text, _)| text);
+            }
+        }
+        self.render(&super::env::to_value(ctx))
+    }
+
+    /// Renders with `ctx` (messages, tools, add_generation_prompt, bos_token, ...) in this
+    /// process.
     ///
     /// A `raise_exception` call gives [`TemplateError::Raised`] with the template's message;
     /// a render past a limit of [`super::limits`] gives [`TemplateError::Limit`].

@@ -21,6 +21,7 @@ pub mod protect;
 pub mod pyjson;
 pub mod pystub;
 pub mod render;
+pub mod sandbox;
 pub mod source;
 pub mod thinking;
 

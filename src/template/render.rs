@@ -273,7 +273,7 @@ impl PromptRenderer {
                 ctx.insert(key.into(), Json::String(tok.clone().unwrap_or_default()));
             }
         }
-        let text = template.render(&super::env::to_value(&ctx))?;
+        let text = template.render_json(&ctx)?;
         Ok(match restorer {
             Some(r) => r.restore(&text),
             None => RenderedPrompt::plain(text),

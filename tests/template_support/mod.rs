@@ -4,6 +4,8 @@
 //! Included by `templates_hostile` and `templates_fuzz` with `#[path]`.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

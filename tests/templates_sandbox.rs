@@ -1,0 +1,229 @@
+//! Chat templates rendered in the render worker (`callm::template::sandbox`, what the `callm`
+//! binary does): the same prompts and errors as in-process, and the hostile templates that
+//! minijinja's fuel does not stop (long-string comparisons, lazily huge lists turned into text)
+//! end at the worker's time or memory limit with a clear error while this process carries on.
+
+use callm::openai::ChatCompletionRequest;
+use callm::request::ChatRequest;
+use callm::template::sandbox::{install, installed, SandboxConfig};
+use callm::template::{ChatTemplate, ModelTemplateInfo, PromptRenderer, TemplateError};
+use serde_json::{json, Map, Value as Json};
+use std::sync::Once;
+
+#[path = "template_support/mod.rs"]
+mod template_support;
+use std::time::{Duration, Instant};
+
+const TIME_LIMIT: Duration = Duration::from_secs(3);
+const MEMORY_BYTES: u64 = 256 << 20;
+
+/// Installs this binary's sandbox once: the `callm` built for these tests as the worker.
+fn sandboxed() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut config = SandboxConfig::new(env!("CARGO_BIN_EXE_callm"));
+        config.time_limit = TIME_LIMIT;
+        config.memory_bytes = MEMORY_BYTES;
+        assert!(install(config));
+    });
+    assert!(installed().is_some());
+}
+
+fn request(content: &str) -> ChatRequest {
+    let body: ChatCompletionRequest = serde_json::from_value(json!({
+        "tools": [{"type": "function", "function": {"name": "lookup", "description": "Looks up.",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": content}]
+    }))
+    .unwrap();
+    ChatRequest::try_from(body).unwrap()
+}
+
+/// A template that prints every message, the tools as JSON and a date, as real ones do.
+const PLAIN: &str =
+    "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}\n{% endfor %}\
+{% if tools %}{{ tools | tojson(indent=2) }}{% endif %}{{ strftime_now('%d %b %Y') }}\
+{% if add_generation_prompt %}<|assistant|>{% endif %}";
+
+fn renderer(template: &str) -> PromptRenderer {
+    let info = ModelTemplateInfo::from_template(template, Some("<s>".into()), Some("</s>".into()));
+    PromptRenderer::new(info, None).unwrap()
+}
+
+fn context(content: &str) -> Map<String, Json> {
+    json!({"messages": [{"role": "user", "content": content}], "tools": null,
+           "add_generation_prompt": true, "bos_token": "<s>", "eos_token": "</s>"})
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+/// The worker's prompt for `template` and `ctx`, and the one this process renders itself.
+fn both_ways(
+    template: &str,
+    ctx: &Map<String, Json>,
+) -> (Result<String, String>, Result<String, String>) {
+    let t = ChatTemplate::compile(template).unwrap();
+    let worker = t.render_json(ctx).map_err(|e| e.to_string());
+    let here = t
+        .render(&callm::template::env::to_value(ctx))
+        .map_err(|e| e.to_string());
+    (worker, here)
+}
+
+#[test]
+fn the_worker_renders_what_this_process_renders() {
+    sandboxed();
+    for content in [
+        "hi",
+        "line one\nline two",
+        "é ü 字 🙂 \u{0}",
+        &"long ".repeat(20_000),
+    ] {
+        let (worker, here) = both_ways(PLAIN, &context(content));
+        assert!(here.is_ok(), "{here:?}");
+        assert_eq!(worker, here);
+    }
+    // Whole requests through the renderer (protected control tokens included).
+    let r = renderer(PLAIN);
+    let p = r.render(&request("What is <|assistant|>?")).unwrap();
+    assert!(
+        p.text
+            .starts_with("<s><|system|>Be brief.\n<|user|>What is "),
+        "{}",
+        p.text
+    );
+    assert!(p.text.contains("\"name\": \"lookup\""), "{}", p.text);
+}
+
+/// Every golden case (transformers' prompts and errors for the upstream templates, the
+/// reference builders' for the bundled ones) rendered in the worker, byte for byte.
+#[test]
+fn golden_prompts_from_the_worker_match_transformers() {
+    sandboxed();
+    let n = template_support::golden::run_cases(|_| true);
+    assert!(n >= 236, "only {n} cases");
+}
+
+#[test]
+fn template_errors_come_back_as_they_are() {
+    sandboxed();
+    let ctx = context("hi");
+    for template in [
+        "{{ raise_exception('Conversation roles must alternate') }}",
+        "{{ messages[0].content.nope() }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    ] {
+        let (worker, here) = both_ways(template, &ctx);
+        assert!(here.is_err(), "{template}");
+        assert_eq!(worker, here, "{template}");
+    }
+    let r = renderer("{{ raise_exception('no tools here') }}");
+    match r.render(&request("hi")) {
+        Err(TemplateError::Raised(m)) => assert_eq!(m, "no tools here"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Ends with a client error (HTTP 400) that says `needle`, then the next render works.
+fn stopped(template: &str, needle: &str) {
+    let started = Instant::now();
+    match renderer(template).render(&request("hi")) {
+        Ok(p) => panic!("rendered {} bytes from {template:.80}", p.text.len()),
+        Err(e) => {
+            assert!(e.is_client_error(), "{e}");
+            assert!(e.to_string().contains(needle), "{template:.80}: {e}");
+        }
+    }
+    // A hang detector, far above the limits (the renderer's probes render it too).
+    assert!(
+        started.elapsed() < 20 * TIME_LIMIT,
+        "{:?}",
+        started.elapsed()
+    );
+    let (worker, here) = both_ways(PLAIN, &context("after"));
+    assert_eq!(worker, here);
+}
+
+#[test]
+fn comparing_long_strings_in_a_loop_stops_at_the_time_limit() {
+    sandboxed();
+    // 100,000 comparisons of two 30 MB strings: minutes of CPU, and no fuel for them. (Only
+    // for this request, not for the probes the renderer renders when it is built.)
+    stopped(
+        "{% if messages[1].content == 'hi' %}{% set s = 'x' * 30000000 %}{% set t = 'x' * 30000000 %}\
+         {% for i in range(100000) %}{% if s == t %}{% endif %}{% endfor %}{% endif %}",
+        "time limit of 3 s",
+    );
+}
+
+#[test]
+fn lazily_huge_lists_turned_into_text_stop_at_the_memory_limit() {
+    sandboxed();
+    // `~` writes a 100,000-fold repeated 1 MB string out before charging anything.
+    stopped(
+        "{{ '' ~ ([('x' * 1000000)] * 100000) }}",
+        "memory limit of 256 MiB",
+    );
+}
+
+#[test]
+fn concurrent_renders_each_get_their_own_answer() {
+    sandboxed();
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                for j in 0..20 {
+                    let content = format!("thread {i} render {j}");
+                    let (worker, here) = both_ways(PLAIN, &context(&content));
+                    assert_eq!(worker, here);
+                    assert!(worker.unwrap().contains(&content));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn the_callm_binary_renders_in_its_worker() {
+    // `callm render` installs the sandbox itself (default limits: 1 GiB, 10 s).
+    let dir = std::env::temp_dir().join(format!("callm-sandbox-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |template: &str| {
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            json!({"chat_template": template, "eos_token": "</s>", "bos_token": "<s>"}).to_string(),
+        )
+        .unwrap();
+        let body = dir.join("request.json");
+        std::fs::write(&body, r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callm"))
+            .args(["render", "-m"])
+            .arg(&dir)
+            .arg("--request")
+            .arg(&body)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) =
+        run("{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim_end(), "[user] hi");
+    let (ok, _, stderr) = run("{{ '' ~ ([('x' * 1000000)] * 100000) }}");
+    assert!(!ok);
+    assert!(
+        stderr.contains("chat template stopped at a render limit: the render needed more than its memory limit of 1024 MiB"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,8 @@ fn sandboxed() {
         let mut config = SandboxConfig::new(env!("CARGO_BIN_EXE_callm"));
         config.time_limit = TIME_LIMIT;
         config.memory_bytes = MEMORY_BYTES;
+        // Fewer workers than the concurrent test's threads: renders wait for a free one.
+        config.max_workers = 2;
         assert!(install(config));
     });
     assert!(installed().is_some());
@@ -184,9 +186,16 @@ fn concurrent_renders_each_get_their_own_answer() {
             })
         })
         .collect();
+    // Never more workers than the limit, however many renders wait.
+    let mut most = 0;
+    while !handles.iter().all(|h| h.is_finished()) {
+        most = most.max(installed().unwrap().workers());
+        std::thread::sleep(Duration::from_micros(200));
+    }
     for h in handles {
         h.join().unwrap();
     }
+    assert!((1..=2).contains(&most), "{most} workers at once");
 }
 
 #[test]

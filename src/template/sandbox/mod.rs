@@ -39,8 +39,10 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 1 << 30;
 /// slow core; a hostile one that the fuel misses is stopped here.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(10);
 
-/// Workers kept idle between renders.
-pub const DEFAULT_IDLE_WORKERS: usize = 4;
+/// Most workers at once, when the machine does not say how many threads it runs: renders are
+/// CPU-bound, so more than one per core gains nothing, and each may use
+/// [`DEFAULT_MEMORY_BYTES`].
+pub const DEFAULT_MAX_WORKERS: usize = 4;
 
 /// How the workers are started and limited.
 #[derive(Debug, Clone)]
@@ -51,18 +53,21 @@ pub struct SandboxConfig {
     pub memory_bytes: u64,
     /// Longest a render may take, from sending the job to reading the prompt.
     pub time_limit: Duration,
-    /// Workers kept idle between renders.
-    pub idle_workers: usize,
+    /// Most workers at once (idle or rendering); a render waits for one beyond that. Bounds
+    /// the memory hostile renders can take together to `max_workers * memory_bytes`.
+    pub max_workers: usize,
 }
 
 impl SandboxConfig {
-    /// The defaults above, with `program` as the worker.
+    /// The defaults above (one worker per hardware thread at most), with `program` as the
+    /// worker.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         SandboxConfig {
             program: program.into(),
             memory_bytes: DEFAULT_MEMORY_BYTES,
             time_limit: DEFAULT_TIME_LIMIT,
-            idle_workers: DEFAULT_IDLE_WORKERS,
+            max_workers: std::thread::available_parallelism()
+                .map_or(DEFAULT_MAX_WORKERS, |n| n.get()),
         }
     }
 }
@@ -107,6 +112,19 @@ impl Sandbox {
     /// Its configuration.
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// Worker processes that exist now, idle or rendering (at most
+    /// [`SandboxConfig::max_workers`]).
+    pub fn workers(&self) -> usize {
+        #[cfg(unix)]
+        {
+            self.pool.live()
+        }
+        #[cfg(not(unix))]
+        {
+            0
+        }
     }
 
     /// Renders `source` with `ctx` in a worker: the prompt and the fuel used, or the render's

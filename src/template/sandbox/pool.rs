@@ -6,7 +6,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::wire::{frame_len, write_frame, FailureKind, JobRef, Reply};
@@ -18,28 +18,95 @@ const STDERR_QUOTE: usize = 2048;
 
 pub struct Pool {
     config: SandboxConfig,
-    idle: Mutex<Vec<Worker>>,
+    workers: Mutex<Workers>,
+    /// Signalled when a worker goes back idle or a worker's place frees up.
+    freed: Condvar,
     warned: AtomicBool,
+}
+
+#[derive(Default)]
+struct Workers {
+    idle: Vec<Worker>,
+    /// Workers that exist, idle or rendering (at most `config.max_workers`).
+    live: usize,
+}
+
+/// A worker taken from the pool: goes back idle with [`Pool::keep`], or ends and frees its
+/// place when dropped.
+struct Lease<'a> {
+    pool: &'a Pool,
+    worker: Option<Worker>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            drop(w);
+            self.pool.lock().live -= 1;
+            self.pool.freed.notify_one();
+        }
+    }
 }
 
 impl Pool {
     pub fn new(config: SandboxConfig) -> Self {
         Pool {
             config,
-            idle: Mutex::new(Vec::new()),
+            workers: Mutex::new(Workers::default()),
+            freed: Condvar::new(),
             warned: AtomicBool::new(false),
         }
     }
 
-    /// An idle worker that still runs (one may have been killed while it waited).
-    fn take_idle(&self) -> Option<Worker> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(mut w) = idle.pop() {
-            if matches!(w.child.try_wait(), Ok(None)) {
-                return Some(w);
+    /// Workers that exist now, idle or rendering.
+    pub fn live(&self) -> usize {
+        self.lock().live
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Workers> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle worker that still runs, else a new one when there is room, else waits for one.
+    /// `Err` when a worker cannot be started.
+    fn take(&self) -> Result<Lease<'_>, io::Error> {
+        let mut workers = self.lock();
+        loop {
+            while let Some(mut w) = workers.idle.pop() {
+                if matches!(w.child.try_wait(), Ok(None)) {
+                    return Ok(Lease {
+                        pool: self,
+                        worker: Some(w),
+                    });
+                }
+                // Ended while it waited (killed from outside): its place is free again.
+                workers.live -= 1;
             }
+            if workers.live < self.config.max_workers.max(1) {
+                workers.live += 1;
+                drop(workers);
+                return match Worker::spawn(&self.config) {
+                    Ok(w) => Ok(Lease {
+                        pool: self,
+                        worker: Some(w),
+                    }),
+                    Err(e) => {
+                        self.lock().live -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            workers = self.freed.wait(workers).unwrap_or_else(|e| e.into_inner());
         }
-        None
+    }
+
+    /// Puts a worker that finished its render cleanly back idle.
+    fn keep(&self, mut lease: Lease<'_>) {
+        if let Some(w) = lease.worker.take() {
+            self.lock().idle.push(w);
+            self.freed.notify_one();
+        }
     }
 
     pub fn render(&self, job: &JobRef<'_>) -> Option<Result<(String, u64), TemplateError>> {
@@ -47,28 +114,26 @@ impl Pool {
             Ok(b) => b,
             Err(e) => return Some(Err(TemplateError::Render(e.to_string()))),
         };
-        let idle = self.take_idle();
-        let mut worker = match idle {
-            Some(w) => w,
-            None => match Worker::spawn(&self.config) {
-                Ok(w) => w,
-                Err(e) => {
-                    if !self.warned.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            "cannot start the chat-template render worker {}: {e}; rendering \
-                             in-process, without the worker's memory and time limits",
-                            self.config.program.display()
-                        );
-                    }
-                    return None;
+        let mut lease = match self.take() {
+            Ok(l) => l,
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot start the chat-template render worker {}: {e}; rendering \
+                         in-process, without the worker's memory and time limits",
+                        self.config.program.display()
+                    );
                 }
-            },
+                return None;
+            }
         };
+        let worker = lease.worker.as_mut()?;
         let deadline = Instant::now() + self.config.time_limit;
         match worker.exchange(&body, deadline) {
             Ok(reply) => {
                 let reply = serde_json::from_slice::<Reply>(&reply);
-                // A render stopped by the fuel may have left the worker's heap large: end it.
+                // A render stopped by the fuel may have left the worker's heap large: it ends
+                // (when the lease drops) rather than going back idle.
                 let healthy = matches!(
                     reply,
                     Ok(Reply::Rendered { .. })
@@ -77,11 +142,9 @@ impl Pool {
                             ..
                         })
                 );
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if healthy && idle.len() < self.config.idle_workers {
-                    idle.push(worker);
+                if healthy {
+                    self.keep(lease);
                 }
-                drop(idle);
                 Some(match reply {
                     Ok(r) => r.into_result(),
                     Err(e) => Err(TemplateError::Render(format!(
@@ -90,7 +153,8 @@ impl Pool {
                 })
             }
             Err(Broken::TimedOut) => {
-                worker.end();
+                // Dropping the lease kills the worker and frees its place.
+                drop(lease);
                 Some(Err(TemplateError::Limit(format!(
                     "the render took longer than its time limit of {} s (a template that \
                      loops over long strings or values the fuel does not count)",
@@ -98,7 +162,10 @@ impl Pool {
                 ))))
             }
             Err(Broken::Ended(e)) => {
-                let (status, stderr) = worker.end();
+                let (status, stderr) = lease.worker.take().map(Worker::end)?;
+                drop(lease);
+                self.lock().live -= 1;
+                self.freed.notify_one();
                 Some(Err(ended_error(&self.config, e, status, &stderr)))
             }
         }

@@ -195,6 +195,33 @@ fn named_tool_use_template_is_picked_with_tools() {
     assert_eq!(r.render(&ChatRequest::default()).unwrap().text, "plain");
 }
 
+/// Numbers in a request reach the template as Python's `json.loads` reads them: the nearest
+/// double, also for 17-digit values (serde_json's default parser may miss by one unit in the
+/// last place; callm enables its exact `float_roundtrip`). Expected: `python3 -c "import json;
+/// print(json.dumps(json.loads(TEXT)))"` for the `default` array below.
+#[test]
+fn request_floats_reach_the_template_as_python_reads_them() {
+    let body = r#"{"messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+        "properties": {"x": {"type": "number", "default": [-4.0216414487815573e-252,
+        48.85661400000001, 2.3509887016445750e-38, 0.1, 1e23, 9007199254740993.0]}}}}}]}"#;
+    let body: ChatCompletionRequest = serde_json::from_str(body).unwrap();
+    let req = ChatRequest::try_from(body).unwrap();
+    let info = ModelTemplateInfo::from_template(
+        "{{ tools[0].function.parameters.properties.x.default | tojson }}",
+        None,
+        None,
+    );
+    let out = PromptRenderer::new(info, None)
+        .unwrap()
+        .render(&req)
+        .unwrap();
+    assert_eq!(
+        out.text,
+        "[-4.0216414487815573e-252, 48.85661400000001, 2.350988701644575e-38, 0.1, 1e+23, 9007199254740992.0]"
+    );
+}
+
 #[test]
 fn python_semantics_in_templates() {
     let t = ChatTemplate::compile(

@@ -236,3 +236,73 @@ fn the_callm_binary_renders_in_its_worker() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod random_contexts {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z <>|{}%\\\\\"'\n\t]{0,24}",
+            any::<String>(),
+            Just("\u{FFFF}\u{10FFFF}\u{0}\u{7F}".to_string()),
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<u64>().prop_map(|u| json!(u)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            number(),
+            text().prop_map(Json::String),
+        ];
+        leaf.prop_recursive(4, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+                prop::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Prints every value several ways (Python `str()`, `tojson`, sorted keys, iteration,
+    /// arithmetic on numbers), so any change in a value's trip through the worker shows.
+    const DUMP: &str =
+        "{% for m in messages %}{{ m.role }}|{{ m.content }}|{{ m.content | tojson }}|\
+{{ m.extra | tojson(sort_keys=true) }}|{{ m.extra }}|\
+{% if m.extra is mapping %}{% for k, v in m.extra | items %}{{ k }}={{ v }};{% endfor %}{% endif %}\
+{% if m.extra is number %}{{ m.extra * 2 }} {{ m.extra | string }}{% endif %}\n{% endfor %}\
+{{ tools | tojson(indent=2) }}";
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Any JSON context renders to the same text (or the same error) in the worker as here.
+        #[test]
+        fn any_context_renders_the_same_in_the_worker(
+            contents in prop::collection::vec((text(), any_json()), 1..4),
+            tools in any_json(),
+        ) {
+            sandboxed();
+            let messages: Vec<Json> = contents
+                .into_iter()
+                .map(|(c, extra)| json!({"role": "user", "content": c, "extra": extra}))
+                .collect();
+            let ctx = json!({"messages": messages, "tools": tools, "add_generation_prompt": true})
+                .as_object()
+                .unwrap()
+                .clone();
+            let (worker, here) = both_ways(DUMP, &ctx);
+            prop_assert_eq!(worker, here);
+        }
+    }
+}

@@ -101,15 +101,12 @@ impl Command {
 
 /// Runs the parsed command line.
 /// Renders chat templates in worker processes of this executable
-/// ([`crate::template::sandbox`]) unless `CALLM_TEMPLATE_SANDBOX` is `off` (or `0`, `false`).
-fn install_template_sandbox() {
+/// ([`crate::template::sandbox`]) unless `CALLM_TEMPLATE_SANDBOX` says `off`.
+fn install_template_sandbox() -> anyhow::Result<()> {
     let setting = std::env::var("CALLM_TEMPLATE_SANDBOX").unwrap_or_default();
-    if matches!(
-        setting.trim().to_ascii_lowercase().as_str(),
-        "off" | "0" | "false"
-    ) {
+    if !sandbox_wanted(&setting)? {
         tracing::info!("CALLM_TEMPLATE_SANDBOX={setting}: chat templates render in-process");
-        return;
+        return Ok(());
     }
     match std::env::current_exe() {
         Ok(exe) => {
@@ -120,10 +117,23 @@ fn install_template_sandbox() {
              render worker's memory and time limits"
         ),
     }
+    Ok(())
+}
+
+/// `CALLM_TEMPLATE_SANDBOX`'s value read: unset or empty is on.
+fn sandbox_wanted(setting: &str) -> anyhow::Result<bool> {
+    match setting.trim().to_ascii_lowercase().as_str() {
+        "" | "on" | "1" | "true" => Ok(true),
+        "off" | "0" | "false" => Ok(false),
+        other => anyhow::bail!(
+            "CALLM_TEMPLATE_SANDBOX={other:?}: use on or off (off renders chat templates \
+             in-process, without the render worker's memory and time limits)"
+        ),
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    install_template_sandbox();
+    install_template_sandbox()?;
     let registry = Registry::load()?;
     match &cli.command {
         Command::Generate(a) => generate::run(a, &registry),
@@ -162,6 +172,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sandbox_setting_is_on_or_off() {
+        for on in ["", " ", "on", "ON", "1", "true"] {
+            assert!(sandbox_wanted(on).unwrap(), "{on:?}");
+        }
+        for off in ["off", "Off", "0", "false"] {
+            assert!(!sandbox_wanted(off).unwrap(), "{off:?}");
+        }
+        let err = sandbox_wanted("no").unwrap_err().to_string();
+        assert!(err.contains("use on or off"), "{err}");
+    }
 
     #[test]
     fn reasoning_effort_takes_the_api_levels_only() {

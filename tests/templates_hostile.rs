@@ -4,6 +4,8 @@
 //! Each test runs its renders in a child process under an address-space limit and a CPU-time
 //! limit, on a 2 MiB thread like tokio's (`template_support::bounded`): a render that tried to
 //! allocate gigabytes, overflowed its stack or looped for ever fails the test, not the machine.
+//! These are the cases the fuel stops in-process; `templates_sandbox` has those only the render
+//! worker's limits stop.
 
 use callm::openai::ChatCompletionRequest;
 use callm::request::ChatRequest;

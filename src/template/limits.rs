@@ -9,8 +9,9 @@
 //! template can allocate (about `RENDER_FUEL * 64` bytes). callm's own filters (`tojson`,
 //! `py_repr`, `py_call`, `py_stub`, `indent`, the formatter, `str.format`, `strftime_now`)
 //! check the remaining fuel before they build a string, so a single call cannot allocate past
-//! it. What the fuel does not cover in minijinja 3.1 is listed in README ("Chat templates are
-//! untrusted input").
+//! it. What the fuel does not cover in minijinja 3.1 (comparing or hashing long strings, lazily
+//! repeated lists turned into text) is bounded by rendering in a worker process under a memory
+//! and a time limit ([`super::sandbox`]), as the `callm` binary does.
 
 use minijinja::{Error, ErrorKind, State};
 

@@ -155,6 +155,11 @@ impl Pool {
             Err(Broken::TimedOut) => {
                 // Dropping the lease kills the worker and frees its place.
                 drop(lease);
+                tracing::warn!(
+                    "a chat-template render passed its time limit of {} s; its worker was \
+                     killed (a hostile or pathological template?)",
+                    self.config.time_limit.as_secs_f64()
+                );
                 Some(Err(TemplateError::Limit(format!(
                     "the render took longer than its time limit of {} s (a template that \
                      loops over long strings or values the fuel does not count)",
@@ -166,7 +171,9 @@ impl Pool {
                 drop(lease);
                 self.lock().live -= 1;
                 self.freed.notify_one();
-                Some(Err(ended_error(&self.config, e, status, &stderr)))
+                let err = ended_error(&self.config, e, status, &stderr);
+                tracing::warn!("a chat-template render worker ended: {err}");
+                Some(Err(err))
             }
         }
     }

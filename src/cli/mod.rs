@@ -108,7 +108,15 @@ fn install_template_sandbox() -> anyhow::Result<()> {
         tracing::info!("CALLM_TEMPLATE_SANDBOX={setting}: chat templates render in-process");
         return Ok(());
     }
-    match std::env::current_exe() {
+    // On Linux the running executable itself, also after an upgrade replaced or removed the
+    // file it was started from (its path then names another program, or nothing).
+    let this = std::path::Path::new("/proc/self/exe");
+    let exe = if cfg!(target_os = "linux") && this.exists() {
+        Ok(this.to_path_buf())
+    } else {
+        std::env::current_exe()
+    };
+    match exe {
         Ok(exe) => {
             crate::template::sandbox::install(crate::template::sandbox::SandboxConfig::new(exe));
         }

@@ -3,7 +3,8 @@
 
 Assertions are about shapes and protocol (a small model's wording varies): tool calls
 with the right names and JSON-object arguments, non-empty final answers, finish_reason
-values, choice indices, seed reproducibility.
+values, choice indices, seed reproducibility, and concurrent clients: eight tool-calling
+requests at once (the server batches them) answer exactly what each answers alone.
 
 Usage: openai_flow.py --base-url http://127.0.0.1:PORT/v1 [--model NAME] [--label TEXT]
                       [--skip-errors]
@@ -11,8 +12,11 @@ Usage: openai_flow.py --base-url http://127.0.0.1:PORT/v1 [--model NAME] [--labe
 
 import argparse
 import json
+import re
 import sys
+import threading
 import traceback
+import urllib.request
 
 import openai
 from openai import OpenAI
@@ -283,6 +287,76 @@ def test_seed(client, model):
     check(a == b, f"same seed, different text: {a!r} vs {b!r}")
 
 
+CITIES = ["Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Quito", "Hanoi", "Perth"]
+
+
+def concurrent_request(i):
+    """Request `i` of the concurrency check: its keyword arguments and whether it streams.
+    Even ones are greedy, odd ones sampled with a seed; every other pair streams."""
+    kwargs = dict(messages=[{"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": f"What is the weather in {CITIES[i]}?"}],
+                  tools=TOOLS, max_tokens=48)
+    if i % 2:
+        kwargs.update(temperature=0.8, seed=100 + i)
+    else:
+        kwargs.update(temperature=0)
+    return kwargs, i % 4 >= 2
+
+
+def answer_of(client, model, i):
+    """Request `i`'s answer as (content, [(name, arguments)], finish_reason), streamed or not."""
+    kwargs, stream = concurrent_request(i)
+    if stream:
+        message, finish, _ = accumulate_stream(
+            client.chat.completions.create(model=model, stream=True, **kwargs))
+        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"] or []]
+        return message["content"], calls, finish
+    choice = client.chat.completions.create(model=model, **kwargs).choices[0]
+    calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+    return choice.message.content, calls, choice.finish_reason
+
+
+def batched_passes(metrics_url):
+    """Forward passes so far that ran more than one sequence (from `GET /metrics`)."""
+    text = urllib.request.urlopen(metrics_url, timeout=30).read().decode()
+    def value(pattern):
+        m = re.search(pattern, text, re.M)
+        check(m, f"/metrics lacks {pattern!r}")
+        return float(m.group(1))
+    return value(r"^callm_batch_sequences_count (\S+)$") - value(r'^callm_batch_sequences_bucket\{le="1"\} (\S+)$')
+
+
+def test_concurrent_clients(client, model, metrics_url):
+    n = len(CITIES)
+    alone = [answer_of(client, model, i) for i in range(n)]
+    before = batched_passes(metrics_url)
+    together = [None] * n
+    errors = []
+    start = threading.Barrier(n)
+
+    def worker(i):
+        try:
+            start.wait(timeout=60)
+            together[i] = answer_of(client, model, i)
+        except Exception as e:  # reported below, with the request's index
+            errors.append(f"request {i}: {e!r}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    check(not errors, "; ".join(errors))
+    batched = batched_passes(metrics_url) - before
+    check(batched > 0, "no forward pass ran more than one sequence: the requests were not batched")
+    for i, (a, b) in enumerate(zip(alone, together)):
+        kind = "seeded" if i % 2 else "greedy"
+        check(a == b, f"request {i} ({kind}): alone {a!r}, batched {b!r}")
+    calls = sum(1 for a in alone if a[1])
+    print(f"    {n} concurrent requests ({calls} with tool calls) equal to each alone; "
+          f"{batched:.0f} forward passes ran several sequences")
+
+
 def test_completions(client, model):
     resp = client.completions.create(model=model, prompt="def add(a, b):", max_tokens=16, temperature=0)
     check(resp.object == "text_completion", f"object {resp.object!r}")
@@ -313,6 +387,8 @@ def main():
     parser.add_argument("--label", default="callm")
     parser.add_argument("--skip-errors", action="store_true", help="skip error-status checks (proxies remap them)")
     parser.add_argument("--skip-completions", action="store_true")
+    parser.add_argument("--skip-concurrency", action="store_true",
+                        help="skip the concurrent-clients check (it reads the server's /metrics)")
     args = parser.parse_args()
     client = OpenAI(base_url=args.base_url, api_key=args.api_key, timeout=600, max_retries=0)
     model = args.model or client.models.list().data[0].id
@@ -329,6 +405,10 @@ def main():
         tests.append(("completions", test_completions))
     if not args.skip_errors:
         tests.append(("error statuses", test_errors))
+    if not args.skip_concurrency:
+        metrics_url = args.base_url.rstrip("/").removesuffix("/v1") + "/metrics"
+        tests.append(("concurrent clients, batched = alone",
+                      lambda c, m: test_concurrent_clients(c, m, metrics_url)))
     for name, fn in tests:
         try:
             fn(client, model)

@@ -256,6 +256,7 @@ fn cli_prints_prompt_and_ids() {
         ids: false,
         tokenizer: None,
         family: None,
+        template_limits: Default::default(),
     };
     assert_eq!(
         render_to_string(&args).unwrap(),
@@ -277,6 +278,7 @@ fn cli_prints_prompt_and_ids() {
         ids: false,
         tokenizer: None,
         family: None,
+        template_limits: Default::default(),
     };
     assert_eq!(
         render_to_string(&args).unwrap(),
@@ -288,6 +290,7 @@ fn cli_prints_prompt_and_ids() {
         ids: false,
         tokenizer: None,
         family: None,
+        template_limits: Default::default(),
     };
     assert!(render_to_string(&bad).is_err());
     let _ = std::fs::remove_dir_all(&dir);

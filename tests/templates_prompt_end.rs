@@ -96,6 +96,7 @@ fn callm_render_honours_the_same_fields() {
             ids: false,
             tokenizer: None,
             family: None,
+            template_limits: Default::default(),
         };
         let expected =
             std::fs::read_to_string(data_dir().join(case["expected"].as_str().unwrap())).unwrap();

@@ -198,43 +198,101 @@ fn concurrent_renders_each_get_their_own_answer() {
     assert!((1..=2).contains(&most), "{most} workers at once");
 }
 
+/// Runs `callm render` on a model directory holding `template`, with `args` and `envs`:
+/// whether it succeeded, its stdout and its stderr.
+fn callm_render(template: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("callm-sandbox-cli-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        json!({"chat_template": template, "eos_token": "</s>", "bos_token": "<s>"}).to_string(),
+    )
+    .unwrap();
+    let body = dir.join("request.json");
+    std::fs::write(&body, r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callm"))
+        .args(["render", "-m"])
+        .arg(&dir)
+        .arg("--request")
+        .arg(&body)
+        .args(args)
+        .env_remove("CALLM_TEMPLATE_TIME_LIMIT")
+        .env_remove("CALLM_TEMPLATE_MEMORY_MB")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A template that allocates gigabytes before the fuel sees it.
+const MEMORY_ATTACK: &str = "{{ '' ~ ([('x' * 1000000)] * 100000) }}";
+/// A template that compares 30 MB strings for minutes, without fuel.
+const TIME_ATTACK: &str = "{% set s = 'x' * 30000000 %}{% set t = 'x' * 30000000 %}\
+    {% for i in range(100000) %}{% if s == t %}{% endif %}{% endfor %}";
+
 #[test]
 fn the_callm_binary_renders_in_its_worker() {
     // `callm render` installs the sandbox itself (default limits: 1 GiB, 10 s).
-    let dir = std::env::temp_dir().join(format!("callm-sandbox-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let run = |template: &str| {
-        std::fs::write(
-            dir.join("tokenizer_config.json"),
-            json!({"chat_template": template, "eos_token": "</s>", "bos_token": "<s>"}).to_string(),
-        )
-        .unwrap();
-        let body = dir.join("request.json");
-        std::fs::write(&body, r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callm"))
-            .args(["render", "-m"])
-            .arg(&dir)
-            .arg("--request")
-            .arg(&body)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (ok, stdout, stderr) =
-        run("{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}");
+    let (ok, stdout, stderr) = callm_render(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}",
+        &[],
+        &[],
+    );
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim_end(), "[user] hi");
-    let (ok, _, stderr) = run("{{ '' ~ ([('x' * 1000000)] * 100000) }}");
+    let (ok, _, stderr) = callm_render(MEMORY_ATTACK, &[], &[]);
     assert!(!ok);
     assert!(
         stderr.contains("chat template stopped at a render limit: the render needed more than its memory limit of 1024 MiB"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_limits_are_set_by_flags_or_environment() {
+    // A memory limit from the flag, then from the environment.
+    for (args, envs) in [
+        (&["--template-memory-mb", "200"][..], &[][..]),
+        (&[][..], &[("CALLM_TEMPLATE_MEMORY_MB", "200")][..]),
+    ] {
+        let (ok, _, stderr) = callm_render(MEMORY_ATTACK, args, envs);
+        assert!(!ok);
+        assert!(
+            stderr.contains("the render needed more than its memory limit of 200 MiB"),
+            "{args:?} {envs:?}: {stderr}"
+        );
+    }
+    // A time limit of half a second: the attack stops there, long before the default 10 s.
+    let started = Instant::now();
+    let (ok, _, stderr) = callm_render(TIME_ATTACK, &["--template-time-limit", "0.5"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the render took longer than its time limit of 0.5 s"),
+        "{stderr}"
+    );
+    // Far below the default limit (the renderer's two load-time probes render it too).
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // A limit that would stop nothing useful is refused before anything runs.
+    let (ok, _, stderr) = callm_render("x", &["--template-time-limit", "0"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the time limit must be above 0"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = callm_render("x", &["--template-memory-mb", "8"], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("8 is not in 32..="), "{stderr}");
 }
 
 mod random_contexts {

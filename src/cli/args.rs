@@ -1,6 +1,7 @@
 //! Command-line arguments shared by the commands that load a model.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::engine::SamplingParams;
 use crate::model::KvType;
@@ -33,6 +34,54 @@ pub struct ModelArgs {
     /// per step; f32 is exact.
     #[arg(long, value_enum, env = "CALLM_KV_CACHE")]
     pub kv_cache_type: Option<KvCacheType>,
+    #[command(flatten)]
+    pub template_limits: TemplateLimitArgs,
+}
+
+/// The limits of the worker process that renders chat templates (SECURITY.md): every
+/// command that renders one (`serve`, `chat`, `generate`, `bench`, `render`).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct TemplateLimitArgs {
+    /// Longest a chat template may take to render, in seconds (default 10): a render past it
+    /// is stopped and its request gets a 400.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "CALLM_TEMPLATE_TIME_LIMIT",
+        value_parser = parse_time_limit
+    )]
+    pub template_time_limit: Option<Duration>,
+    /// Memory a chat template's render may take, in MiB (default 1024; enforced on Linux): a
+    /// render past it is stopped and its request gets a 400.
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CALLM_TEMPLATE_MEMORY_MB",
+        value_parser = clap::value_parser!(u64).range(MIN_TEMPLATE_MEMORY_MB..=MAX_TEMPLATE_MEMORY_MB)
+    )]
+    pub template_memory_mb: Option<u64>,
+}
+
+/// Bounds of `--template-memory-mb`: below 32 MiB a real template's prompt may not fit; 1 TiB
+/// is past any machine's memory.
+const MIN_TEMPLATE_MEMORY_MB: u64 = 32;
+const MAX_TEMPLATE_MEMORY_MB: u64 = 1 << 20;
+
+/// Longest `--template-time-limit`: an hour.
+const MAX_TEMPLATE_SECS: f64 = 3600.0;
+
+/// `--template-time-limit`: seconds, fractions allowed, above 0 and at most an hour.
+fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= MAX_TEMPLATE_SECS) {
+        return Err(format!(
+            "{text} s: the time limit must be above 0 and at most {MAX_TEMPLATE_SECS} s"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `--kv-cache-type` values.

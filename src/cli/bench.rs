@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::args::ModelArgs;
+use crate::cli::args::{ModelArgs, TemplateLimitArgs};
 use crate::constrain::{Constraint, GrammarSpec};
 use crate::registry::Registry;
 use crate::runtime::LoadedModel;
@@ -364,5 +364,10 @@ impl BenchArgs {
     /// CPU threads requested with -t.
     pub fn threads(&self) -> Option<usize> {
         self.model.threads
+    }
+
+    /// The chat-template render limits asked for.
+    pub fn template_limits(&self) -> &TemplateLimitArgs {
+        &self.model.template_limits
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::cli::args::{ModelArgs, SamplingArgs};
+use crate::cli::args::{ModelArgs, SamplingArgs, TemplateLimitArgs};
 use crate::engine::CancelToken;
 use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool};
 use crate::registry::Registry;
@@ -156,5 +156,10 @@ impl GenerateArgs {
     /// CPU threads requested with -t.
     pub fn threads(&self) -> Option<usize> {
         self.model.threads
+    }
+
+    /// The chat-template render limits asked for.
+    pub fn template_limits(&self) -> &TemplateLimitArgs {
+        &self.model.template_limits
     }
 }

@@ -87,6 +87,19 @@ impl Command {
         }
     }
 
+    /// The chat-template render limits the command was given (none for the commands that
+    /// render no template).
+    pub fn template_limits(&self) -> Option<&args::TemplateLimitArgs> {
+        match self {
+            Command::Generate(a) => Some(a.template_limits()),
+            Command::Bench(a) => Some(a.template_limits()),
+            Command::Serve(a) => Some(&a.model.template_limits),
+            Command::Chat(a) => Some(&a.model.template_limits),
+            Command::Render(a) => Some(&a.template_limits),
+            Command::Parse(_) | Command::Models(_) => None,
+        }
+    }
+
     /// CPU threads requested by the command, if any.
     pub fn threads(&self) -> Option<usize> {
         match self {
@@ -102,10 +115,17 @@ impl Command {
 /// Runs the parsed command line.
 /// Renders chat templates in worker processes of this executable
 /// ([`crate::template::sandbox`]) unless `CALLM_TEMPLATE_SANDBOX` says `off`.
-fn install_template_sandbox() -> anyhow::Result<()> {
+fn install_template_sandbox(limits: Option<&args::TemplateLimitArgs>) -> anyhow::Result<()> {
     let setting = std::env::var("CALLM_TEMPLATE_SANDBOX").unwrap_or_default();
     if !sandbox_wanted(&setting)? {
-        tracing::info!("CALLM_TEMPLATE_SANDBOX={setting}: chat templates render in-process");
+        if limits.is_some_and(|l| *l != args::TemplateLimitArgs::default()) {
+            tracing::warn!(
+                "CALLM_TEMPLATE_SANDBOX={setting}: chat templates render in-process, so \
+                 --template-time-limit and --template-memory-mb have no effect"
+            );
+        } else {
+            tracing::info!("CALLM_TEMPLATE_SANDBOX={setting}: chat templates render in-process");
+        }
         return Ok(());
     }
     // On Linux the running executable itself, also after an upgrade replaced or removed the
@@ -118,7 +138,7 @@ fn install_template_sandbox() -> anyhow::Result<()> {
     };
     match exe {
         Ok(exe) => {
-            crate::template::sandbox::install(crate::template::sandbox::SandboxConfig::new(exe));
+            crate::template::sandbox::install(sandbox_config(exe, limits));
         }
         Err(e) => tracing::warn!(
             "cannot find this executable ({e}); chat templates render in-process, without the \
@@ -126,6 +146,23 @@ fn install_template_sandbox() -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The render workers' configuration: the defaults, with the limits the command was given.
+fn sandbox_config(
+    program: std::path::PathBuf,
+    limits: Option<&args::TemplateLimitArgs>,
+) -> crate::template::sandbox::SandboxConfig {
+    let mut config = crate::template::sandbox::SandboxConfig::new(program);
+    if let Some(limits) = limits {
+        if let Some(t) = limits.template_time_limit {
+            config.time_limit = t;
+        }
+        if let Some(mb) = limits.template_memory_mb {
+            config.memory_bytes = mb << 20;
+        }
+    }
+    config
 }
 
 /// `CALLM_TEMPLATE_SANDBOX`'s value read: unset or empty is on.
@@ -141,7 +178,7 @@ fn sandbox_wanted(setting: &str) -> anyhow::Result<bool> {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    install_template_sandbox()?;
+    install_template_sandbox(cli.command.template_limits())?;
     let registry = Registry::load()?;
     match &cli.command {
         Command::Generate(a) => generate::run(a, &registry),
@@ -191,6 +228,37 @@ mod tests {
         }
         let err = sandbox_wanted("no").unwrap_err().to_string();
         assert!(err.contains("use on or off"), "{err}");
+    }
+
+    #[test]
+    fn template_limits_parse_into_the_worker_config() {
+        let limits = |extra: &[&str]| {
+            let mut a = vec!["callm", "serve", "-m", "x"];
+            a.extend(extra);
+            Cli::try_parse_from(a).map(|cli| {
+                let l = cli.command.template_limits().cloned().unwrap();
+                let c = sandbox_config("w".into(), Some(&l));
+                (c.time_limit, c.memory_bytes)
+            })
+        };
+        let defaults = crate::template::sandbox::SandboxConfig::new("w");
+        assert_eq!(
+            limits(&[]).unwrap(),
+            (defaults.time_limit, defaults.memory_bytes)
+        );
+        assert_eq!(
+            limits(&["--template-time-limit", "2.5", "--template-memory-mb", "64"]).unwrap(),
+            (std::time::Duration::from_millis(2500), 64 << 20)
+        );
+        for bad in ["0", "-1", "inf", "1e400", "3601", "ten"] {
+            assert!(limits(&["--template-time-limit", bad]).is_err(), "{bad}");
+        }
+        for bad in ["31", "0", "-5", "1048577"] {
+            assert!(limits(&["--template-memory-mb", bad]).is_err(), "{bad}");
+        }
+        // The commands that render no template take no limits.
+        let cli = Cli::try_parse_from(["callm", "models"]).unwrap();
+        assert!(cli.command.template_limits().is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct RenderArgs {
     /// The model family; detected from the model when not given.
     #[arg(long)]
     pub family: Option<String>,
+    #[command(flatten)]
+    pub template_limits: super::args::TemplateLimitArgs,
 }
 
 /// Renders the request and prints the prompt or its ids.

@@ -157,7 +157,8 @@ impl Pool {
                 drop(lease);
                 tracing::warn!(
                     "a chat-template render passed its time limit of {} s; its worker was \
-                     killed (a hostile or pathological template?)",
+                     killed (a hostile or pathological template? --template-time-limit sets \
+                     the limit)",
                     self.config.time_limit.as_secs_f64()
                 );
                 Some(Err(TemplateError::Limit(format!(
@@ -172,7 +173,11 @@ impl Pool {
                 self.lock().live -= 1;
                 self.freed.notify_one();
                 let err = ended_error(&self.config, e, status, &stderr);
-                tracing::warn!("a chat-template render worker ended: {err}");
+                if matches!(err, TemplateError::Limit(_)) {
+                    tracing::warn!("a chat-template render stopped: {err} (--template-memory-mb sets the limit)");
+                } else {
+                    tracing::warn!("a chat-template render worker ended: {err}");
+                }
                 Some(Err(err))
             }
         }

@@ -106,7 +106,9 @@ impl PromptRenderer {
     /// Whether the template needs call arguments as JSON text: it fails on, or does not
     /// print, arguments given as a mapping, and prints them given as text (Functionary v3.2
     /// writes `'\n' + tool_call['function']['arguments']`). Decided once, by rendering a
-    /// probe conversation both ways.
+    /// probe conversation both ways. A template that stops at a render limit on the first
+    /// probe (a hostile one: the render worker's time limit, say) is not rendered a second
+    /// time: the load goes on, and its requests get the same error.
     fn wants_text_arguments(&self) -> bool {
         let probe = probe_request();
         let prints_arguments = |text_arguments: bool| {
@@ -115,10 +117,21 @@ impl PromptRenderer {
                 ..self.options.clone()
             };
             let input = normalize_request(&probe, &opts);
-            self.render_input(input, &Map::new(), true)
-                .is_ok_and(|p| p.text.contains(PROBE_KEY))
+            match self.render_input(input, &Map::new(), true) {
+                Ok(p) => Ok(p.text.contains(PROBE_KEY)),
+                Err(e @ TemplateError::Limit(_)) => Err(e),
+                Err(_) => Ok(false),
+            }
         };
-        !prints_arguments(false) && prints_arguments(true)
+        let decided = prints_arguments(false)
+            .and_then(|as_mapping| Ok(!as_mapping && prints_arguments(true)?));
+        decided.unwrap_or_else(|e| {
+            tracing::warn!(
+                "the chat template stopped at a render limit on a probe conversation while \
+                 loading ({e}); requests it renders the same way will fail"
+            );
+            false
+        })
     }
 
     /// Protects these control-token strings (besides bos/eos) in request text.

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 pub use callm_kernels::{
-    attention, rope, BlockKind, DenseLinear, Isa, PackedLinear, RmsNorm, SiluMul,
+    attention, rope, BlockKind, DenseLinear, Isa, PackedLinear, ResidualAdd, RmsNorm, SiluMul,
 };
 
 /// Whether `CALLM_KERNELS` is set to `value` now.
@@ -81,6 +81,33 @@ pub fn rms_norm(
         x.contiguous()?.apply_op2_no_bwd(w, &RmsNorm { eps })
     } else {
         candle_nn::ops::rms_norm(x, w, eps)
+    }
+}
+
+/// The residual update `x + scale * branch`: callm's op on rayon's pool for f32 on the CPU
+/// (candle's add would hand a large one to its own spinning pool, against rayon's; the same
+/// numbers), candle's ops elsewhere or with `CALLM_KERNELS=off`.
+pub fn residual_add(
+    x: &candle_core::Tensor,
+    branch: &candle_core::Tensor,
+    scale: Option<f64>,
+) -> candle_core::Result<candle_core::Tensor> {
+    use candle_core::DType;
+    if x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && branch.dtype() == DType::F32
+        && x.dims() == branch.dims()
+        && fused_attention()
+    {
+        let op = ResidualAdd {
+            scale: scale.map(|s| s as f32),
+        };
+        x.contiguous()?.apply_op2_no_bwd(&branch.contiguous()?, &op)
+    } else {
+        match scale {
+            Some(s) => x + (branch * s)?,
+            None => x + branch,
+        }
     }
 }
 

@@ -333,9 +333,8 @@ impl Decoder {
             None => Ok(t.clone()),
         };
         // The residual stream: `x + scale * branch`.
-        let add = |x: Tensor, branch: Tensor| match o.residual_scale {
-            Some(s) => x + (branch * s as f64)?,
-            None => x + branch,
+        let add = |x: Tensor, branch: Tensor| {
+            crate::kernels::residual_add(&x, &branch, o.residual_scale.map(f64::from))
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let h = crate::kernels::rms_norm(&x, &layer.attn_norm, eps)?;

@@ -46,6 +46,7 @@ mod matmul;
 mod norm;
 mod pack;
 mod par;
+mod residual;
 pub mod rope;
 mod scalar;
 
@@ -56,6 +57,7 @@ pub use dense::DenseLinear;
 pub use glu::{silu_mul, SiluMul};
 pub use linear::PackedLinear;
 pub use norm::RmsNorm;
+pub use residual::ResidualAdd;
 
 /// The instruction set a kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -120,6 +120,10 @@ pub(crate) fn matmul_concat_uninit(
 /// small (`macs` multiply-adds) to wake it. Every output belongs to exactly one item, and an
 /// item's kernel computes each of its outputs on its own, so how the work is split never
 /// changes a result.
+///
+/// The token groups are as even as whole [`MT`]-row steps allow ([`token_group`]): each group
+/// streams every weight once, and a remainder of a few rows (65 tokens as 64 + 1) paid a whole
+/// decode step's weight stream for almost no work.
 pub(crate) fn split(
     m: usize,
     tiles: usize,
@@ -152,9 +156,17 @@ fn split_sized(
         .for_each(|it| {
             let (tg, kg) = (it % tile_groups, it / tile_groups);
             let tr = tg * tiles_per_item..((tg + 1) * tiles_per_item).min(tiles);
-            let toks = kg * TOKENS_PER_ITEM..((kg + 1) * TOKENS_PER_ITEM).min(m);
-            item(tr, toks);
+            item(tr, token_group(m, token_groups, kg));
         });
+}
+
+/// Group `kg` of `groups` (`m.div_ceil(TOKENS_PER_ITEM)`) of `m` tokens: the groups split the
+/// tokens' [`MT`]-row steps as evenly as whole steps allow, so each holds at most
+/// [`TOKENS_PER_ITEM`] tokens and none more than a step fewer than the largest.
+fn token_group(m: usize, groups: usize, kg: usize) -> std::ops::Range<usize> {
+    let steps = m.div_ceil(MT);
+    let at = |g: usize| (g * steps / groups.max(1) * MT).min(m);
+    at(kg)..at(kg + 1)
 }
 
 /// One tile kernel call: activation rows `t0..t0 + MT` of `a` (`MT` the kernel's token count)
@@ -313,5 +325,39 @@ unsafe fn tile_dispatch(isa: Isa, mt: usize, c: TileCall<'_>) {
             }
             _ => scalar::tile_scalar(c, mt),
         }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    /// The token groups cover the tokens once, in order, each at most `TOKENS_PER_ITEM` and
+    /// a whole number of `MT`-row steps (but the last), no more groups than before, and none
+    /// more than a step below the largest: 65 tokens are 32 + 33, not 64 + 1.
+    #[test]
+    fn token_groups_are_even_and_cover_every_token() {
+        for m in 1usize..=1100 {
+            let groups = m.div_ceil(TOKENS_PER_ITEM);
+            let ranges: Vec<_> = (0..groups).map(|g| token_group(m, groups, g)).collect();
+            let mut next = 0;
+            for r in &ranges {
+                assert_eq!(r.start, next, "m={m} {ranges:?}");
+                assert!(
+                    r.end > r.start && r.len() <= TOKENS_PER_ITEM,
+                    "m={m} {ranges:?}"
+                );
+                assert!(r.end == m || r.len() % MT == 0, "m={m} {ranges:?}");
+                next = r.end;
+            }
+            assert_eq!(next, m);
+            let (small, large) = (
+                ranges.iter().map(|r| r.len()).min().unwrap_or(0),
+                ranges.iter().map(|r| r.len()).max().unwrap_or(0),
+            );
+            assert!(small + MT >= large, "m={m} {ranges:?}");
+        }
+        assert_eq!(token_group(65, 2, 0), 0..32);
+        assert_eq!(token_group(65, 2, 1), 32..65);
     }
 }

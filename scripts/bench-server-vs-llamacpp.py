@@ -19,10 +19,16 @@ the median aggregate over the repetitions and the median of those per-sweep rati
 rank: the lower of two). Without
 `--llama-server` only callm runs (the ratios need no peer).
 
+`--repeat-ttft K` measures prefix reuse instead (issue 16, item 2): one client, a short chat
+(about 30 prompt tokens with Qwen's template) sent once cold and then K times again, and a
+follow-up turn (the chat, its answer and a new question) K times; the time to the first
+streamed token of each, median over the K, for both servers (llama-server's `cache_prompt`, on
+by default, is its prefix reuse).
+
 Standard library only. Usage:
   scripts/bench-server-vs-llamacpp.py --callm target/release/callm \
       [--llama-server path/to/llama-server] --model ~/.cache/callm/models/X.gguf \
-      [--threads 2] [--clients 1,2,4,8] [--n 128] [--reps 1]
+      [--threads 2] [--clients 1,2,4,8] [--n 128] [--reps 1] [--repeat-ttft K]
 """
 
 import argparse
@@ -178,6 +184,70 @@ def stop(proc):
         proc.wait()
 
 
+CHAT = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+
+def chat_ttft(port, messages, max_tokens=8):
+    """Seconds from sending a streaming chat request to its first content token, and the
+    answer's text."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = {"model": "m", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+            "stream": True}
+    sent = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+    first, text = None, ""
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            break
+        choices = json.loads(data).get("choices") or []
+        piece = (choices[0].get("delta") or {}).get("content") if choices else None
+        if piece:
+            first = first or time.perf_counter()
+            text += piece
+    conn.close()
+    if first is None:
+        raise RuntimeError("no content token came back")
+    return first - sent, text
+
+
+def repeat_ttft(args, engines):
+    """The `--repeat-ttft` table: cold, same chat again, and next-turn time to first token."""
+    print(f"# {os.path.basename(args.model)}, -t {args.threads}, one client, "
+          f"{args.repeat_ttft} repeats, load {load()}")
+    print("| engine | cold TTFT s | same chat again: TTFT s (median) | next turn: TTFT s (median) |")
+    print("| --- | ---: | ---: | ---: |")
+    for engine in engines:
+        proc = start(engine, args, 1, args.port)
+        try:
+            # callm builds its constrained-decoding vocabulary on another thread for a moment
+            # after it answers /health (0.3 s for Qwen's 151k tokens): not a prefill cost.
+            time.sleep(2)
+            # Warm-up with another system message and question: the first timed request
+            # shares only the template's first tokens with it, and prefills cold.
+            chat_ttft(args.port, [{"role": "system", "content": "Warm-up."},
+                                  {"role": "user", "content": "Say hi."}])
+            cold, answer = chat_ttft(args.port, CHAT)
+            again = [chat_ttft(args.port, CHAT)[0] for _ in range(args.repeat_ttft)]
+            turn = CHAT + [{"role": "assistant", "content": answer},
+                           {"role": "user", "content": "And of Italy?"}]
+            nxt = [chat_ttft(args.port, turn)[0] for _ in range(args.repeat_ttft)]
+        finally:
+            stop(proc)
+        print(f"| {engine} | {cold:.3f} | {quantile(again, 0.5):.3f} | {quantile(nxt, 0.5):.3f} |",
+              flush=True)
+
+
 def load():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -193,11 +263,18 @@ def main():
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--port", type=int, default=18180)
+    ap.add_argument("--repeat-ttft", type=int, metavar="K",
+                    help="measure prefix reuse (time to first token of a repeated chat) instead")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     if not counts or min(counts) < 1 or args.reps < 1:
         sys.exit("--clients takes positive counts and --reps at least 1")
     engines = ["callm"] + (["llama-server"] if args.llama_server else [])
+    if args.repeat_ttft is not None:
+        if args.repeat_ttft < 1:
+            sys.exit("--repeat-ttft takes at least 1")
+        repeat_ttft(args, engines)
+        return
     name = os.path.basename(args.model)
     print(f"# {name}, -t {args.threads}, {args.n} tokens per client, load {load()}")
     print("| engine | clients | rep | aggregate t/s | per client t/s | TTFT p50/p95 s "

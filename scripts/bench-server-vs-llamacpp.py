@@ -20,7 +20,7 @@ rank: the lower of two). Without
 `--llama-server` only callm runs (the ratios need no peer).
 
 `--repeat-ttft K` measures prefix reuse instead (issue 16, item 2): one client, a short chat
-(about 30 prompt tokens with Qwen's template) sent once cold and then K times again, and a
+(41 prompt tokens with Qwen's template) sent once cold and then K times again, and a
 follow-up turn (the chat, its answer and a new question) K times; the time to the first
 streamed token of each, median over the K, for both servers (llama-server's `cache_prompt`, on
 by default, is its prefix reuse).

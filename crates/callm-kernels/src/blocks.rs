@@ -9,8 +9,8 @@ use half::f16;
 /// Values per block for every kind this module handles.
 pub(crate) const QK: usize = 32;
 
-/// A ggml block type the packed kernels take: the 32-value family, and the K-quants (Q4_K, Q5_K,
-/// Q6_K), whose 256-value superblocks the kernels handle as eight 32-value blocks.
+/// A ggml block type the packed kernels take: the 32-value family, and the K-quants (Q2_K, Q3_K,
+/// Q4_K, Q5_K, Q6_K), whose 256-value superblocks the kernels handle as eight 32-value blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockKind {
     /// `d: f16, qs: [u8; 16]`; value = `d * (q - 8)`, `q` a nibble.
@@ -31,6 +31,12 @@ pub enum BlockKind {
     /// 256 values: 6-bit `q` (offset 32), an `i8` scale per 16 values, `d: f16`;
     /// value = `d * sc * (q - 32)`.
     Q6K,
+    /// 256 values: 2-bit `q`, a 4-bit scale and a 4-bit minimum per 16 values, `d, dmin: f16`;
+    /// value = `d * sc * q - dmin * m`.
+    Q2K,
+    /// 256 values: 3-bit `q` (offset 4; the third bit stored apart), a 6-bit scale (offset 32)
+    /// per 16 values, `d: f16`; value = `d * (sc - 32) * (q - 4)`.
+    Q3K,
 }
 
 impl BlockKind {
@@ -45,6 +51,8 @@ impl BlockKind {
             GgmlDType::Q4K => Some(BlockKind::Q4K),
             GgmlDType::Q5K => Some(BlockKind::Q5K),
             GgmlDType::Q6K => Some(BlockKind::Q6K),
+            GgmlDType::Q2K => Some(BlockKind::Q2K),
+            GgmlDType::Q3K => Some(BlockKind::Q3K),
             _ => None,
         }
     }
@@ -61,12 +69,23 @@ impl BlockKind {
             BlockKind::Q4K => GgmlDType::Q4K,
             BlockKind::Q5K => GgmlDType::Q5K,
             BlockKind::Q6K => GgmlDType::Q6K,
+            BlockKind::Q2K => GgmlDType::Q2K,
+            BlockKind::Q3K => GgmlDType::Q3K,
         }
     }
 
     /// Whether this is a K-quant (256-value superblocks, activations quantized as Q8_K).
     pub(crate) fn is_k(self) -> bool {
-        matches!(self, BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K)
+        matches!(
+            self,
+            BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K
+        )
+    }
+
+    /// Whether a K-quant has an integer scale per 16 values (Q2_K, Q3_K, Q6_K) rather than
+    /// per 32 (Q4_K, Q5_K).
+    pub(crate) fn scale_per_16(self) -> bool {
+        matches!(self, BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q6K)
     }
 
     /// Values per block in the file: 32, or 256 for the K-quants.
@@ -89,6 +108,8 @@ impl BlockKind {
             BlockKind::Q4K => 144,
             BlockKind::Q5K => 176,
             BlockKind::Q6K => 210,
+            BlockKind::Q2K => 84,
+            BlockKind::Q3K => 110,
         }
     }
 
@@ -101,25 +122,41 @@ impl BlockKind {
             BlockKind::Q5_0 => 16,
             BlockKind::Q5_1 => 0,
             BlockKind::Q8_0 => 128,
-            BlockKind::Q4K | BlockKind::Q5K => 0,
+            BlockKind::Q2K | BlockKind::Q4K | BlockKind::Q5K => 0,
+            BlockKind::Q3K => 4,
             BlockKind::Q6K => 32,
         }
     }
 
-    /// Whether blocks carry an additive minimum (Q4_1, Q5_1, Q4_K, Q5_K).
+    /// Whether blocks carry an additive minimum (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K).
     pub(crate) fn has_min(self) -> bool {
         matches!(
             self,
-            BlockKind::Q4_1 | BlockKind::Q5_1 | BlockKind::Q4K | BlockKind::Q5K
+            BlockKind::Q4_1 | BlockKind::Q5_1 | BlockKind::Q2K | BlockKind::Q4K | BlockKind::Q5K
         )
     }
 
-    /// Whether values have a fifth bit stored apart (Q5_0, Q5_1, Q5_K, Q6_K).
+    /// Whether values have a bit stored apart from their lines: the fifth (Q5_0, Q5_1, Q5_K,
+    /// Q6_K) or Q3_K's third ([`BlockKind::high_bit`]).
     pub(crate) fn has_high_bit(self) -> bool {
         matches!(
             self,
-            BlockKind::Q5_0 | BlockKind::Q5_1 | BlockKind::Q5K | BlockKind::Q6K
+            BlockKind::Q5_0 | BlockKind::Q5_1 | BlockKind::Q3K | BlockKind::Q5K | BlockKind::Q6K
         )
+    }
+
+    /// The position of the bit stored apart: 2 for Q3_K (its lines hold two bits), else 4.
+    pub(crate) fn high_bit(self) -> u8 {
+        if self == BlockKind::Q3K {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// Whether the packed lines hold two bits per value (Q2_K, Q3_K), not four.
+    pub(crate) fn two_bit_lines(self) -> bool {
+        matches!(self, BlockKind::Q2K | BlockKind::Q3K)
     }
 
     /// Whether values have a sixth bit (Q6_K).
@@ -192,7 +229,7 @@ pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
                 u.q[j] = b[2 + j] as i8 as i32;
             }
         }
-        BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => {}
+        BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => {}
     }
     u
 }

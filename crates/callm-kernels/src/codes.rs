@@ -21,6 +21,53 @@ pub(crate) const K_Q4K: u8 = 0;
 pub(crate) const K_Q5K: u8 = 1;
 /// Q6_K.
 pub(crate) const K_Q6K: u8 = 2;
+/// Q2_K.
+pub(crate) const K_Q2K: u8 = 3;
+/// Q3_K.
+pub(crate) const K_Q3K: u8 = 4;
+
+/// Whether the K-quant has an integer scale per 16 values (Q2_K, Q3_K, Q6_K), not per 32.
+pub(crate) const fn k_scale_per_16(k: u8) -> bool {
+    k == K_Q6K || k == K_Q2K || k == K_Q3K
+}
+
+/// Whether the K-quant has minimums (Q2_K per 16 values, Q4_K/Q5_K per 32).
+pub(crate) const fn k_has_min(k: u8) -> bool {
+    k != K_Q6K && k != K_Q3K
+}
+
+/// The offset that makes the K-quant's integers unsigned ([`BlockKind::offset`]).
+pub(crate) const fn k_offset(k: u8) -> i32 {
+    match k {
+        K_Q6K => 32,
+        K_Q3K => 4,
+        _ => 0,
+    }
+}
+
+/// Whether the K-quant's lines hold two bits per value (Q2_K, Q3_K): two lines per block.
+pub(crate) const fn k_two_bit(k: u8) -> bool {
+    k == K_Q2K || k == K_Q3K
+}
+
+/// Quant lines per 32-value tile block of a K-quant.
+pub(crate) const fn k_lines(k: u8) -> usize {
+    if k_two_bit(k) {
+        2
+    } else {
+        4
+    }
+}
+
+/// Pairs of blocks' minimums per superblock in `PackedMatrix::kmin` (Q4_K/Q5_K: 4 pairs of
+/// 32-value blocks; Q2_K: 8 pairs of 16-value groups, one per block).
+pub(crate) const fn k_min_pairs(k: u8) -> usize {
+    if k == K_Q2K {
+        8
+    } else {
+        4
+    }
+}
 
 /// Whether the 32-value kind has a per-block minimum.
 pub(crate) const fn has_min(k: u8) -> bool {
@@ -50,7 +97,12 @@ pub(crate) fn kind_code(kind: BlockKind) -> u8 {
         BlockKind::Q5_0 => K_Q5_0,
         BlockKind::Q5_1 => K_Q5_1,
         // K-quants have their own kernels and codes (`k_code`); never dispatched here.
-        BlockKind::Q8_0 | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => K_Q8_0,
+        BlockKind::Q8_0
+        | BlockKind::Q2K
+        | BlockKind::Q3K
+        | BlockKind::Q4K
+        | BlockKind::Q5K
+        | BlockKind::Q6K => K_Q8_0,
     }
 }
 
@@ -59,6 +111,8 @@ pub(crate) fn k_code(kind: BlockKind) -> u8 {
     match kind {
         BlockKind::Q4K => K_Q4K,
         BlockKind::Q5K => K_Q5K,
+        BlockKind::Q2K => K_Q2K,
+        BlockKind::Q3K => K_Q3K,
         _ => K_Q6K,
     }
 }

@@ -1,4 +1,4 @@
-//! The ggml K-quant formats (Q4_K, Q5_K, Q6_K: superblocks of 256 values) and their plain scalar
+//! The ggml K-quant formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K: superblocks of 256 values) and their plain scalar
 //! reference: decoding a superblock, and its dot product with activations quantized as Q8_K, in
 //! the integers ggml (and candle) compute it with.
 //!
@@ -20,13 +20,13 @@ pub(crate) const GROUP: usize = 16;
 pub(crate) struct KUnpacked {
     /// Superblock scale.
     pub(crate) d: f32,
-    /// Superblock scale of the minimums (0 for Q6_K).
+    /// Superblock scale of the minimums (0 for Q3_K and Q6_K).
     pub(crate) dmin: f32,
     /// Integer scale of each group of 16.
     pub(crate) sc: [i32; QK_K / GROUP],
-    /// Integer minimum of each group of 16 (0 for Q6_K).
+    /// Integer minimum of each group of 16 (0 for Q3_K and Q6_K).
     pub(crate) mn: [i32; QK_K / GROUP],
-    /// Unsigned integers (Q4_K: 0..16, Q5_K: 0..32, Q6_K: 0..64).
+    /// Unsigned integers (Q2_K: 0..4, Q3_K: 0..8, Q4_K: 0..16, Q5_K: 0..32, Q6_K: 0..64).
     pub(crate) u: [u8; QK_K],
 }
 
@@ -87,6 +87,45 @@ pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Option<KUnpacked> {
                             u |= 16;
                         }
                         k.u[32 * j + l] = u;
+                    }
+                }
+            }
+        }
+        BlockKind::Q2K => {
+            // `scales[g]`: scale in the low nibble, minimum in the high one.
+            let (scales, qs) = (&b[0..16], &b[16..80]);
+            k.d = f16_at(b, 80);
+            k.dmin = f16_at(b, 82);
+            for (g, &s) in scales.iter().enumerate() {
+                k.sc[g] = (s & 15) as i32;
+                k.mn[g] = (s >> 4) as i32;
+            }
+            // Two halves of 128 values; in each, value 32·j + l takes bits 2j..2j+2 of qs[l].
+            for h in 0..2 {
+                for j in 0..4 {
+                    for l in 0..32 {
+                        k.u[128 * h + 32 * j + l] = (qs[32 * h + l] >> (2 * j)) & 3;
+                    }
+                }
+            }
+        }
+        BlockKind::Q3K => {
+            let (hmask, qs, sb) = (&b[0..32], &b[32..96], &b[96..108]);
+            k.d = f16_at(b, 108);
+            // Sixteen 6-bit scales: low nibbles in bytes 0..8 (groups 0..8 low, 8..16 high),
+            // the top two bits in bytes 8..12, two per group.
+            for g in 0..16 {
+                let low = if g < 8 { sb[g] & 15 } else { sb[g - 8] >> 4 };
+                let high = (sb[8 + g % 4] >> (2 * (g / 4))) & 3;
+                k.sc[g] = (low | (high << 4)) as i32 - 32;
+            }
+            // As Q2_K for the low two bits; bit 4h + j of hmask[l] is the third.
+            for h in 0..2 {
+                for j in 0..4 {
+                    for l in 0..32 {
+                        let low = (qs[32 * h + l] >> (2 * j)) & 3;
+                        let high = (hmask[l] >> (4 * h + j)) & 1;
+                        k.u[128 * h + 32 * j + l] = low | (high << 2);
                     }
                 }
             }

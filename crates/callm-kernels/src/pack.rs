@@ -8,11 +8,14 @@
 //! - 4/5-bit kinds: 4 lines of 64 bytes; line `g`, byte `4r + j` holds `u[r][8g+j] & 15` in its
 //!   low nibble and `u[r][8g+4+j] & 15` in its high nibble. Q5_0/Q5_1 add 8 masks (`u64`); mask `h`,
 //!   bit `4r + j` is bit 4 of `u[r][4h+j]`.
+//! - Q2_K, Q3_K: 2 lines of 64 bytes; line `g`, byte `4r + j`, bits `2c..2c+2` hold
+//!   `u[r][16g+4c+j] & 3`. Q3_K adds 8 masks of its third bit (bit 2), laid out as Q5's.
 //! - Q8_0: 8 lines; line `h`, byte `4r + j` is `u[r][4h+j]`.
 //! - scales `d` (and Q4_1/Q5_1's minimum `m`) as 16 f16 per tile block.
-//! - K-quants: the same 4-bit lines and bit-4 masks (Q5_K, Q6_K) per 32 values, bit-5 masks
-//!   (Q6_K), the superblock's `d` and `dmin` as 16 f16 per tile superblock, and two integer
-//!   scales per row and 32 values (`ks`).
+//! - K-quants: the same lines (4-bit, or 2-bit for Q2_K/Q3_K) and high-bit masks (Q3_K, Q5_K,
+//!   Q6_K) per 32 values, bit-5 masks (Q6_K), the superblock's `d` and `dmin` as 16 f16
+//!   per tile superblock, one or two integer scales per row and 32 values (`ks`), and the
+//!   integer minimums of Q2_K/Q4_K/Q5_K (`kmin`).
 //!
 //! Rows past `n` in the last tile are padding with scale 0.
 
@@ -44,7 +47,8 @@ pub(crate) struct PackedMatrix {
     pub(crate) tiles: usize,
     /// Quant lines, tile-major then block: [`PackedMatrix::lines_per_block`] per tile block.
     pub(crate) qs: crate::huge::Lines,
-    /// Bit-4 masks (Q5_0, Q5_1, Q5_K, Q6_K), 8 per tile block; empty for other kinds.
+    /// High-bit masks (bit 4 of Q5_0, Q5_1, Q5_K, Q6_K; bit 2 of Q3_K), 8 per tile block;
+    /// empty for other kinds.
     pub(crate) qh: Vec<u64>,
     /// Bit-5 masks (Q6_K), 8 per tile block; empty for other kinds.
     pub(crate) qh2: Vec<u64>,
@@ -54,12 +58,14 @@ pub(crate) struct PackedMatrix {
     /// Minimums as f16 bits laid out as `d` (Q4_1, Q5_1; Q4_K/Q5_K's `dmin`); empty otherwise.
     pub(crate) m: Vec<u16>,
     /// K-quants: the integer scales of each tile block, 16 `i8` (Q4_K/Q5_K: one per row) or 32
-    /// (Q6_K: 16 rows for the first 16 values, 16 for the last); empty otherwise.
+    /// (Q2_K, Q3_K, Q6_K: 16 rows for the first 16 values, 16 for the last); empty otherwise.
     pub(crate) ks: Vec<i8>,
-    /// Q4_K/Q5_K: the integer minimums, 128 `i16` per tile superblock: for each pair `jp` of
-    /// blocks (0..4), row `r`'s minimums of blocks `2jp` and `2jp+1` at `32jp + 2r` and
-    /// `32jp + 2r + 1` (one `vpdpwssd` per pair); empty otherwise.
-    pub(crate) kmin: Vec<i16>,
+    /// Q4_K/Q5_K: the integer minimums (6 bits unsigned), 128 `i8` per tile superblock: for
+    /// each pair `jp` of blocks (0..4), row `r`'s minimums of blocks `2jp` and `2jp+1` at
+    /// `32jp + 2r` and `32jp + 2r + 1` (widened to 16 bits as they are loaded: one `vpdpwssd`
+    /// per pair). Q2_K: 256 per tile superblock, the pairs
+    /// being the two 16-value groups of block `jp` (0..8). Empty otherwise.
+    pub(crate) kmin: Vec<i8>,
 }
 
 impl PackedMatrix {
@@ -67,6 +73,8 @@ impl PackedMatrix {
     pub(crate) fn lines_per_block(kind: BlockKind) -> usize {
         if kind == BlockKind::Q8_0 {
             8
+        } else if kind.two_bit_lines() {
+            2
         } else {
             4
         }
@@ -75,8 +83,17 @@ impl PackedMatrix {
     /// Integer scales per row and tile block in `ks` (0 for 32-value kinds).
     pub(crate) fn scales_per_row(kind: BlockKind) -> usize {
         match kind {
-            BlockKind::Q6K => 2,
+            BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q6K => 2,
             BlockKind::Q4K | BlockKind::Q5K => 1,
+            _ => 0,
+        }
+    }
+
+    /// Integer minimums per tile superblock in `kmin` (0 for kinds without minimums).
+    pub(crate) fn kmin_per_superblock(kind: BlockKind) -> usize {
+        match kind {
+            BlockKind::Q2K => 256,
+            BlockKind::Q4K | BlockKind::Q5K => 128,
             _ => 0,
         }
     }
@@ -126,7 +143,7 @@ impl PackedMatrix {
             },
             ks: vec![0; tiles * nb * TILE * Self::scales_per_row(kind)],
             kmin: if kind.is_k() && kind.has_min() {
-                vec![0; tiles * (k / QK_K) * 128]
+                vec![0; tiles * (k / QK_K) * Self::kmin_per_superblock(kind)]
             } else {
                 vec![]
             },
@@ -153,14 +170,19 @@ impl PackedMatrix {
                         for (r, s) in sup.iter().enumerate() {
                             let Some(s) = s else { continue };
                             u[r].copy_from_slice(&s.u[QK * j..QK * (j + 1)]);
-                            // Scales fit an i8 (Q4_K/Q5_K: 6 bits unsigned; Q6_K: i8).
+                            // Scales fit an i8 (Q2_K: 4 bits, Q4_K/Q5_K: 6 bits unsigned;
+                            // Q3_K: 6 bits signed; Q6_K: i8).
                             let at = tb * TILE * Self::scales_per_row(kind);
                             p.ks[at + r] = s.sc[2 * j] as i8;
-                            if kind == BlockKind::Q6K {
+                            if kind.scale_per_16() {
                                 p.ks[at + TILE + r] = s.sc[2 * j + 1] as i8;
-                            } else {
-                                p.kmin[tsb * 128 + 32 * (j / 2) + 2 * r + j % 2] =
-                                    s.mn[2 * j] as i16;
+                            }
+                            let mins = tsb * Self::kmin_per_superblock(kind);
+                            if kind == BlockKind::Q2K {
+                                p.kmin[mins + 32 * j + 2 * r] = s.mn[2 * j] as i8;
+                                p.kmin[mins + 32 * j + 2 * r + 1] = s.mn[2 * j + 1] as i8;
+                            } else if kind.has_min() {
+                                p.kmin[mins + 32 * (j / 2) + 2 * r + j % 2] = s.mn[2 * j] as i8;
                             }
                         }
                         p.fill_block(tb, &u);
@@ -207,10 +229,23 @@ impl PackedMatrix {
             }
             return;
         }
-        for (g, line) in lines.iter_mut().enumerate() {
-            for r in 0..TILE {
-                for j in 0..4 {
-                    line.0[4 * r + j] = (u[r][8 * g + j] & 15) | ((u[r][8 * g + 4 + j] & 15) << 4);
+        if self.kind.two_bit_lines() {
+            for (g, line) in lines.iter_mut().enumerate() {
+                for r in 0..TILE {
+                    for j in 0..4 {
+                        line.0[4 * r + j] = (0..4)
+                            .map(|c| (u[r][16 * g + 4 * c + j] & 3) << (2 * c))
+                            .fold(0, |a, b| a | b);
+                    }
+                }
+            }
+        } else {
+            for (g, line) in lines.iter_mut().enumerate() {
+                for r in 0..TILE {
+                    for j in 0..4 {
+                        line.0[4 * r + j] =
+                            (u[r][8 * g + j] & 15) | ((u[r][8 * g + 4 + j] & 15) << 4);
+                    }
                 }
             }
         }
@@ -225,12 +260,22 @@ impl PackedMatrix {
         };
         for h in 0..8 {
             if self.kind.has_high_bit() {
-                self.qh[tb * 8 + h] = plane(4, h);
+                self.qh[tb * 8 + h] = plane(self.kind.high_bit(), h);
             }
             if self.kind.has_bit5() {
                 self.qh2[tb * 8 + h] = plane(5, h);
             }
         }
+    }
+
+    /// Bytes the packed matrix takes in memory.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.qs.len() * 64
+            + (self.qh.len() + self.qh2.len()) * 8
+            + (self.d.len() + self.m.len()) * 2
+            + self.ks.len()
+            + self.kmin.len()
     }
 
     /// The unsigned integer `u` of row `r` (within the tile), value `i` of tile block `tb`.
@@ -240,12 +285,17 @@ impl PackedMatrix {
         if self.kind == BlockKind::Q8_0 {
             return lines[i / 4].0[4 * r + i % 4] as i32;
         }
-        let (g, rem) = (i / 8, i % 8);
-        let byte = lines[g].0[4 * r + rem % 4];
-        let mut u = if rem < 4 { byte & 15 } else { byte >> 4 } as i32;
+        let mut u = if self.kind.two_bit_lines() {
+            let byte = lines[i / 16].0[4 * r + i % 4];
+            ((byte >> (2 * ((i % 16) / 4))) & 3) as i32
+        } else {
+            let (g, rem) = (i / 8, i % 8);
+            let byte = lines[g].0[4 * r + rem % 4];
+            (if rem < 4 { byte & 15 } else { byte >> 4 }) as i32
+        };
         let bit = |plane: &[u64]| ((plane[tb * 8 + i / 4] >> (4 * r + i % 4)) & 1) as i32;
         if self.kind.has_high_bit() {
-            u |= bit(&self.qh) << 4;
+            u |= bit(&self.qh) << self.kind.high_bit();
         }
         if self.kind.has_bit5() {
             u |= bit(&self.qh2) << 5;

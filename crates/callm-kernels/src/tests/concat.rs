@@ -31,6 +31,12 @@ const CASES: &[&[(BlockKind, usize)]] = &[
         (BlockKind::Q5K, 72),
     ],
     &[(BlockKind::Q4_0, 1000), (BlockKind::Q4_0, 1000)],
+    // A Q3_K_M / Q2_K file's layer: q and k in Q3_K or Q2_K, v in Q4_K.
+    &[
+        (BlockKind::Q3K, 48),
+        (BlockKind::Q2K, 24),
+        (BlockKind::Q4K, 40),
+    ],
 ];
 
 #[test]

@@ -13,7 +13,13 @@ use crate::matmul::matmul_with;
 use crate::pack::PackedMatrix;
 use crate::Isa;
 
-const KINDS: [BlockKind; 3] = [BlockKind::Q4K, BlockKind::Q5K, BlockKind::Q6K];
+const KINDS: [BlockKind; 5] = [
+    BlockKind::Q2K,
+    BlockKind::Q3K,
+    BlockKind::Q4K,
+    BlockKind::Q5K,
+    BlockKind::Q6K,
+];
 
 fn tensor(v: Vec<f32>, rows: usize, cols: usize) -> Tensor {
     Tensor::new(v, &Device::Cpu)
@@ -101,7 +107,8 @@ fn q8k_activations_match_candle_bit_for_bit() {
 fn k_kernels_match_candle_matmul() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
     for kind in KINDS {
-        for &(n, nsb, m) in &[(16, 1, 1), (37, 2, 3), (5, 1, 9), (48, 3, 70)] {
+        // The last: a row as long as Qwen2.5-0.5B's ffn_down (4864 values).
+        for &(n, nsb, m) in &[(16, 1, 1), (37, 2, 3), (5, 1, 9), (48, 3, 70), (20, 19, 2)] {
             let k = nsb * QK_K;
             let w = random_blocks(kind, n * nsb, &mut rng);
             let x = random_f32(m * k, &mut rng);
@@ -157,8 +164,11 @@ fn largest_integer_sums_do_not_overflow() {
         let k = nsb * QK_K;
         let mut w = random_blocks(kind, n * nsb, &mut rng);
         for blk in w.chunks_mut(kind.block_bytes()) {
-            // Q6_K keeps its f16 scale last; the others keep `d` and `dmin` first.
+            // Q2_K, Q3_K and Q6_K keep their f16 scales last; the others keep `d` and `dmin`
+            // first.
             match kind {
+                BlockKind::Q2K => blk[..80].fill(0xFF),
+                BlockKind::Q3K => blk[..108].fill(0xFF),
                 BlockKind::Q6K => blk[..208].fill(0xFF),
                 _ => blk[4..].fill(0xFF),
             }
@@ -184,5 +194,32 @@ fn largest_integer_sums_do_not_overflow() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn packing_costs_little_memory_over_the_file() {
+    // Q2_K and Q3_K pack their integers two bits to a line (Q3_K's third bit in a plane):
+    // people pick these kinds to fit a model in memory, which 4-bit lines would undo (Q2_K
+    // came to 2.1x its file so). Every kind stays within a quarter of its file size.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let kinds = [
+        BlockKind::Q4_0,
+        BlockKind::Q4_1,
+        BlockKind::Q5_0,
+        BlockKind::Q5_1,
+        BlockKind::Q8_0,
+    ];
+    for kind in KINDS.into_iter().chain(kinds) {
+        let (n, k) = (64, 16 * QK_K);
+        let w = random_blocks(kind, n * k / kind.block_values(), &mut rng);
+        let p = PackedMatrix::pack(kind, &w, n, k).unwrap();
+        let ratio = p.bytes() as f64 / w.len() as f64;
+        assert!(
+            ratio <= 1.25,
+            "{kind:?}: packed {} bytes, file {} ({ratio:.2}x)",
+            p.bytes(),
+            w.len()
+        );
     }
 }

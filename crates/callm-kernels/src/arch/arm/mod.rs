@@ -149,6 +149,29 @@ pub(crate) unsafe fn unpack_nibbles(lines: *const u8, q: usize) -> [int8x16_t; 8
     }
 }
 
+/// Unpacks quarter `q` of the two 2-bit lines at `lines` (64 bytes apart; Q2_K, Q3_K) into
+/// eight registers, `w[h]` holding values `4h..4h+4` of the quarter's four rows.
+///
+/// # Safety
+/// Two 64-byte lines must be readable at `lines`, and `q < 4`.
+#[inline(always)]
+pub(crate) unsafe fn unpack_crumbs(lines: *const u8, q: usize) -> [int8x16_t; 8] {
+    // SAFETY: NEON is part of every aarch64 target; quarter `q` of line `g` is 16 of the bytes
+    // the caller's contract makes readable.
+    unsafe {
+        let m = vdupq_n_u8(0x03);
+        let mut w = [vdupq_n_s8(0); 8];
+        for g in 0..2 {
+            let v = vld1q_u8(lines.add(g * 64 + 16 * q));
+            w[4 * g] = vreinterpretq_s8_u8(vandq_u8(v, m));
+            w[4 * g + 1] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8::<2>(v), m));
+            w[4 * g + 2] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8::<4>(v), m));
+            w[4 * g + 3] = vreinterpretq_s8_u8(vshrq_n_u8::<6>(v));
+        }
+        w
+    }
+}
+
 /// Sets bit `val` in the bytes of `w` whose bit is set in quarter `q` of the eight masks at
 /// `masks`.
 ///

@@ -1,4 +1,4 @@
-//! aarch64 NEON tile kernels for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations, on
+//! aarch64 NEON tile kernels for the K-quants (Q2_K to Q6_K) against Q8_K activations, on
 //! the layout of `crate::pack` and with the integer sums of x86's `tiles_k`: per 32-value
 //! block, each row's integer dot times its integer scale, summed over the superblock; the
 //! float scales apply once per superblock. Four rows (a line quarter) at a time, as in
@@ -13,8 +13,11 @@
 
 use core::arch::aarch64::*;
 
-use super::{block_dots, f16x4, or_plane, store_quarter, unpack_nibbles};
-use crate::codes::{K_Q4K, K_Q6K};
+use super::{block_dots, f16x4, or_plane, store_quarter, unpack_crumbs, unpack_nibbles};
+use crate::codes::{
+    k_has_min, k_lines, k_min_pairs, k_offset, k_scale_per_16, k_two_bit, K_Q2K, K_Q3K, K_Q5K,
+    K_Q6K,
+};
 use crate::kblocks::QK_K;
 use crate::matmul::TileCall;
 use crate::pack::TILE;
@@ -72,17 +75,29 @@ unsafe fn tile_body_k<const MT: usize, const K: u8, const DOT: bool>(c: TileCall
         let nb = p.nb;
         let nsb = nb / BPS;
         let tb0 = tile * nb;
-        let spr = if K == K_Q6K { 2 } else { 1 };
+        let per16 = k_scale_per_16(K);
+        let spr = if per16 { 2 } else { 1 };
+        let off = k_offset(K);
+        let pairs = k_min_pairs(K);
+        let lpb = k_lines(K);
         for q in 0..4 {
             let mut acc = [vdupq_n_f32(0.0); MT];
             for sb in 0..nsb {
                 let mut isum = [vdupq_n_s32(0); MT];
                 for j in 0..BPS {
                     let tb = tb0 + sb * BPS + j;
-                    // In bounds: tile block `tb`'s 4 lines, 8 masks per bit plane the kind has,
-                    // and `spr * 16` integer scales; `q < 4`.
-                    let mut w = unpack_nibbles(p.qs.as_ptr().add(tb * 4) as *const u8, q);
-                    if K != K_Q4K {
+                    // In bounds: tile block `tb`'s `lpb` lines, 8 masks per bit plane the kind
+                    // has, and `spr * 16` integer scales; `q < 4`.
+                    let lines = p.qs.as_ptr().add(tb * lpb) as *const u8;
+                    let mut w = if k_two_bit(K) {
+                        unpack_crumbs(lines, q)
+                    } else {
+                        unpack_nibbles(lines, q)
+                    };
+                    if K == K_Q3K {
+                        or_plane(&mut w, p.qh.as_ptr().add(tb * 8), q, 0x04);
+                    }
+                    if K == K_Q5K || K == K_Q6K {
                         or_plane(&mut w, p.qh.as_ptr().add(tb * 8), q, 0x10);
                     }
                     if K == K_Q6K {
@@ -90,7 +105,7 @@ unsafe fn tile_body_k<const MT: usize, const K: u8, const DOT: bool>(c: TileCall
                     }
                     let ks = p.ks.as_ptr().add(tb * spr * TILE + 4 * q);
                     let s0 = i8x4(ks);
-                    let s1 = if K == K_Q6K {
+                    let s1 = if per16 {
                         i8x4(ks.add(TILE))
                     } else {
                         vdupq_n_s32(0)
@@ -101,29 +116,31 @@ unsafe fn tile_body_k<const MT: usize, const K: u8, const DOT: bool>(c: TileCall
                         let ap = a.q.as_ptr().add(ab * 32);
                         let (mut lo, mut hi) =
                             block_dots::<DOT>(&w, vld1q_s8(ap), vld1q_s8(ap.add(16)));
-                        if K == K_Q6K {
-                            // Offset 32 per 16-value group, each group with its own scale.
-                            let bs = |i: usize| vdupq_n_s32(32 * *a.bs16.get_unchecked(i));
-                            lo = vsubq_s32(lo, bs(2 * ab));
-                            hi = vsubq_s32(hi, bs(2 * ab + 1));
+                        if per16 {
+                            // The offset per 16-value group, each group with its own scale.
+                            if off != 0 {
+                                let bs = |i: usize| vdupq_n_s32(off * *a.bs16.get_unchecked(i));
+                                lo = vsubq_s32(lo, bs(2 * ab));
+                                hi = vsubq_s32(hi, bs(2 * ab + 1));
+                            }
                             *isum_t = vmlaq_s32(vmlaq_s32(*isum_t, lo, s0), hi, s1);
                         } else {
                             *isum_t = vmlaq_s32(*isum_t, vaddq_s32(lo, hi), s0);
                         }
                     }
                 }
-                // In bounds: tile superblock `tsb`'s 16 scales, and for Q4_K/Q5_K its 16
-                // minimum scales and 128 integer minimums; `q < 4`.
+                // In bounds: tile superblock `tsb`'s 16 scales, and for the kinds with minimums
+                // its 16 minimum scales and `32 * pairs` integer minimums; `q < 4`.
                 let tsb = tile * nsb + sb;
                 let at = tsb * TILE + 4 * q;
                 let dw = f16x4(p.d.as_ptr().add(at));
-                // Q4_K/Q5_K's minimum term, Σ_j mn_j · bsum32_j: the rows' (block 2jp, 2jp+1)
-                // minimum pairs against the activation's pair of block sums.
-                let (mut mins, mut mw) = ([vdupq_n_s16(0); 4], vdupq_n_f32(0.0));
-                if K != K_Q6K {
-                    let km = p.kmin.as_ptr().add(tsb * 128 + 8 * q);
-                    for (jp, v) in mins.iter_mut().enumerate() {
-                        *v = vld1q_s16(km.add(32 * jp));
+                // The minimum term: the rows' minimum pairs (Q4_K/Q5_K: blocks 2jp and 2jp+1;
+                // Q2_K: the two groups of block jp) against the activation's pair of sums.
+                let (mut mins, mut mw) = ([vdupq_n_s16(0); 8], vdupq_n_f32(0.0));
+                if k_has_min(K) {
+                    let km = p.kmin.as_ptr().add(tsb * 32 * pairs + 8 * q);
+                    for (jp, v) in mins[..pairs].iter_mut().enumerate() {
+                        *v = vmovl_s8(vld1_s8(km.add(32 * jp)));
                     }
                     mw = f16x4(p.m.as_ptr().add(at));
                 }
@@ -132,10 +149,17 @@ unsafe fn tile_body_k<const MT: usize, const K: u8, const DOT: bool>(c: TileCall
                     let asb = (t0 + t) * nsb + sb;
                     let ad = vdupq_n_f32(*a.dk.get_unchecked(asb));
                     *acc_t = vfmaq_f32(*acc_t, vcvtq_f32_s32(isum[t]), vmulq_f32(dw, ad));
-                    if K != K_Q6K {
+                    if k_has_min(K) {
                         let mut msum = vdupq_n_s32(0);
-                        for (jp, v) in mins.iter().enumerate() {
-                            let pair = *a.bsp.get_unchecked(asb * 4 + jp);
+                        for (jp, v) in mins[..pairs].iter().enumerate() {
+                            let pair = if K == K_Q2K {
+                                let ab = asb * BPS + jp;
+                                let lo = *a.bs16.get_unchecked(2 * ab) as u16 as u32;
+                                let hi = *a.bs16.get_unchecked(2 * ab + 1) as u16 as u32;
+                                (lo | (hi << 16)) as i32
+                            } else {
+                                *a.bsp.get_unchecked(asb * 4 + jp)
+                            };
                             let pair = vreinterpretq_s16_s32(vdupq_n_s32(pair));
                             let lo = vmull_s16(vget_low_s16(*v), vget_low_s16(pair));
                             let hi = vmull_high_s16(*v, pair);

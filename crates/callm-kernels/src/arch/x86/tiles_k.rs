@@ -1,5 +1,6 @@
-//! x86-64 tile kernels for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations, on the
-//! same packed layout as [`super::tiles`]: per 32-value block, the integer dot of each of the 16
+//! x86-64 tile kernels for the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K
+//! activations, on the same packed layout as [`super::tiles`]: per 32-value block (or each
+//! half of it, for the kinds with a scale per 16 values), the integer dot of each of the 16
 //! rows (one `vpdpbusd` chain, or `vpmaddubsw` + `vpmaddwd` on AVX2) is multiplied by the row's
 //! integer scale and summed over the superblock in integers, exactly as ggml does; the float
 //! scales apply once per superblock.
@@ -14,7 +15,10 @@
 use core::arch::x86_64::*;
 
 use super::{act4, dp_lines_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
-use crate::codes::{K_Q4K, K_Q6K};
+use crate::codes::{
+    k_has_min, k_lines, k_min_pairs, k_offset, k_scale_per_16, k_two_bit, K_Q2K, K_Q3K, K_Q5K,
+    K_Q6K,
+};
 use crate::kblocks::QK_K;
 use crate::matmul::TileCall;
 use crate::pack::TILE;
@@ -33,28 +37,49 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
     let nb = p.nb;
     let nsb = nb / BPS;
     let nib = _mm512_set1_epi8(0x0F);
+    let crumb = _mm512_set1_epi8(0x03);
+    let bit2 = _mm512_set1_epi8(0x04);
     let bit4 = _mm512_set1_epi8(0x10);
     let bit5 = _mm512_set1_epi8(0x20);
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); MT];
     let tb0 = tile * nb;
-    let spr = if K == K_Q6K { 2 } else { 1 };
+    let per16 = k_scale_per_16(K);
+    let spr = if per16 { 2 } else { 1 };
+    let off = k_offset(K);
+    let lpb = k_lines(K);
     for sb in 0..nsb {
         let mut isum = [zero; MT];
         for j in 0..BPS {
             let tb = tb0 + sb * BPS + j;
-            prefetch_ahead(p, tb * 4, 4);
+            prefetch_ahead(p, tb * lpb, lpb);
             let mut w = [zero; 8];
-            // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines, 8 masks
-            // per bit plane the kind has, and `spr * 16` integer scales exist.
+            // SAFETY: tile block `tb` is in bounds (module docs): its `lpb` aligned lines, 8
+            // masks per bit plane the kind has, and `spr * 16` integer scales exist.
             let (s0, s1) = unsafe {
-                let lines = p.qs.as_ptr().add(tb * 4) as *const __m512i;
-                for g in 0..4 {
-                    let v = _mm512_load_si512(lines.add(g));
-                    w[2 * g] = _mm512_and_si512(v, nib);
-                    w[2 * g + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+                let lines = p.qs.as_ptr().add(tb * lpb) as *const __m512i;
+                if k_two_bit(K) {
+                    for g in 0..2 {
+                        let v = _mm512_load_si512(lines.add(g));
+                        w[4 * g] = _mm512_and_si512(v, crumb);
+                        w[4 * g + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), crumb);
+                        w[4 * g + 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), crumb);
+                        w[4 * g + 3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), crumb);
+                    }
+                } else {
+                    for g in 0..4 {
+                        let v = _mm512_load_si512(lines.add(g));
+                        w[2 * g] = _mm512_and_si512(v, nib);
+                        w[2 * g + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+                    }
                 }
-                if K != K_Q4K {
+                if K == K_Q3K {
+                    let qh = p.qh.as_ptr().add(tb * 8);
+                    for (h, wh) in w.iter_mut().enumerate() {
+                        *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh.add(h), bit2));
+                    }
+                }
+                if K == K_Q5K || K == K_Q6K {
                     let qh = p.qh.as_ptr().add(tb * 8);
                     for (h, wh) in w.iter_mut().enumerate() {
                         *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh.add(h), bit4));
@@ -68,7 +93,7 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
                 }
                 let ks = p.ks.as_ptr().add(tb * spr * TILE);
                 let s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(ks as *const __m128i));
-                let s1 = if K == K_Q6K {
+                let s1 = if per16 {
                     _mm512_cvtepi8_epi32(_mm_loadu_si128(ks.add(TILE) as *const __m128i))
                 } else {
                     zero
@@ -94,10 +119,12 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
                 hi = _mm512_dpbusd_epi32(hi, w[6], x(6));
                 lo = _mm512_dpbusd_epi32(lo, w[3], x(3));
                 hi = _mm512_dpbusd_epi32(hi, w[7], x(7));
-                if K == K_Q6K {
-                    // Offset 32 per 16-value group, each group with its own scale.
-                    lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(32 * bs_lo));
-                    hi = _mm512_sub_epi32(hi, _mm512_set1_epi32(32 * bs_hi));
+                if per16 {
+                    // The offset per 16-value group, each group with its own scale.
+                    if off != 0 {
+                        lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(off * bs_lo));
+                        hi = _mm512_sub_epi32(hi, _mm512_set1_epi32(off * bs_hi));
+                    }
                     let v =
                         _mm512_add_epi32(_mm512_mullo_epi32(lo, s0), _mm512_mullo_epi32(hi, s1));
                     *isum_t = _mm512_add_epi32(*isum_t, v);
@@ -108,17 +135,19 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
             }
         }
         let tsb = tile * nsb + sb;
-        // Q4_K/Q5_K: the minimums' integer term, Σ_j mn_j · bsum32_j, two blocks per vpdpwssd.
-        let mut mins = [zero; 4];
-        // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for
-        // Q4_K/Q5_K its 16 minimum scales and 128 integer minimums, exist.
+        // The minimums' integer term, two blocks (Q4_K/Q5_K: Σ_j mn_j · bsum32_j) or two
+        // 16-value groups (Q2_K: Σ_g mn_g · bsum16_g) per vpdpwssd.
+        let pairs = k_min_pairs(K);
+        let mut mins = [zero; 8];
+        // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for the
+        // kinds with minimums its 16 minimum scales and `32 * pairs` integer minimums, exist.
         let (dw, mw) = unsafe {
             let scales =
                 |v: &[u16]| _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(tsb * TILE).cast()));
-            if K != K_Q6K {
-                let km = p.kmin.as_ptr().add(tsb * 128) as *const __m512i;
-                for (jp, v) in mins.iter_mut().enumerate() {
-                    *v = _mm512_loadu_si512(km.add(jp));
+            if k_has_min(K) {
+                let km = p.kmin.as_ptr().add(tsb * 32 * pairs);
+                for (jp, v) in mins[..pairs].iter_mut().enumerate() {
+                    *v = _mm512_cvtepi8_epi16(_mm256_loadu_si256(km.add(32 * jp).cast()));
                 }
                 (scales(&p.d), scales(&p.m))
             } else {
@@ -130,11 +159,12 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
             // SAFETY: activation superblock `asb` is in bounds (module docs).
             let ad = _mm512_set1_ps(unsafe { *a.dk.get_unchecked(asb) });
             *acc_t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, ad), *acc_t);
-            if K != K_Q6K {
+            if k_has_min(K) {
                 let mut msum = zero;
-                for (jp, v) in mins.iter().enumerate() {
-                    // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums.
-                    let pair = unsafe { *a.bsp.get_unchecked(asb * 4 + jp) };
+                for (jp, v) in mins[..pairs].iter().enumerate() {
+                    // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums
+                    // of 32 and 16 sums of 16.
+                    let pair = unsafe { min_pair::<K>(a, asb, jp) };
                     msum = _mm512_dpwssd_epi32(msum, *v, _mm512_set1_epi32(pair));
                 }
                 *acc_t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(mw, ad), *acc_t);
@@ -143,6 +173,27 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
     }
     // SAFETY: AVX-512 F is enabled here; the rows' outputs are writable by the contract.
     unsafe { store_vnni(&acc, c) };
+}
+
+/// The activations' pair of 16-bit sums that multiplies minimum pair `jp` of superblock `asb`:
+/// the sums of 32-value blocks `2jp` and `2jp + 1` (Q4_K/Q5_K), or of the two 16-value groups
+/// of block `jp` (Q2_K; sums of 16 values of at most 127 in size fit 16 bits).
+///
+/// # Safety
+/// Activation superblock `asb` must be in bounds (4 pairs of sums of 32, 16 sums of 16).
+#[inline(always)]
+unsafe fn min_pair<const K: u8>(a: &crate::act::QuantActs, asb: usize, jp: usize) -> i32 {
+    // SAFETY: in bounds by the caller's contract (`jp < k_min_pairs(K)`).
+    unsafe {
+        if K == K_Q2K {
+            let ab = asb * BPS + jp;
+            let lo = *a.bs16.get_unchecked(2 * ab) as u16 as u32;
+            let hi = *a.bs16.get_unchecked(2 * ab + 1) as u16 as u32;
+            (lo | (hi << 16)) as i32
+        } else {
+            *a.bsp.get_unchecked(asb * 4 + jp)
+        }
+    }
 }
 
 /// The 256-bit K-quant kernels, one function per instruction set: two 8-row halves per tile,
@@ -157,9 +208,14 @@ macro_rules! tile_k_256 {
             let nb = p.nb;
             let nsb = nb / BPS;
             let nib = _mm256_set1_epi8(0x0F);
+            let crumb = _mm256_set1_epi8(0x03);
             let zero = _mm256_setzero_si256();
+            let lpb = k_lines(K);
             let tb0 = tile * nb;
-            let spr = if K == K_Q6K { 2 } else { 1 };
+            let per16 = k_scale_per_16(K);
+            let spr = if per16 { 2 } else { 1 };
+            let off = k_offset(K);
+            let pairs = k_min_pairs(K);
             for half in 0..2 {
                 let mut acc = [_mm256_setzero_ps(); MT];
                 for sb in 0..nsb {
@@ -168,21 +224,31 @@ macro_rules! tile_k_256 {
                         let tb = tb0 + sb * BPS + j;
                         if half == 0 {
                             // The second half reads the lines the first brought in.
-                            prefetch_ahead(p, tb * 4, 4);
+                            prefetch_ahead(p, tb * lpb, lpb);
                         }
                         let mut w = [zero; 8];
-                        // SAFETY: tile block `tb` is in bounds (module docs): its 4 aligned lines (rows
-                        // `8·half..` are each line's 32 bytes at `32·half`), 8 masks per bit plane the
-                        // kind has, and `spr * 16` integer scales exist.
+                        // SAFETY: tile block `tb` is in bounds (module docs): its `lpb` aligned lines
+                        // (rows `8·half..` are each line's 32 bytes at `32·half`), 8 masks per bit
+                        // plane the kind has, and `spr * 16` integer scales exist.
                         let (s0, s1) = unsafe {
-                            let lines = p.qs.as_ptr().add(tb * 4) as *const u8;
+                            let lines = p.qs.as_ptr().add(tb * lpb) as *const u8;
                             let line = |l: usize| {
                                 _mm256_load_si256(lines.add(l * 64 + 32 * half) as *const __m256i)
                             };
-                            for g in 0..4 {
-                                let v = line(g);
-                                w[2 * g] = _mm256_and_si256(v, nib);
-                                w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                            if k_two_bit(K) {
+                                for g in 0..2 {
+                                    let v = line(g);
+                                    w[4 * g] = _mm256_and_si256(v, crumb);
+                                    w[4 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), crumb);
+                                    w[4 * g + 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), crumb);
+                                    w[4 * g + 3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), crumb);
+                                }
+                            } else {
+                                for g in 0..4 {
+                                    let v = line(g);
+                                    w[2 * g] = _mm256_and_si256(v, nib);
+                                    w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                                }
                             }
                             let mut or_plane = |plane: &[u64], bit: i8| {
                                 let masks = plane.as_ptr().add(tb * 8);
@@ -192,7 +258,10 @@ macro_rules! tile_k_256 {
                                         _mm256_or_si256(*wh, _mm256_and_si256(set, _mm256_set1_epi8(bit)));
                                 }
                             };
-                            if K != K_Q4K {
+                            if K == K_Q3K {
+                                or_plane(&p.qh, 0x04);
+                            }
+                            if K == K_Q5K || K == K_Q6K {
                                 or_plane(&p.qh, 0x10);
                             }
                             if K == K_Q6K {
@@ -200,7 +269,7 @@ macro_rules! tile_k_256 {
                             }
                             let ks = p.ks.as_ptr().add(tb * spr * TILE + 8 * half);
                             let s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks as *const __m128i));
-                            let s1 = if K == K_Q6K {
+                            let s1 = if per16 {
                                 _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks.add(TILE) as *const __m128i))
                             } else {
                                 zero
@@ -223,9 +292,12 @@ macro_rules! tile_k_256 {
                                 let $x = &x;
                                 $dot
                             };
-                            if K == K_Q6K {
-                                let lo = _mm256_sub_epi32(run(0, 4), _mm256_set1_epi32(32 * bs_lo));
-                                let hi = _mm256_sub_epi32(run(4, 8), _mm256_set1_epi32(32 * bs_hi));
+                            if per16 {
+                                let (mut lo, mut hi) = (run(0, 4), run(4, 8));
+                                if off != 0 {
+                                    lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(off * bs_lo));
+                                    hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(off * bs_hi));
+                                }
                                 let v = _mm256_add_epi32(
                                     _mm256_mullo_epi32(lo, s0),
                                     _mm256_mullo_epi32(hi, s1),
@@ -238,20 +310,21 @@ macro_rules! tile_k_256 {
                         }
                     }
                     let tsb = tile * nsb + sb;
-                    // Q4_K/Q5_K's minimum term, two blocks per vpmaddwd (rows 8·half.. of each pair).
-                    let mut mins = [zero; 4];
+                    // The minimum term, two blocks or groups per vpmaddwd (rows 8·half.. of each pair).
+                    let mut mins = [zero; 8];
                     // SAFETY: tile superblock `tsb` is in bounds (module docs): its 16 scales, and for
-                    // Q4_K/Q5_K its 16 minimum scales and 128 integer minimums, exist.
+                    // the kinds with minimums its 16 minimum scales and `32 * pairs` integer minimums,
+                    // exist.
                     let (dw, mw) = unsafe {
                         let scales = |v: &[u16]| {
                             _mm256_cvtph_ps(_mm_loadu_si128(
                                 v.as_ptr().add(tsb * TILE + 8 * half).cast(),
                             ))
                         };
-                        if K != K_Q6K {
-                            let km = p.kmin.as_ptr().add(tsb * 128 + 16 * half);
-                            for (jp, v) in mins.iter_mut().enumerate() {
-                                *v = _mm256_loadu_si256(km.add(32 * jp) as *const __m256i);
+                        if k_has_min(K) {
+                            let km = p.kmin.as_ptr().add(tsb * 32 * pairs + 16 * half);
+                            for (jp, v) in mins[..pairs].iter_mut().enumerate() {
+                                *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(km.add(32 * jp).cast()));
                             }
                             (scales(&p.d), scales(&p.m))
                         } else {
@@ -264,11 +337,12 @@ macro_rules! tile_k_256 {
                         let ad = _mm256_set1_ps(unsafe { *a.dk.get_unchecked(asb) });
                         *acc_t =
                             _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, ad), *acc_t);
-                        if K != K_Q6K {
+                        if k_has_min(K) {
                             let mut msum = zero;
-                            for (jp, v) in mins.iter().enumerate() {
-                                // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of sums.
-                                let pair = unsafe { *a.bsp.get_unchecked(asb * 4 + jp) };
+                            for (jp, v) in mins[..pairs].iter().enumerate() {
+                                // SAFETY: activation superblock `asb` is in bounds: its 4 pairs of
+                                // sums of 32 and 16 sums of 16.
+                                let pair = unsafe { min_pair::<K>(a, asb, jp) };
                                 let pr = _mm256_madd_epi16(*v, _mm256_set1_epi32(pair));
                                 msum = _mm256_add_epi32(msum, pr);
                             }
@@ -296,10 +370,11 @@ tile_k_256!(
     tile_avx2_k,
     "avx2,fma,f16c",
     |w, h0, h1, x| {
+        // Q2_K's and Q3_K's runs are 4 lines (one 16-value group), well within the limit.
         let group = match K {
-            K_Q4K => 8,
             K_Q6K => 2,
-            _ => 4,
+            K_Q5K => 4,
+            _ => 8,
         };
         dp_lines_avx2(&w[h0..h1], h0, group, x, _mm256_set1_epi16(1))
     }

@@ -59,6 +59,31 @@ async fn bad_requests_are_400_in_openai_shape() {
     )
     .await;
     assert_eq!(e["param"], "temperature");
+    // Valid JSON with a number no double holds: a 400 that names the field, not "could not
+    // parse"; and a body with something after its JSON value is still not JSON.
+    for (body, param) in [
+        (
+            r#"{"messages":[{"role":"user","content":"x"}],"temperature":1e400}"#,
+            "temperature",
+        ),
+        (
+            r#"{"messages":[{"role":"user","content":"x"}],"logit_bias":{"5":-1e999}}"#,
+            "logit_bias.5",
+        ),
+    ] {
+        let e = expect_error(&s, p, body, 400).await;
+        assert_eq!(e["param"], param, "{e}");
+        let m = e["message"].as_str().unwrap_or("");
+        assert!(m.contains("beyond what a 64-bit float holds"), "{e}");
+        assert!(!m.contains("could not parse"), "{e}");
+    }
+    let e = expect_error(&s, p, r#"{"messages":[]} x"#, 400).await;
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not parse") && m.contains("trailing")),
+        "{e}"
+    );
     let cases = [
         (json!({"messages": []}), "messages"),
         (

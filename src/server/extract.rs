@@ -2,10 +2,10 @@
 //! plain-text default), malformed or wrongly typed JSON is a 400 and an oversized body a 413.
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
 
 use super::error::ApiError;
 
@@ -54,33 +54,42 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             None,
         ));
     }
-    axum::Json::<T>::from_bytes(bytes)
-        .map(|axum::Json(v)| v)
-        .map_err(|rejection| json_error(&rejection))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(&e))?;
+    de.end().map_err(|e| unparsable(&e))?;
+    Ok(value)
 }
 
-fn json_error(rejection: &JsonRejection) -> ApiError {
-    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
-    match rejection {
-        JsonRejection::JsonDataError(_) => {
-            let text = rejection.body_text();
-            let detail = text.strip_prefix(PREFIX).unwrap_or(&text).to_string();
-            // serde_path_to_error formats as `path: message`; the root path is `.`.
-            let param = detail
-                .split_once(": ")
-                .map(|(path, _)| path)
-                .filter(|p| *p != "." && !p.contains(' '))
-                .map(str::to_string);
-            let mut err = ApiError::bad_request(format!("Invalid request body: {detail}"), None);
-            err.param = param;
-            err
-        }
-        _ => ApiError::bad_request(
-            format!(
-                "We could not parse the JSON body of your request. ({})",
-                rejection.body_text()
-            ),
-            None,
-        ),
+/// A body that is not JSON.
+fn unparsable(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        format!("We could not parse the JSON body of your request. ({e})"),
+        None,
+    )
+}
+
+/// A body that is JSON, or starts as JSON, but does not fit the request type: the message and
+/// `param` name the field (serde_path_to_error's path; `.` is the root).
+fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = e.inner();
+    let path = e.path().to_string();
+    let param = Some(path.clone()).filter(|p| p != "." && !p.contains(' '));
+    // A number beyond what a double holds (`1e400`) is valid JSON that serde_json refuses
+    // while parsing, as a syntax error: say which field and why rather than "could not parse".
+    let out_of_range = inner.to_string().starts_with("number out of range");
+    if inner.classify() != Category::Data && !out_of_range {
+        return unparsable(inner);
     }
+    let detail = if out_of_range {
+        format!(
+            "{path}: the number is beyond what a 64-bit float holds (line {}, column {})",
+            inner.line(),
+            inner.column()
+        )
+    } else {
+        e.to_string()
+    };
+    let mut err = ApiError::bad_request(format!("Invalid request body: {detail}"), None);
+    err.param = param;
+    err
 }

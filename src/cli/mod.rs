@@ -192,13 +192,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let mut lm = LoadedModel::load(&opts, &registry)?;
             lm.renderer.set_default_reasoning(a.server.reasoning());
             let lm = Arc::new(lm);
-            // Build the constrained-decoding vocabulary now rather than on the first request.
-            let warm = lm.clone();
-            std::thread::spawn(move || {
-                if let Err(e) = warm.constraint_engine() {
-                    tracing::warn!(error = %e, "constrained decoding is unavailable for this model");
+            // Build the constrained-decoding vocabulary before listening, not on the first
+            // request or beside it: a server that answers `/health` is ready, and the first
+            // requests do not share the cores with this work.
+            let started = std::time::Instant::now();
+            match lm.constraint_engine() {
+                Ok(_) => tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "constrained decoding ready"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "constrained decoding is unavailable for this model")
                 }
-            });
+            }
             let backend: Arc<dyn crate::chat::ChatBackend> =
                 Arc::new(crate::chat::EngineBackend::new(lm));
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -423,6 +423,33 @@ fn named_hostile_values_are_refused_with_the_key_and_value() {
                 |g| g.tensor("token_embd.weight").offset = 1 << 40,
                 &["token_embd.weight", "truncated or corrupt"],
             );
+            // A well-formed file in a block type candle cannot read (IQ4_NL, which llama.cpp
+            // uses for rows that are not whole 256-value superblocks in IQ4_XS files): the
+            // error names the tensor and the type, and says what to use instead.
+            refused(
+                "iq4-nl",
+                |g| g.tensor("blk.0.attn_k.weight").dtype = 20,
+                &[
+                    "blk.0.attn_k.weight",
+                    "IQ4_NL (GGUF type 20)",
+                    "cannot load",
+                    "Q4_K_M",
+                ],
+            );
+            refused(
+                "unknown-type",
+                |g| g.tensor("blk.0.attn_k.weight").dtype = 99,
+                &["blk.0.attn_k.weight", "GGUF type 99, unknown to ggml"],
+            );
+            // An unsupported type does not hide corruption elsewhere.
+            refused(
+                "iq4-nl-and-outside",
+                |g| {
+                    g.tensor("blk.0.attn_k.weight").dtype = 20;
+                    g.tensor("token_embd.weight").offset = 1 << 40;
+                },
+                &["token_embd.weight", "truncated or corrupt"],
+            );
             refused(
                 "huge-dims",
                 |g| g.tensor("output_norm.weight").dims = vec![u64::MAX, u64::MAX],

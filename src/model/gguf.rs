@@ -28,7 +28,19 @@ impl GgufFile {
         };
         let mut file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
         // Checked before candle reads it: candle trusts the alignment, shapes and offsets.
-        gguf_header::check(&mut file).map_err(|e| err(format!("not a valid GGUF file: {e}")))?;
+        let facts = gguf_header::check(&mut file)
+            .map_err(|e| err(format!("not a valid GGUF file: {e}")))?;
+        if let Some((tensor, id)) = facts.unsupported {
+            let kind = gguf_header::unsupported_type_name(id)
+                .map_or(format!("GGUF type {id}, unknown to ggml"), |n| {
+                    format!("{n} (GGUF type {id})")
+                });
+            return Err(err(format!(
+                "tensor {tensor} is stored as {kind}, which callm cannot load. callm loads F32, \
+                 F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K: use a file quantized \
+                 to one of those (Q4_K_M is the usual choice; the IQ kinds are not supported yet)"
+            )));
+        }
         file.rewind().map_err(|e| err(e.to_string()))?;
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| err(format!("not a valid GGUF file: {e}")))?;

@@ -33,6 +33,37 @@ pub struct HeaderFacts {
     pub data_offset: u64,
     /// Number of tensors.
     pub tensors: u64,
+    /// The first tensor stored in a block type candle cannot read (its name and GGUF type
+    /// id); its bytes are not checked, the file cannot be loaded.
+    pub unsupported: Option<(String, u32)>,
+}
+
+/// The ggml name of GGUF tensor type `id`, for the block types callm cannot load (`None` for
+/// an id ggml never used).
+pub fn unsupported_type_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        31 => "Q4_0_4_4",
+        32 => "Q4_0_4_8",
+        33 => "Q4_0_8_8",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return None,
+    })
 }
 
 /// A reader that knows its position and how much of the file is left.
@@ -287,6 +318,7 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
     }
     let mut names = HashSet::new();
     let mut extents = Vec::new();
+    let mut unsupported = None;
     for i in 0..n_tensors {
         let name = s.string(MAX_TENSOR_NAME_BYTES, &format!("the name of tensor #{i}"))?;
         if !names.insert(name.clone()) {
@@ -304,8 +336,12 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
         }
         let id = s.u32(&format!("the type of tensor {name}"))?;
         let offset = s.u64(&format!("the offset of tensor {name}"))?;
-        let dtype =
-            dtype_of(id).ok_or_else(|| format!("tensor {name} has unsupported type {id}"))?;
+        let Some(dtype) = dtype_of(id) else {
+            // Its size is unknown here: the rest of the header is still checked, so that a
+            // corrupt file says so rather than naming a type.
+            unsupported.get_or_insert((name, id));
+            continue;
+        };
         let elems = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
@@ -362,6 +398,7 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
         alignment,
         data_offset,
         tensors: n_tensors,
+        unsupported,
     })
 }
 

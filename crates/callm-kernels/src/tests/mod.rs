@@ -7,6 +7,7 @@ use crate::blocks::BlockKind;
 
 mod blocks;
 mod concat;
+mod invariance;
 mod kquants;
 
 /// Random blocks of `kind`: random integers with a random finite scale (and minimum).

@@ -44,9 +44,15 @@ impl Lines {
         // (a chunk and how much of it is handed out) is valid at every point.
         let mut cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
         let per_chunk = CHUNK_BYTES / size_of::<Line>();
-        if let Some((chunk, used)) = cur.as_mut() {
+        if let Some(Current {
+            chunk,
+            used,
+            written,
+        }) = cur.as_mut()
+        {
             if Arc::strong_count(chunk) == 1 {
-                // No matrix holds any of it: start over (the lines are zeroed below).
+                // No matrix holds any of it: start over (the lines written before are zeroed
+                // below).
                 *used = 0;
             }
             if *used + n <= chunk.lines {
@@ -55,13 +61,22 @@ impl Lines {
                     start: *used,
                     len: n,
                 };
+                // Only lines handed out before can hold anything: the rest of the mapping is
+                // still untouched zero pages, whose first write belongs to the packing (which
+                // runs in parallel).
+                let dirty = written.saturating_sub(*used).min(n);
+                l[..dirty].fill(Line([0; 64]));
                 *used += n;
-                l.fill(Line([0; 64]));
+                *written = (*written).max(*used);
                 return l;
             }
         }
         let chunk = Arc::new(Chunk::new(per_chunk));
-        *cur = Some((chunk.clone(), n));
+        *cur = Some(Current {
+            chunk: chunk.clone(),
+            used: n,
+            written: n,
+        });
         Lines {
             chunk,
             start: 0,
@@ -70,7 +85,16 @@ impl Lines {
     }
 }
 
-static CURRENT: Mutex<Option<(Arc<Chunk>, usize)>> = Mutex::new(None);
+/// The shared chunk being filled.
+struct Current {
+    chunk: Arc<Chunk>,
+    /// Lines handed out since the chunk was last started over.
+    used: usize,
+    /// Lines ever handed out: the ones past it were never written.
+    written: usize,
+}
+
+static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 
 impl Deref for Lines {
     type Target = [Line];
@@ -194,6 +218,14 @@ mod tests {
         drop((a, b));
         let c = Lines::zeroed(1003);
         assert!(c.iter().all(|l| l.0 == [0; 64]));
+        // Written, freed, and handed out again with lines never written after them (only the
+        // written ones are cleared).
+        let mut d = Lines::zeroed(500);
+        d.fill(Line([3; 64]));
+        drop(d);
+        let e = Lines::zeroed(2000);
+        assert!(e.iter().all(|l| l.0 == [0; 64]));
+        drop(e);
         // A large matrix gets its own, zeroed too; an empty one is fine.
         let big = Lines::zeroed(CHUNK_BYTES / 64 + 5);
         assert_eq!(big.len(), CHUNK_BYTES / 64 + 5);

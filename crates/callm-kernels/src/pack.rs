@@ -21,6 +21,8 @@
 
 use half::f16;
 
+use rayon::prelude::*;
+
 use crate::blocks::{unpack, BlockKind, QK};
 use crate::kblocks::{self, QK_K};
 
@@ -148,76 +150,208 @@ impl PackedMatrix {
                 vec![]
             },
         };
-        let off = kind.offset() as u8;
-        for t in 0..tiles {
-            let rows = (t * TILE..(t * TILE + TILE).min(n)).enumerate();
-            if kind.is_k() {
-                for sb in 0..k / QK_K {
-                    let tsb = t * (k / QK_K) + sb;
-                    let mut sup = vec![None; TILE];
-                    for (r, row) in rows.clone() {
-                        let at = row * row_bytes + sb * kind.block_bytes();
-                        let blk = kblocks::unpack(kind, &data[at..at + kind.block_bytes()])?;
-                        p.d[tsb * TILE + r] = f16::from_f32(blk.d).to_bits();
-                        if kind.has_min() {
-                            p.m[tsb * TILE + r] = f16::from_f32(blk.dmin).to_bits();
-                        }
-                        sup[r] = Some(blk);
-                    }
-                    for j in 0..QK_K / QK {
-                        let tb = t * nb + sb * (QK_K / QK) + j;
-                        let mut u = [[off; QK]; TILE];
-                        for (r, s) in sup.iter().enumerate() {
-                            let Some(s) = s else { continue };
-                            u[r].copy_from_slice(&s.u[QK * j..QK * (j + 1)]);
-                            // Scales fit an i8 (Q2_K: 4 bits, Q4_K/Q5_K: 6 bits unsigned;
-                            // Q3_K: 6 bits signed; Q6_K: i8).
-                            let at = tb * TILE * Self::scales_per_row(kind);
-                            p.ks[at + r] = s.sc[2 * j] as i8;
-                            if kind.scale_per_16() {
-                                p.ks[at + TILE + r] = s.sc[2 * j + 1] as i8;
-                            }
-                            let mins = tsb * Self::kmin_per_superblock(kind);
-                            if kind == BlockKind::Q2K {
-                                p.kmin[mins + 32 * j + 2 * r] = s.mn[2 * j] as i8;
-                                p.kmin[mins + 32 * j + 2 * r + 1] = s.mn[2 * j + 1] as i8;
-                            } else if kind.has_min() {
-                                p.kmin[mins + 32 * (j / 2) + 2 * r + j % 2] = s.mn[2 * j] as i8;
-                            }
-                        }
-                        p.fill_block(tb, &u);
-                    }
+        // Each tile's rows and arrays are its own: the tiles pack in parallel (loading a large
+        // model spends most of its time here and in the first touch of the lines' pages).
+        let nsb = k / QK_K;
+        let tiles_out = TileOut::split(&mut p, lpb);
+        tiles_out
+            .into_par_iter()
+            .enumerate()
+            .try_for_each(|(t, mut out)| {
+                let rows = t * TILE..(t * TILE + TILE).min(n);
+                if kind.is_k() {
+                    out.pack_k(kind, data, rows, row_bytes, nsb)
+                } else {
+                    out.pack_blocks(kind, data, rows, row_bytes, nb);
+                    Some(())
                 }
-                continue;
-            }
-            for b in 0..nb {
-                let tb = t * nb + b;
-                // Unsigned integers of the 16 rows of this tile block; padding rows stay at the
-                // offset (integer 0) with scale 0.
-                let mut u = [[off; QK]; TILE];
-                for (r, row) in rows.clone() {
-                    let at = row * row_bytes + b * kind.block_bytes();
-                    let blk = unpack(kind, &data[at..at + kind.block_bytes()]);
-                    for (o, &q) in u[r].iter_mut().zip(blk.q.iter()) {
-                        *o = (q + off as i32) as u8;
-                    }
-                    // Scales are copied bit for bit from the file.
-                    p.d[tb * TILE + r] = u16::from_le_bytes([data[at], data[at + 1]]);
-                    if kind.has_min() {
-                        p.m[tb * TILE + r] = u16::from_le_bytes([data[at + 2], data[at + 3]]);
-                    }
-                }
-                p.fill_block(tb, &u);
-            }
-        }
+            })?;
         Some(p)
     }
 
-    /// Writes the unsigned integers `u[row][value]` of tile block `tb` into its lines and bit
+    /// Bytes the packed matrix takes in memory.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.qs.len() * 64
+            + (self.qh.len() + self.qh2.len()) * 8
+            + (self.d.len() + self.m.len()) * 2
+            + self.ks.len()
+            + self.kmin.len()
+    }
+
+    /// The unsigned integer `u` of row `r` (within the tile), value `i` of tile block `tb`.
+    pub(crate) fn packed_u(&self, tb: usize, r: usize, i: usize) -> i32 {
+        let lpb = Self::lines_per_block(self.kind);
+        let lines = &self.qs[tb * lpb..(tb + 1) * lpb];
+        if self.kind == BlockKind::Q8_0 {
+            return lines[i / 4].0[4 * r + i % 4] as i32;
+        }
+        let mut u = if self.kind.two_bit_lines() {
+            let byte = lines[i / 16].0[4 * r + i % 4];
+            ((byte >> (2 * ((i % 16) / 4))) & 3) as i32
+        } else {
+            let (g, rem) = (i / 8, i % 8);
+            let byte = lines[g].0[4 * r + rem % 4];
+            (if rem < 4 { byte & 15 } else { byte >> 4 }) as i32
+        };
+        let bit = |plane: &[u64]| ((plane[tb * 8 + i / 4] >> (4 * r + i % 4)) & 1) as i32;
+        if self.kind.has_high_bit() {
+            u |= bit(&self.qh) << self.kind.high_bit();
+        }
+        if self.kind.has_bit5() {
+            u |= bit(&self.qh2) << 5;
+        }
+        u
+    }
+}
+
+/// One tile's share of a [`PackedMatrix`]'s arrays, indexed from the tile's start (tile block
+/// `b` of the tile is block `b`, superblock `sb` is superblock `sb`).
+struct TileOut<'a> {
+    kind: BlockKind,
+    lpb: usize,
+    qs: &'a mut [Line],
+    qh: &'a mut [u64],
+    qh2: &'a mut [u64],
+    d: &'a mut [u16],
+    m: &'a mut [u16],
+    ks: &'a mut [i8],
+    kmin: &'a mut [i8],
+}
+
+/// `v` cut into `tiles` equal slices (empty ones when `v` is).
+fn per_tile<T>(v: &mut [T], tiles: usize) -> Vec<&mut [T]> {
+    if v.is_empty() {
+        return (0..tiles).map(|_| &mut [][..]).collect();
+    }
+    v.chunks_mut(v.len() / tiles).collect()
+}
+
+impl<'a> TileOut<'a> {
+    /// `p`'s arrays cut by tile (each array holds the same share for every tile).
+    fn split(p: &'a mut PackedMatrix, lpb: usize) -> Vec<TileOut<'a>> {
+        let (kind, tiles) = (p.kind, p.tiles);
+        let mut qs = per_tile(&mut p.qs, tiles).into_iter();
+        let mut qh = per_tile(&mut p.qh, tiles).into_iter();
+        let mut qh2 = per_tile(&mut p.qh2, tiles).into_iter();
+        let mut d = per_tile(&mut p.d, tiles).into_iter();
+        let mut m = per_tile(&mut p.m, tiles).into_iter();
+        let mut ks = per_tile(&mut p.ks, tiles).into_iter();
+        let mut kmin = per_tile(&mut p.kmin, tiles).into_iter();
+        let mut out = Vec::with_capacity(tiles);
+        for _ in 0..tiles {
+            // Every array has exactly `tiles` slices (`per_tile`).
+            let (Some(qs), Some(qh), Some(qh2), Some(d), Some(m), Some(ks), Some(kmin)) = (
+                qs.next(),
+                qh.next(),
+                qh2.next(),
+                d.next(),
+                m.next(),
+                ks.next(),
+                kmin.next(),
+            ) else {
+                break;
+            };
+            out.push(TileOut {
+                kind,
+                lpb,
+                qs,
+                qh,
+                qh2,
+                d,
+                m,
+                ks,
+                kmin,
+            });
+        }
+        out
+    }
+
+    /// Packs the tile's `rows` of a 32-value kind.
+    fn pack_blocks(
+        &mut self,
+        kind: BlockKind,
+        data: &[u8],
+        rows: std::ops::Range<usize>,
+        row_bytes: usize,
+        nb: usize,
+    ) {
+        let off = kind.offset() as u8;
+        for b in 0..nb {
+            // Unsigned integers of the 16 rows of this tile block; padding rows stay at the
+            // offset (integer 0) with scale 0.
+            let mut u = [[off; QK]; TILE];
+            for (r, row) in rows.clone().enumerate() {
+                let at = row * row_bytes + b * kind.block_bytes();
+                let blk = unpack(kind, &data[at..at + kind.block_bytes()]);
+                for (o, &q) in u[r].iter_mut().zip(blk.q.iter()) {
+                    *o = (q + off as i32) as u8;
+                }
+                // Scales are copied bit for bit from the file.
+                self.d[b * TILE + r] = u16::from_le_bytes([data[at], data[at + 1]]);
+                if kind.has_min() {
+                    self.m[b * TILE + r] = u16::from_le_bytes([data[at + 2], data[at + 3]]);
+                }
+            }
+            self.fill_block(b, &u);
+        }
+    }
+
+    /// Packs the tile's `rows` of a K-quant; `None` if a superblock cannot be decoded.
+    fn pack_k(
+        &mut self,
+        kind: BlockKind,
+        data: &[u8],
+        rows: std::ops::Range<usize>,
+        row_bytes: usize,
+        nsb: usize,
+    ) -> Option<()> {
+        let off = kind.offset() as u8;
+        let spr = PackedMatrix::scales_per_row(kind);
+        let mps = PackedMatrix::kmin_per_superblock(kind);
+        for sb in 0..nsb {
+            let mut sup = vec![None; TILE];
+            for (r, row) in rows.clone().enumerate() {
+                let at = row * row_bytes + sb * kind.block_bytes();
+                let blk = kblocks::unpack(kind, &data[at..at + kind.block_bytes()])?;
+                self.d[sb * TILE + r] = f16::from_f32(blk.d).to_bits();
+                if kind.has_min() {
+                    self.m[sb * TILE + r] = f16::from_f32(blk.dmin).to_bits();
+                }
+                sup[r] = Some(blk);
+            }
+            for j in 0..QK_K / QK {
+                let b = sb * (QK_K / QK) + j;
+                let mut u = [[off; QK]; TILE];
+                for (r, s) in sup.iter().enumerate() {
+                    let Some(s) = s else { continue };
+                    u[r].copy_from_slice(&s.u[QK * j..QK * (j + 1)]);
+                    // Scales fit an i8 (Q2_K: 4 bits, Q4_K/Q5_K: 6 bits unsigned; Q3_K: 6
+                    // bits signed; Q6_K: i8).
+                    let at = b * TILE * spr;
+                    self.ks[at + r] = s.sc[2 * j] as i8;
+                    if kind.scale_per_16() {
+                        self.ks[at + TILE + r] = s.sc[2 * j + 1] as i8;
+                    }
+                    let mins = sb * mps;
+                    if kind == BlockKind::Q2K {
+                        self.kmin[mins + 32 * j + 2 * r] = s.mn[2 * j] as i8;
+                        self.kmin[mins + 32 * j + 2 * r + 1] = s.mn[2 * j + 1] as i8;
+                    } else if kind.has_min() {
+                        self.kmin[mins + 32 * (j / 2) + 2 * r + j % 2] = s.mn[2 * j] as i8;
+                    }
+                }
+                self.fill_block(b, &u);
+            }
+        }
+        Some(())
+    }
+
+    /// Writes the unsigned integers `u[row][value]` of the tile's block `tb` into its lines and bit
     /// planes.
     #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the layout
     fn fill_block(&mut self, tb: usize, u: &[[u8; QK]; TILE]) {
-        let lpb = Self::lines_per_block(self.kind);
+        let lpb = self.lpb;
         let lines = &mut self.qs[tb * lpb..(tb + 1) * lpb];
         if self.kind == BlockKind::Q8_0 {
             for (h, line) in lines.iter_mut().enumerate() {
@@ -266,40 +400,5 @@ impl PackedMatrix {
                 self.qh2[tb * 8 + h] = plane(5, h);
             }
         }
-    }
-
-    /// Bytes the packed matrix takes in memory.
-    #[cfg(test)]
-    pub(crate) fn bytes(&self) -> usize {
-        self.qs.len() * 64
-            + (self.qh.len() + self.qh2.len()) * 8
-            + (self.d.len() + self.m.len()) * 2
-            + self.ks.len()
-            + self.kmin.len()
-    }
-
-    /// The unsigned integer `u` of row `r` (within the tile), value `i` of tile block `tb`.
-    pub(crate) fn packed_u(&self, tb: usize, r: usize, i: usize) -> i32 {
-        let lpb = Self::lines_per_block(self.kind);
-        let lines = &self.qs[tb * lpb..(tb + 1) * lpb];
-        if self.kind == BlockKind::Q8_0 {
-            return lines[i / 4].0[4 * r + i % 4] as i32;
-        }
-        let mut u = if self.kind.two_bit_lines() {
-            let byte = lines[i / 16].0[4 * r + i % 4];
-            ((byte >> (2 * ((i % 16) / 4))) & 3) as i32
-        } else {
-            let (g, rem) = (i / 8, i % 8);
-            let byte = lines[g].0[4 * r + rem % 4];
-            (if rem < 4 { byte & 15 } else { byte >> 4 }) as i32
-        };
-        let bit = |plane: &[u64]| ((plane[tb * 8 + i / 4] >> (4 * r + i % 4)) & 1) as i32;
-        if self.kind.has_high_bit() {
-            u |= bit(&self.qh) << self.kind.high_bit();
-        }
-        if self.kind.has_bit5() {
-            u |= bit(&self.qh2) << 5;
-        }
-        u
     }
 }

@@ -26,7 +26,7 @@ pub struct PackedLinear {
 }
 
 impl PackedLinear {
-    /// Packs a CPU `QTensor` of shape `[n, k]` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+    /// Packs a CPU `QTensor` of shape `[n, k]` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to
     /// Q6_K); `None` when its block type is not handled here, `k` is not a multiple of the
     /// block size, or it does not live on the CPU.
     pub fn from_qtensor(q: &QTensor) -> Option<Self> {

@@ -619,3 +619,33 @@ fn serve_refuses_a_broken_model_at_start() {
     assert!(err.contains("llama.rope.freq_base = NaN"), "{err}");
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn a_load_reports_its_progress_up_to_every_tensor_byte() {
+    // The CLI's progress bar is told the bytes read after each tensor: they only grow, and end
+    // at the size of all the tensors' data the writer laid out.
+    let g = valid();
+    let want: u64 = g.tensors.iter().map(|t| t.data.len() as u64).sum();
+    let path = tmp("progress");
+    g.write(&path);
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let opts = LoadOptions {
+        model: path.display().to_string(),
+        device: Some("cpu".into()),
+        progress: Some(callm::model::weights::LoadProgress(std::sync::Arc::new(
+            move |read, total| seen.lock().unwrap().push((read, total)),
+        ))),
+        ..Default::default()
+    };
+    LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let calls = calls.lock().unwrap();
+    assert!(calls.len() > 1, "{calls:?}");
+    assert!(
+        calls.iter().all(|&(_, total)| total == want),
+        "{calls:?} vs {want}"
+    );
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "{calls:?}");
+    assert_eq!(calls.last().map(|c| c.0), Some(want));
+}

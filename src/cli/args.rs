@@ -113,6 +113,7 @@ impl ModelArgs {
             tokenizer: self.tokenizer.clone(),
             kv_cache: self.kv_cache_type.map(KvType::from),
             batch: Default::default(),
+            progress: super::progress::load_bar(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod generate;
 pub mod models;
 pub mod parse;
+pub mod progress;
 pub mod render;
 pub mod serve;
 

@@ -138,6 +138,12 @@ impl GgufFile {
         self.load_with(cfg, device)
     }
 
+    /// Reports the weights' bytes read to `progress` while [`GgufFile::load_with`] loads.
+    pub fn with_progress(mut self, progress: Option<super::weights::LoadProgress>) -> Self {
+        self.src.set_progress(progress);
+        self
+    }
+
     /// Loads the model with `cfg` (from [`GgufFile::config`], its context possibly changed).
     pub fn load_with(
         mut self,

@@ -385,12 +385,33 @@ impl WeightSource for SafetensorsSource {
     }
 }
 
+/// Reports a load's progress: bytes of weights read so far, and in all. Called from the
+/// loading thread after each tensor; the last call has both equal.
+#[derive(Clone)]
+pub struct LoadProgress(pub Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for LoadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadProgress")
+    }
+}
+
 /// Quantized weights from a GGUF file.
 pub struct GgufSource {
     content: gguf_file::Content,
     file: std::fs::File,
     path: String,
     device: Device,
+    progress: Option<LoadProgress>,
+    /// Bytes of tensor data read so far, and in all (counted when `progress` is set).
+    read: u64,
+    total: u64,
+}
+
+/// Bytes of a tensor's data in the file.
+fn tensor_bytes(info: &gguf_file::TensorInfo) -> u64 {
+    let blocks = info.shape.elem_count() / info.ggml_dtype.block_size().max(1);
+    (blocks * info.ggml_dtype.type_size()) as u64
 }
 
 impl GgufSource {
@@ -406,7 +427,16 @@ impl GgufSource {
             file,
             path: path.display().to_string(),
             device: device.clone(),
+            progress: None,
+            read: 0,
+            total: 0,
         }
+    }
+
+    /// Reports the bytes read to `progress` as the tensors load.
+    pub fn set_progress(&mut self, progress: Option<LoadProgress>) {
+        self.total = self.content.tensor_infos.values().map(tensor_bytes).sum();
+        self.progress = progress;
     }
 
     /// The GGUF header (metadata and tensor infos).
@@ -459,9 +489,17 @@ impl GgufSource {
                 info.shape.dims()
             )));
         }
-        self.content
+        let bytes = tensor_bytes(info);
+        let q = self
+            .content
             .tensor(&mut self.file, name, &self.device)
-            .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))
+            .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?;
+        if let Some(p) = &self.progress {
+            // A tensor read twice (tied embeddings) counts once toward the total.
+            self.read = (self.read + bytes).min(self.total);
+            (p.0)(self.read, self.total);
+        }
+        Ok(q)
     }
 }
 

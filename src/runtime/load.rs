@@ -36,6 +36,8 @@ pub struct LoadOptions {
     pub kv_cache: Option<KvType>,
     /// How the scheduler batches sequences (`--max-concurrent`, `--kv-cache-mb`).
     pub batch: SchedulerConfig,
+    /// Told the bytes of weights read as a GGUF file loads (the CLI draws a progress bar).
+    pub progress: Option<crate::model::weights::LoadProgress>,
 }
 
 pub use crate::model::config::DEFAULT_MAX_CONTEXT;
@@ -249,7 +251,7 @@ fn check_runs(model: &dyn LanguageModel, tokenizer: &Tokenizer, name: &str) -> a
 }
 
 fn load_gguf(path: &Path, device: &Device, opts: &LoadOptions) -> anyhow::Result<Loaded> {
-    let gguf = GgufFile::open(path, device)?;
+    let gguf = GgufFile::open(path, device)?.with_progress(opts.progress.clone());
     let meta = gguf_meta(&gguf, path)?;
     let mut cfg = gguf.config()?;
     cfg.set_context(opts.context)

@@ -42,7 +42,9 @@ impl GgufFile {
             )));
         }
         file.rewind().map_err(|e| err(e.to_string()))?;
-        let content = gguf_file::Content::read(&mut file)
+        // Buffered: candle reads the header a few bytes at a time (a length, then a string, for
+        // each of a vocabulary's 150,000 tokens and merges), a system call each unbuffered.
+        let content = gguf_file::Content::read(&mut std::io::BufReader::new(&mut file))
             .map_err(|e| err(format!("not a valid GGUF file: {e}")))?;
         Ok(GgufFile {
             src: GgufSource::new(content, file, path, device),

@@ -183,9 +183,12 @@ impl Tokenizer {
             path: path.to_path_buf(),
             source,
         })?;
-        let content = Content::read(&mut file).map_err(|e| TokenizerError::InvalidGguf {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        // Buffered: the header is read a few bytes at a time.
+        let content = Content::read(&mut std::io::BufReader::new(&mut file)).map_err(|e| {
+            TokenizerError::InvalidGguf {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
         })?;
         Self::from_gguf(&content)
     }

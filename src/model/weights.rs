@@ -74,16 +74,7 @@ fn add_bias(y: Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
 fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Linear> {
     if q.device().is_cpu() && kernels::enabled() {
         if let Some(p) = PackedLinear::from_qtensor(&q) {
-            // An f32 bias goes into the kernels' op: added to the rows it writes, instead of
-            // candle's `broadcast_add` over a new tensor (on candle's own thread pool, which
-            // spins against rayon's, once the output is large).
-            return Ok(match bias {
-                Some(b) if b.dtype() == DType::F32 => match p.clone().with_bias(b.to_vec1()?) {
-                    Some(p) => Linear::Packed(p, None),
-                    None => Linear::Packed(p, Some(b)),
-                },
-                b => Linear::Packed(p, b),
-            });
+            return packed_with_bias(p, bias);
         }
     }
     if q.device().is_cpu()
@@ -95,6 +86,19 @@ fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Li
         }
     }
     Ok(Linear::Quant(QMatMul::from_arc(q)?, bias))
+}
+
+/// A packed layer with its bias: an f32 bias goes into the kernels' op, added to the rows it
+/// writes, instead of candle's `broadcast_add` over a new tensor (on candle's own thread pool,
+/// which spins against rayon's, once the output is large).
+fn packed_with_bias(p: PackedLinear, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+    Ok(match bias {
+        Some(b) if b.dtype() == DType::F32 => match p.clone().with_bias(b.to_vec1()?) {
+            Some(p) => Linear::Packed(p, None),
+            None => Linear::Packed(p, Some(b)),
+        },
+        b => Linear::Packed(p, b),
+    })
 }
 
 /// callm's dense CPU layer, an f32 bias inside it (as for the packed layers in
@@ -406,6 +410,9 @@ pub struct GgufSource {
     /// Bytes of tensor data read so far, and in all (counted when `progress` is set).
     read: u64,
     total: u64,
+    /// The bytes of the last tensor packed straight from the file (reused: a tensor read into
+    /// fresh memory, and copied again by candle, cost two rounds of page faults each).
+    buf: Vec<u8>,
 }
 
 /// Bytes of a tensor's data in the file.
@@ -430,6 +437,7 @@ impl GgufSource {
             progress: None,
             read: 0,
             total: 0,
+            buf: Vec::new(),
         }
     }
 
@@ -494,12 +502,51 @@ impl GgufSource {
             .content
             .tensor(&mut self.file, name, &self.device)
             .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?;
+        self.report(bytes);
+        Ok(q)
+    }
+
+    /// Counts `bytes` more read and tells the progress reporter.
+    fn report(&mut self, bytes: u64) {
         if let Some(p) = &self.progress {
             // A tensor read twice (tied embeddings) counts once toward the total.
             self.read = (self.read + bytes).min(self.total);
             (p.0)(self.read, self.total);
         }
-        Ok(q)
+    }
+
+    /// An `[out, inp]` projection packed for callm's CPU kernels straight from the file's
+    /// bytes; `None` (nothing read) where those kernels do not take it: another device, the
+    /// kernels off, a block type they lack, or a shape that is not `[out, inp]`.
+    fn packed_from_file(
+        &mut self,
+        name: &str,
+        out: usize,
+        inp: usize,
+    ) -> Result<Option<PackedLinear>, ModelError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some(info) = self.content.tensor_infos.get(name) else {
+            return Ok(None);
+        };
+        let kind = match kernels::BlockKind::from_ggml(info.ggml_dtype) {
+            Some(k) if self.device.is_cpu() && kernels::enabled() => k,
+            _ => return Ok(None),
+        };
+        if info.shape.dims() != [out, inp] {
+            return Ok(None);
+        }
+        let bytes = tensor_bytes(info);
+        let at = self.content.tensor_data_offset + info.offset;
+        let err = |e: std::io::Error| ModelError::Weights {
+            file: self.path.clone(),
+            msg: format!("cannot read tensor \"{name}\": {e}"),
+        };
+        self.buf.resize(bytes as usize, 0);
+        self.file.seek(SeekFrom::Start(at)).map_err(err)?;
+        self.file.read_exact(&mut self.buf).map_err(err)?;
+        let packed = PackedLinear::from_raw(kind, &self.buf, out, inp);
+        self.report(bytes);
+        Ok(packed)
     }
 }
 
@@ -535,7 +582,14 @@ impl WeightSource for GgufSource {
             file: path.clone(),
             msg: format!("tensor \"{name}\": {e}"),
         };
-        let q = requantize_for_cpu(self.qtensor(name, &[out, inp])?, &self.device).map_err(werr)?;
+        // Packed straight from the file where callm's kernels take it, else through candle.
+        let weights: Result<PackedLinear, QTensor> = match self.packed_from_file(name, out, inp)? {
+            Some(p) => Ok(p),
+            None => {
+                let q = self.qtensor(name, &[out, inp])?;
+                Err(requantize_for_cpu(q, &self.device).map_err(werr)?)
+            }
+        };
         let b = if bias {
             let bname = name.replace(".weight", ".bias");
             let t = self.qtensor(&bname, &[out])?;
@@ -543,7 +597,11 @@ impl WeightSource for GgufSource {
         } else {
             None
         };
-        quant_linear(Arc::new(q), b).map_err(werr)
+        match weights {
+            Ok(p) => packed_with_bias(p, b),
+            Err(q) => quant_linear(Arc::new(q), b),
+        }
+        .map_err(werr)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {

@@ -43,6 +43,18 @@ impl PackedLinear {
         })
     }
 
+    /// Packs `n` rows of `k` values stored as ggml blocks of `kind` (`data`: the tensor's bytes
+    /// as in a GGUF file, row-major); `None` when `k` is not whole blocks or `data` is short.
+    pub fn from_raw(kind: BlockKind, data: &[u8], n: usize, k: usize) -> Option<Self> {
+        let w = PackedMatrix::pack(kind, data, n, k)?;
+        Some(PackedLinear {
+            parts: Arc::new([Arc::new(w)]),
+            k,
+            n,
+            bias: None,
+        })
+    }
+
     /// The layer with a bias added to each output row; `None` unless `bias` holds one value
     /// per output.
     pub fn with_bias(self, bias: Vec<f32>) -> Option<Self> {

@@ -7,7 +7,7 @@
 #   1. the unit tests of callm and of its kernel crate (crates/callm-kernels) on an emulated CPU
 #      with every extension (-cpu max). The NEON kernels with sdot and those without both run
 #      against the scalar reference and candle;
-#   2. the 32-value kernel tests on an Armv8.0 CPU without sdot (-cpu cortex-a72). This shows
+#   2. the 32-value and IQ4 kernel tests on an Armv8.0 CPU without sdot (-cpu cortex-a72). This shows
 #      the run-time detection picks the plain NEON kernels there. candle's own K-quant matmul
 #      uses sdot unconditionally, so its comparison tests cannot run on that CPU;
 #   3. the tiny-model goldens against transformers, and the real-GGUF numerics test on SmolLM2
@@ -147,7 +147,7 @@ echo "aarch64: unit tests (-cpu max: NEON with and without sdot)"
 qemu max "$lib" -q
 qemu max "$kernels" -q
 echo "aarch64: packed kernel tests on an Armv8.0 CPU (-cpu cortex-a72, no sdot)"
-qemu cortex-a72 "$kernels" -q tests::blocks::
+qemu cortex-a72 "$kernels" -q tests::blocks:: tests::iq::
 echo "aarch64: tiny-model goldens"
 qemu max "$tiny" -q
 echo "aarch64: real-GGUF numerics (SmolLM2 Q4_1)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; CI runs exactly this).
-# 1. fetches the real GGUF models the tests use (idempotent, sha256-verified, cached outside the repo)
-#    and trains the tiny SentencePiece test tokenizers (also cached outside the repo);
+# 1. fetches the real GGUF models the tests use (idempotent, sha256-verified, cached outside the repo),
+#    trains the tiny SentencePiece test tokenizers and writes the IQ4_NL/IQ4_XS decoding reference of
+#    ggml's `gguf` package (both also cached outside the repo);
 # 2. checks formatting and lints;
 # 3. builds once and runs every test of the workspace (callm and its kernel crate,
 #    crates/callm-kernels: unit, integration, real-model, property tests, bench smoke runs);
@@ -15,6 +16,7 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 scripts/fetch-models.sh all
 scripts/gen-spm-fixtures.sh
+scripts/gen-quant-reference.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked "$@"

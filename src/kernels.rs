@@ -10,7 +10,8 @@
 use std::sync::OnceLock;
 
 pub use callm_kernels::{
-    attention, rope, BlockKind, DenseLinear, Isa, PackedLinear, ResidualAdd, RmsNorm, SiluMul,
+    attention, dequantize, rope, BlockKind, DenseLinear, Isa, PackedLinear, ResidualAdd, RmsNorm,
+    SiluMul,
 };
 
 /// Whether `CALLM_KERNELS` is set to `value` now.

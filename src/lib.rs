@@ -8,6 +8,7 @@ pub mod cli;
 pub mod constrain;
 pub mod device;
 pub mod engine;
+pub mod gguf_header;
 pub mod kernels;
 pub mod loader;
 pub mod metrics;

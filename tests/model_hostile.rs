@@ -19,118 +19,9 @@ use candle_core::{Device, Tensor};
 mod template_support;
 use template_support::bounded;
 
-/// GGUF value type ids.
-const U32: u32 = 4;
-const I32: u32 = 5;
-const F32: u32 = 6;
-const BOOL: u32 = 7;
-const STR: u32 = 8;
-const ARR: u32 = 9;
-const U64: u32 = 10;
-
-/// A metadata value as its type id and encoded bytes (so a mutation can write anything).
-#[derive(Clone)]
-struct Val(u32, Vec<u8>);
-
-fn u32v(x: u32) -> Val {
-    Val(U32, x.to_le_bytes().to_vec())
-}
-fn f32v(x: f32) -> Val {
-    Val(F32, x.to_le_bytes().to_vec())
-}
-fn str_bytes(s: &str) -> Vec<u8> {
-    let mut b = (s.len() as u64).to_le_bytes().to_vec();
-    b.extend_from_slice(s.as_bytes());
-    b
-}
-fn strv(s: &str) -> Val {
-    Val(STR, str_bytes(s))
-}
-fn arr(elem: u32, items: &[Vec<u8>]) -> Val {
-    let mut b = elem.to_le_bytes().to_vec();
-    b.extend_from_slice(&(items.len() as u64).to_le_bytes());
-    for i in items {
-        b.extend_from_slice(i);
-    }
-    Val(ARR, b)
-}
-
-struct TensorEntry {
-    name: String,
-    /// ggml order: innermost first.
-    dims: Vec<u64>,
-    dtype: u32,
-    offset: u64,
-    data: Vec<u8>,
-    /// Where the data is written (the offset as laid out, before any mutation).
-    data_at: u64,
-}
-
-/// A GGUF file as lists a mutation can edit.
-struct Gguf {
-    meta: Vec<(String, Val)>,
-    tensors: Vec<TensorEntry>,
-    /// Bytes cut from the end.
-    truncate: usize,
-}
-
-impl Gguf {
-    fn set(&mut self, key: &str, v: Val) {
-        match self.meta.iter_mut().find(|(k, _)| k == key) {
-            Some(e) => e.1 = v,
-            None => self.meta.push((key.to_string(), v)),
-        }
-    }
-
-    fn tensor(&mut self, name: &str) -> &mut TensorEntry {
-        self.tensors.iter_mut().find(|t| t.name == name).unwrap()
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let mut b = b"GGUF".to_vec();
-        b.extend_from_slice(&3u32.to_le_bytes());
-        b.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        b.extend_from_slice(&(self.meta.len() as u64).to_le_bytes());
-        for (k, Val(t, v)) in &self.meta {
-            b.extend_from_slice(&str_bytes(k));
-            b.extend_from_slice(&t.to_le_bytes());
-            b.extend_from_slice(v);
-        }
-        for t in &self.tensors {
-            b.extend_from_slice(&str_bytes(&t.name));
-            b.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-            for d in &t.dims {
-                b.extend_from_slice(&d.to_le_bytes());
-            }
-            b.extend_from_slice(&t.dtype.to_le_bytes());
-            b.extend_from_slice(&t.offset.to_le_bytes());
-        }
-        b.resize(b.len().next_multiple_of(32), 0);
-        let start = b.len();
-        for t in &self.tensors {
-            b.resize(start + t.data_at as usize, 0);
-            b.extend_from_slice(&t.data);
-        }
-        b.truncate(b.len().saturating_sub(self.truncate));
-        b
-    }
-
-    fn write(&self, path: &Path) {
-        std::fs::write(path, self.bytes()).unwrap();
-    }
-}
-
-/// GPT-2's byte-to-character map (printable bytes stand for themselves).
-fn byte_char(b: u8) -> char {
-    let printable = |b: u8| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
-    if printable(b) {
-        return b as char;
-    }
-    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(256 + n).unwrap()
-}
-
-const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+#[path = "gguf_support/mod.rs"]
+mod gguf_support;
+use gguf_support::*;
 
 /// The valid tiny model: the llama3 fixture's f32 weights under llama.cpp's names, a
 /// byte-level vocabulary of exactly 512 tokens, a ChatML template.
@@ -179,16 +70,7 @@ fn valid() -> Gguf {
         });
         at = (at + len).next_multiple_of(32);
     }
-    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
-    tokens.push("<|im_start|>".into());
-    tokens.push("<|im_end|>".into());
-    while tokens.len() < 512 {
-        tokens.push(format!("<pad{}>", tokens.len()));
-    }
-    let types: Vec<Vec<u8>> = (0..512)
-        .map(|i: i32| (if i < 256 { 1i32 } else { 3 }).to_le_bytes().to_vec())
-        .collect();
-    let meta = vec![
+    let mut meta = vec![
         ("general.architecture".to_string(), strv("llama")),
         ("general.name".into(), strv("hostile-test")),
         ("llama.context_length".into(), u32v(256)),
@@ -200,20 +82,8 @@ fn valid() -> Gguf {
         ("llama.attention.layer_norm_rms_epsilon".into(), f32v(1e-5)),
         ("llama.rope.freq_base".into(), f32v(5e5)),
         ("llama.rope.dimension_count".into(), u32v(16)),
-        ("tokenizer.ggml.model".into(), strv("gpt2")),
-        ("tokenizer.ggml.pre".into(), strv("qwen2")),
-        (
-            "tokenizer.ggml.tokens".into(),
-            arr(
-                STR,
-                &tokens.iter().map(|t| str_bytes(t)).collect::<Vec<_>>(),
-            ),
-        ),
-        ("tokenizer.ggml.token_type".into(), arr(I32, &types)),
-        ("tokenizer.ggml.merges".into(), arr(STR, &[])),
-        ("tokenizer.ggml.eos_token_id".into(), u32v(257)),
-        ("tokenizer.chat_template".into(), strv(TEMPLATE)),
     ];
+    meta.extend(tokenizer_meta());
     Gguf {
         meta,
         tensors,
@@ -423,15 +293,15 @@ fn named_hostile_values_are_refused_with_the_key_and_value() {
                 |g| g.tensor("token_embd.weight").offset = 1 << 40,
                 &["token_embd.weight", "truncated or corrupt"],
             );
-            // A well-formed file in a block type candle cannot read (IQ4_NL, which llama.cpp
-            // uses for rows that are not whole 256-value superblocks in IQ4_XS files): the
-            // error names the tensor and the type, and says what to use instead.
+            // A well-formed file in a block type callm cannot read (IQ3_S, of llama.cpp's
+            // IQ3_M and IQ3_S files): the error names the tensor and the type, and says what
+            // to use instead.
             refused(
-                "iq4-nl",
-                |g| g.tensor("blk.0.attn_k.weight").dtype = 20,
+                "iq3-s",
+                |g| g.tensor("blk.0.attn_k.weight").dtype = 21,
                 &[
                     "blk.0.attn_k.weight",
-                    "IQ4_NL (GGUF type 20)",
+                    "IQ3_S (GGUF type 21)",
                     "cannot load",
                     "Q4_K_M",
                 ],
@@ -443,9 +313,9 @@ fn named_hostile_values_are_refused_with_the_key_and_value() {
             );
             // An unsupported type does not hide corruption elsewhere.
             refused(
-                "iq4-nl-and-outside",
+                "iq3-s-and-outside",
                 |g| {
-                    g.tensor("blk.0.attn_k.weight").dtype = 20;
+                    g.tensor("blk.0.attn_k.weight").dtype = 21;
                     g.tensor("token_embd.weight").offset = 1 << 40;
                 },
                 &["token_embd.weight", "truncated or corrupt"],

@@ -1,6 +1,5 @@
 //! Reading a decoder configuration and weights from a GGUF file.
 
-use std::io::Seek;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -9,8 +8,9 @@ use candle_core::{DType, Device};
 use super::config::{Arch, KeyStyle, LongRopeScaling, ModelConfig, RopeScaling, SUPPORTED_ARCHS};
 use super::mpt::MptSettings;
 use super::weights::GgufSource;
-use super::{gguf_arch, gguf_header, validate};
+use super::{gguf_arch, validate};
 use super::{LanguageModel, ModelError};
+use crate::gguf_header;
 
 /// An opened GGUF file: its header, checked and read, ready to load weights from.
 pub struct GgufFile {
@@ -37,24 +37,34 @@ impl GgufFile {
                 });
             return Err(err(format!(
                 "tensor {tensor} is stored as {kind}, which callm cannot load. callm loads F32, \
-                 F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K: use a file quantized \
-                 to one of those (Q4_K_M is the usual choice; the IQ kinds are not supported yet)"
+                 F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, IQ4_NL and IQ4_XS: use \
+                 a file quantized to one of those (Q4_K_M is the usual choice, IQ4_XS a smaller \
+                 one; the IQ1, IQ2 and IQ3 kinds are not supported yet)"
             )));
         }
-        file.rewind().map_err(|e| err(e.to_string()))?;
-        // Buffered: candle reads the header a few bytes at a time (a length, then a string, for
-        // each of a vocabulary's 150,000 tokens and merges), a system call each unbuffered.
-        let content = gguf_file::Content::read(&mut std::io::BufReader::new(&mut file))
+        let content = gguf_header::read_content(&mut file, &facts)
             .map_err(|e| err(format!("not a valid GGUF file: {e}")))?;
+        let callm_only = facts
+            .callm_only
+            .into_iter()
+            .map(|t| (t.name, t.kind))
+            .collect();
         Ok(GgufFile {
-            src: GgufSource::new(content, file, path, device),
+            src: GgufSource::new(content, file, path, device).with_callm_only(callm_only),
             path: path.to_path_buf(),
         })
     }
 
-    /// The GGUF header.
+    /// The GGUF header. A tensor in a block type candle does not know (IQ4_NL, IQ4_XS) is
+    /// listed under a stand-in type: [`GgufFile::tensor_kind`] gives its true one.
     pub fn content(&self) -> &gguf_file::Content {
         self.src.content()
+    }
+
+    /// The block type of a tensor that only callm's kernels read (IQ4_NL, IQ4_XS); `None` for
+    /// the others (their type is the one `content()` lists) and for a missing tensor.
+    pub fn tensor_kind(&self, name: &str) -> Option<callm_kernels::BlockKind> {
+        self.src.callm_only_kind(name)
     }
 
     /// A metadata string, if present.

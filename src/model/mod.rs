@@ -14,7 +14,6 @@ pub mod config;
 pub mod decoder;
 pub mod gguf;
 mod gguf_arch;
-pub mod gguf_header;
 pub mod kv_cache;
 mod mlp;
 pub mod mpt;

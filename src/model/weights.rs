@@ -413,12 +413,18 @@ pub struct GgufSource {
     /// The bytes of the last tensor packed straight from the file (reused: a tensor read into
     /// fresh memory, and copied again by candle, cost two rounds of page faults each).
     buf: Vec<u8>,
+    /// The tensors in a block type candle does not know (IQ4_NL, IQ4_XS), which `content`
+    /// lists under a stand-in type: read only through callm's kernels (packed, or dequantized).
+    callm_only: HashMap<String, kernels::BlockKind>,
 }
 
-/// Bytes of a tensor's data in the file.
-fn tensor_bytes(info: &gguf_file::TensorInfo) -> u64 {
-    let blocks = info.shape.elem_count() / info.ggml_dtype.block_size().max(1);
-    (blocks * info.ggml_dtype.type_size()) as u64
+/// Bytes of a tensor's data in the file (`kind`: its true block type, for a callm-only one).
+fn tensor_bytes(info: &gguf_file::TensorInfo, kind: Option<kernels::BlockKind>) -> u64 {
+    let (per, bytes) = match kind {
+        Some(k) => (k.block_values(), k.block_bytes()),
+        None => (info.ggml_dtype.block_size(), info.ggml_dtype.type_size()),
+    };
+    (info.shape.elem_count() / per.max(1) * bytes) as u64
 }
 
 impl GgufSource {
@@ -438,12 +444,67 @@ impl GgufSource {
             read: 0,
             total: 0,
             buf: Vec::new(),
+            callm_only: HashMap::new(),
         }
+    }
+
+    /// Marks the tensors `content` lists under a stand-in type, with their true block type
+    /// ([`crate::gguf_header::read_content`]).
+    pub fn with_callm_only(mut self, tensors: HashMap<String, kernels::BlockKind>) -> Self {
+        self.callm_only = tensors;
+        self
+    }
+
+    /// The true block type of a callm-only tensor.
+    pub(crate) fn callm_only_kind(&self, name: &str) -> Option<kernels::BlockKind> {
+        self.callm_only.get(name).copied()
+    }
+
+    /// Bytes of tensor `name`'s data in the file.
+    fn bytes_of(&self, name: &str, info: &gguf_file::TensorInfo) -> u64 {
+        tensor_bytes(info, self.callm_only_kind(name))
+    }
+
+    /// A callm-only tensor's values as f32 (`elems` of them), read and dequantized by callm's
+    /// kernels crate: for what its packed kernels do not take (another device, the kernels
+    /// off, a lookup table such as the token embedding, a vector).
+    fn dequantized(
+        &mut self,
+        name: &str,
+        kind: kernels::BlockKind,
+        info_offset: u64,
+        elems: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let err = |msg: String| ModelError::Weights {
+            file: self.path.clone(),
+            msg: format!("cannot read tensor \"{name}\": {msg}"),
+        };
+        let bytes = elems / kind.block_values() * kind.block_bytes();
+        let mut raw = vec![0u8; bytes];
+        let at = self.content.tensor_data_offset + info_offset;
+        self.file
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.file.read_exact(&mut raw))
+            .map_err(|e| err(e.to_string()))?;
+        let mut values = vec![0f32; elems];
+        if !kernels::dequantize(kind, &raw, &mut values) {
+            return Err(err(format!(
+                "{elems} values are not whole {} blocks",
+                kind.name()
+            )));
+        }
+        Ok(values)
     }
 
     /// Reports the bytes read to `progress` as the tensors load.
     pub fn set_progress(&mut self, progress: Option<LoadProgress>) {
-        self.total = self.content.tensor_infos.values().map(tensor_bytes).sum();
+        self.total = self
+            .content
+            .tensor_infos
+            .iter()
+            .map(|(name, info)| self.bytes_of(name, info))
+            .sum();
         self.progress = progress;
     }
 
@@ -469,6 +530,11 @@ impl GgufSource {
                 info.shape.dims()
             )));
         }
+        if self.callm_only.contains_key(name) {
+            return Err(err(format!(
+                "tensor \"{name}\" is quantized; callm reads it only as f32"
+            )));
+        }
         info.read(
             &mut &self.file,
             self.content.tensor_data_offset,
@@ -482,8 +548,9 @@ impl GgufSource {
     /// Loads a tensor by its GGUF name, checking its shape (GGUF lists dims innermost first;
     /// candle reverses them, so `shape` is given in `[out, in]` order).
     pub fn qtensor(&mut self, name: &str, shape: &[usize]) -> Result<QTensor, ModelError> {
+        let path = self.path.clone();
         let err = |msg: String| ModelError::Weights {
-            file: self.path.clone(),
+            file: path.clone(),
             msg,
         };
         let info = self.content.tensor_infos.get(name).ok_or_else(|| {
@@ -497,11 +564,19 @@ impl GgufSource {
                 info.shape.dims()
             )));
         }
-        let bytes = tensor_bytes(info);
-        let q = self
-            .content
-            .tensor(&mut self.file, name, &self.device)
-            .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?;
+        let bytes = self.bytes_of(name, info);
+        let q = if let Some(kind) = self.callm_only_kind(name) {
+            // candle has no such type: its values as f32, which every device and op takes.
+            let offset = info.offset;
+            let values = self.dequantized(name, kind, offset, shape.iter().product())?;
+            Tensor::from_vec(values, shape, &self.device)
+                .and_then(|t| QTensor::quantize(&t, GgmlDType::F32))
+                .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?
+        } else {
+            self.content
+                .tensor(&mut self.file, name, &self.device)
+                .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?
+        };
         self.report(bytes);
         Ok(q)
     }
@@ -528,14 +603,17 @@ impl GgufSource {
         let Some(info) = self.content.tensor_infos.get(name) else {
             return Ok(None);
         };
-        let kind = match kernels::BlockKind::from_ggml(info.ggml_dtype) {
+        let kind = self
+            .callm_only_kind(name)
+            .or_else(|| kernels::BlockKind::from_ggml(info.ggml_dtype));
+        let kind = match kind {
             Some(k) if self.device.is_cpu() && kernels::enabled() => k,
             _ => return Ok(None),
         };
         if info.shape.dims() != [out, inp] {
             return Ok(None);
         }
-        let bytes = tensor_bytes(info);
+        let bytes = self.bytes_of(name, info);
         let at = self.content.tensor_data_offset + info.offset;
         let err = |e: std::io::Error| ModelError::Weights {
             file: self.path.clone(),

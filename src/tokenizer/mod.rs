@@ -183,13 +183,14 @@ impl Tokenizer {
             path: path.to_path_buf(),
             source,
         })?;
-        // Buffered: the header is read a few bytes at a time.
-        let content = Content::read(&mut std::io::BufReader::new(&mut file)).map_err(|e| {
-            TokenizerError::InvalidGguf {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
+        // Checked first (candle trusts the header), and read with the tensors of kinds only
+        // callm's kernels know (IQ4_NL, IQ4_XS) under a stand-in type.
+        let invalid = |message: String| TokenizerError::InvalidGguf {
+            path: path.to_path_buf(),
+            message,
+        };
+        let facts = crate::gguf_header::check(&mut file).map_err(invalid)?;
+        let content = crate::gguf_header::read_content(&mut file, &facts).map_err(invalid)?;
         Self::from_gguf(&content)
     }
 

@@ -9,8 +9,9 @@ use half::f16;
 /// Values per block for every kind this module handles.
 pub(crate) const QK: usize = 32;
 
-/// A ggml block type the packed kernels take: the 32-value family, and the K-quants (Q2_K, Q3_K,
-/// Q4_K, Q5_K, Q6_K), whose 256-value superblocks the kernels handle as eight 32-value blocks.
+/// A ggml block type the packed kernels take: the 32-value family (with IQ4_NL), and the
+/// K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and IQ4_XS on the same superblocks), whose 256-value
+/// superblocks the kernels handle as eight 32-value blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockKind {
     /// `d: f16, qs: [u8; 16]`; value = `d * (q - 8)`, `q` a nibble.
@@ -37,7 +38,18 @@ pub enum BlockKind {
     /// 256 values: 3-bit `q` (offset 4; the third bit stored apart), a 6-bit scale (offset 32)
     /// per 16 values, `d: f16`; value = `d * (sc - 32) * (q - 4)`.
     Q3K,
+    /// `d: f16, qs: [u8; 16]`; value = `d * IQ4_TABLE[q]`, `q` a nibble (Q4_0's layout with a
+    /// non-linear table of 16 integers instead of `q - 8`).
+    IQ4NL,
+    /// 256 values: `d: f16`, a 6-bit scale (offset 32) per 32 values, nibbles as IQ4_NL's;
+    /// value = `d * (sc - 32) * IQ4_TABLE[q]`.
+    IQ4XS,
 }
+
+/// The 16 integers IQ4_NL and IQ4_XS map their nibbles to (ggml's `kvalues_iq4nl`), rising.
+pub(crate) const IQ4_TABLE: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 impl BlockKind {
     /// The kind for a candle/ggml dtype, if this module handles it.
@@ -57,7 +69,46 @@ impl BlockKind {
         }
     }
 
-    /// The matching candle dtype.
+    /// The kind of a GGUF tensor type id (ggml's `ggml_type`), if the packed kernels take it:
+    /// the kinds of [`BlockKind::from_ggml`], and IQ4_NL (20) and IQ4_XS (23), which candle
+    /// does not know.
+    pub fn from_gguf_type(id: u32) -> Option<Self> {
+        match id {
+            2 => Some(BlockKind::Q4_0),
+            3 => Some(BlockKind::Q4_1),
+            6 => Some(BlockKind::Q5_0),
+            7 => Some(BlockKind::Q5_1),
+            8 => Some(BlockKind::Q8_0),
+            10 => Some(BlockKind::Q2K),
+            11 => Some(BlockKind::Q3K),
+            12 => Some(BlockKind::Q4K),
+            13 => Some(BlockKind::Q5K),
+            14 => Some(BlockKind::Q6K),
+            20 => Some(BlockKind::IQ4NL),
+            23 => Some(BlockKind::IQ4XS),
+            _ => None,
+        }
+    }
+
+    /// The kind's name as ggml and llama.cpp write it (`Q4_K`, `IQ4_XS`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockKind::Q4_0 => "Q4_0",
+            BlockKind::Q4_1 => "Q4_1",
+            BlockKind::Q5_0 => "Q5_0",
+            BlockKind::Q5_1 => "Q5_1",
+            BlockKind::Q8_0 => "Q8_0",
+            BlockKind::Q2K => "Q2_K",
+            BlockKind::Q3K => "Q3_K",
+            BlockKind::Q4K => "Q4_K",
+            BlockKind::Q5K => "Q5_K",
+            BlockKind::Q6K => "Q6_K",
+            BlockKind::IQ4NL => "IQ4_NL",
+            BlockKind::IQ4XS => "IQ4_XS",
+        }
+    }
+
+    /// The matching candle dtype (the IQ kinds have none: tests never ask for theirs).
     #[cfg(test)]
     pub(crate) fn ggml(self) -> GgmlDType {
         match self {
@@ -71,6 +122,7 @@ impl BlockKind {
             BlockKind::Q6K => GgmlDType::Q6K,
             BlockKind::Q2K => GgmlDType::Q2K,
             BlockKind::Q3K => GgmlDType::Q3K,
+            BlockKind::IQ4NL | BlockKind::IQ4XS => panic!("candle has no dtype for {self:?}"),
         }
     }
 
@@ -78,8 +130,38 @@ impl BlockKind {
     pub(crate) fn is_k(self) -> bool {
         matches!(
             self,
-            BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K
+            BlockKind::Q2K
+                | BlockKind::Q3K
+                | BlockKind::Q4K
+                | BlockKind::Q5K
+                | BlockKind::Q6K
+                | BlockKind::IQ4XS
         )
+    }
+
+    /// Whether the integers are indices into [`IQ4_TABLE`] (IQ4_NL, IQ4_XS): the packed lines
+    /// hold the nibble, and the kernels look its integer up.
+    pub(crate) fn lookup(self) -> bool {
+        matches!(self, BlockKind::IQ4NL | BlockKind::IQ4XS)
+    }
+
+    /// The signed integer of packed (unsigned) value `u`: `u - offset`, or the table's entry.
+    pub(crate) fn int_of(self, u: i32) -> i32 {
+        if self.lookup() {
+            IQ4_TABLE[(u & 15) as usize] as i32
+        } else {
+            u - self.offset()
+        }
+    }
+
+    /// The packed (unsigned) value of signed integer `q`, the inverse of [`BlockKind::int_of`]
+    /// (an integer not in the table packs as its nearest entry below).
+    pub(crate) fn packed_of(self, q: i32) -> u8 {
+        if self.lookup() {
+            IQ4_TABLE.iter().rposition(|&t| t as i32 <= q).unwrap_or(0) as u8
+        } else {
+            (q + self.offset()) as u8
+        }
     }
 
     /// Whether a K-quant has an integer scale per 16 values (Q2_K, Q3_K, Q6_K) rather than
@@ -89,7 +171,7 @@ impl BlockKind {
     }
 
     /// Values per block in the file: 32, or 256 for the K-quants.
-    pub(crate) fn block_values(self) -> usize {
+    pub fn block_values(self) -> usize {
         if self.is_k() {
             crate::kblocks::QK_K
         } else {
@@ -98,7 +180,7 @@ impl BlockKind {
     }
 
     /// Bytes of one block (of [`BlockKind::block_values`] values) in the file.
-    pub(crate) fn block_bytes(self) -> usize {
+    pub fn block_bytes(self) -> usize {
         match self {
             BlockKind::Q4_0 => 18,
             BlockKind::Q4_1 => 20,
@@ -110,11 +192,14 @@ impl BlockKind {
             BlockKind::Q6K => 210,
             BlockKind::Q2K => 84,
             BlockKind::Q3K => 110,
+            BlockKind::IQ4NL => 18,
+            BlockKind::IQ4XS => 136,
         }
     }
 
     /// The offset that makes the block's integers unsigned for the packed kernels: the packed
-    /// value is `q + offset` with `q` the signed integer of [`Unpacked`].
+    /// value is `q + offset` with `q` the signed integer of [`Unpacked`] (0 for the IQ kinds,
+    /// whose packed value is the table index: [`BlockKind::int_of`]).
     pub(crate) fn offset(self) -> i32 {
         match self {
             BlockKind::Q4_0 => 8,
@@ -123,6 +208,7 @@ impl BlockKind {
             BlockKind::Q5_1 => 0,
             BlockKind::Q8_0 => 128,
             BlockKind::Q2K | BlockKind::Q4K | BlockKind::Q5K => 0,
+            BlockKind::IQ4NL | BlockKind::IQ4XS => 0,
             BlockKind::Q3K => 4,
             BlockKind::Q6K => 32,
         }
@@ -229,13 +315,23 @@ pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Unpacked {
                 u.q[j] = b[2 + j] as i8 as i32;
             }
         }
-        BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q4K | BlockKind::Q5K | BlockKind::Q6K => {}
+        BlockKind::IQ4NL => {
+            for j in 0..16 {
+                u.q[j] = IQ4_TABLE[(b[2 + j] & 0x0F) as usize] as i32;
+                u.q[j + 16] = IQ4_TABLE[(b[2 + j] >> 4) as usize] as i32;
+            }
+        }
+        BlockKind::Q2K
+        | BlockKind::Q3K
+        | BlockKind::Q4K
+        | BlockKind::Q5K
+        | BlockKind::Q6K
+        | BlockKind::IQ4XS => {}
     }
     u
 }
 
-/// Dequantizes a row of blocks to f32 (`out.len()` values).
-#[cfg(test)]
+/// Dequantizes a row of blocks to f32 (`out.len()` values), in ggml's float operations.
 pub(crate) fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
     if kind.is_k() {
         crate::kblocks::dequantize_row(kind, row, out);

@@ -14,6 +14,8 @@ pub(crate) const K_Q5_0: u8 = 2;
 pub(crate) const K_Q8_0: u8 = 3;
 /// Q5_1.
 pub(crate) const K_Q5_1: u8 = 4;
+/// IQ4_NL.
+pub(crate) const K_IQ4NL: u8 = 5;
 
 /// Q4_K.
 pub(crate) const K_Q4K: u8 = 0;
@@ -25,6 +27,30 @@ pub(crate) const K_Q6K: u8 = 2;
 pub(crate) const K_Q2K: u8 = 3;
 /// Q3_K.
 pub(crate) const K_Q3K: u8 = 4;
+/// IQ4_XS.
+pub(crate) const K_IQ4XS: u8 = 5;
+
+/// [`crate::blocks::IQ4_TABLE`] made unsigned (`+ 128`): the table the unsigned kernels
+/// (`vpdpbusd`) look the IQ kinds' nibbles up in, taking `128 · Σx` out of the sum afterwards.
+pub(crate) const IQ4_TABLE_U: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = (crate::blocks::IQ4_TABLE[i] as i16 + 128) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Whether the 32-value kind's nibbles index [`crate::blocks::IQ4_TABLE`] (IQ4_NL).
+pub(crate) const fn lookup(k: u8) -> bool {
+    k == K_IQ4NL
+}
+
+/// Whether the K-quant's nibbles index [`crate::blocks::IQ4_TABLE`] (IQ4_XS).
+pub(crate) const fn k_lookup(k: u8) -> bool {
+    k == K_IQ4XS
+}
 
 /// Whether the K-quant has an integer scale per 16 values (Q2_K, Q3_K, Q6_K), not per 32.
 pub(crate) const fn k_scale_per_16(k: u8) -> bool {
@@ -33,14 +59,16 @@ pub(crate) const fn k_scale_per_16(k: u8) -> bool {
 
 /// Whether the K-quant has minimums (Q2_K per 16 values, Q4_K/Q5_K per 32).
 pub(crate) const fn k_has_min(k: u8) -> bool {
-    k != K_Q6K && k != K_Q3K
+    matches!(k, K_Q2K | K_Q4K | K_Q5K)
 }
 
-/// The offset that makes the K-quant's integers unsigned ([`BlockKind::offset`]).
+/// The offset that makes the K-quant's integers unsigned ([`BlockKind::offset`]; IQ4_XS: the
+/// offset of [`IQ4_TABLE_U`], for the kernels that look it up unsigned).
 pub(crate) const fn k_offset(k: u8) -> i32 {
     match k {
         K_Q6K => 32,
         K_Q3K => 4,
+        K_IQ4XS => 128,
         _ => 0,
     }
 }
@@ -79,12 +107,13 @@ pub(crate) const fn has_high_bit(k: u8) -> bool {
     k == K_Q5_0 || k == K_Q5_1
 }
 
-/// The offset that makes the 32-value kind's integers unsigned ([`BlockKind::offset`]).
+/// The offset that makes the 32-value kind's integers unsigned ([`BlockKind::offset`]; IQ4_NL:
+/// the offset of [`IQ4_TABLE_U`], for the kernels that look it up unsigned).
 pub(crate) const fn offset_of(k: u8) -> i32 {
     match k {
         K_Q4_0 => 8,
         K_Q5_0 => 16,
-        K_Q8_0 => 128,
+        K_Q8_0 | K_IQ4NL => 128,
         _ => 0,
     }
 }
@@ -96,13 +125,15 @@ pub(crate) fn kind_code(kind: BlockKind) -> u8 {
         BlockKind::Q4_1 => K_Q4_1,
         BlockKind::Q5_0 => K_Q5_0,
         BlockKind::Q5_1 => K_Q5_1,
+        BlockKind::IQ4NL => K_IQ4NL,
         // K-quants have their own kernels and codes (`k_code`); never dispatched here.
         BlockKind::Q8_0
         | BlockKind::Q2K
         | BlockKind::Q3K
         | BlockKind::Q4K
         | BlockKind::Q5K
-        | BlockKind::Q6K => K_Q8_0,
+        | BlockKind::Q6K
+        | BlockKind::IQ4XS => K_Q8_0,
     }
 }
 
@@ -113,6 +144,7 @@ pub(crate) fn k_code(kind: BlockKind) -> u8 {
         BlockKind::Q5K => K_Q5K,
         BlockKind::Q2K => K_Q2K,
         BlockKind::Q3K => K_Q3K,
+        BlockKind::IQ4XS => K_IQ4XS,
         _ => K_Q6K,
     }
 }

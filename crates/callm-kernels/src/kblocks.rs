@@ -1,10 +1,13 @@
-//! The ggml K-quant formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K: superblocks of 256 values) and their plain scalar
+//! The ggml K-quant formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and IQ4_XS on the same 256-value
+//! superblocks) and their plain scalar
 //! reference: decoding a superblock, and its dot product with activations quantized as Q8_K, in
 //! the integers ggml (and candle) compute it with.
 //!
 //! Every kind decodes to one shape, [`KUnpacked`]: value `i` is
-//! `d · sc[i/16] · (u[i] − offset) − dmin · mn[i/16]` with `u` unsigned. (Q4_K and Q5_K scale
-//! 32 values at a time, so their `sc` and `mn` repeat in pairs; Q6_K has no minimum.)
+//! `d · sc[i/16] · (u[i] − offset) − dmin · mn[i/16]` with `u` unsigned (IQ4_XS: `u[i]` is a
+//! nibble, its integer `IQ4_TABLE[u[i]]`, [`BlockKind::int_of`]). (Q4_K, Q5_K and IQ4_XS scale
+//! 32 values at a time, so their `sc` and `mn` repeat in pairs; Q3_K, Q6_K and IQ4_XS have no
+//! minimum.)
 
 use half::f16;
 
@@ -26,7 +29,8 @@ pub(crate) struct KUnpacked {
     pub(crate) sc: [i32; QK_K / GROUP],
     /// Integer minimum of each group of 16 (0 for Q3_K and Q6_K).
     pub(crate) mn: [i32; QK_K / GROUP],
-    /// Unsigned integers (Q2_K: 0..4, Q3_K: 0..8, Q4_K: 0..16, Q5_K: 0..32, Q6_K: 0..64).
+    /// Unsigned integers (Q2_K: 0..4, Q3_K: 0..8, Q4_K and IQ4_XS: 0..16, Q5_K: 0..32, Q6_K:
+    /// 0..64).
     pub(crate) u: [u8; QK_K],
 }
 
@@ -88,6 +92,26 @@ pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Option<KUnpacked> {
                         }
                         k.u[32 * j + l] = u;
                     }
+                }
+            }
+        }
+        BlockKind::IQ4XS => {
+            k.d = f16_at(b, 0);
+            let scales_h = u16::from_le_bytes([b[2], b[3]]);
+            let (scales_l, qs) = (&b[4..8], &b[8..136]);
+            // Block j: a 6-bit scale, its low nibble in scales_l, its top two bits in
+            // scales_h; values 32·j + l (l < 16) in the low nibbles of qs[16·j..], the next 16
+            // in the high ones.
+            for j in 0..8 {
+                let low = (scales_l[j / 2] >> (4 * (j % 2))) & 15;
+                let high = ((scales_h >> (2 * j)) & 3) as u8;
+                let sc = (low | (high << 4)) as i32 - 32;
+                k.sc[2 * j] = sc;
+                k.sc[2 * j + 1] = sc;
+                for l in 0..16 {
+                    let byte = qs[16 * j + l];
+                    k.u[32 * j + l] = byte & 15;
+                    k.u[32 * j + 16 + l] = byte >> 4;
                 }
             }
         }
@@ -155,9 +179,7 @@ pub(crate) fn unpack(kind: BlockKind, b: &[u8]) -> Option<KUnpacked> {
 
 /// Dequantizes a row of superblocks to f32 (`out.len()` values), in the same float operations
 /// as ggml's reference: `(d·sc)·q − dmin·m`.
-#[cfg(test)]
 pub(crate) fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
-    let off = kind.offset();
     for (blk, o) in row.chunks(kind.block_bytes()).zip(out.chunks_mut(QK_K)) {
         let Some(k) = unpack(kind, blk) else {
             o.fill(0.0);
@@ -165,7 +187,7 @@ pub(crate) fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
         };
         for (i, v) in o.iter_mut().enumerate() {
             let g = i / GROUP;
-            let q = k.u[i] as i32 - off;
+            let q = kind.int_of(k.u[i] as i32);
             *v = (k.d * k.sc[g] as f32) * q as f32 - k.dmin * k.mn[g] as f32;
         }
     }
@@ -173,7 +195,7 @@ pub(crate) fn dequantize_row(kind: BlockKind, row: &[u8], out: &mut [f32]) {
 
 /// Reference dot product of one weight row (`k / 256` superblocks of `kind`) with one row of
 /// Q8_K activations (`act_q`, a scale `act_d` per 256 values, integer sums `act_bs` per 16), as
-/// ggml computes it: per superblock, the integer `Σ sc·Σ(u−offset)·q` times `d·act_d`, minus the
+/// ggml computes it: per superblock, the integer `Σ sc·Σ int(u)·q` times `d·act_d`, minus the
 /// integer `Σ mn·bsum` times `dmin·act_d`.
 #[cfg(test)]
 pub(crate) fn vec_dot_ref(
@@ -183,7 +205,6 @@ pub(crate) fn vec_dot_ref(
     act_d: &[f32],
     act_bs: &[i32],
 ) -> f32 {
-    let off = kind.offset();
     let mut sum = 0f32;
     for (s, blk) in row.chunks(kind.block_bytes()).enumerate() {
         let (Some(k), Some(q), Some(bs), Some(&ad)) = (
@@ -197,9 +218,9 @@ pub(crate) fn vec_dot_ref(
         let (mut isum, mut msum) = (0i32, 0i32);
         for g in 0..QK_K / GROUP {
             let dot: i32 = (0..GROUP)
-                .map(|i| k.u[g * GROUP + i] as i32 * q[g * GROUP + i] as i32)
+                .map(|i| kind.int_of(k.u[g * GROUP + i] as i32) * q[g * GROUP + i] as i32)
                 .sum();
-            isum += k.sc[g] * (dot - off * bs[g]);
+            isum += k.sc[g] * dot;
             msum += k.mn[g] * bs[g];
         }
         sum += k.d * ad * isum as f32 - k.dmin * ad * msum as f32;

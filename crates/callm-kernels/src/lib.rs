@@ -59,6 +59,19 @@ pub use linear::PackedLinear;
 pub use norm::RmsNorm;
 pub use residual::ResidualAdd;
 
+/// Dequantizes `data`, ggml blocks of `kind` as a GGUF file stores them, into `out` in ggml's
+/// float operations (for the layers that do not run on the packed kernels: another device,
+/// the kernels off, a table lookup). `false`, with nothing written, unless `out.len()` is whole
+/// blocks and `data` holds exactly those blocks.
+pub fn dequantize(kind: BlockKind, data: &[u8], out: &mut [f32]) -> bool {
+    let per = kind.block_values();
+    if !out.len().is_multiple_of(per) || data.len() != out.len() / per * kind.block_bytes() {
+        return false;
+    }
+    blocks::dequantize_row(kind, data, out);
+    true
+}
+
 /// The instruction set a kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {

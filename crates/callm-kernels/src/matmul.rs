@@ -258,13 +258,13 @@ macro_rules! dispatch {
 macro_rules! pick {
     ($use_best:expr, k: ($kb:ident, $ko:ident), blocks: ($bb:ident, $bo:ident), $p:ident, $args:tt) => {{
         if $p.kind.is_k() {
-            use crate::codes::{k_code, K_Q2K, K_Q3K, K_Q4K, K_Q5K, K_Q6K};
+            use crate::codes::{k_code, K_IQ4XS, K_Q2K, K_Q3K, K_Q4K, K_Q5K, K_Q6K};
             let kind = k_code($p.kind);
-            pick!(@run $use_best, $kb, $ko, kind, [K_Q4K, K_Q5K, K_Q2K, K_Q3K], K_Q6K, $args)
+            pick!(@run $use_best, $kb, $ko, kind, [K_Q4K, K_Q5K, K_Q2K, K_Q3K, K_IQ4XS], K_Q6K, $args)
         } else {
-            use crate::codes::{kind_code, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
+            use crate::codes::{kind_code, K_IQ4NL, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0};
             let kind = kind_code($p.kind);
-            pick!(@run $use_best, $bb, $bo, kind, [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1], K_Q8_0, $args)
+            pick!(@run $use_best, $bb, $bo, kind, [K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_IQ4NL], K_Q8_0, $args)
         }
     }};
     (@run $use_best:expr, $best:ident, $other:ident, $kind:ident, $ks:tt, $last:ident, ($mt:expr, $($arg:expr),*)) => {

@@ -5,7 +5,8 @@
 //!
 //! Layout of tile `t` (rows `16t..16t+16`), block `b` (values `32b..32b+32`); `u = q + offset`
 //! is the block's integer made unsigned (see [`BlockKind::offset`]):
-//! - 4/5-bit kinds: 4 lines of 64 bytes; line `g`, byte `4r + j` holds `u[r][8g+j] & 15` in its
+//! - 4/5-bit kinds (and IQ4_NL/IQ4_XS, whose `u` is the index into their table): 4 lines of
+//!   64 bytes; line `g`, byte `4r + j` holds `u[r][8g+j] & 15` in its
 //!   low nibble and `u[r][8g+4+j] & 15` in its high nibble. Q5_0/Q5_1 add 8 masks (`u64`); mask `h`,
 //!   bit `4r + j` is bit 4 of `u[r][4h+j]`.
 //! - Q2_K, Q3_K: 2 lines of 64 bytes; line `g`, byte `4r + j`, bits `2c..2c+2` hold
@@ -86,7 +87,7 @@ impl PackedMatrix {
     pub(crate) fn scales_per_row(kind: BlockKind) -> usize {
         match kind {
             BlockKind::Q2K | BlockKind::Q3K | BlockKind::Q6K => 2,
-            BlockKind::Q4K | BlockKind::Q5K => 1,
+            BlockKind::Q4K | BlockKind::Q5K | BlockKind::IQ4XS => 1,
             _ => 0,
         }
     }
@@ -285,7 +286,7 @@ impl<'a> TileOut<'a> {
                 let at = row * row_bytes + b * kind.block_bytes();
                 let blk = unpack(kind, &data[at..at + kind.block_bytes()]);
                 for (o, &q) in u[r].iter_mut().zip(blk.q.iter()) {
-                    *o = (q + off as i32) as u8;
+                    *o = kind.packed_of(q);
                 }
                 // Scales are copied bit for bit from the file.
                 self.d[b * TILE + r] = u16::from_le_bytes([data[at], data[at + 1]]);
@@ -326,8 +327,8 @@ impl<'a> TileOut<'a> {
                 for (r, s) in sup.iter().enumerate() {
                     let Some(s) = s else { continue };
                     u[r].copy_from_slice(&s.u[QK * j..QK * (j + 1)]);
-                    // Scales fit an i8 (Q2_K: 4 bits, Q4_K/Q5_K: 6 bits unsigned; Q3_K: 6
-                    // bits signed; Q6_K: i8).
+                    // Scales fit an i8 (Q2_K: 4 bits, Q4_K/Q5_K: 6 bits unsigned; Q3_K and
+                    // IQ4_XS: 6 bits signed; Q6_K: i8).
                     let at = b * TILE * spr;
                     self.ks[at + r] = s.sc[2 * j] as i8;
                     if kind.scale_per_16() {

@@ -16,7 +16,6 @@ use crate::pack::{PackedMatrix, TILE};
 pub(crate) unsafe fn tile_scalar(c: TileCall<'_>, mt: usize) {
     let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
     let (out, ldo, cols) = (c.out, c.ldo, c.cols);
-    let off = p.kind.offset();
     for t in 0..mt {
         let row = t0 + t;
         for r in 0..cols {
@@ -27,7 +26,7 @@ pub(crate) unsafe fn tile_scalar(c: TileCall<'_>, mt: usize) {
                 let xs = &a.q[ab * 32..(ab + 1) * 32];
                 let mut isum = 0i32;
                 for (i, &x) in xs.iter().enumerate() {
-                    isum += (p.packed_u(tb, r, i) - off) * x as i32;
+                    isum += p.kind.int_of(p.packed_u(tb, r, i)) * x as i32;
                 }
                 let d = half::f16::from_bits(p.d[tb * TILE + r]).to_f32();
                 acc += d * a.d[ab] * isum as f32;
@@ -48,7 +47,6 @@ pub(crate) unsafe fn tile_scalar(c: TileCall<'_>, mt: usize) {
 pub(crate) unsafe fn tile_scalar_k(c: TileCall<'_>, mt: usize) {
     let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
     let (out, ldo, cols) = (c.out, c.ldo, c.cols);
-    let off = p.kind.offset();
     let per16 = p.kind.scale_per_16();
     let (nb, nsb) = (p.nb, p.k / QK_K);
     let spr = PackedMatrix::scales_per_row(p.kind);
@@ -66,11 +64,13 @@ pub(crate) unsafe fn tile_scalar_k(c: TileCall<'_>, mt: usize) {
                     let s0 = p.ks[tb * spr * TILE + r] as i32;
                     let (b0, b1) = (a.bs16[2 * ab], a.bs16[2 * ab + 1]);
                     let dot = |range: std::ops::Range<usize>| -> i32 {
-                        range.map(|i| p.packed_u(tb, r, i) * xs[i] as i32).sum()
+                        range
+                            .map(|i| p.kind.int_of(p.packed_u(tb, r, i)) * xs[i] as i32)
+                            .sum()
                     };
                     if per16 {
                         let s1 = p.ks[tb * spr * TILE + TILE + r] as i32;
-                        isum += s0 * (dot(0..16) - off * b0) + s1 * (dot(16..32) - off * b1);
+                        isum += s0 * dot(0..16) + s1 * dot(16..32);
                     } else {
                         isum += s0 * dot(0..32);
                     }

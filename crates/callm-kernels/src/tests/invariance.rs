@@ -9,7 +9,7 @@ use crate::matmul::matmul_with;
 use crate::pack::PackedMatrix;
 use crate::Isa;
 
-const ALL: [BlockKind; 10] = [
+const ALL: [BlockKind; 12] = [
     BlockKind::Q4_0,
     BlockKind::Q4_1,
     BlockKind::Q5_0,
@@ -20,6 +20,8 @@ const ALL: [BlockKind; 10] = [
     BlockKind::Q4K,
     BlockKind::Q5K,
     BlockKind::Q6K,
+    BlockKind::IQ4NL,
+    BlockKind::IQ4XS,
 ];
 
 #[test]

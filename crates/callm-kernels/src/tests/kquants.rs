@@ -209,6 +209,8 @@ fn packing_costs_little_memory_over_the_file() {
         BlockKind::Q5_0,
         BlockKind::Q5_1,
         BlockKind::Q8_0,
+        BlockKind::IQ4NL,
+        BlockKind::IQ4XS,
     ];
     for kind in KINDS.into_iter().chain(kinds) {
         let (n, k) = (64, 16 * QK_K);

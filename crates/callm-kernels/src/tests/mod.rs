@@ -8,6 +8,7 @@ use crate::blocks::BlockKind;
 mod blocks;
 mod concat;
 mod invariance;
+mod iq;
 mod kquants;
 
 /// Random blocks of `kind`: random integers with a random finite scale (and minimum).

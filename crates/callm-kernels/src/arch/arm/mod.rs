@@ -55,7 +55,8 @@ pub(crate) unsafe fn dot4<const DOT: bool, const L: i32>(
         }
         a
     } else {
-        // Products fit an i16 and so do pairs of them: |w| ≤ 128 and |x| ≤ 127.
+        // Products fit an i16 and so do pairs of them: |w| · |x| ≤ 128 · 127 (IQ4_XS: |w| ≤ 127
+        // against Q8_K's |x| ≤ 128).
         // SAFETY: NEON is part of every aarch64 target.
         unsafe {
             let xg = vreinterpretq_s8_s32(vdupq_laneq_s32::<L>(vreinterpretq_s32_s8(x)));
@@ -146,6 +147,20 @@ pub(crate) unsafe fn unpack_nibbles(lines: *const u8, q: usize) -> [int8x16_t; 8
             w[2 * g + 1] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
         }
         w
+    }
+}
+
+/// Replaces each nibble in `w` by its signed integer in [`crate::blocks::IQ4_TABLE`] (IQ4_NL,
+/// IQ4_XS).
+#[inline(always)]
+pub(crate) fn look_up(w: &mut [int8x16_t; 8]) {
+    // SAFETY: NEON is part of every aarch64 target; the table is 16 bytes; every index is a
+    // nibble, inside it.
+    unsafe {
+        let table = vld1q_s8(crate::blocks::IQ4_TABLE.as_ptr());
+        for wh in w.iter_mut() {
+            *wh = vqtbl1q_s8(table, vreinterpretq_u8_s8(*wh));
+        }
     }
 }
 

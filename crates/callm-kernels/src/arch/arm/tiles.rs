@@ -11,8 +11,8 @@
 
 use core::arch::aarch64::*;
 
-use super::{block_dots, f16x4, or_plane, store_quarter, unpack_nibbles};
-use crate::codes::{has_high_bit, has_min, offset_of, K_Q8_0};
+use super::{block_dots, f16x4, look_up, or_plane, store_quarter, unpack_nibbles};
+use crate::codes::{has_high_bit, has_min, lookup, offset_of, K_Q8_0};
 use crate::matmul::TileCall;
 use crate::pack::TILE;
 
@@ -50,8 +50,13 @@ unsafe fn tile_body<const MT: usize, const K: u8, const DOT: bool>(c: TileCall<'
     unsafe {
         let nb = p.nb;
         let lpb = if K == K_Q8_0 { 8 } else { 4 };
-        // Q8_0 runs on its signed integers (the offset flipped back), so no correction for it.
-        let off = if K == K_Q8_0 { 0 } else { offset_of(K) };
+        // Q8_0 runs on its signed integers (the offset flipped back), and IQ4_NL on the signed
+        // table, so no correction for them.
+        let off = if K == K_Q8_0 || lookup(K) {
+            0
+        } else {
+            offset_of(K)
+        };
         let tb0 = tile * nb;
         for q in 0..4 {
             let mut acc = [vdupq_n_f32(0.0); MT];
@@ -71,6 +76,9 @@ unsafe fn tile_body<const MT: usize, const K: u8, const DOT: bool>(c: TileCall<'
                     let mut w = unpack_nibbles(lines, q);
                     if has_high_bit(K) {
                         or_plane(&mut w, p.qh.as_ptr().add(tb * 8), q, 0x10);
+                    }
+                    if lookup(K) {
+                        look_up(&mut w);
                     }
                     w
                 };

@@ -13,10 +13,10 @@
 
 use core::arch::aarch64::*;
 
-use super::{block_dots, f16x4, or_plane, store_quarter, unpack_crumbs, unpack_nibbles};
+use super::{block_dots, f16x4, look_up, or_plane, store_quarter, unpack_crumbs, unpack_nibbles};
 use crate::codes::{
-    k_has_min, k_lines, k_min_pairs, k_offset, k_scale_per_16, k_two_bit, K_Q2K, K_Q3K, K_Q5K,
-    K_Q6K,
+    k_has_min, k_lines, k_lookup, k_min_pairs, k_offset, k_scale_per_16, k_two_bit, K_Q2K, K_Q3K,
+    K_Q5K, K_Q6K,
 };
 use crate::kblocks::QK_K;
 use crate::matmul::TileCall;
@@ -77,7 +77,7 @@ unsafe fn tile_body_k<const MT: usize, const K: u8, const DOT: bool>(c: TileCall
         let tb0 = tile * nb;
         let per16 = k_scale_per_16(K);
         let spr = if per16 { 2 } else { 1 };
-        let off = k_offset(K);
+        let off = if k_lookup(K) { 0 } else { k_offset(K) };
         let pairs = k_min_pairs(K);
         let lpb = k_lines(K);
         for q in 0..4 {
@@ -102,6 +102,11 @@ unsafe fn tile_body_k<const MT: usize, const K: u8, const DOT: bool>(c: TileCall
                     }
                     if K == K_Q6K {
                         or_plane(&mut w, p.qh2.as_ptr().add(tb * 8), q, 0x20);
+                    }
+                    if k_lookup(K) {
+                        // Signed integers: no offset to take out (`k_offset` is the unsigned
+                        // kernels').
+                        look_up(&mut w);
                     }
                     let ks = p.ks.as_ptr().add(tb * spr * TILE + 4 * q);
                     let s0 = i8x4(ks);

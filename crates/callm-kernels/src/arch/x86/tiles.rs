@@ -15,7 +15,8 @@ use super::{
     act4, dp_avx2, dp_lines_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni,
 };
 use crate::act::QuantActs;
-use crate::codes::{has_high_bit, has_min, offset_of, K_Q8_0};
+use crate::blocks::IQ4_TABLE;
+use crate::codes::{has_high_bit, has_min, lookup, offset_of, IQ4_TABLE_U, K_Q8_0};
 use crate::matmul::TileCall;
 use crate::pack::TILE;
 
@@ -31,6 +32,8 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(c: TileCall<'_>) {
     let off = offset_of(K);
     let nib = _mm512_set1_epi8(0x0F);
     let bit4 = _mm512_set1_epi8(0x10);
+    // SAFETY: the table is 16 bytes.
+    let table = _mm512_broadcast_i32x4(unsafe { load_table(&IQ4_TABLE_U) });
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); MT];
     let tb0 = tile * nb;
@@ -56,6 +59,12 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(c: TileCall<'_>) {
                     let qh = p.qh.as_ptr().add(tb * 8);
                     for (h, wh) in w.iter_mut().enumerate() {
                         *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh.add(h), bit4));
+                    }
+                }
+                if lookup(K) {
+                    // The nibble's integer, made unsigned (`off` takes 128·Σx out below).
+                    for wh in w.iter_mut() {
+                        *wh = _mm512_shuffle_epi8(table, *wh);
                     }
                 }
             }
@@ -101,8 +110,8 @@ pub(crate) unsafe fn tile_vnni<const MT: usize, const K: u8>(c: TileCall<'_>) {
 }
 
 /// The 256-bit kernels of the 32-value kinds, one function per instruction set: two 8-row
-/// halves per tile. `$signed_q8`: Q8_0's lines are turned back into signed bytes (and its
-/// offset is then not taken out); `$dot`: each row's integer dot of the block, over the
+/// halves per tile. `$signed_q8`: Q8_0's lines are turned back into signed bytes and IQ4_NL's
+/// nibbles looked up as signed integers (and the offset is then not taken out); `$dot`: each row's integer dot of the block, over the
 /// unpacked lines `w` and the activation operands `x(h)`. All else is the same code.
 macro_rules! tile_256 {
     ($(#[$doc:meta])* $name:ident, $features:literal, $signed_q8:expr, |$w:ident, $x:ident| $dot:expr) => {
@@ -112,8 +121,16 @@ macro_rules! tile_256 {
             let (p, a, tile, t0) = (c.p, c.a, c.tile, c.t0);
             let nb = p.nb;
             let lpb = if K == K_Q8_0 { 8 } else { 4 };
-            let signed = $signed_q8 && K == K_Q8_0;
+            let signed = $signed_q8 && (K == K_Q8_0 || lookup(K));
             let off = if signed { 0 } else { offset_of(K) };
+            // SAFETY: both tables are 16 bytes.
+            let table = _mm256_broadcastsi128_si256(unsafe {
+                if signed {
+                    load_table(&IQ4_TABLE.map(|v| v as u8))
+                } else {
+                    load_table(&IQ4_TABLE_U)
+                }
+            });
             let nib = _mm256_set1_epi8(0x0F);
             let bit4 = _mm256_set1_epi8(0x10);
             let flip = _mm256_set1_epi8(-128);
@@ -158,6 +175,11 @@ macro_rules! tile_256 {
                                     *wh = _mm256_or_si256(*wh, _mm256_and_si256(set, bit4));
                                 }
                             }
+                            if lookup(K) {
+                                for wh in w.iter_mut() {
+                                    *wh = _mm256_shuffle_epi8(table, *wh);
+                                }
+                            }
                         }
                         let scales = |v: &[u16]| {
                             let at = v.as_ptr().add(tb * TILE + 8 * half);
@@ -199,8 +221,8 @@ macro_rules! tile_256 {
 }
 
 tile_256!(
-    /// AVX2 + FMA: same contract as [`tile_vnni`], two 8-row halves per tile. Q8_0 runs on
-    /// signed weights (the sign trick); the 4- and 5-bit kinds add several lines' pair sums in
+    /// AVX2 + FMA: same contract as [`tile_vnni`], two 8-row halves per tile. Q8_0 and IQ4_NL
+    /// run on signed weights (the sign trick: `|w| <= 127` and Q8_0 activations `|x| <= 127`); the 4- and 5-bit kinds add several lines' pair sums in
     /// 16-bit lanes before widening.
     ///
     /// # Safety
@@ -210,7 +232,7 @@ tile_256!(
     true,
     |w, x| {
         let ones = _mm256_set1_epi16(1);
-        if K == K_Q8_0 {
+        if K == K_Q8_0 || lookup(K) {
             let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for h in (0..8).step_by(2) {
                 let (x0, x1) = (x(h), x(h + 1));
@@ -256,6 +278,16 @@ tile_256!(
         _mm256_add_epi32(s0, s1)
     }
 );
+
+/// A 16-byte table as one 128-bit register.
+///
+/// # Safety
+/// None beyond SSE2, part of x86-64 (the reference is 16 readable bytes).
+#[inline(always)]
+pub(crate) unsafe fn load_table(t: &[u8; 16]) -> __m128i {
+    // SAFETY: `t` is 16 bytes; an unaligned load reads exactly those.
+    unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
+}
 
 /// The integer sum, scale and scaled sum of activation block `ab`.
 ///

@@ -14,10 +14,14 @@
 
 use core::arch::x86_64::*;
 
-use super::{act4, dp_lines_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni};
+use super::tiles::load_table;
+use super::{
+    act4, dp_avx2, dp_lines_avx2, prefetch_ahead, spread_bits, store_avx2_half, store_vnni,
+};
+use crate::blocks::IQ4_TABLE;
 use crate::codes::{
-    k_has_min, k_lines, k_min_pairs, k_offset, k_scale_per_16, k_two_bit, K_Q2K, K_Q3K, K_Q5K,
-    K_Q6K,
+    k_has_min, k_lines, k_lookup, k_min_pairs, k_offset, k_scale_per_16, k_two_bit, IQ4_TABLE_U,
+    K_Q2K, K_Q3K, K_Q5K, K_Q6K,
 };
 use crate::kblocks::QK_K;
 use crate::matmul::TileCall;
@@ -41,6 +45,8 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
     let bit2 = _mm512_set1_epi8(0x04);
     let bit4 = _mm512_set1_epi8(0x10);
     let bit5 = _mm512_set1_epi8(0x20);
+    // SAFETY: the table is 16 bytes.
+    let table = _mm512_broadcast_i32x4(unsafe { load_table(&IQ4_TABLE_U) });
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); MT];
     let tb0 = tile * nb;
@@ -91,6 +97,12 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
                         *wh = _mm512_or_si512(*wh, _mm512_maskz_mov_epi8(*qh2.add(h), bit5));
                     }
                 }
+                if k_lookup(K) {
+                    // The nibble's integer, made unsigned (`off` takes 128·Σx out below).
+                    for wh in w.iter_mut() {
+                        *wh = _mm512_shuffle_epi8(table, *wh);
+                    }
+                }
                 let ks = p.ks.as_ptr().add(tb * spr * TILE);
                 let s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(ks as *const __m128i));
                 let s1 = if per16 {
@@ -129,7 +141,10 @@ pub(crate) unsafe fn tile_vnni_k<const MT: usize, const K: u8>(c: TileCall<'_>) 
                         _mm512_add_epi32(_mm512_mullo_epi32(lo, s0), _mm512_mullo_epi32(hi, s1));
                     *isum_t = _mm512_add_epi32(*isum_t, v);
                 } else {
-                    let dot = _mm512_add_epi32(lo, hi);
+                    let mut dot = _mm512_add_epi32(lo, hi);
+                    if off != 0 {
+                        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(off * (bs_lo + bs_hi)));
+                    }
                     *isum_t = _mm512_add_epi32(*isum_t, _mm512_mullo_epi32(dot, s0));
                 }
             }
@@ -198,9 +213,10 @@ unsafe fn min_pair<const K: u8>(a: &crate::act::QuantActs, asb: usize, jp: usize
 
 /// The 256-bit K-quant kernels, one function per instruction set: two 8-row halves per tile,
 /// the integer dot of lines `h0..h1` of each row given by `$dot` (over the unpacked unsigned
-/// lines `w` and the activation operands `x(h)`); all else is the same code.
+/// lines `w` and the activation operands `x(h)`); all else is the same code. `$signed`:
+/// IQ4_XS's nibbles are looked up as signed integers (and no offset is taken out).
 macro_rules! tile_k_256 {
-    ($(#[$doc:meta])* $name:ident, $features:literal, |$w:ident, $h0:ident, $h1:ident, $x:ident| $dot:expr) => {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $signed:expr, |$w:ident, $h0:ident, $h1:ident, $x:ident| $dot:expr) => {
         $(#[$doc])*
         #[target_feature(enable = $features)]
         pub(crate) unsafe fn $name<const MT: usize, const K: u8>(c: TileCall<'_>) {
@@ -214,7 +230,16 @@ macro_rules! tile_k_256 {
             let tb0 = tile * nb;
             let per16 = k_scale_per_16(K);
             let spr = if per16 { 2 } else { 1 };
-            let off = k_offset(K);
+            let signed = $signed && k_lookup(K);
+            let off = if signed { 0 } else { k_offset(K) };
+            // SAFETY: both tables are 16 bytes.
+            let table = _mm256_broadcastsi128_si256(unsafe {
+                if signed {
+                    load_table(&IQ4_TABLE.map(|v| v as u8))
+                } else {
+                    load_table(&IQ4_TABLE_U)
+                }
+            });
             let pairs = k_min_pairs(K);
             for half in 0..2 {
                 let mut acc = [_mm256_setzero_ps(); MT];
@@ -267,6 +292,11 @@ macro_rules! tile_k_256 {
                             if K == K_Q6K {
                                 or_plane(&p.qh2, 0x20);
                             }
+                            if k_lookup(K) {
+                                for wh in w.iter_mut() {
+                                    *wh = _mm256_shuffle_epi8(table, *wh);
+                                }
+                            }
                             let ks = p.ks.as_ptr().add(tb * spr * TILE + 8 * half);
                             let s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ks as *const __m128i));
                             let s1 = if per16 {
@@ -304,7 +334,11 @@ macro_rules! tile_k_256 {
                                 );
                                 *isum_t = _mm256_add_epi32(*isum_t, v);
                             } else {
-                                let dot = run(0, 8);
+                                let mut dot = run(0, 8);
+                                if off != 0 {
+                                    let o = _mm256_set1_epi32(off * (bs_lo + bs_hi));
+                                    dot = _mm256_sub_epi32(dot, o);
+                                }
                                 *isum_t = _mm256_add_epi32(*isum_t, _mm256_mullo_epi32(dot, s0));
                             }
                         }
@@ -369,14 +403,28 @@ tile_k_256!(
     /// The CPU must support AVX2, FMA and F16C; otherwise as [`tile_vnni_k`].
     tile_avx2_k,
     "avx2,fma,f16c",
+    true,
     |w, h0, h1, x| {
-        // Q2_K's and Q3_K's runs are 4 lines (one 16-value group), well within the limit.
-        let group = match K {
-            K_Q6K => 2,
-            K_Q5K => 4,
-            _ => 8,
-        };
-        dp_lines_avx2(&w[h0..h1], h0, group, x, _mm256_set1_epi16(1))
+        let ones = _mm256_set1_epi16(1);
+        if k_lookup(K) {
+            // IQ4_XS's signed integers (|w| <= 127) against Q8_K's (down to -128): the sign
+            // trick on the activations' side, whose magnitude (128 at most) fits a `u8`; a
+            // pair of products fits an `i16`, two pairs would not.
+            let mut s = _mm256_setzero_si256();
+            for (h, &wh) in (h0..h1).zip(&w[h0..h1]) {
+                let xh = x(h);
+                s = dp_avx2(s, _mm256_abs_epi8(xh), _mm256_sign_epi8(wh, xh), ones);
+            }
+            s
+        } else {
+            // Q2_K's and Q3_K's runs are 4 lines (one 16-value group), well within the limit.
+            let group = match K {
+                K_Q6K => 2,
+                K_Q5K => 4,
+                _ => 8,
+            };
+            dp_lines_avx2(&w[h0..h1], h0, group, x, ones)
+        }
     }
 );
 
@@ -387,6 +435,7 @@ tile_k_256!(
     /// The CPU must support AVX2, FMA, F16C and AVX-VNNI; otherwise as [`tile_vnni_k`].
     tile_avxvnni_k,
     "avx2,fma,f16c,avxvnni",
+    false,
     |w, h0, h1, x| {
         let mut s = _mm256_setzero_si256();
         // `h` indexes both the lines and the activation operands (an iterator over `w` here

@@ -5,11 +5,16 @@
 //! outside the file or into another tensor, and a key or tensor name may repeat (the last one
 //! silently wins). This pass walks the same bytes without keeping them and refuses such a file
 //! with an error that names the key or tensor and its value; only then does candle read it.
+//!
+//! The pass also notes the tensors stored in a block type callm's kernels read but candle does
+//! not know (IQ4_NL, IQ4_XS: [`HeaderFacts::callm_only`]), whose type id would make candle refuse
+//! the whole file; [`read_content`] then hands candle the header with a stand-in id in their place.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufReader, Cursor, Read, Seek};
 
-use candle_core::quantized::GgmlDType;
+use callm_kernels::BlockKind;
+use candle_core::quantized::{gguf_file, GgmlDType};
 
 /// Longest metadata key accepted (llama.cpp's keys are a few dozen bytes).
 const MAX_KEY_BYTES: u64 = 1 << 16;
@@ -33,9 +38,33 @@ pub struct HeaderFacts {
     pub data_offset: u64,
     /// Number of tensors.
     pub tensors: u64,
-    /// The first tensor stored in a block type candle cannot read (its name and GGUF type
-    /// id); its bytes are not checked, the file cannot be loaded.
+    /// The first tensor stored in a block type neither candle nor callm's kernels read (its
+    /// name and GGUF type id); its bytes are not checked, the file cannot be loaded.
     pub unsupported: Option<(String, u32)>,
+    /// The tensors in a block type only callm's kernels read, checked like the others.
+    pub callm_only: Vec<CallmOnly>,
+}
+
+/// A tensor stored in a block type candle does not know but callm's kernels read (IQ4_NL,
+/// IQ4_XS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallmOnly {
+    /// The tensor's name.
+    pub name: String,
+    /// Its block type.
+    pub kind: BlockKind,
+    /// Where its type id sits in the file.
+    type_at: u64,
+}
+
+/// The candle type [`read_content`] lists a callm-only tensor under: one of the same block
+/// geometry where candle has one (IQ4_NL: Q4_0's 18 bytes per 32 values), else one of the same
+/// block length. Only its name and shape are read through it.
+fn stand_in(kind: BlockKind) -> u32 {
+    match kind {
+        BlockKind::IQ4XS => 12,
+        _ => 2,
+    }
 }
 
 /// The ggml name of GGUF tensor type `id`, for the block types callm cannot load (`None` for
@@ -319,6 +348,7 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
     let mut names = HashSet::new();
     let mut extents = Vec::new();
     let mut unsupported = None;
+    let mut callm_only = Vec::new();
     for i in 0..n_tensors {
         let name = s.string(MAX_TENSOR_NAME_BYTES, &format!("the name of tensor #{i}"))?;
         if !names.insert(name.clone()) {
@@ -334,9 +364,30 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
         for _ in 0..n_dims {
             dims.push(s.len_prefix(&format!("the shape of tensor {name}"))?);
         }
+        let type_at = s.pos;
         let id = s.u32(&format!("the type of tensor {name}"))?;
         let offset = s.u64(&format!("the offset of tensor {name}"))?;
-        let Some(dtype) = dtype_of(id) else {
+        let geometry = match (dtype_of(id), BlockKind::from_gguf_type(id)) {
+            (Some(dtype), _) => Some((
+                format!("{dtype:?}"),
+                dtype.block_size() as u64,
+                dtype.type_size() as u64,
+            )),
+            (None, Some(kind)) => {
+                callm_only.push(CallmOnly {
+                    name: name.clone(),
+                    kind,
+                    type_at,
+                });
+                Some((
+                    kind.name().to_string(),
+                    kind.block_values() as u64,
+                    kind.block_bytes() as u64,
+                ))
+            }
+            (None, None) => None,
+        };
+        let Some((type_name, block, block_bytes)) = geometry else {
             // Its size is unknown here: the rest of the header is still checked, so that a
             // corrupt file says so rather than naming a type.
             unsupported.get_or_insert((name, id));
@@ -347,15 +398,14 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n > 0 && n <= i64::MAX as u64)
             .ok_or_else(|| format!("tensor {name} has shape {dims:?}: empty or too large"))?;
-        let block = dtype.block_size() as u64;
         if dims[0] % block != 0 {
             return Err(format!(
-                "tensor {name} has rows of {} values, not whole {dtype:?} blocks of {block}",
+                "tensor {name} has rows of {} values, not whole {type_name} blocks of {block}",
                 dims[0]
             ));
         }
         let bytes = (elems / block)
-            .checked_mul(dtype.type_size() as u64)
+            .checked_mul(block_bytes)
             .ok_or_else(|| format!("tensor {name} has shape {dims:?}: too large"))?;
         if offset % alignment != 0 {
             return Err(format!(
@@ -399,7 +449,37 @@ pub fn check<R: Read + Seek>(mut r: R) -> Result<HeaderFacts, String> {
         data_offset,
         tensors: n_tensors,
         unsupported,
+        callm_only,
     })
+}
+
+/// Reads the header of `r`, checked by [`check`] into `facts`, with candle: its metadata and
+/// tensor infos, each tensor of [`HeaderFacts::callm_only`] listed under a stand-in candle type
+/// (its true kind is the one in `facts`; never read its data through candle).
+pub fn read_content<R: Read + Seek>(
+    r: &mut R,
+    facts: &HeaderFacts,
+) -> Result<gguf_file::Content, String> {
+    r.rewind().map_err(|e| e.to_string())?;
+    if facts.callm_only.is_empty() {
+        // Buffered: candle reads the header a few bytes at a time (a length, then a string,
+        // for each of a vocabulary's 150,000 tokens and merges), a system call each unbuffered.
+        return gguf_file::Content::read(&mut BufReader::new(r)).map_err(|e| e.to_string());
+    }
+    // The header (everything before the tensor data) in memory, with the stand-in ids.
+    let len = facts.data_offset.min(facts.file_len);
+    let mut head = Vec::new();
+    r.take(len)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    for t in &facts.callm_only {
+        let at = t.type_at as usize;
+        let field = head
+            .get_mut(at..at + 4)
+            .ok_or_else(|| format!("the type of tensor {} lies outside the header", t.name))?;
+        field.copy_from_slice(&stand_in(t.kind).to_le_bytes());
+    }
+    gguf_file::Content::read(&mut Cursor::new(head)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! GGUF files with IQ4_NL and IQ4_XS tensors (candle 0.11 refuses such a file whole; callm reads
 //! the kinds with its own kernels): a tiny Llama model written with its projections, output
 //! and token embedding in both kinds (rows of 256 and 512 values, so IQ4_XS's superblocks fit),
-//! loaded through the whole GGUF path, against twins of it:
+//! loaded through the whole GGUF path (also with the embedding tied as the output), against
+//! twins of it:
 //! - the same file with every IQ4_NL tensor rewritten as Q8_0 blocks holding the same values
 //!   (IQ4_NL's `d · table[q]` is Q8_0's `d · q` with `q = table[q]`): the logits must match
 //!   bit for bit, since both run the same integer sums on the same activations;
@@ -132,11 +133,15 @@ fn iq4nl_as_q8_0(data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write(twin: Twin, path: &Path) {
+/// Writes the model as `twin`; `tied`: without `output.weight` (the embedding is the output).
+fn write(twin: Twin, tied: bool, path: &Path) {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
     let mut at = 0u64;
     let mut entries = Vec::new();
     for (name, dims, kind, data) in tensors(&mut rng) {
+        if tied && name == "output.weight" {
+            continue;
+        }
         let (dtype, data) = match (twin, kind) {
             (_, None) => (0, data),
             (Twin::F32, Some(k)) => {
@@ -203,6 +208,14 @@ fn logits(path: &Path) -> Vec<f32> {
     out.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// Asserts `a` and `b` equal bit for bit, naming the first logit that differs.
+fn assert_same_bits(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+        panic!("{what}: logit {i} is {} against {}", a[i], b[i]);
+    }
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
@@ -211,9 +224,9 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn iq4_nl_and_iq4_xs_files_load_and_compute_their_values() {
     let (iq, q8, f32) = (path("iq"), path("q8"), path("f32"));
-    write(Twin::Iq, &iq);
-    write(Twin::Q8, &q8);
-    write(Twin::F32, &f32);
+    write(Twin::Iq, false, &iq);
+    write(Twin::Q8, false, &q8);
+    write(Twin::F32, false, &f32);
 
     // The true kinds are known; candle's header lists a stand-in.
     let file = GgufFile::open(&iq, &Device::Cpu).unwrap();
@@ -237,11 +250,16 @@ fn iq4_nl_and_iq4_xs_files_load_and_compute_their_values() {
     );
 
     // IQ4_NL as Q8_0 of the same values: the same integer sums, bit for bit.
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(
-        bits(&got),
-        bits(&logits(&q8)),
-        "IQ4_NL against its Q8_0 twin"
+    assert_same_bits(&got, &logits(&q8), "IQ4_NL against its Q8_0 twin");
+    // Tied: the IQ4_NL embedding is also the output projection.
+    let (iq_tied, q8_tied) = (path("iq-tied"), path("q8-tied"));
+    write(Twin::Iq, true, &iq_tied);
+    write(Twin::Q8, true, &q8_tied);
+    let tied = logits(&iq_tied);
+    assert_same_bits(&tied, &logits(&q8_tied), "tied, against Q8_0");
+    assert!(
+        max_abs_diff(&tied, &got) > 0.1,
+        "the tied head is another matrix"
     );
 
     // The f32 values: the same model up to the 8-bit rounding of activations in the matmuls.
@@ -256,7 +274,7 @@ fn iq4_nl_and_iq4_xs_files_load_and_compute_their_values() {
     std::env::set_var("CALLM_KERNELS", "off");
     let (off, off_f32) = (logits(&iq), logits(&f32));
     std::env::remove_var("CALLM_KERNELS");
-    assert_eq!(bits(&off), bits(&off_f32), "kernels off against f32");
+    assert_same_bits(&off, &off_f32, "kernels off against f32");
 
     // The tokenizer reads the file, and the whole runtime loads it and generates.
     let tok = Tokenizer::from_gguf_file(&iq).unwrap();
@@ -280,7 +298,7 @@ fn iq4_nl_and_iq4_xs_files_load_and_compute_their_values() {
         })
         .unwrap();
     assert_eq!(stats.output_ids.len(), 8);
-    for p in [iq, q8, f32] {
+    for p in [iq, q8, f32, iq_tied, q8_tied] {
         std::fs::remove_file(p).ok();
     }
 }

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod chatglm;
 pub mod config;
 pub mod decoder;
+pub mod embedding;
 pub mod gguf;
 mod gguf_arch;
 pub mod kv_cache;

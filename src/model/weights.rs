@@ -9,6 +9,7 @@ use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+pub use super::embedding::Embedding;
 pub use super::names::{LayerWeight, Naming, Weight};
 use super::ModelError;
 use crate::kernels::{self, DenseLinear, PackedLinear};
@@ -71,7 +72,7 @@ fn add_bias(y: Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
 /// A quantized projection on `device`: callm's packed CPU kernels when they handle the block
 /// type here, callm's dense kernel for f32/f16/bf16 tensors on the CPU (candle would
 /// dequantize them for its own dense matmul), else candle's `QMatMul`.
-fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+pub(super) fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Linear> {
     if q.device().is_cpu() && kernels::enabled() {
         if let Some(p) = PackedLinear::from_qtensor(&q) {
             return packed_with_bias(p, bias);
@@ -91,7 +92,10 @@ fn quant_linear(q: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Li
 /// A packed layer with its bias: an f32 bias goes into the kernels' op, added to the rows it
 /// writes, instead of candle's `broadcast_add` over a new tensor (on candle's own thread pool,
 /// which spins against rayon's, once the output is large).
-fn packed_with_bias(p: PackedLinear, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+pub(super) fn packed_with_bias(
+    p: PackedLinear,
+    bias: Option<Tensor>,
+) -> candle_core::Result<Linear> {
     Ok(match bias {
         Some(b) if b.dtype() == DType::F32 => match p.clone().with_bias(b.to_vec1()?) {
             Some(p) => Linear::Packed(p, None),
@@ -125,33 +129,6 @@ pub fn dense_linear(w: Tensor, b: Option<Tensor>) -> Linear {
         }
     }
     Linear::Dense(candle_nn::Linear::new(w, b))
-}
-
-/// A token-embedding table, dense or quantized.
-#[derive(Debug, Clone)]
-pub enum Embedding {
-    /// Dense `[vocab, hidden]`.
-    Dense(Tensor),
-    /// Quantized `[vocab, hidden]`, rows dequantized on lookup.
-    Quant(Arc<QTensor>),
-}
-
-impl Embedding {
-    /// Looks up rows for `ids` (`[n]` u32) and returns `[n, hidden]` in `dtype`.
-    pub fn forward(&self, ids: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
-        match self {
-            Embedding::Dense(t) => t.index_select(ids, 0)?.to_dtype(dtype),
-            Embedding::Quant(q) => q.embedding(ids)?.to_dtype(dtype),
-        }
-    }
-
-    /// The same table used as an output projection (tied embeddings).
-    pub fn as_linear(&self) -> candle_core::Result<Linear> {
-        Ok(match self {
-            Embedding::Dense(t) => dense_linear(t.clone(), None),
-            Embedding::Quant(q) => quant_linear(q.clone(), None)?,
-        })
-    }
 }
 
 /// Where a decoder's tensors come from; tensors are asked for by name, in the convention
@@ -465,6 +442,44 @@ impl GgufSource {
         tensor_bytes(info, self.callm_only_kind(name))
     }
 
+    /// A `[vocab, hidden]` embedding in a callm-only block type: the file's blocks, as they
+    /// are (rows dequantized on lookup; a dequantized table would take 4 bytes a value).
+    fn embedding_blocks(
+        &mut self,
+        name: &str,
+        kind: kernels::BlockKind,
+        vocab: usize,
+        hidden: usize,
+    ) -> Result<Embedding, ModelError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path.clone();
+        let err = |msg: String| ModelError::Weights {
+            file: path.clone(),
+            msg,
+        };
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| {
+            err(format!(
+                "missing tensor \"{name}\" (expected shape [{vocab}, {hidden}])"
+            ))
+        })?;
+        if info.shape.dims() != [vocab, hidden] {
+            return Err(err(format!(
+                "tensor \"{name}\" has shape {:?}, expected [{vocab}, {hidden}]",
+                info.shape.dims()
+            )));
+        }
+        let bytes = self.bytes_of(name, info);
+        let mut data = vec![0u8; bytes as usize];
+        let at = self.content.tensor_data_offset + info.offset;
+        self.file
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.file.read_exact(&mut data))
+            .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?;
+        self.report(bytes);
+        Embedding::blocks(kind, data, hidden, &self.device)
+            .ok_or_else(|| err(format!("tensor \"{name}\": rows are not whole blocks")))
+    }
+
     /// A callm-only tensor's values as f32 (`elems` of them), read and dequantized by callm's
     /// kernels crate: for what its packed kernels do not take (another device, the kernels
     /// off, a lookup table such as the token embedding, a vector).
@@ -696,6 +711,9 @@ impl WeightSource for GgufSource {
         vocab: usize,
         hidden: usize,
     ) -> Result<Embedding, ModelError> {
+        if let Some(kind) = self.callm_only_kind(name) {
+            return self.embedding_blocks(name, kind, vocab, hidden);
+        }
         let q = self.qtensor(name, &[vocab, hidden])?;
         Ok(match q.dtype() {
             GgmlDType::F32 | GgmlDType::F16 => Embedding::Dense(

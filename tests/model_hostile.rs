@@ -458,7 +458,7 @@ fn mutated_files_fail_cleanly_or_run() {
                     let d = (rng.next() % t.dims.len() as u64) as usize;
                     t.dims[d] = rng.pick(&[0, 1, 2, 33, 1 << 31, u64::MAX]);
                 }
-                2 => t.dtype = rng.pick(&[1, 2, 8, 12, 14, 30, 99]),
+                2 => t.dtype = rng.pick(&[1, 2, 8, 12, 14, 20, 21, 23, 30, 99]),
                 3 => t.dims = rng.pick(&[vec![], vec![1; 5], vec![64], vec![64, 64, 2]]),
                 4 => g.truncate = (rng.next() % 200_000) as usize,
                 _ => t.name = rng.pick(&["blk.9.attn_q.weight".into(), "token_embd.weight".into()]),

@@ -581,11 +581,19 @@ impl GgufSource {
         }
         let bytes = self.bytes_of(name, info);
         let q = if let Some(kind) = self.callm_only_kind(name) {
-            // candle has no such type: its values as f32, which every device and op takes.
+            // candle has no such type: its values as floats, which every device and op takes.
+            // f32 on the CPU (the kernels off: exact); f16 on a GPU, where a dequantized model
+            // would otherwise take 8 bytes per 4-bit weight (f16 rounds `d · table[q]` by at
+            // most 2^-11 of it, far below the 4-bit grid's steps).
             let offset = info.offset;
             let values = self.dequantized(name, kind, offset, shape.iter().product())?;
+            let dtype = if self.device.is_cpu() {
+                GgmlDType::F32
+            } else {
+                GgmlDType::F16
+            };
             Tensor::from_vec(values, shape, &self.device)
-                .and_then(|t| QTensor::quantize(&t, GgmlDType::F32))
+                .and_then(|t| QTensor::quantize(&t, dtype))
                 .map_err(|e| err(format!("cannot read tensor \"{name}\": {e}")))?
         } else {
             self.content

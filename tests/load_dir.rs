@@ -177,3 +177,42 @@ fn directory_without_tokenizer_is_a_clear_error() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_directory_load_reports_its_progress_up_to_every_tensor_byte() {
+    // The CLI's progress bar is told the bytes of tensors loaded after each one: they only
+    // grow, and end at the size of all the tensors the safetensors header lists.
+    let dir = checkpoint_dir("progress", true);
+    let file = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&file[8..8 + n]).unwrap();
+    let want: u64 = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, t)| {
+            let o = &t["data_offsets"];
+            o[1].as_u64().unwrap() - o[0].as_u64().unwrap()
+        })
+        .sum();
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let opts = LoadOptions {
+        model: dir.display().to_string(),
+        progress: Some(callm::model::weights::LoadProgress(std::sync::Arc::new(
+            move |read, total| seen.lock().unwrap().push((read, total)),
+        ))),
+        ..Default::default()
+    };
+    LoadedModel::load(&opts, &Registry::builtin()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let calls = calls.lock().unwrap();
+    assert!(calls.len() > 1, "{calls:?}");
+    assert!(
+        calls.iter().all(|&(_, total)| total == want),
+        "{calls:?} vs {want}"
+    );
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "{calls:?}");
+    assert_eq!(calls.last().map(|c| c.0), Some(want));
+}

@@ -165,6 +165,7 @@ fn checkpoint_with_longrope_matches_transformers() {
             with_context(cfg.clone(), ORIGINAL),
             DType::F32,
             &Device::Cpu,
+            None,
         )
         .unwrap();
         check_case(m.as_ref(), 0, 1e-4);
@@ -175,6 +176,7 @@ fn checkpoint_with_longrope_matches_transformers() {
             with_context(cfg, MAX_POSITIONS),
             DType::F32,
             &Device::Cpu,
+            None,
         )
         .unwrap();
         check_case(m.as_ref(), 1, 1e-4);

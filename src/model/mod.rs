@@ -21,6 +21,7 @@ pub mod mpt;
 pub mod names;
 pub mod options;
 pub mod rope;
+pub mod safetensors;
 pub mod validate;
 pub mod weights;
 
@@ -276,16 +277,17 @@ pub fn load_safetensors_dir(
     dtype: DType,
     device: &Device,
 ) -> Result<Box<dyn LanguageModel>, ModelError> {
-    load_dir_with(dir, read_dir_config(dir)?, dtype, device)
+    load_dir_with(dir, read_dir_config(dir)?, dtype, device, None)
 }
 
 /// Loads the weights of a checkpoint directory with `cfg` (from [`read_dir_config`], its
-/// context possibly changed).
+/// context possibly changed), telling `progress` the bytes of tensors loaded.
 pub fn load_dir_with(
     dir: &Path,
     cfg: ModelConfig,
     dtype: DType,
     device: &Device,
+    progress: Option<weights::LoadProgress>,
 ) -> Result<Box<dyn LanguageModel>, ModelError> {
     let mut src = match safetensors_files(dir) {
         Ok(files) => weights::SafetensorsSource::open(&files, dtype, device)?,
@@ -300,6 +302,7 @@ pub fn load_dir_with(
             );
             weights::SafetensorsSource::open_pth(&pth, dtype, device)?
         }
-    };
+    }
+    .with_progress(progress);
     load_model(cfg, &mut src, dtype, device)
 }

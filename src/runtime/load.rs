@@ -36,7 +36,8 @@ pub struct LoadOptions {
     pub kv_cache: Option<KvType>,
     /// How the scheduler batches sequences (`--max-concurrent`, `--kv-cache-mb`).
     pub batch: SchedulerConfig,
-    /// Told the bytes of weights read as a GGUF file loads (the CLI draws a progress bar).
+    /// Told the bytes of weights read as a GGUF file or a checkpoint directory loads (the CLI
+    /// draws a progress bar).
     pub progress: Option<crate::model::weights::LoadProgress>,
 }
 
@@ -287,7 +288,7 @@ fn load_dir(dir: &Path, device: &Device, opts: &LoadOptions) -> anyhow::Result<L
         .set_context(opts.context)
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     model_cfg.kv_cache = opts.kv_cache;
-    let decoder = model::load_dir_with(dir, model_cfg, dtype, device)?;
+    let decoder = model::load_dir_with(dir, model_cfg, dtype, device, opts.progress.clone())?;
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
     let mut archs: Vec<String> = cfg

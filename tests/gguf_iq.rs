@@ -11,6 +11,8 @@
 //!   within the 8-bit activations' rounding (measured: 1.7% of the largest logit; the bound is
 //!   5%), and bit for bit with the kernels off, where callm dequantizes the IQ tensors at load.
 //!
+//! Also a MoE layer's experts stacked in one IQ4_XS tensor, with the kernels on and off.
+//!
 //! One test: it sets `CALLM_KERNELS`, which no other test in this binary may read meanwhile.
 
 use std::path::{Path, PathBuf};
@@ -221,6 +223,92 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
+/// Experts stacked in one IQ4_XS tensor (`ffn_up_exps`, as llama.cpp stores a MoE layer's),
+/// next to each expert's blocks as a tensor alone: each expert's projection from the stack
+/// equals the one loaded alone, bit for bit, and the product with its dequantized weights up
+/// to the 8-bit activations' rounding.
+fn stacked_experts_split_into_their_own_matrices() {
+    use callm::model::weights::{GgufSource, WeightSource};
+    let (experts, out, inp) = (3, 32, 256);
+    let mut rng = Rng(7);
+    let kind = BlockKind::IQ4XS;
+    let blocks: Vec<Vec<u8>> = (0..experts)
+        .map(|_| random_blocks(kind, out, inp, &mut rng))
+        .collect();
+    let mut tensors = vec![(
+        "blk.0.ffn_up_exps.weight".to_string(),
+        vec![inp as u64, out as u64, experts as u64],
+        blocks.concat(),
+    )];
+    for (e, b) in blocks.iter().enumerate() {
+        tensors.push((
+            format!("expert{e}.weight"),
+            vec![inp as u64, out as u64],
+            b.clone(),
+        ));
+    }
+    let mut at = 0u64;
+    let entries = tensors
+        .into_iter()
+        .map(|(name, dims, data)| {
+            let e = TensorEntry {
+                name,
+                dims,
+                dtype: 23,
+                offset: at,
+                data_at: at,
+                data,
+            };
+            at = (at + e.data.len() as u64).next_multiple_of(32);
+            e
+        })
+        .collect();
+    let path = path("experts");
+    Gguf {
+        meta: vec![("general.architecture".to_string(), strv("qwen3moe"))],
+        tensors: entries,
+        truncate: 0,
+    }
+    .write(&path);
+    let mut file = std::fs::File::open(&path).unwrap();
+    let facts = callm::gguf_header::check(&mut file).unwrap();
+    let content = callm::gguf_header::read_content(&mut file, &facts).unwrap();
+    let only = facts
+        .callm_only
+        .into_iter()
+        .map(|t| (t.name, t.kind))
+        .collect();
+    let mut src = GgufSource::new(content, file, &path, &Device::Cpu).with_callm_only(only);
+    let stacked = src
+        .stacked_linears("blk.0.ffn_up_exps.weight", experts, out, inp)
+        .unwrap();
+    assert_eq!(stacked.len(), experts);
+    let x_vals: Vec<f32> = (0..5 * inp).map(|_| rng.unit() * 2.0 - 1.0).collect();
+    let x = Tensor::from_vec(x_vals, (5, inp), &Device::Cpu).unwrap();
+    let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (e, lin) in stacked.iter().enumerate() {
+        let alone = src
+            .linear(&format!("expert{e}.weight"), out, inp, false)
+            .unwrap();
+        let got = flat(lin.forward(&x).unwrap());
+        assert_same_bits(&got, &flat(alone.forward(&x).unwrap()), "stacked vs alone");
+        let mut w = vec![0f32; out * inp];
+        assert!(callm_kernels::dequantize(kind, &blocks[e], &mut w));
+        let w = Tensor::from_vec(w, (out, inp), &Device::Cpu).unwrap();
+        let exact = flat(x.matmul(&w.t().unwrap()).unwrap());
+        let top = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(&got, &exact);
+        assert!(
+            d <= 0.02 * top,
+            "expert {e}: {d} from the f32 product (up to {top})"
+        );
+    }
+    assert!(src
+        .stacked_linears("blk.0.ffn_up_exps.weight", experts, out + 1, inp)
+        .is_err());
+    std::fs::remove_file(&path).ok();
+}
+
 #[test]
 fn iq4_nl_and_iq4_xs_files_load_and_compute_their_values() {
     let (iq, q8, f32) = (path("iq"), path("q8"), path("f32"));
@@ -270,9 +358,12 @@ fn iq4_nl_and_iq4_xs_files_load_and_compute_their_values() {
         "against f32: max abs diff {d} (logits up to {spread})"
     );
 
+    stacked_experts_split_into_their_own_matrices();
+
     // Kernels off: the IQ tensors are dequantized at load into f32 weights, the f32 twin's.
     std::env::set_var("CALLM_KERNELS", "off");
     let (off, off_f32) = (logits(&iq), logits(&f32));
+    stacked_experts_split_into_their_own_matrices();
     std::env::remove_var("CALLM_KERNELS");
     assert_same_bits(&off, &off_f32, "kernels off against f32");
 

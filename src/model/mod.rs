@@ -15,6 +15,7 @@ pub mod decoder;
 pub mod embedding;
 pub mod gguf;
 mod gguf_arch;
+pub mod gguf_source;
 pub mod kv_cache;
 mod mlp;
 pub mod mpt;

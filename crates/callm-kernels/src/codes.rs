@@ -31,7 +31,9 @@ pub(crate) const K_Q3K: u8 = 4;
 pub(crate) const K_IQ4XS: u8 = 5;
 
 /// [`crate::blocks::IQ4_TABLE`] made unsigned (`+ 128`): the table the unsigned kernels
-/// (`vpdpbusd`) look the IQ kinds' nibbles up in, taking `128 · Σx` out of the sum afterwards.
+/// (`vpdpbusd`) look the IQ kinds' nibbles up in, taking `128 · Σx` out of the sum afterwards
+/// (x86 only: NEON looks up the signed table).
+#[cfg(target_arch = "x86_64")]
 pub(crate) const IQ4_TABLE_U: [u8; 16] = {
     let mut t = [0u8; 16];
     let mut i = 0;
@@ -108,7 +110,7 @@ pub(crate) const fn has_high_bit(k: u8) -> bool {
 }
 
 /// The offset that makes the 32-value kind's integers unsigned ([`BlockKind::offset`]; IQ4_NL:
-/// the offset of [`IQ4_TABLE_U`], for the kernels that look it up unsigned).
+/// the offset of `IQ4_TABLE_U`, for the kernels that look it up unsigned).
 pub(crate) const fn offset_of(k: u8) -> i32 {
     match k {
         K_Q4_0 => 8,

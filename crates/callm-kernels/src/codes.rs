@@ -65,7 +65,7 @@ pub(crate) const fn k_has_min(k: u8) -> bool {
 }
 
 /// The offset that makes the K-quant's integers unsigned ([`BlockKind::offset`]; IQ4_XS: the
-/// offset of [`IQ4_TABLE_U`], for the kernels that look it up unsigned).
+/// offset of `IQ4_TABLE_U`, for the kernels that look it up unsigned).
 pub(crate) const fn k_offset(k: u8) -> i32 {
     match k {
         K_Q6K => 32,

@@ -306,6 +306,12 @@ fn named_hostile_values_are_refused_with_the_key_and_value() {
                     "Q4_K_M",
                 ],
             );
+            // IQ4_XS loads, but only in rows of whole 256-value superblocks (these are 64 wide).
+            refused(
+                "iq4-xs-rows",
+                |g| g.tensor("blk.0.attn_k.weight").dtype = 23,
+                &["blk.0.attn_k.weight", "not whole IQ4_XS blocks of 256"],
+            );
             refused(
                 "unknown-type",
                 |g| g.tensor("blk.0.attn_k.weight").dtype = 99,
